@@ -1,0 +1,232 @@
+// Field-by-field encoding of every protocol message.
+#include "wire/messages.h"
+
+#include <cmath>
+
+namespace queue::wire {
+
+namespace {
+bool IsFinite(double v) { return std::isfinite(v); }
+}  // namespace
+
+void Hello::Encode(Writer& w) const {
+  w.str("QUEUE");
+  w.u16(version);
+  w.u8(static_cast<uint8_t>(role));
+  w.str(name);
+}
+
+Hello Hello::Decode(Reader& r) {
+  Hello h;
+  if (r.str(8) != "QUEUE" && r.ok()) r.fail("not a Queue peer");
+  h.version = r.u16();
+  uint8_t role = r.u8();
+  h.name = r.str(kMaxNameBytes);
+  if (role < 1 || role > 4) r.fail("unknown role");
+  h.role = static_cast<Role>(role);
+  return h;
+}
+
+void ErrorReply::Encode(Writer& w) const { w.str(message); }
+ErrorReply ErrorReply::Decode(Reader& r) { return {r.str(4096)}; }
+
+void SubmitRequest::Encode(Writer& w) const { spec.Encode(w); }
+SubmitRequest SubmitRequest::Decode(Reader& r) { return {JobSpec::Decode(r)}; }
+
+void SubmitReply::Encode(Writer& w) const {
+  w.u64(job_id);
+  w.str(host);
+}
+SubmitReply SubmitReply::Decode(Reader& r) {
+  SubmitReply s;
+  s.job_id = r.u64();
+  s.host = r.str(kMaxNameBytes);
+  return s;
+}
+
+void StatusReply::Encode(Writer& w) const { w.str(json); }
+StatusReply StatusReply::Decode(Reader& r) { return {r.str(16 * 1024 * 1024)}; }
+
+void LoadReport::Encode(Writer& w) const {
+  w.str(host);
+  w.f64(load1);
+  w.u32(cpus);
+  w.u32(static_cast<uint32_t>(queues.size()));
+  for (const auto& q : queues) {
+    w.str(q.name);
+    w.u32(q.running);
+    w.u32(q.maxexec);
+    w.u32(q.vmaxexec);
+    w.f64(q.pfactor);
+    w.boolean(q.accepting);
+  }
+}
+
+LoadReport LoadReport::Decode(Reader& r) {
+  LoadReport l;
+  l.host = r.str(kMaxNameBytes);
+  l.load1 = r.f64();
+  l.cpus = r.u32();
+  uint32_t n = r.count(1024);
+  for (uint32_t i = 0; i < n && r.ok(); ++i) {
+    QueueLoad q;
+    q.name = r.str(kMaxNameBytes);
+    q.running = r.u32();
+    q.maxexec = r.u32();
+    q.vmaxexec = r.u32();
+    q.pfactor = r.f64();
+    q.accepting = r.boolean();
+    if (!IsFinite(q.pfactor) || q.pfactor <= 0) r.fail("pfactor out of range");
+    l.queues.push_back(std::move(q));
+  }
+  if (!IsFinite(l.load1) || l.load1 < 0) r.fail("load out of range");
+  return l;
+}
+
+void PlaceJob::Encode(Writer& w) const {
+  w.u64(request_id);
+  w.str(origin_host);
+  w.u64(origin_job_id);
+  spec.Encode(w);
+}
+
+PlaceJob PlaceJob::Decode(Reader& r) {
+  PlaceJob p;
+  p.request_id = r.u64();
+  p.origin_host = r.str(kMaxNameBytes);
+  p.origin_job_id = r.u64();
+  p.spec = JobSpec::Decode(r);
+  return p;
+}
+
+void PlaceReply::Encode(Writer& w) const {
+  w.u64(request_id);
+  w.boolean(accepted);
+  w.str(reason);
+}
+
+PlaceReply PlaceReply::Decode(Reader& r) {
+  PlaceReply p;
+  p.request_id = r.u64();
+  p.accepted = r.boolean();
+  p.reason = r.str(4096);
+  return p;
+}
+
+void ShepherdStart::Encode(Writer& w) const {
+  w.u64(job_id);
+  w.str(exec_host);
+  w.i32(profile_nice);
+  spec.Encode(w);
+}
+
+ShepherdStart ShepherdStart::Decode(Reader& r) {
+  ShepherdStart s;
+  s.job_id = r.u64();
+  s.exec_host = r.str(kMaxNameBytes);
+  s.profile_nice = r.i32();
+  s.spec = JobSpec::Decode(r);
+  return s;
+}
+
+void ShepherdEvent::Encode(Writer& w) const {
+  w.u8(static_cast<uint8_t>(kind));
+  w.i32(pid);
+  w.i32(wait_status);
+  w.f64(cpu_seconds);
+  w.str(message);
+}
+
+ShepherdEvent ShepherdEvent::Decode(Reader& r) {
+  ShepherdEvent e;
+  uint8_t kind = r.u8();
+  e.pid = r.i32();
+  e.wait_status = r.i32();
+  e.cpu_seconds = r.f64();
+  e.message = r.str(4096);
+  if (kind < 1 || kind > 3) r.fail("unknown shepherd event");
+  e.kind = static_cast<ShepherdEventKind>(kind);
+  return e;
+}
+
+void Attach::Encode(Writer& w) const {
+  w.u64(job_id);
+  w.str(exec_host);
+}
+
+Attach Attach::Decode(Reader& r) {
+  Attach a;
+  a.job_id = r.u64();
+  a.exec_host = r.str(kMaxNameBytes);
+  return a;
+}
+
+void StreamData::Encode(Writer& w) const {
+  w.u8(static_cast<uint8_t>(stream));
+  w.str(bytes);
+}
+
+StreamData StreamData::Decode(Reader& r) {
+  StreamData d;
+  uint8_t stream = r.u8();
+  d.bytes = r.str(kMaxStreamChunk);
+  if (stream > 2) r.fail("unknown stream");
+  d.stream = static_cast<StreamId>(stream);
+  return d;
+}
+
+void StreamEof::Encode(Writer& w) const { w.u8(static_cast<uint8_t>(stream)); }
+
+StreamEof StreamEof::Decode(Reader& r) {
+  StreamEof e;
+  uint8_t stream = r.u8();
+  if (stream > 2) r.fail("unknown stream");
+  e.stream = static_cast<StreamId>(stream);
+  return e;
+}
+
+void Signal::Encode(Writer& w) const { w.i32(signo); }
+
+Signal Signal::Decode(Reader& r) {
+  Signal s{r.i32()};
+  if (s.signo < 1 || s.signo > 64) r.fail("signal out of range");
+  return s;
+}
+
+void WindowSize::Encode(Writer& w) const {
+  w.u16(rows);
+  w.u16(cols);
+  w.u16(xpixel);
+  w.u16(ypixel);
+}
+
+WindowSize WindowSize::Decode(Reader& r) {
+  WindowSize s;
+  s.rows = r.u16();
+  s.cols = r.u16();
+  s.xpixel = r.u16();
+  s.ypixel = r.u16();
+  return s;
+}
+
+void JobStatus::Encode(Writer& w) const {
+  w.u8(static_cast<uint8_t>(kind));
+  w.i32(value);
+  w.str(message);
+}
+
+JobStatus JobStatus::Decode(Reader& r) {
+  JobStatus s;
+  uint8_t kind = r.u8();
+  s.value = r.i32();
+  s.message = r.str(4096);
+  if (kind < 1 || kind > 4) r.fail("unknown job status");
+  s.kind = static_cast<JobStatusKind>(kind);
+  if (s.value < 0 || s.value > 255) r.fail("status value out of range");
+  return s;
+}
+
+void Notice::Encode(Writer& w) const { w.str(text); }
+Notice Notice::Decode(Reader& r) { return {r.str(4096)}; }
+
+}  // namespace queue::wire

@@ -1,0 +1,246 @@
+// The messages of Queue's protocol, one struct each, with their type numbers.
+//
+// Every connection (client <-> daemon, daemon <-> daemon, daemon <-> shepherd,
+// shepherd <-> stub) carries frames (see frame.h) whose payload is one of these.
+// The first frame each way is Hello, which names the protocol version; a peer
+// that speaks another version is refused with a logged reason.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/result.h"
+#include "wire/codec.h"
+#include "wire/job_spec.h"
+
+namespace queue::wire {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+
+enum class MessageType : uint16_t {
+  kHello = 1,
+  kErrorReply = 2,
+  // client -> local daemon, over the Unix socket
+  kSubmitRequest = 10,
+  kSubmitReply = 11,
+  kStatusRequest = 12,
+  kStatusReply = 13,
+  // daemon <-> daemon, over TLS keyed by the cluster key
+  kLoadReport = 20,
+  kPlaceJob = 21,
+  kPlaceReply = 22,
+  // daemon <-> shepherd, over a Unix socket pair
+  kShepherdStart = 30,
+  kShepherdEvent = 31,
+  // shepherd <-> stub, over TLS keyed by the job's session key
+  kStreamData = 40,
+  kStreamEof = 41,
+  kSignal = 42,
+  kWindowSize = 43,
+  kJobStatus = 44,
+  kNotice = 45,
+  kAttach = 46,
+};
+
+enum class Role : uint8_t { kClient = 1, kDaemon = 2, kShepherd = 3, kStub = 4 };
+
+struct Hello {
+  static constexpr MessageType kType = MessageType::kHello;
+  uint16_t version = kProtocolVersion;
+  Role role = Role::kClient;
+  std::string name;  // a daemon's host entry, e.g. "127.0.0.1:15002"
+  void Encode(Writer& w) const;
+  static Hello Decode(Reader& r);
+};
+
+struct ErrorReply {
+  static constexpr MessageType kType = MessageType::kErrorReply;
+  std::string message;
+  void Encode(Writer& w) const;
+  static ErrorReply Decode(Reader& r);
+};
+
+struct SubmitRequest {
+  static constexpr MessageType kType = MessageType::kSubmitRequest;
+  JobSpec spec;
+  void Encode(Writer& w) const;
+  static SubmitRequest Decode(Reader& r);
+};
+
+struct SubmitReply {
+  static constexpr MessageType kType = MessageType::kSubmitReply;
+  uint64_t job_id = 0;
+  std::string host;  // execution host entry, empty for a batch job still waiting
+  void Encode(Writer& w) const;
+  static SubmitReply Decode(Reader& r);
+};
+
+struct StatusRequest {
+  static constexpr MessageType kType = MessageType::kStatusRequest;
+  void Encode(Writer&) const {}
+  static StatusRequest Decode(Reader&) { return {}; }
+};
+
+struct StatusReply {
+  static constexpr MessageType kType = MessageType::kStatusReply;
+  std::string json;
+  void Encode(Writer& w) const;
+  static StatusReply Decode(Reader& r);
+};
+
+struct QueueLoad {
+  std::string name;
+  uint32_t running = 0;
+  uint32_t maxexec = 0;
+  uint32_t vmaxexec = 0;
+  double pfactor = 1.0;
+  bool accepting = true;
+  bool operator==(const QueueLoad&) const = default;
+};
+
+// What a daemon tells every peer about itself, periodically.
+struct LoadReport {
+  static constexpr MessageType kType = MessageType::kLoadReport;
+  std::string host;
+  double load1 = 0;
+  uint32_t cpus = 1;
+  std::vector<QueueLoad> queues;
+  void Encode(Writer& w) const;
+  static LoadReport Decode(Reader& r);
+};
+
+// Asks a peer to run a job.
+struct PlaceJob {
+  static constexpr MessageType kType = MessageType::kPlaceJob;
+  uint64_t request_id = 0;  // matches the reply to the request on this connection
+  std::string origin_host;
+  uint64_t origin_job_id = 0;
+  JobSpec spec;
+  void Encode(Writer& w) const;
+  static PlaceJob Decode(Reader& r);
+};
+
+struct PlaceReply {
+  static constexpr MessageType kType = MessageType::kPlaceReply;
+  uint64_t request_id = 0;
+  bool accepted = false;
+  std::string reason;  // why not, when refused
+  void Encode(Writer& w) const;
+  static PlaceReply Decode(Reader& r);
+};
+
+// Daemon -> shepherd: run this job.
+struct ShepherdStart {
+  static constexpr MessageType kType = MessageType::kShepherdStart;
+  uint64_t job_id = 0;
+  std::string exec_host;   // this host's entry, exported as QUEUE_HOST
+  int32_t profile_nice = 0;
+  JobSpec spec;
+  void Encode(Writer& w) const;
+  static ShepherdStart Decode(Reader& r);
+};
+
+enum class ShepherdEventKind : uint8_t { kStarted = 1, kFinished = 2, kFailed = 3 };
+
+// Shepherd -> daemon: the job started, finished or could not start.
+struct ShepherdEvent {
+  static constexpr MessageType kType = MessageType::kShepherdEvent;
+  ShepherdEventKind kind = ShepherdEventKind::kStarted;
+  int32_t pid = 0;
+  int32_t wait_status = 0;  // as from waitpid, for kFinished
+  double cpu_seconds = 0;
+  std::string message;  // for kFailed
+  void Encode(Writer& w) const;
+  static ShepherdEvent Decode(Reader& r);
+};
+
+// Shepherd -> stub: first frame after Hello; which job this connection carries.
+struct Attach {
+  static constexpr MessageType kType = MessageType::kAttach;
+  uint64_t job_id = 0;
+  std::string exec_host;
+  void Encode(Writer& w) const;
+  static Attach Decode(Reader& r);
+};
+
+inline constexpr size_t kMaxStreamChunk = 64 * 1024;
+
+enum class StreamId : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
+
+struct StreamData {
+  static constexpr MessageType kType = MessageType::kStreamData;
+  StreamId stream = StreamId::kStdout;
+  std::string bytes;
+  void Encode(Writer& w) const;
+  static StreamData Decode(Reader& r);
+};
+
+struct StreamEof {
+  static constexpr MessageType kType = MessageType::kStreamEof;
+  StreamId stream = StreamId::kStdin;
+  void Encode(Writer& w) const;
+  static StreamEof Decode(Reader& r);
+};
+
+// Stub -> shepherd: deliver this signal to the job's process group.
+struct Signal {
+  static constexpr MessageType kType = MessageType::kSignal;
+  int32_t signo = 0;
+  void Encode(Writer& w) const;
+  static Signal Decode(Reader& r);
+};
+
+struct WindowSize {
+  static constexpr MessageType kType = MessageType::kWindowSize;
+  uint16_t rows = 0, cols = 0, xpixel = 0, ypixel = 0;
+  void Encode(Writer& w) const;
+  static WindowSize Decode(Reader& r);
+};
+
+enum class JobStatusKind : uint8_t {
+  kExited = 1,     // value = exit code 0..255
+  kSignaled = 2,   // value = signal number
+  kStopped = 3,    // value = stop signal
+  kStartFailed = 4 // value = exit code the stub should use (2), message says why
+};
+
+// Shepherd -> stub: the job's fate.
+struct JobStatus {
+  static constexpr MessageType kType = MessageType::kJobStatus;
+  JobStatusKind kind = JobStatusKind::kExited;
+  int32_t value = 0;
+  std::string message;
+  void Encode(Writer& w) const;
+  static JobStatus Decode(Reader& r);
+};
+
+// Shepherd -> stub: a line to show the user (e.g. load suspension notices).
+struct Notice {
+  static constexpr MessageType kType = MessageType::kNotice;
+  std::string text;
+  void Encode(Writer& w) const;
+  static Notice Decode(Reader& r);
+};
+
+// Encodes a message as a frame payload.
+template <class M>
+std::string EncodePayload(const M& message) {
+  Writer w;
+  message.Encode(w);
+  return w.take();
+}
+
+// Decodes a whole payload; trailing bytes or any bound violated is an error.
+template <class M>
+Result<M> DecodePayload(std::string_view payload) {
+  Reader r(payload);
+  M message = M::Decode(r);
+  if (r.ok() && !r.at_end()) r.fail("trailing bytes after message");
+  if (!r.ok()) return Fail("malformed message " + std::to_string(static_cast<int>(M::kType)) +
+                           ": " + r.error());
+  return message;
+}
+
+}  // namespace queue::wire

@@ -1,0 +1,166 @@
+// Tests of the bounded codec, frames and message round trips.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "wire/frame.h"
+#include "wire/messages.h"
+
+namespace queue::wire {
+namespace {
+
+JobSpec SampleSpec() {
+  JobSpec s;
+  s.argv = {"sh", "-c", "echo hi"};
+  s.env = {"PATH=/usr/bin:/bin", "HOME=/root"};
+  s.cwd = "/tmp";
+  s.umask = 027;
+  s.nice = 5;
+  s.uid = 1000;
+  s.gid = 1000;
+  s.groups = {4, 24, 1000};
+  s.rlimits = {{4, 0, ResourceLimit::kUnlimited}};
+  s.pty = PtyMode::kFull;
+  s.terminal.present = true;
+  s.terminal.control_chars = {3, 28, 127};
+  s.terminal.rows = 40;
+  s.terminal.cols = 120;
+  s.queue = "wait";
+  s.job_name = "build";
+  s.stub_address = "127.0.0.1";
+  s.stub_port = 4242;
+  s.session_key = std::string(kSessionKeyBytes, 'k');
+  return s;
+}
+
+TEST(Codec, IntegersRoundTrip) {
+  Writer w;
+  w.u8(0xab);
+  w.u16(0xbeef);
+  w.u32(0xdeadbeef);
+  w.u64(0x0123456789abcdefULL);
+  w.i32(-7);
+  w.f64(1.25);
+  Reader r(w.data());
+  EXPECT_EQ(r.u8(), 0xab);
+  EXPECT_EQ(r.u16(), 0xbeef);
+  EXPECT_EQ(r.u32(), 0xdeadbeefU);
+  EXPECT_EQ(r.u64(), 0x0123456789abcdefULL);
+  EXPECT_EQ(r.i32(), -7);
+  EXPECT_EQ(r.f64(), 1.25);
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r.at_end());
+}
+
+TEST(Codec, ReadPastEndFailsAndStaysFailed) {
+  Reader r(std::string_view("\x01\x02", 2));
+  EXPECT_EQ(r.u32(), 0U);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.u8(), 0);
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(Codec, StringOverBoundFails) {
+  Writer w;
+  w.str(std::string(100, 'x'));
+  Reader r(w.data());
+  r.str(99);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("bound"), std::string::npos);
+}
+
+TEST(Codec, HugeDeclaredLengthDoesNotAllocate) {
+  Writer w;
+  w.u32(0xffffffff);
+  Reader r(w.data());
+  r.str(SIZE_MAX);
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(Messages, JobSpecRoundTrips) {
+  SubmitRequest req{SampleSpec()};
+  auto decoded = DecodePayload<SubmitRequest>(EncodePayload(req));
+  ASSERT_TRUE(decoded.ok()) << decoded.message();
+  EXPECT_EQ(decoded->spec, req.spec);
+}
+
+TEST(Messages, JobSpecRejectsRelativeCwd) {
+  JobSpec s = SampleSpec();
+  s.cwd = "tmp";
+  auto decoded = DecodePayload<SubmitRequest>(EncodePayload(SubmitRequest{s}));
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_NE(decoded.message().find("cwd"), std::string::npos);
+}
+
+TEST(Messages, JobSpecRejectsBadQueueName) {
+  JobSpec s = SampleSpec();
+  s.queue = "../etc";
+  EXPECT_FALSE(DecodePayload<SubmitRequest>(EncodePayload(SubmitRequest{s})).ok());
+}
+
+TEST(Messages, JobSpecRejectsEmptyCommand) {
+  JobSpec s = SampleSpec();
+  s.argv.clear();
+  EXPECT_FALSE(DecodePayload<SubmitRequest>(EncodePayload(SubmitRequest{s})).ok());
+}
+
+TEST(Messages, TrailingBytesRejected) {
+  std::string payload = EncodePayload(Signal{2}) + "x";
+  EXPECT_FALSE(DecodePayload<Signal>(payload).ok());
+}
+
+TEST(Messages, SignalRange) {
+  EXPECT_FALSE(DecodePayload<Signal>(EncodePayload(Signal{0})).ok());
+  EXPECT_FALSE(DecodePayload<Signal>(EncodePayload(Signal{65})).ok());
+  EXPECT_TRUE(DecodePayload<Signal>(EncodePayload(Signal{15})).ok());
+}
+
+TEST(Messages, LoadReportRejectsNaN) {
+  LoadReport l;
+  l.host = "h";
+  l.load1 = std::nan("");
+  EXPECT_FALSE(DecodePayload<LoadReport>(EncodePayload(l)).ok());
+}
+
+TEST(Messages, HelloNeedsMagic) {
+  Writer w;
+  w.str("HTTP/");
+  w.u16(1);
+  w.u8(1);
+  w.str("");
+  EXPECT_FALSE(DecodePayload<Hello>(w.data()).ok());
+}
+
+TEST(Frames, SplitterYieldsFramesAcrossChunks) {
+  std::string stream = MakeFrame(Signal{2}) + MakeFrame(Notice{"hello"});
+  FrameSplitter splitter;
+  std::vector<MessageType> seen;
+  for (char c : stream) {
+    splitter.Feed(std::string_view(&c, 1));
+    auto next = splitter.Next();
+    ASSERT_TRUE(next.ok());
+    if (next->has_value()) seen.push_back((*next)->type);
+  }
+  ASSERT_EQ(seen.size(), 2U);
+  EXPECT_EQ(seen[0], MessageType::kSignal);
+  EXPECT_EQ(seen[1], MessageType::kNotice);
+}
+
+TEST(Frames, OversizedFrameRejected) {
+  Writer w;
+  w.u32(kMaxFrameBytes + 3);
+  w.u16(1);
+  auto header = ParseFrameHeader(w.data());
+  ASSERT_FALSE(header.ok());
+  EXPECT_NE(header.message().find("exceeds"), std::string::npos);
+}
+
+TEST(Frames, UndersizedFrameRejected) {
+  Writer w;
+  w.u32(1);
+  w.u16(1);
+  EXPECT_FALSE(ParseFrameHeader(w.data()).ok());
+}
+
+}  // namespace
+}  // namespace queue::wire

@@ -117,6 +117,7 @@ void ShepherdStart::Encode(Writer& w) const {
   w.u64(job_id);
   w.str(exec_host);
   w.i32(profile_nice);
+  w.boolean(allow_root);
   spec.Encode(w);
 }
 
@@ -125,6 +126,7 @@ ShepherdStart ShepherdStart::Decode(Reader& r) {
   s.job_id = r.u64();
   s.exec_host = r.str(kMaxNameBytes);
   s.profile_nice = r.i32();
+  s.allow_root = r.boolean();
   s.spec = JobSpec::Decode(r);
   return s;
 }

@@ -137,6 +137,7 @@ struct ShepherdStart {
   uint64_t job_id = 0;
   std::string exec_host;   // this host's entry, exported as QUEUE_HOST
   int32_t profile_nice = 0;
+  bool allow_root = false;  // the queue's profile says allowroot
   JobSpec spec;
   void Encode(Writer& w) const;
   static ShepherdStart Decode(Reader& r);

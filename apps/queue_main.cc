@@ -1,0 +1,95 @@
+// queue and qsh: the client and stub. Which one is decided by argv[0].
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "stub/command_line.h"
+#include "stub/daemon_client.h"
+#include "stub/local_context.h"
+#include "stub/stub_session.h"
+
+namespace {
+
+using queue::stub::Invocation;
+
+int ShowStatus(const Invocation& inv, const std::string& program) {
+  queue::stub::DaemonClient client;
+  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok()) {
+    std::cerr << program << ": " << connected.message() << "\n";
+    return 2;
+  }
+  auto reply = queue::stub::Call<queue::wire::StatusReply>(client, queue::wire::StatusRequest{});
+  if (!reply.ok()) {
+    std::cerr << program << ": " << reply.message() << "\n";
+    return 2;
+  }
+  if (inv.json) {
+    std::cout << reply->json << "\n";
+    return 0;
+  }
+  auto status = nlohmann::json::parse(reply->json, nullptr, false);
+  if (status.is_discarded()) {
+    std::cerr << program << ": queued sent malformed status\n";
+    return 2;
+  }
+  std::printf("%-24s %-6s %6s %5s  %s\n", "HOST", "STATE", "LOAD", "CPUS", "QUEUES (running/maxexec)");
+  for (const auto& h : status["hosts"]) {
+    std::string queues;
+    if (h.contains("queues"))
+      for (const auto& q : h["queues"])
+        queues += q["name"].get<std::string>() + " " + std::to_string(q["running"].get<unsigned>()) + "/" +
+                  std::to_string(q["maxexec"].get<unsigned>()) + (q["accepting"].get<bool>() ? "" : " (closed)") + "  ";
+    bool alive = h["alive"].get<bool>();
+    std::printf("%-24s %-6s %6.2f %5u  %s\n", h["host"].get<std::string>().c_str(), alive ? "up" : "down",
+                alive ? h["load1"].get<double>() : 0.0, alive ? h["cpus"].get<unsigned>() : 0U, queues.c_str());
+  }
+  for (const auto& q : status["queues"])
+    if (q.contains("error")) std::printf("queue %s: %s\n", q["name"].get<std::string>().c_str(), q["error"].get<std::string>().c_str());
+  if (!status["jobs"].empty()) {
+    std::printf("\n%-8s %-8s %-10s %-24s %s\n", "JOB", "STATE", "QUEUE", "HOST", "NAME");
+    for (const auto& j : status["jobs"])
+      std::printf("%-8llu %-8s %-10s %-24s %s\n", static_cast<unsigned long long>(j["id"].get<uint64_t>()),
+                  j["state"].get<std::string>().c_str(), j["queue"].get<std::string>().c_str(),
+                  j["host"].get<std::string>().c_str(), j["name"].get<std::string>().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string program = std::filesystem::path(argv[0]).filename().string();
+  bool is_qsh = program.find("qsh") != std::string::npos;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = is_qsh ? queue::stub::ParseQshCommandLine(args) : queue::stub::ParseQueueCommandLine(args);
+  if (!parsed.ok()) {
+    std::cerr << program << ": " << parsed.message() << "\n";
+    return 2;
+  }
+  Invocation inv = std::move(parsed.value());
+  switch (inv.verb) {
+    case queue::stub::Verb::kHelp: std::cout << inv.help_text; return 0;
+    case queue::stub::Verb::kVersion: std::cout << program << " " << QUEUE_VERSION << "\n"; return 0;
+    case queue::stub::Verb::kStatus: return ShowStatus(inv, program);
+    case queue::stub::Verb::kRun: break;
+  }
+  auto spec = queue::stub::CaptureLocalContext(inv.command);
+  if (!spec.ok()) {
+    std::cerr << program << ": " << spec.message() << "\n";
+    return 2;
+  }
+  spec->pty = queue::stub::ChoosePtyMode(inv.pty, isatty(0) != 0, isatty(1) != 0);
+  if (inv.batch) spec->pty = queue::wire::PtyMode::kNone;
+  spec->batch = inv.batch;
+  spec->queue = inv.queue;
+  spec->job_name = inv.job_name.empty() ? std::filesystem::path(inv.command.front()).filename().string() : inv.job_name;
+  spec->only_host = inv.only_host;
+  spec->preferred_host = inv.preferred_host;
+  queue::stub::StubOptions options;
+  options.socket_path = queue::stub::ResolveSocketPath(inv.socket_path);
+  options.program_name = program;
+  options.spec = std::move(spec.value());
+  return queue::stub::RunStub(std::move(options));
+}

@@ -1,0 +1,47 @@
+// Daemon: the wiring of queued. One Asio event loop serves
+//   - local clients on a Unix socket (uid from SO_PEERCRED, never from a message),
+//   - peer daemons over TLS keyed by the cluster key (PeerLink out, PeerSession in),
+//   - this host's shepherds (JobRunner),
+// and a timer that samples the load and pushes it to every peer.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <asio.hpp>
+
+#include "util/result.h"
+
+namespace queue::daemon {
+
+struct DaemonConfig {
+  std::string spool_dir;
+  std::string hosts_file;
+  std::string key_file;
+  std::string listen;  // ADDR:PORT as in the hosts file
+  std::string socket_path;
+  std::string loadavg_file = "/proc/loadavg";
+  std::string shepherd_path;  // the queue-shepherd binary
+  std::chrono::milliseconds report_interval{1000};
+  std::chrono::milliseconds stale_after{3500};
+  std::chrono::milliseconds place_timeout{5000};
+};
+
+class DaemonImpl;
+
+class Daemon {
+ public:
+  // Checks the configuration (hosts file, key, spool) and binds the sockets.
+  static Result<std::unique_ptr<Daemon>> Create(asio::io_context& io, DaemonConfig config);
+  ~Daemon();
+
+  // Runs until SIGTERM or SIGINT; SIGHUP reloads the hosts file and profiles.
+  void Run();
+
+ private:
+  explicit Daemon(std::unique_ptr<DaemonImpl> impl);
+  std::unique_ptr<DaemonImpl> impl_;
+};
+
+}  // namespace queue::daemon

@@ -1,0 +1,66 @@
+// JobRunner: the execution side of a daemon. It admits jobs that this host's
+// queues can run now, records them in the spool, starts one shepherd per job
+// (in its own session, so jobs outlive the daemon) and records how each ends.
+// Lives on the daemon's event loop; not thread-safe.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <asio.hpp>
+
+#include "daemon/queue_table.h"
+#include "spool/job_store.h"
+#include "util/result.h"
+#include "wire/channel.h"
+
+namespace queue::daemon {
+
+struct AdmitRequest {
+  std::string origin_host;  // "" when submitted here
+  uint64_t origin_job_id = 0;
+  wire::JobSpec spec;
+};
+
+class JobRunner {
+ public:
+  using ShepherdChannel = wire::Channel<asio::local::stream_protocol::socket>;
+
+  JobRunner(asio::io_context& io, spool::JobStore& store, QueueTable& queues, std::string self_host,
+            std::string shepherd_path)
+      : io_(io), store_(store), queues_(queues), self_host_(std::move(self_host)),
+        shepherd_path_(std::move(shepherd_path)) {}
+
+  // Starts the job now, or says why this host will not.
+  Result<uint64_t> Admit(AdmitRequest request, double load1);
+
+  // Reaps exited shepherds (call on SIGCHLD).
+  void ReapShepherds();
+
+  size_t running() const { return shepherds_.size(); }
+
+ private:
+  struct Running {
+    uint64_t record_id;
+    std::string queue;
+    std::shared_ptr<ShepherdChannel> channel;
+    bool finished = false;
+  };
+
+  Status SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec,
+                       const profile::QueuePolicy& policy);
+  void OnShepherdEvent(uint64_t record_id, std::string_view payload);
+  void OnShepherdGone(uint64_t record_id, const std::string& reason);
+  void Release(uint64_t record_id);
+
+  asio::io_context& io_;
+  spool::JobStore& store_;
+  QueueTable& queues_;
+  std::string self_host_;
+  std::string shepherd_path_;
+  std::map<uint64_t, Running> shepherds_;  // by spool record id
+};
+
+}  // namespace queue::daemon

@@ -1,0 +1,139 @@
+// Outgoing daemon-to-daemon connection.
+#include "daemon/peer_link.h"
+
+#include <iostream>
+
+namespace queue::daemon {
+
+using asio::ip::tcp;
+
+void PeerLink::Stop() {
+  stopped_ = true;
+  retry_timer_.cancel();
+  if (channel_) channel_->Close("daemon stopping");
+}
+
+void PeerLink::Connect() {
+  if (stopped_) return;
+  auto self = shared_from_this();
+  auto resolver = std::make_shared<tcp::resolver>(io_);
+  resolver->async_resolve(peer_.host, std::to_string(peer_.port),
+                          [self, resolver](const asio::error_code& ec, tcp::resolver::results_type results) {
+                            if (ec) {
+                              self->last_failure_ = "cannot resolve: " + ec.message();
+                              return self->RetryLater();
+                            }
+                            auto socket = std::make_shared<tcp::socket>(self->io_);
+                            asio::async_connect(*socket, results,
+                                                [self, socket](const asio::error_code& e, const tcp::endpoint&) {
+                                                  if (e) {
+                                                    self->last_failure_ = e.message();
+                                                    return self->RetryLater();
+                                                  }
+                                                  self->OnConnected(std::move(*socket));
+                                                });
+                          });
+}
+
+void PeerLink::OnConnected(tcp::socket socket) {
+  socket.set_option(tcp::no_delay(true));
+  channel_ = std::make_shared<Channel>(auth::TlsStream(std::move(socket), tls_.context()));
+  auto self = shared_from_this();
+  auto channel = channel_;
+  channel_->stream().async_handshake(asio::ssl::stream_base::client, [self, channel](const asio::error_code& ec) {
+    if (self->channel_ != channel) return;
+    if (ec) {
+      std::string why = auth::DescribeHandshakeFailure(ec);
+      if (why != self->last_failure_)
+        std::cerr << "queued: peer " << self->peer_.entry << " refused: " << why << "\n";
+      self->last_failure_ = why;
+      self->channel_.reset();
+      return self->RetryLater();
+    }
+    channel->Start([self](wire::MessageType type, std::string_view payload) { self->OnFrame(type, payload); },
+                   [self, channel](const std::string& reason) {
+                     if (self->channel_ == channel) self->OnClosed(reason);
+                   });
+    channel->Send(wire::Hello{wire::kProtocolVersion, wire::Role::kDaemon, self->self_name_});
+  });
+}
+
+void PeerLink::OnFrame(wire::MessageType type, std::string_view payload) {
+  switch (type) {
+    case wire::MessageType::kHello: {
+      auto hello = wire::DecodePayload<wire::Hello>(payload);
+      if (!hello.ok() || hello->version != wire::kProtocolVersion)
+        return channel_->Close(hello.ok() ? "peer speaks protocol version " + std::to_string(hello->version)
+                                          : hello.message());
+      ready_ = true;
+      backoff_ = std::chrono::milliseconds(200);
+      if (!last_failure_.empty()) std::cerr << "queued: connected to peer " << peer_.entry << "\n";
+      last_failure_.clear();
+      return;
+    }
+    case wire::MessageType::kPlaceReply: {
+      auto reply = wire::DecodePayload<wire::PlaceReply>(payload);
+      if (!reply.ok()) return channel_->Close(reply.message());
+      return Complete(reply->request_id, *reply);
+    }
+    default:
+      return channel_->Close("unexpected message " + std::to_string(static_cast<int>(type)));
+  }
+}
+
+void PeerLink::OnClosed(const std::string& reason) {
+  ready_ = false;
+  channel_.reset();
+  if (last_failure_ != reason && !stopped_)
+    std::cerr << "queued: link to " << peer_.entry << " closed: " << reason << "\n";
+  last_failure_ = reason;
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& [id, p] : pending) {
+    p.timer->cancel();
+    p.callback(wire::PlaceReply{id, false, "connection lost: " + reason});
+  }
+  RetryLater();
+}
+
+void PeerLink::RetryLater() {
+  if (stopped_) return;
+  ready_ = false;
+  retry_timer_.expires_after(backoff_);
+  backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(2000));
+  auto self = shared_from_this();
+  retry_timer_.async_wait([self](const asio::error_code& ec) {
+    if (!ec) self->Connect();
+  });
+}
+
+void PeerLink::SendLoad(const wire::LoadReport& report) {
+  if (connected()) channel_->Send(report);
+}
+
+void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback) {
+  if (!connected()) {
+    callback(wire::PlaceReply{0, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")});
+    return;
+  }
+  uint64_t id = next_request_++;
+  request.request_id = id;
+  auto timer = std::make_shared<asio::steady_timer>(io_, timeout);
+  pending_[id] = Pending{std::move(callback), timer};
+  auto self = shared_from_this();
+  timer->async_wait([self, id](const asio::error_code& ec) {
+    if (!ec) self->Complete(id, wire::PlaceReply{id, false, "no answer in time"});
+  });
+  channel_->Send(request);
+}
+
+void PeerLink::Complete(uint64_t request_id, const wire::PlaceReply& reply) {
+  auto it = pending_.find(request_id);
+  if (it == pending_.end()) return;
+  auto pending = std::move(it->second);
+  pending_.erase(it);
+  pending.timer->cancel();
+  pending.callback(reply);
+}
+
+}  // namespace queue::daemon

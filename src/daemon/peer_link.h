@@ -1,0 +1,67 @@
+// PeerLink: this daemon's outgoing, authenticated and encrypted connection to
+// one other daemon. It reconnects with backoff, pushes this host's LoadReport,
+// and carries PlaceJob requests, matching each PlaceReply to its callback.
+// A request outstanding when the link drops fails at once. Event-loop only.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+
+#include "auth/psk_tls.h"
+#include "cluster/hosts_file.h"
+#include "wire/channel.h"
+
+namespace queue::daemon {
+
+class PeerLink : public std::enable_shared_from_this<PeerLink> {
+ public:
+  using PlaceCallback = std::function<void(const wire::PlaceReply&)>;
+
+  PeerLink(asio::io_context& io, auth::PskTlsContext& tls, cluster::HostEntry peer, std::string self_name)
+      : io_(io), tls_(tls), peer_(std::move(peer)), self_name_(std::move(self_name)), retry_timer_(io) {}
+
+  void Start() { Connect(); }
+  void Stop();
+  bool connected() const { return channel_ != nullptr && ready_; }
+  const cluster::HostEntry& peer() const { return peer_; }
+
+  void SendLoad(const wire::LoadReport& report);
+  // Calls back exactly once: with the peer's reply, or a refusal if the link
+  // is down, drops, or the peer does not answer within `timeout`.
+  void Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback);
+
+ private:
+  using Channel = wire::Channel<auth::TlsStream>;
+
+  void Connect();
+  void OnConnected(asio::ip::tcp::socket socket);
+  void OnFrame(wire::MessageType type, std::string_view payload);
+  void OnClosed(const std::string& reason);
+  void RetryLater();
+  void Complete(uint64_t request_id, const wire::PlaceReply& reply);
+
+  asio::io_context& io_;
+  auth::PskTlsContext& tls_;
+  cluster::HostEntry peer_;
+  std::string self_name_;
+  asio::steady_timer retry_timer_;
+  std::shared_ptr<Channel> channel_;
+  bool ready_ = false;
+  bool stopped_ = false;
+  std::chrono::milliseconds backoff_{200};
+  std::string last_failure_;
+  uint64_t next_request_ = 1;
+  struct Pending {
+    PlaceCallback callback;
+    std::shared_ptr<asio::steady_timer> timer;
+  };
+  std::map<uint64_t, Pending> pending_;
+};
+
+}  // namespace queue::daemon

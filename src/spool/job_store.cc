@@ -1,0 +1,609 @@
+// JobStore on SQLite: opening and checking the file, the schema, the cached
+// statements every operation runs, and transactions (savepoints when nested).
+#include "spool/job_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <limits>
+#include <set>
+
+namespace queue::spool {
+
+namespace {
+
+// Written into the file header, so that another program's SQLite file is never
+// mistaken for a spool. The bytes spell "QUEU".
+constexpr int64_t kApplicationId = 0x51554555;
+// Bump when the schema changes, and teach Configure() to upgrade older files.
+constexpr int64_t kSchemaVersion = 1;
+// Someone inspecting the file with the sqlite3 shell may hold a lock briefly.
+constexpr int kBusyTimeoutMs = 5000;
+// After a burst, shrink the WAL back to this size at the next checkpoint.
+constexpr int64_t kWalSizeLimitBytes = 16 * 1024 * 1024;
+
+constexpr const char* kCreateSchema = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
+  origin_host TEXT NOT NULL,
+  origin_id INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  gid INTEGER NOT NULL,
+  queue TEXT NOT NULL,
+  job_name TEXT NOT NULL,
+  state TEXT NOT NULL,
+  spec BLOB NOT NULL,
+  exec_host TEXT NOT NULL,
+  submit_time INTEGER NOT NULL,
+  start_time INTEGER NOT NULL,
+  end_time INTEGER NOT NULL,
+  wait_status INTEGER NOT NULL,
+  cpu_seconds REAL NOT NULL,
+  shepherd_pid INTEGER NOT NULL,
+  shepherd_start_time INTEGER NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_origin ON jobs (origin_host, origin_id);
+)sql";
+
+// Every query reads the record's columns in this order: id first, then the 17
+// fields of JobRecord as declared (see ReadRecord).
+constexpr std::string_view kSelectColumns =
+    "SELECT id, origin_host, origin_id, uid, gid, queue, job_name, state, spec, exec_host, "
+    "submit_time, start_time, end_time, wait_status, cpu_seconds, shepherd_pid, "
+    "shepherd_start_time, message FROM jobs ";
+
+// A finished statement must be reset so it releases its read snapshot and can be
+// reused; doing it on scope exit covers every early return.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+  ~ResetOnExit() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+// Binds parameters ?1, ?2, ... in order and remembers the first failure, so a
+// caller binds a whole record and checks once. Values must outlive the step.
+class Binder {
+ public:
+  explicit Binder(sqlite3_stmt* stmt) : stmt_(stmt) {}
+
+  Binder& Int(int64_t value) { return Check(sqlite3_bind_int64(stmt_, next_++, value)); }
+  Binder& Id(uint64_t value) { return Int(static_cast<int64_t>(value)); }
+  Binder& Real(double value) { return Check(sqlite3_bind_double(stmt_, next_++, value)); }
+  Binder& Null() { return Check(sqlite3_bind_null(stmt_, next_++)); }
+  // Empty views get a non-null pointer: SQLite binds a null pointer as NULL.
+  Binder& Text(std::string_view value) {
+    return Check(sqlite3_bind_text64(stmt_, next_++, value.empty() ? "" : value.data(),
+                                     value.size(), SQLITE_STATIC, SQLITE_UTF8));
+  }
+  Binder& Blob(std::string_view value) {
+    return Check(sqlite3_bind_blob64(stmt_, next_++, value.empty() ? "" : value.data(),
+                                     value.size(), SQLITE_STATIC));
+  }
+
+  int rc() const { return rc_; }
+
+ private:
+  Binder& Check(int rc) {
+    if (rc_ == SQLITE_OK) rc_ = rc;
+    return *this;
+  }
+
+  sqlite3_stmt* stmt_;
+  int next_ = 1;
+  int rc_ = SQLITE_OK;
+};
+
+void BindRecordFields(Binder& bind, const JobRecord& r) {
+  bind.Text(r.origin_host).Id(r.origin_id).Int(r.uid).Int(r.gid);
+  bind.Text(r.queue).Text(r.job_name).Text(ToString(r.state)).Blob(r.spec);
+  bind.Text(r.exec_host).Int(r.submit_time).Int(r.start_time).Int(r.end_time);
+  bind.Int(r.wait_status).Real(r.cpu_seconds).Int(r.shepherd_pid);
+  bind.Int(r.shepherd_start_time).Text(r.message);
+}
+
+std::string ColumnBytes(sqlite3_stmt* stmt, int column) {
+  const void* bytes = sqlite3_column_blob(stmt, column);
+  int size = sqlite3_column_bytes(stmt, column);
+  if (bytes == nullptr) return {};
+  return std::string(static_cast<const char*>(bytes), static_cast<size_t>(size));
+}
+
+Result<JobRecord> ReadRecord(sqlite3_stmt* stmt, const std::string& path) {
+  auto integer = [stmt](int column) { return sqlite3_column_int64(stmt, column); };
+  JobRecord r;
+  r.id = static_cast<uint64_t>(integer(0));
+  r.origin_host = ColumnBytes(stmt, 1);
+  r.origin_id = static_cast<uint64_t>(integer(2));
+  r.uid = static_cast<uint32_t>(integer(3));
+  r.gid = static_cast<uint32_t>(integer(4));
+  r.queue = ColumnBytes(stmt, 5);
+  r.job_name = ColumnBytes(stmt, 6);
+  std::string state = ColumnBytes(stmt, 7);
+  std::optional<JobState> parsed = JobStateFromString(state);
+  if (!parsed) {
+    return Fail("Job " + std::to_string(r.id) + " in the job spool " + path +
+                " has the unknown state '" + state +
+                "'; the file was changed by hand or by a newer queued.");
+  }
+  r.state = *parsed;
+  r.spec = ColumnBytes(stmt, 8);
+  r.exec_host = ColumnBytes(stmt, 9);
+  r.submit_time = integer(10);
+  r.start_time = integer(11);
+  r.end_time = integer(12);
+  r.wait_status = static_cast<int32_t>(integer(13));
+  r.cpu_seconds = sqlite3_column_double(stmt, 14);
+  r.shepherd_pid = static_cast<int32_t>(integer(15));
+  r.shepherd_start_time = integer(16);
+  r.message = ColumnBytes(stmt, 17);
+  return r;
+}
+
+// The database file is created here, not by SQLite, so that it starts private:
+// job specs hold users' environments. SQLite gives its -wal and -shm files the
+// same mode as the database.
+Status CreatePrivateFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Fail("Could not open the job spool " + path + ": " + ErrnoText(errno) + ".");
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+// quick_check reports as "*** in database main ***\nPage 3: ..."; an error
+// message must stay on one line.
+std::string FirstProblem(const std::string& report) {
+  size_t start = 0;
+  while (start < report.size()) {
+    size_t end = std::min(report.find('\n', start), report.size());
+    std::string line = report.substr(start, end - start);
+    if (!line.empty() && line.rfind("***", 0) != 0) return line;
+    start = end + 1;
+  }
+  return "integrity check failed";
+}
+
+int64_t ClampToInt64(uint64_t value) {
+  constexpr uint64_t kMax = std::numeric_limits<int64_t>::max();
+  return static_cast<int64_t>(std::min(value, kMax));
+}
+
+}  // namespace
+
+std::string_view ToString(JobState state) {
+  switch (state) {
+    case JobState::kWaiting: return "waiting";
+    case JobState::kRunning: return "running";
+    case JobState::kDone: return "done";
+    case JobState::kFailed: return "failed";
+    case JobState::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::optional<JobState> JobStateFromString(std::string_view text) {
+  for (JobState state : {JobState::kWaiting, JobState::kRunning, JobState::kDone,
+                         JobState::kFailed, JobState::kCancelled}) {
+    if (ToString(state) == text) return state;
+  }
+  return std::nullopt;
+}
+
+enum JobStore::StatementId : int {
+  kInsert,
+  kUpdate,
+  kSelectById,
+  kListAnyState,
+  kListByState,
+  kFindByOrigin,
+  kDelete,
+  kNextId,
+  kStatementCount,
+};
+
+// Statements are prepared once, after the schema exists, and live as long as the
+// store: every operation reuses its own.
+struct JobStore::Statements {
+  std::array<sqlite3_stmt*, kStatementCount> prepared{};
+  ~Statements() {
+    for (sqlite3_stmt* stmt : prepared) sqlite3_finalize(stmt);
+  }
+
+  // Parameters are bound in the order of BindRecordFields (?1..?17) where a
+  // statement takes a whole record.
+  static std::string Sql(StatementId id) {
+    const std::string select(kSelectColumns);
+    switch (id) {
+      case kInsert:
+        return "INSERT INTO jobs (origin_host, origin_id, uid, gid, queue, job_name, state, "
+               "spec, exec_host, submit_time, start_time, end_time, wait_status, "
+               "cpu_seconds, shepherd_pid, shepherd_start_time, message) VALUES (?1, ?2, "
+               "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+      case kUpdate:
+        return "UPDATE jobs SET origin_host = ?1, origin_id = ?2, uid = ?3, gid = ?4, "
+               "queue = ?5, job_name = ?6, state = ?7, spec = ?8, exec_host = ?9, "
+               "submit_time = ?10, start_time = ?11, end_time = ?12, wait_status = ?13, "
+               "cpu_seconds = ?14, shepherd_pid = ?15, shepherd_start_time = ?16, "
+               "message = ?17 WHERE id = ?18";
+      case kSelectById:
+        return select + "WHERE id = ?1";
+      case kListAnyState:  // ?1 after_id, ?2 uid or NULL, ?3 queue or NULL, ?4 limit
+        return select + "WHERE id > ?1 AND (?2 IS NULL OR uid = ?2) "
+                        "AND (?3 IS NULL OR queue = ?3) ORDER BY id LIMIT ?4";
+      case kListByState:  // as above, plus five state slots; a NULL slot matches nothing
+        return select + "WHERE id > ?1 AND (?2 IS NULL OR uid = ?2) "
+                        "AND (?3 IS NULL OR queue = ?3) AND state IN (?5, ?6, ?7, ?8, ?9) "
+                        "ORDER BY id LIMIT ?4";
+      case kFindByOrigin:
+        return select + "WHERE origin_host = ?1 AND origin_id = ?2 ORDER BY id DESC LIMIT 1";
+      case kDelete:
+        return "DELETE FROM jobs WHERE id = ?1";
+      case kNextId:
+        return "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'";
+      case kStatementCount:
+        break;
+    }
+    return {};
+  }
+};
+
+JobStore::JobStore(std::string path, sqlite3* db)
+    : path_(std::move(path)), db_(db), statements_(std::make_unique<Statements>()) {}
+
+JobStore::~JobStore() {
+  statements_.reset();
+  sqlite3_close_v2(db_);
+}
+
+Result<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
+  if (Status created = CreatePrivateFile(path); !created) return Fail(created.message());
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string reason = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return Fail("Could not open the job spool " + path + ": " + reason + ".");
+  }
+  std::unique_ptr<JobStore> store(new JobStore(path, db));
+  if (Status configured = store->Configure(); !configured) {
+    return Fail(configured.message());
+  }
+  if (Status prepared = store->PrepareStatements(); !prepared) {
+    return Fail(prepared.message());
+  }
+  return Result<std::unique_ptr<JobStore>>(std::move(store));
+}
+
+namespace {
+
+// The first column of the first row of a one-off query (pragmas at open time).
+Result<std::string> QueryText(sqlite3* db, const char* sql, int* rc_out) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr);
+  std::string text;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+      text = ColumnBytes(stmt, 0);
+      rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+      rc = SQLITE_OK;
+    }
+  }
+  sqlite3_finalize(stmt);
+  *rc_out = rc;
+  if (rc != SQLITE_OK) return Fail(sqlite3_errmsg(db));
+  return text;
+}
+
+}  // namespace
+
+Status JobStore::Configure() {
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+  // The file is data, never code: no triggers or views from it run with trust.
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+
+  int rc = SQLITE_OK;
+  auto query = [&](const char* sql) { return QueryText(db_, sql, &rc); };
+  Result<std::string> app_id = query("PRAGMA application_id");
+  if (!app_id) return Failure("read its header", rc);
+  Result<std::string> version = query("PRAGMA user_version");
+  if (!version) return Failure("read its schema version", rc);
+  Result<std::string> objects = query("SELECT count(*) FROM sqlite_schema");
+  if (!objects) return Failure("read its schema", rc);
+
+  bool fresh = *app_id == "0" && *version == "0" && *objects == "0";
+  if (!fresh && *app_id != std::to_string(kApplicationId)) {
+    return Fail(path_ + " is a SQLite database but not a Queue job spool; move it aside " +
+                "or choose another spool directory.");
+  }
+  if (!fresh && std::stoll(*version) > kSchemaVersion) {
+    return Fail("The job spool " + path_ + " has schema version " + *version +
+                " but this queued understands only up to version " +
+                std::to_string(kSchemaVersion) +
+                ": it was written by a newer queued. Run that version, or move the file aside.");
+  }
+
+  // WAL: readers (queue --status) never block the writer, and a commit appends to
+  // one file instead of rewriting pages in place.
+  Result<std::string> mode = query("PRAGMA journal_mode = WAL");
+  if (!mode) return Failure("switch it to WAL mode", rc);
+  if (*mode != "wal") {
+    return Fail("Could not switch the job spool " + path_ + " to WAL mode (SQLite kept '" +
+                *mode + "'); keep the spool on a local file system.");
+  }
+  if (Status s = Exec("PRAGMA synchronous = FULL", "set synchronous mode"); !s) return s;
+  std::string size_limit =
+      "PRAGMA journal_size_limit = " + std::to_string(kWalSizeLimitBytes);
+  if (Status s = Exec(size_limit.c_str(), "limit its WAL size"); !s) return s;
+
+  if (fresh) {
+    Transaction create = Begin();
+    if (!create.status()) return create.status();
+    if (Status s = Exec(kCreateSchema, "create its tables"); !s) return s;
+    std::string stamp = "PRAGMA application_id = " + std::to_string(kApplicationId) +
+                        "; PRAGMA user_version = " + std::to_string(kSchemaVersion);
+    if (Status s = Exec(stamp.c_str(), "record its schema version"); !s) return s;
+    if (Status s = create.Commit(); !s) return s;
+  }
+
+  // quick_check(1): stop at the first problem; one is enough to refuse the file.
+  Result<std::string> check = query("PRAGMA quick_check(1)");
+  if (!check) return Failure("check its integrity", rc);
+  if (*check != "ok") {
+    return Fail("The job spool " + path_ + " is corrupt (" + FirstProblem(*check) +
+                "); stop queued, then repair it (sqlite3 " + path_ +
+                " .recover) or move it aside.");
+  }
+  return Status::Ok();
+}
+
+Status JobStore::PrepareStatements() {
+  for (int i = 0; i < kStatementCount; ++i) {
+    std::string sql = Statements::Sql(static_cast<StatementId>(i));
+    int rc = sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT,
+                                &statements_->prepared[i], nullptr);
+    if (rc != SQLITE_OK) return Failure("prepare its queries", rc);
+  }
+  return Status::Ok();
+}
+
+sqlite3_stmt* JobStore::Statement(StatementId id) const {
+  return statements_->prepared[id];
+}
+
+Status JobStore::Exec(const char* sql, std::string_view what) {
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return Failure(what, rc);
+  return Status::Ok();
+}
+
+Error JobStore::Failure(std::string_view what) const {
+  return Failure(what, sqlite3_extended_errcode(db_));
+}
+
+Error JobStore::Failure(std::string_view what, int code) const {
+  std::string reason = sqlite3_errmsg(db_);
+  switch (code & 0xff) {
+    case SQLITE_NOTADB:
+      return Fail(path_ + " is not a SQLite database, so it cannot be the job spool; " +
+                  "move it aside (queued then starts an empty one) or restore it from a backup.");
+    case SQLITE_CORRUPT:
+      return Fail("The job spool " + path_ + " is corrupt (" + reason +
+                  "); stop queued, then repair it (sqlite3 " + path_ +
+                  " .recover) or move it aside.");
+    default:
+      return Fail("Could not " + std::string(what) + " in the job spool " + path_ + ": " +
+                  reason + ".");
+  }
+}
+
+// SQLite rolls a whole transaction back by itself after some errors (disk full,
+// I/O error). A mutation made after that would commit on its own, outside the
+// caller's transaction, so it is refused instead.
+Status JobStore::RefuseIfTransactionLost() const {
+  if (open_depth_ > 0 && sqlite3_get_autocommit(db_) != 0) {
+    return Fail("The job spool " + path_ +
+                " rolled back the open transaction after an earlier error; nothing more " +
+                "was changed. Begin a new transaction.");
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> JobStore::Add(const JobRecord& record) {
+  if (Status alive = RefuseIfTransactionLost(); !alive) return Fail(alive.message());
+  sqlite3_stmt* stmt = Statement(kInsert);
+  ResetOnExit reset(stmt);
+  Binder bind(stmt);
+  BindRecordFields(bind, record);
+  if (bind.rc() != SQLITE_OK) return Failure("store a new job", bind.rc());
+  if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure("store a new job", rc);
+  return static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Status JobStore::Update(const JobRecord& record) {
+  if (Status alive = RefuseIfTransactionLost(); !alive) return alive;
+  sqlite3_stmt* stmt = Statement(kUpdate);
+  ResetOnExit reset(stmt);
+  Binder bind(stmt);
+  BindRecordFields(bind, record);
+  bind.Id(record.id);
+  std::string what = "update job " + std::to_string(record.id);
+  if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
+  if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure(what, rc);
+  if (sqlite3_changes(db_) == 0) {
+    return Fail("Could not update job " + std::to_string(record.id) +
+                ": the job spool " + path_ + " has no such job.");
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<JobRecord>> JobStore::QueryOne(sqlite3_stmt* stmt,
+                                                    std::string_view what) {
+  int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return std::optional<JobRecord>();
+  if (rc != SQLITE_ROW) return Failure(what, rc);
+  Result<JobRecord> record = ReadRecord(stmt, path_);
+  if (!record) return record.error();
+  return std::optional<JobRecord>(std::move(record).value());
+}
+
+Result<std::optional<JobRecord>> JobStore::Get(uint64_t id) {
+  sqlite3_stmt* stmt = Statement(kSelectById);
+  ResetOnExit reset(stmt);
+  Binder bind(stmt);
+  bind.Id(id);
+  std::string what = "read job " + std::to_string(id);
+  if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
+  return QueryOne(stmt, what);
+}
+
+Result<std::optional<JobRecord>> JobStore::FindByOrigin(const std::string& origin_host,
+                                                        uint64_t origin_id) {
+  sqlite3_stmt* stmt = Statement(kFindByOrigin);
+  ResetOnExit reset(stmt);
+  Binder bind(stmt);
+  bind.Text(origin_host).Id(origin_id);
+  std::string what = "look up job " + std::to_string(origin_id) + " of host '" +
+                     origin_host + "'";
+  if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
+  return QueryOne(stmt, what);
+}
+
+Result<std::vector<JobRecord>> JobStore::List(const JobFilter& filter) {
+  std::set<JobState> states(filter.states.begin(), filter.states.end());
+  sqlite3_stmt* stmt = Statement(states.empty() ? kListAnyState : kListByState);
+  ResetOnExit reset(stmt);
+  Binder bind(stmt);
+  bind.Int(ClampToInt64(filter.after_id));
+  if (filter.uid) bind.Int(*filter.uid); else bind.Null();
+  if (filter.queue) bind.Text(*filter.queue); else bind.Null();
+  bind.Int(filter.limit == 0 ? -1 : ClampToInt64(filter.limit));
+  if (!states.empty()) {
+    constexpr size_t kStateSlots = 5;
+    auto next = states.begin();
+    for (size_t slot = 0; slot < kStateSlots; ++slot) {
+      if (next != states.end()) bind.Text(ToString(*next++)); else bind.Null();
+    }
+  }
+  if (bind.rc() != SQLITE_OK) return Failure("list jobs", bind.rc());
+
+  std::vector<JobRecord> records;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    Result<JobRecord> record = ReadRecord(stmt, path_);
+    if (!record) return record.error();
+    records.push_back(std::move(record).value());
+  }
+  if (rc != SQLITE_DONE) return Failure("list jobs", rc);
+  return records;
+}
+
+Status JobStore::Remove(uint64_t id) {
+  if (Status alive = RefuseIfTransactionLost(); !alive) return alive;
+  sqlite3_stmt* stmt = Statement(kDelete);
+  ResetOnExit reset(stmt);
+  Binder bind(stmt);
+  bind.Id(id);
+  std::string what = "remove job " + std::to_string(id);
+  if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
+  if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure(what, rc);
+  if (sqlite3_changes(db_) == 0) {
+    return Fail("Could not remove job " + std::to_string(id) + ": the job spool " + path_ +
+                " has no such job.");
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> JobStore::NextIdHint() {
+  sqlite3_stmt* stmt = Statement(kNextId);
+  ResetOnExit reset(stmt);
+  int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return uint64_t{1};  // no job was ever added
+  if (rc != SQLITE_ROW) return Failure("read the next job id", rc);
+  return static_cast<uint64_t>(sqlite3_column_int64(stmt, 0)) + 1;
+}
+
+// ---- Transactions ----
+
+JobStore::Transaction JobStore::Begin() {
+  if (Status alive = RefuseIfTransactionLost(); !alive) return Transaction(nullptr, 0, alive);
+  int depth = open_depth_ + 1;
+  // IMMEDIATE takes the write lock now, so Commit() cannot fail for want of it.
+  Status begun = depth == 1 ? Exec("BEGIN IMMEDIATE", "begin a transaction")
+                            : Exec("SAVEPOINT nested", "begin a nested transaction");
+  if (!begun) return Transaction(nullptr, 0, begun);
+  open_depth_ = depth;
+  return Transaction(this, depth, Status::Ok());
+}
+
+JobStore::Transaction::Transaction(JobStore* store, int depth, Status begin_status)
+    : store_(store), depth_(depth), begin_status_(std::move(begin_status)) {}
+
+JobStore::Transaction::Transaction(Transaction&& other) noexcept
+    : store_(other.store_), depth_(other.depth_), begin_status_(other.begin_status_) {
+  other.store_ = nullptr;
+}
+
+JobStore::Transaction::~Transaction() {
+  if (store_ != nullptr) Rollback();
+}
+
+Status JobStore::Transaction::Commit() {
+  if (!begin_status_) return begin_status_;
+  if (store_ == nullptr) return Fail("This job spool transaction was already committed.");
+  JobStore& store = *store_;
+  if (depth_ != store.open_depth_) {
+    return Fail("A job spool transaction was committed while a transaction begun inside it "
+                "was still open; finish the inner one first.");
+  }
+  if (Status alive = store.RefuseIfTransactionLost(); !alive) {
+    store_ = nullptr;
+    store.open_depth_ = depth_ - 1;
+    return alive;
+  }
+  Status done = depth_ == 1 ? store.Exec("COMMIT", "commit a transaction")
+                            : store.Exec("RELEASE nested", "commit a nested transaction");
+  if (!done) {
+    Rollback();
+    return done;
+  }
+  store_ = nullptr;
+  store.open_depth_ = depth_ - 1;
+  return Status::Ok();
+}
+
+// Errors here are not reported: the changes are gone either way, and SQLite may
+// already have rolled back by itself.
+void JobStore::Transaction::Rollback() {
+  JobStore& store = *store_;
+  store_ = nullptr;
+  store.open_depth_ = depth_ - 1;
+  if (sqlite3_get_autocommit(store.db_) != 0) return;  // nothing left to undo
+  if (depth_ == 1) {
+    (void)store.Exec("ROLLBACK", "roll back a transaction");
+  } else {
+    (void)store.Exec("ROLLBACK TO nested", "roll back a nested transaction");
+    (void)store.Exec("RELEASE nested", "close a nested transaction");
+  }
+}
+
+}  // namespace queue::spool

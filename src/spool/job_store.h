@@ -1,0 +1,148 @@
+// JobStore: each daemon's durable record of every job it owns (SPEC §6, §9), kept
+// in one SQLite file (`<spooldir>/jobs.db`) in WAL mode.
+//
+// Durability: a mutation is on disk when the call (or the enclosing Transaction's
+// Commit) returns. The store runs with synchronous=FULL, so a committed job survives
+// kill -9 of the daemon *and* a power loss; NORMAL would survive only the former and
+// could silently drop a job a client was already told about. FULL costs one fsync per
+// commit, so callers that make many changes at once (a burst of submissions, one
+// scheduling pass) group them with Begin() ... Commit() and pay one fsync for all.
+//
+// Thread-safety: none. One JobStore per daemon, used from its event loop only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/result.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace queue::spool {
+
+enum class JobState { kWaiting, kRunning, kDone, kFailed, kCancelled };
+
+// "waiting", "running", "done", "failed", "cancelled": the spellings stored in the
+// database and shown to users.
+std::string_view ToString(JobState state);
+std::optional<JobState> JobStateFromString(std::string_view text);
+
+struct JobRecord {
+  uint64_t id = 0;               // assigned by the store, unique on this host
+  std::string origin_host;       // submit host entry ("" = this host)
+  uint64_t origin_id = 0;        // the job's id on its submit host
+  uint32_t uid = 0, gid = 0;
+  std::string queue, job_name;
+  JobState state = JobState::kWaiting;
+  std::string spec;              // the encoded wire::JobSpec blob (opaque to the store)
+  std::string exec_host;
+  int64_t submit_time = 0, start_time = 0, end_time = 0;  // unix seconds
+  int32_t wait_status = -1;      // waitpid status when done, -1 when unknown
+  double cpu_seconds = 0;
+  int32_t shepherd_pid = 0;
+  // The shepherd's start time (clock ticks, field 22 of /proc/PID/stat): a pid alone
+  // may have been reused by the time a restarted daemon looks at it.
+  int64_t shepherd_start_time = 0;
+  std::string message;           // failure reason, human readable
+
+  bool operator==(const JobRecord&) const = default;
+};
+
+// Which records List() returns. Empty / unset members match everything.
+struct JobFilter {
+  std::vector<JobState> states;
+  std::optional<uint32_t> uid;
+  std::optional<std::string> queue;
+  uint64_t after_id = 0;  // only ids greater than this, to page through a long list
+  size_t limit = 0;       // at most this many records; 0 = no limit
+};
+
+class JobStore {
+ public:
+  // Groups the store's mutations so they commit together, with one fsync.
+  // Begin() inside an open Transaction nests: the inner Commit() folds its changes
+  // into the outer one (nothing is durable until the outermost commits), and an
+  // inner Transaction dropped without Commit() undoes only its own changes.
+  // A Transaction dropped without Commit() rolls back. An id that Add() returned
+  // inside a rolled-back Transaction never named a job and may be handed out again.
+  // REQUIRES: Transactions finish in the reverse order they began, and before the
+  // JobStore is destroyed.
+  class [[nodiscard]] Transaction {
+   public:
+    Transaction(Transaction&& other) noexcept;
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    Transaction& operator=(Transaction&&) = delete;
+    ~Transaction();
+
+    // Why Begin() failed, or ok. A Transaction that failed to begin changes
+    // nothing: mutations made under it are committed one by one.
+    const Status& status() const { return begin_status_; }
+    Status Commit();
+
+   private:
+    friend class JobStore;
+    Transaction(JobStore* store, int depth, Status begin_status);
+    void Rollback();
+
+    JobStore* store_;  // null once finished or when Begin() failed
+    int depth_;        // 1 = outermost
+    Status begin_status_;
+  };
+
+  // Opens (creating if needed, mode 0600) the store at `path`. Fails with a message
+  // naming the file when it is not a SQLite database, is another program's database,
+  // is corrupt, or was written by a newer version of queued.
+  static Result<std::unique_ptr<JobStore>> Open(const std::string& path);
+
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+  ~JobStore();
+
+  // Stores a new job and returns its id; record.id is ignored.
+  Result<uint64_t> Add(const JobRecord& record);
+  // Replaces every field of the job with id record.id; fails if there is none.
+  Status Update(const JobRecord& record);
+  Result<std::optional<JobRecord>> Get(uint64_t id);
+  // Matching records in id order (submission order).
+  Result<std::vector<JobRecord>> List(const JobFilter& filter);
+  // The newest record that came from job `origin_id` of `origin_host`, so that a
+  // forwarded job that arrives twice is recognised.
+  Result<std::optional<JobRecord>> FindByOrigin(const std::string& origin_host,
+                                                uint64_t origin_id);
+  // Deletes the job; fails if there is none. Its id is never given to another job.
+  Status Remove(uint64_t id);
+
+  Transaction Begin();
+
+  // The id the next Add() will most likely return (for display only).
+  Result<uint64_t> NextIdHint();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  enum StatementId : int;
+  struct Statements;
+
+  JobStore(std::string path, sqlite3* db);
+  Status Configure();
+  Status PrepareStatements();
+  Status Exec(const char* sql, std::string_view what);
+  Status RefuseIfTransactionLost() const;
+  Error Failure(std::string_view what) const;
+  Error Failure(std::string_view what, int code) const;
+  sqlite3_stmt* Statement(StatementId id) const;
+  Result<std::optional<JobRecord>> QueryOne(sqlite3_stmt* stmt, std::string_view what);
+
+  std::string path_;
+  sqlite3* db_;
+  std::unique_ptr<Statements> statements_;
+  int open_depth_ = 0;  // how many Transactions are open
+};
+
+}  // namespace queue::spool

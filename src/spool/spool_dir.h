@@ -1,0 +1,39 @@
+// The spool directory tree (inventory §1.6, SPEC §5): a private root holding one
+// directory per queue, `now` and `wait` by default, each with its `profile`.
+// These functions own the tree's layout and its safety checks; the jobs
+// themselves live in the JobStore file the daemon opens inside the root.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/result.h"
+
+namespace queue::spool {
+
+// The queues every spool has: `now` for -i (the default), `wait` for -q.
+inline constexpr std::string_view kNowQueue = "now";
+inline constexpr std::string_view kWaitQueue = "wait";
+inline constexpr size_t kMaxQueueNameLength = 31;
+
+// A queue name is one path component: not empty, no '/', not "." or "..", and at
+// most kMaxQueueNameLength bytes (the original's limit). Check every name that
+// comes from a user or the network with this before joining it to a path.
+bool IsValidQueueName(std::string_view name);
+
+// Refuses a directory that another user could tamper with: it must be a
+// directory, owned by the effective uid, and not group- or world-writable.
+Status CheckPrivateDir(const std::string& dir);
+
+// Creates the spool root (mode 0700) and the `now` and `wait` queues, each with a
+// default `profile` when it has none; existing profiles are never touched.
+// Refuses a root (or default queue directory) that fails CheckPrivateDir.
+Status PrepareSpoolDir(const std::string& dir);
+
+// The queue names under the spool root, sorted: sub-directories with valid
+// names. Files and relative symlinks are ignored; absolute symlinks to
+// directories count, as in the original.
+Result<std::vector<std::string>> ListQueueDirs(const std::string& dir);
+
+}  // namespace queue::spool

@@ -1,0 +1,130 @@
+// Option parsing for queue (CLI11) and qsh (rsh/ssh conventions, by hand:
+// the first word that is not an option is the host, and options stop there).
+#include "stub/command_line.h"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+namespace queue::stub {
+
+Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
+  Invocation inv;
+  CLI::App app{"queue: run a command on the least-loaded host of the cluster, as if it ran here."};
+  app.set_help_flag("--help", "print this help");
+  bool immediate = false, wait_queue = false, full = false, half = false, none = false;
+  bool wait = false, version = false, status = false;
+  std::string user;
+  app.add_option("-h,--host", inv.only_host, "run only on HOST (as named in the hosts file)");
+  app.add_option("-H,--robust-host", inv.preferred_host, "prefer HOST, fall back to the least-loaded host");
+  app.add_flag("-i,--immediate", immediate, "use the `now` queue (default)");
+  app.add_flag("-q,--queue", wait_queue, "use the `wait` queue");
+  app.add_option("-d,--queuedir,--spooldir", inv.queue, "use the named queue");
+  app.add_option("-j,--jobname", inv.job_name, "name the job (in listings and mail)");
+  app.add_flag("-p,--full-pty", full, "remote pty for input and output (default when stdin is a tty)");
+  app.add_flag("-o,--half-pty", half, "remote pty for input only; output through sockets");
+  app.add_flag("-n,--no-pty", none, "no pty: stdin, stdout, stderr through sockets");
+  app.add_flag("-w,--wait", wait, "stay attached until the job ends (default)");
+  app.add_flag("-r,--batch", inv.batch, "return at once and print the job id");
+  app.add_flag("-v,--version", version, "print the version");
+  app.add_flag("--status", status, "show hosts, loads, queues and your jobs");
+  app.add_flag("--json", inv.json, "with --status: machine-readable JSON");
+  app.add_option("--socket", inv.socket_path, "the local queued's socket (default: $QUEUE_SOCKET)");
+  app.add_option("-l,--username", user, "accepted for rsh compatibility; must be you");
+  app.add_option("command", inv.command, "the command and its arguments (after --)");
+  app.prefix_command();
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    inv.verb = Verb::kHelp;
+    inv.help_text = app.help();
+    return inv;
+  } catch (const CLI::ParseError& e) {
+    return Fail(std::string(e.what()) + " (see queue --help)");
+  }
+  for (auto& word : app.remaining()) inv.command.push_back(word);
+  if (!inv.command.empty() && inv.command.front() == "--") inv.command.erase(inv.command.begin());
+  if (version) inv.verb = Verb::kVersion;
+  else if (status) inv.verb = Verb::kStatus;
+  else if (inv.command.empty()) return Fail("no command given (usage: queue [options] -- command args; see --help)");
+  if (immediate && wait_queue) return Fail("-i and -q exclude each other");
+  if (wait_queue && inv.queue == "now") inv.queue = "wait";
+  if (static_cast<int>(full) + static_cast<int>(half) + static_cast<int>(none) > 1)
+    return Fail("-p, -o and -n exclude each other");
+  if (half) inv.pty = wire::PtyMode::kHalf;
+  if (none) inv.pty = wire::PtyMode::kNone;
+  if (wait && inv.batch) return Fail("-w and -r exclude each other");
+  if (!inv.only_host.empty() && !inv.preferred_host.empty()) return Fail("-h and -H exclude each other");
+  if (!wire::IsValidQueueName(inv.queue)) return Fail("\"" + inv.queue + "\" is not a queue name");
+  return inv;
+}
+
+namespace {
+
+Status CheckUser(const std::string& user) {
+  passwd* pw = getpwuid(geteuid());
+  if (pw != nullptr && user == pw->pw_name) return Status::Ok();
+  if (user == std::to_string(geteuid())) return Status::Ok();
+  return Fail("-l " + user + ": Queue runs jobs only as the calling user");
+}
+
+}  // namespace
+
+Result<Invocation> ParseQshCommandLine(const std::vector<std::string>& args) {
+  Invocation inv;
+  inv.pty = wire::PtyMode::kNone;
+  std::string port;
+  size_t i = 0;
+  auto value = [&](const std::string& flag) -> Result<std::string> {
+    if (i + 1 >= args.size()) return Fail(flag + " needs a value");
+    return args[++i];
+  };
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.empty() || a[0] != '-' || a == "-") break;
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (a == "-l" || a == "-d" || a == "-p" || a == "-o" || a == "-j") {
+      auto v = value(a);
+      if (!v.ok()) return v.error();
+      if (a == "-l") {
+        if (auto ok = CheckUser(*v); !ok.ok()) return Fail(ok.message());
+      }
+      if (a == "-d") inv.queue = *v;
+      if (a == "-p") port = *v;
+      if (a == "-j") inv.job_name = *v;
+      continue;  // -o OPTION: an ssh option, accepted and ignored
+    }
+    if (a == "-t") inv.pty = wire::PtyMode::kFull;
+    else if (a == "-n") inv.pty = wire::PtyMode::kNone;
+    else if (a == "-w") inv.batch = false;
+    else if (a == "-r") inv.batch = true;
+    else if (a == "-v") inv.verb = Verb::kVersion;
+    else if (a == "-T" || a == "-x" || a == "-q" || a == "-i") continue;
+    else if (a == "--help") {
+      inv.verb = Verb::kHelp;
+      inv.help_text =
+          "usage: qsh [-l user] [-d queue] [-t|-n] [-w|-r] [-p port] [-j name] host|+ [--] command words...\n"
+          "Runs the command words with sh -c on host (or the least-loaded host for +), like rsh/ssh.\n"
+          "Accepted and ignored for ssh compatibility: -T -x -q -o OPTION.\n";
+      return inv;
+    } else return Fail("unknown option " + a + " (see qsh --help)");
+  }
+  if (inv.verb == Verb::kVersion) return inv;
+  if (i >= args.size()) return Fail("no host given (usage: qsh [options] host|+ command words...)");
+  std::string host = args[i++];
+  if (host != "+") inv.only_host = port.empty() ? host : host + ":" + port;
+  if (i < args.size() && args[i] == "--") ++i;
+  std::string line;
+  for (; i < args.size(); ++i) line += (line.empty() ? "" : " ") + args[i];
+  if (line.empty()) return Fail("no command given: qsh does not offer interactive logins");
+  inv.command = {"/bin/sh", "-c", line};
+  if (!wire::IsValidQueueName(inv.queue)) return Fail("\"" + inv.queue + "\" is not a queue name");
+  return inv;
+}
+
+}  // namespace queue::stub

@@ -1,0 +1,327 @@
+// The stub's event loop: submit, accept the shepherd, relay, mirror the job's end.
+#include "stub/stub_session.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <future>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "auth/cluster_key.h"
+#include "auth/psk_tls.h"
+#include "cluster/hosts_file.h"
+#include "stub/daemon_client.h"
+#include "term/raw_mode.h"
+#include "term/terminal_settings.h"
+#include "wire/channel.h"
+
+namespace queue::stub {
+
+namespace {
+
+using asio::ip::tcp;
+using TlsStream = asio::ssl::stream<tcp::socket>;
+using JobChannel = wire::Channel<TlsStream>;
+
+constexpr size_t kStdinHighWater = 1 << 20;
+
+// Signals the stub forwards to the job. SIGCHLD, SIGPIPE and the unblockable
+// ones are not forwarded.
+constexpr int kForwardedSignals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM,
+                                     SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG,  SIGXCPU, SIGXFSZ,
+                                     SIGVTALRM, SIGPROF, SIGWINCH, SIGIO,  SIGPWR,  SIGSYS};
+
+void WriteAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the reader went away; as a local job would, keep going
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+class StubSession : public std::enable_shared_from_this<StubSession> {
+ public:
+  StubSession(asio::io_context& io, StubOptions options, auth::PskTlsContext tls)
+      : io_(io),
+        options_(std::move(options)),
+        tls_(std::move(tls)),
+        acceptor_(io),
+        signals_(io),
+        timer_(io) {}
+
+  // Returns an exit status, or nullopt when the job's end is reported later.
+  std::optional<int> Submit() {
+    DaemonClient client;
+    if (auto connected = client.Connect(options_.socket_path); !connected.ok()) return Error(connected.message());
+    auto self_entry = cluster::ParseHostEntry(client.daemon_name());
+    if (!self_entry.ok()) return Error("queued reported a bad host name: " + self_entry.message());
+    if (auto listening = Listen(self_entry->host); !listening.ok()) return Error(listening.message());
+    auto reply = Call<wire::SubmitReply>(client, wire::SubmitRequest{options_.spec});
+    if (!reply.ok()) return Error(reply.message());
+    job_id_ = reply->job_id;
+    exec_host_ = reply->host;
+    if (options_.spec.batch) {
+      std::cout << job_id_ << "\n";
+      return 0;
+    }
+    daemon_ = std::make_shared<wire::Channel<asio::local::stream_protocol::socket>>(
+        asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), client.ReleaseFd()));
+    WatchDaemon();
+    AcceptShepherd();
+    return std::nullopt;
+  }
+
+  int exit_status() const { return exit_status_; }
+
+ private:
+  int Error(const std::string& message) {
+    std::cerr << options_.program_name << ": " << message << "\n";
+    exit_status_ = 2;
+    return 2;
+  }
+
+  Status Listen(const std::string& host) {
+    asio::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec) {
+      tcp::resolver resolver(io_);
+      auto results = resolver.resolve(host, "0", ec);
+      if (ec || results.empty()) return Fail("cannot resolve this host's address " + host);
+      address = results.begin()->endpoint().address();
+    }
+    acceptor_.open(address.is_v4() ? tcp::v4() : tcp::v6(), ec);
+    if (!ec) acceptor_.bind(tcp::endpoint(address, 0), ec);
+    if (!ec) acceptor_.listen(4, ec);
+    if (ec) return Fail("cannot listen for the job on " + host + ": " + ec.message());
+    options_.spec.stub_address = address.to_string();
+    options_.spec.stub_port = acceptor_.local_endpoint().port();
+    return Status::Ok();
+  }
+
+  // The daemon may tell us the job failed before a shepherd could reach us.
+  void WatchDaemon() {
+    auto self = shared_from_this();
+    daemon_->Start(
+        [self](wire::MessageType type, std::string_view payload) {
+          if (type != wire::MessageType::kErrorReply || self->job_) return;
+          auto error = wire::DecodePayload<wire::ErrorReply>(payload);
+          self->Finish(self->Error(error.ok() ? error->message : error.message()));
+        },
+        [](const std::string&) {});
+  }
+
+  void AcceptShepherd() {
+    auto self = shared_from_this();
+    timer_.expires_after(options_.start_timeout);
+    timer_.async_wait([self](const asio::error_code& e) {
+      if (e || self->job_) return;
+      self->Finish(self->Error("job " + std::to_string(self->job_id_) + " was accepted by " +
+                               self->exec_host_ + " but did not start within " +
+                               std::to_string(self->options_.start_timeout.count()) + " s"));
+    });
+    acceptor_.async_accept([self](const asio::error_code& e, tcp::socket socket) {
+      if (e) return;
+      socket.set_option(tcp::no_delay(true));
+      auto channel = std::make_shared<JobChannel>(TlsStream(std::move(socket), self->tls_.context()));
+      channel->stream().async_handshake(asio::ssl::stream_base::server, [self, channel](const asio::error_code& he) {
+        if (he) {  // a stranger, or a stale shepherd: keep waiting for ours
+          self->AcceptShepherd();
+          return;
+        }
+        self->Attach(channel);
+      });
+    });
+  }
+
+  void Attach(std::shared_ptr<JobChannel> channel) {
+    timer_.cancel();
+    acceptor_.close();
+    job_ = channel;
+    auto self = shared_from_this();
+    job_->Start([self](wire::MessageType type, std::string_view payload) { self->OnJobFrame(type, payload); },
+                [self](const std::string& reason) { self->OnJobLost(reason); });
+    if (options_.spec.pty != wire::PtyMode::kNone && isatty(0)) {
+      auto raw = term::RawModeGuard::Enter(0, isatty(1) != 0);
+      if (raw.ok()) raw_mode_.emplace(std::move(raw.value()));
+    }
+    ForwardSignals();
+    StartStdinReader();
+  }
+
+  void OnJobFrame(wire::MessageType type, std::string_view payload) {
+    switch (type) {
+      case wire::MessageType::kHello:
+      case wire::MessageType::kAttach: return;
+      case wire::MessageType::kStreamData: {
+        auto data = wire::DecodePayload<wire::StreamData>(payload);
+        if (!data.ok()) return job_->Close(data.message());
+        WriteAll(data->stream == wire::StreamId::kStderr ? 2 : 1, data->bytes);
+        return;
+      }
+      case wire::MessageType::kNotice: {
+        auto notice = wire::DecodePayload<wire::Notice>(payload);
+        if (notice.ok()) WriteAll(2, "\r\n" + notice->text + "\r\n");
+        return;
+      }
+      case wire::MessageType::kJobStatus: {
+        auto status = wire::DecodePayload<wire::JobStatus>(payload);
+        if (!status.ok()) return job_->Close(status.message());
+        return OnJobStatus(*status);
+      }
+      default: return job_->Close("unexpected message from the shepherd");
+    }
+  }
+
+  void OnJobStatus(const wire::JobStatus& status) {
+    switch (status.kind) {
+      case wire::JobStatusKind::kExited: return Finish(status.value);
+      case wire::JobStatusKind::kStartFailed:
+        std::cerr << status.message << "\n";
+        return Finish(status.value);
+      case wire::JobStatusKind::kSignaled:
+        died_by_signal_ = status.value;
+        return Finish(128 + status.value);
+      case wire::JobStatusKind::kStopped: return StopSelf(status.value);
+    }
+  }
+
+  // The job stopped: stop ourselves with the same signal so the shell sees it;
+  // when we are continued, SIGCONT reaches the job through ForwardSignals.
+  void StopSelf(int signo) {
+    if (raw_mode_) (void)raw_mode_->Restore();
+    asio::error_code ignored;
+    signals_.remove(signo, ignored);
+    signal(signo, SIG_DFL);
+    raise(signo);  // returns once we are continued
+    signals_.add(signo, ignored);
+    if (raw_mode_) (void)raw_mode_->Reapply();
+  }
+
+  void ForwardSignals() {
+    asio::error_code ignored;
+    for (int signo : kForwardedSignals) signals_.add(signo, ignored);
+    WaitSignal();
+  }
+
+  void WaitSignal() {
+    auto self = shared_from_this();
+    signals_.async_wait([self](const asio::error_code& e, int signo) {
+      if (e) return;
+      self->OnSignal(signo);
+      self->WaitSignal();
+    });
+  }
+
+  void OnSignal(int signo) {
+    if (signo == SIGWINCH) {
+      auto size = term::ReadWindowSize(isatty(0) ? 0 : 1);
+      if (size.ok()) job_->Send(size.value());
+    }
+    if (signo == SIGCONT && raw_mode_) (void)raw_mode_->Reapply();
+    job_->Send(wire::Signal{signo});
+  }
+
+  // stdin may be a file, a pipe or a tty, not all of which epoll can watch; a
+  // thread does the blocking reads and hands each chunk to the loop, waiting
+  // when too much is in flight so memory stays bounded.
+  void StartStdinReader() {
+    auto self = shared_from_this();
+    std::thread([self] {
+      std::string buffer(wire::kMaxStreamChunk, '\0');
+      for (;;) {
+        ssize_t n = read(0, buffer.data(), buffer.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          asio::post(self->io_, [self] { self->job_->Send(wire::StreamEof{wire::StreamId::kStdin}); });
+          return;
+        }
+        auto sent = std::make_shared<std::promise<void>>();
+        auto ready = sent->get_future();
+        asio::post(self->io_, [self, sent, chunk = buffer.substr(0, static_cast<size_t>(n))]() mutable {
+          self->job_->Send(wire::StreamData{wire::StreamId::kStdin, std::move(chunk)});
+          if (self->job_->pending_bytes() < kStdinHighWater || self->job_->closed())
+            sent->set_value();
+          else
+            self->job_->OnDrained([sent] { sent->set_value(); });
+        });
+        ready.wait();
+      }
+    }).detach();
+  }
+
+  void OnJobLost(const std::string& reason) {
+    if (finished_) return;
+    Finish(Error("lost the connection to job " + std::to_string(job_id_) + " on " + exec_host_ + ": " + reason));
+  }
+
+  void Finish(int status) {
+    if (finished_) return;
+    finished_ = true;
+    exit_status_ = status;
+    if (raw_mode_) (void)raw_mode_->Restore();
+    io_.stop();
+  }
+
+ public:
+  int died_by_signal() const { return died_by_signal_; }
+
+ private:
+  asio::io_context& io_;
+  StubOptions options_;
+  auth::PskTlsContext tls_;
+  tcp::acceptor acceptor_;
+  asio::signal_set signals_;
+  asio::steady_timer timer_;
+  std::shared_ptr<wire::Channel<asio::local::stream_protocol::socket>> daemon_;
+  std::shared_ptr<JobChannel> job_;
+  std::optional<term::RawModeGuard> raw_mode_;
+  uint64_t job_id_ = 0;
+  std::string exec_host_;
+  int exit_status_ = 2;
+  int died_by_signal_ = 0;
+  bool finished_ = false;
+};
+
+// Dies of the job's signal; no core file, since the job already dumped its own.
+[[noreturn]] void DieBySignal(int signo) {
+  rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  signal(signo, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, signo);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  raise(signo);
+  _exit(128 + signo);
+}
+
+}  // namespace
+
+int RunStub(StubOptions options) {
+  signal(SIGPIPE, SIG_IGN);
+  options.spec.session_key = auth::RandomBytes(wire::kSessionKeyBytes);
+  auto tls = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kServer, options.spec.session_key,
+                                         auth::kJobIdentity);
+  if (!tls.ok()) {
+    std::cerr << options.program_name << ": " << tls.message() << "\n";
+    return 2;
+  }
+  asio::io_context io;
+  auto session = std::make_shared<StubSession>(io, std::move(options), std::move(tls.value()));
+  if (auto done = session->Submit(); done.has_value()) return *done;
+  io.run();
+  std::cout.flush();
+  if (session->died_by_signal() != 0) DieBySignal(session->died_by_signal());
+  // The stdin reader thread may be blocked in read(); leave without unwinding it.
+  std::fflush(nullptr);
+  _exit(session->exit_status());
+}
+
+}  // namespace queue::stub

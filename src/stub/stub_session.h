@@ -1,0 +1,26 @@
+// The stub: the local stand-in for a remote job (SPEC §4). It submits the job
+// through the local daemon, waits for the job's shepherd to connect back over
+// TLS keyed by a fresh per-job session key, relays stdin/stdout/stderr, signals
+// and window size, and finally exits the way the job did: the same exit code,
+// or death/stop by the same signal, so the user's shell cannot tell.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "wire/job_spec.h"
+
+namespace queue::stub {
+
+struct StubOptions {
+  std::string socket_path;
+  std::string program_name = "queue";  // prefix of error messages
+  wire::JobSpec spec;                  // argv, environment, terminal... already captured
+  std::chrono::seconds start_timeout{60};
+};
+
+// Runs the job; returns the exit status for main(). A job killed or stopped
+// by a signal makes this process die or stop by that signal instead.
+int RunStub(StubOptions options);
+
+}  // namespace queue::stub

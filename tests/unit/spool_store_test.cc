@@ -1,0 +1,454 @@
+// Tests of the SQLite job store: records round-trip, filters, ids, transactions,
+// reopening, and refusing files that are not (or no longer) a usable spool.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "spool/job_store.h"
+
+namespace queue::spool {
+namespace {
+
+class SpoolStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/spool_store_test.XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    path_ = dir_ + "/jobs.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<JobStore> OpenStore() {
+    Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+    EXPECT_TRUE(store.ok()) << store.message();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  // Runs one statement on the file with plain SQLite, as an operator might.
+  void RunSql(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+JobRecord SampleJob(std::string queue = "now", uint32_t uid = 1000) {
+  JobRecord r;
+  r.origin_host = "alpha:1421";
+  r.origin_id = 0xfedcba9876543210ULL;  // above INT64_MAX: must survive the round trip
+  r.uid = uid;
+  r.gid = 100;
+  r.queue = std::move(queue);
+  r.job_name = "build";
+  r.spec = std::string("\x00\x01\xff spec", 8);  // binary, with a NUL inside
+  r.exec_host = "beta";
+  r.submit_time = 1700000000;
+  r.start_time = 1700000005;
+  r.end_time = 1700000100;
+  r.wait_status = 256;
+  r.cpu_seconds = 12.5;
+  r.shepherd_pid = 4242;
+  r.shepherd_start_time = 987654321;
+  r.message = "exit 1";
+  return r;
+}
+
+size_t CountJobs(JobStore& store) {
+  Result<std::vector<JobRecord>> all = store.List({});
+  EXPECT_TRUE(all.ok()) << all.message();
+  return all.ok() ? all->size() : 0;
+}
+
+TEST(SpoolJobState, StringsRoundTrip) {
+  for (JobState s : {JobState::kWaiting, JobState::kRunning, JobState::kDone,
+                     JobState::kFailed, JobState::kCancelled}) {
+    EXPECT_EQ(JobStateFromString(ToString(s)), s);
+  }
+  EXPECT_EQ(ToString(JobState::kCancelled), "cancelled");
+  EXPECT_FALSE(JobStateFromString("Running").has_value());
+  EXPECT_FALSE(JobStateFromString("").has_value());
+}
+
+TEST_F(SpoolStoreTest, AddThenGetReturnsEveryField) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobRecord job = SampleJob();
+  job.id = 999;  // ignored: the store assigns ids
+  Result<uint64_t> id = store->Add(job);
+  ASSERT_TRUE(id.ok()) << id.message();
+  EXPECT_EQ(*id, 1u);
+
+  Result<std::optional<JobRecord>> got = store->Get(*id);
+  ASSERT_TRUE(got.ok()) << got.message();
+  ASSERT_TRUE(got->has_value());
+  job.id = *id;
+  EXPECT_EQ(**got, job);
+}
+
+TEST_F(SpoolStoreTest, EmptyStringsAndSpecAreKept) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobRecord job;  // all defaults: empty strings, empty spec
+  Result<uint64_t> id = store->Add(job);
+  ASSERT_TRUE(id.ok()) << id.message();
+  auto got = store->Get(*id);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  job.id = *id;
+  EXPECT_EQ(**got, job);
+  EXPECT_EQ((*got)->wait_status, -1);
+}
+
+TEST_F(SpoolStoreTest, GetOfUnknownIdIsEmpty) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  auto got = store->Get(12345);
+  ASSERT_TRUE(got.ok()) << got.message();
+  EXPECT_FALSE(got->has_value());
+}
+
+TEST_F(SpoolStoreTest, UpdateReplacesTheWholeRecord) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  uint64_t id = *store->Add(SampleJob());
+  JobRecord changed = SampleJob("wait", 7);
+  changed.id = id;
+  changed.state = JobState::kRunning;
+  changed.exec_host = "";
+  changed.spec = "new spec";
+  changed.message = "";
+  changed.cpu_seconds = 0.25;
+  ASSERT_TRUE(store->Update(changed).ok());
+  auto got = store->Get(id);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ(**got, changed);
+}
+
+TEST_F(SpoolStoreTest, UpdateOfMissingJobFails) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobRecord ghost = SampleJob();
+  ghost.id = 77;
+  Status s = store->Update(ghost);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("77"), std::string::npos) << s.message();
+  EXPECT_EQ(CountJobs(*store), 0u);  // no row was created either
+}
+
+TEST_F(SpoolStoreTest, RemoveDeletesAndFailsTheSecondTime) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  uint64_t a = *store->Add(SampleJob());
+  uint64_t b = *store->Add(SampleJob());
+  ASSERT_TRUE(store->Remove(a).ok());
+  EXPECT_FALSE(store->Get(a)->has_value());
+  EXPECT_TRUE(store->Get(b)->has_value());
+  EXPECT_FALSE(store->Remove(a).ok());
+  EXPECT_EQ(CountJobs(*store), 1u);
+}
+
+TEST_F(SpoolStoreTest, ListFiltersByStateUidQueueAndPages) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  struct Row { const char* queue; uint32_t uid; JobState state; };
+  const Row rows[] = {
+      {"now", 1, JobState::kWaiting}, {"wait", 1, JobState::kRunning},
+      {"now", 2, JobState::kDone},    {"now", 1, JobState::kWaiting},
+      {"sas", 2, JobState::kFailed},  {"now", 1, JobState::kCancelled},
+  };
+  for (const Row& row : rows) {
+    JobRecord r = SampleJob(row.queue, row.uid);
+    r.state = row.state;
+    ASSERT_TRUE(store->Add(r).ok());
+  }
+  auto ids = [&](const JobFilter& filter) {
+    std::vector<uint64_t> out;
+    auto listed = store->List(filter);
+    EXPECT_TRUE(listed.ok()) << listed.message();
+    if (listed.ok()) {
+      for (const JobRecord& r : *listed) out.push_back(r.id);
+    }
+    return out;
+  };
+  using Ids = std::vector<uint64_t>;
+  EXPECT_EQ(ids({}), (Ids{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(ids({.states = {JobState::kWaiting}}), (Ids{1, 4}));
+  EXPECT_EQ(ids({.states = {JobState::kDone, JobState::kFailed, JobState::kDone}}),
+            (Ids{3, 5}));
+  EXPECT_EQ(ids({.uid = 2}), (Ids{3, 5}));
+  EXPECT_EQ(ids({.queue = "now"}), (Ids{1, 3, 4, 6}));
+  EXPECT_EQ(ids({.states = {JobState::kWaiting, JobState::kCancelled}, .uid = 1,
+                 .queue = "now"}),
+            (Ids{1, 4, 6}));
+  EXPECT_EQ(ids({.queue = "missing"}), Ids{});
+  EXPECT_EQ(ids({.limit = 2}), (Ids{1, 2}));
+  EXPECT_EQ(ids({.after_id = 2, .limit = 2}), (Ids{3, 4}));
+  EXPECT_EQ(ids({.after_id = UINT64_MAX}), Ids{});
+}
+
+TEST_F(SpoolStoreTest, FindByOriginReturnsTheNewestMatch) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobRecord r = SampleJob();
+  r.origin_host = "alpha";
+  r.origin_id = 5;
+  uint64_t first = *store->Add(r);
+  r.origin_id = 6;
+  ASSERT_TRUE(store->Add(r).ok());
+  r.origin_id = 5;
+  uint64_t again = *store->Add(r);
+  ASSERT_GT(again, first);
+
+  auto found = store->FindByOrigin("alpha", 5);
+  ASSERT_TRUE(found.ok()) << found.message();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->id, again);
+  EXPECT_FALSE(store->FindByOrigin("beta", 5)->has_value());
+  EXPECT_FALSE(store->FindByOrigin("alpha", 7)->has_value());
+}
+
+TEST_F(SpoolStoreTest, IdsAreNeverReusedAfterRemoveAndReopen) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    EXPECT_EQ(*store->NextIdHint(), 1u);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(store->Add(SampleJob()).ok());
+    ASSERT_TRUE(store->Remove(3).ok());  // the highest id
+    EXPECT_EQ(*store->Add(SampleJob()), 4u);
+    ASSERT_TRUE(store->Remove(4).ok());
+  }
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(*store->NextIdHint(), 5u);
+  EXPECT_EQ(*store->Add(SampleJob()), 5u);
+}
+
+TEST_F(SpoolStoreTest, ReopenKeepsData) {
+  JobRecord job = SampleJob();
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    job.id = *store->Add(job);
+    job.state = JobState::kDone;
+    ASSERT_TRUE(store->Update(job).ok());
+  }
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  auto got = store->Get(job.id);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ(**got, job);
+}
+
+TEST_F(SpoolStoreTest, FileIsPrivate) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  struct stat info;
+  ASSERT_EQ(stat(path_.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+}
+
+TEST_F(SpoolStoreTest, CommittedTransactionSurvivesReopen) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    JobStore::Transaction tx = store->Begin();
+    ASSERT_TRUE(tx.status().ok()) << tx.status().message();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(store->Add(SampleJob()).ok());
+    ASSERT_TRUE(store->Remove(2).ok());
+    Status committed = tx.Commit();
+    ASSERT_TRUE(committed.ok()) << committed.message();
+    EXPECT_FALSE(tx.Commit().ok());  // only once
+  }
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(CountJobs(*store), 2u);
+}
+
+TEST_F(SpoolStoreTest, DroppedTransactionRollsBack) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  uint64_t kept = *store->Add(SampleJob());
+  {
+    JobStore::Transaction tx = store->Begin();
+    ASSERT_TRUE(tx.status().ok());
+    ASSERT_TRUE(store->Add(SampleJob()).ok());
+    ASSERT_TRUE(store->Remove(kept).ok());
+    EXPECT_EQ(CountJobs(*store), 1u);  // visible inside the transaction
+  }
+  EXPECT_EQ(CountJobs(*store), 1u);
+  EXPECT_TRUE(store->Get(kept)->has_value());
+  // The store works normally afterwards, outside any transaction.
+  ASSERT_TRUE(store->Add(SampleJob()).ok());
+  EXPECT_EQ(CountJobs(*store), 2u);
+}
+
+TEST_F(SpoolStoreTest, NestedTransactionsFoldIntoTheOuter) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  {
+    JobStore::Transaction outer = store->Begin();
+    ASSERT_TRUE(store->Add(SampleJob("outer")).ok());
+    {
+      JobStore::Transaction inner = store->Begin();
+      ASSERT_TRUE(inner.status().ok()) << inner.status().message();
+      ASSERT_TRUE(store->Add(SampleJob("inner-kept")).ok());
+      ASSERT_TRUE(inner.Commit().ok());
+    }
+    {
+      JobStore::Transaction inner = store->Begin();
+      ASSERT_TRUE(store->Add(SampleJob("inner-dropped")).ok());
+    }  // rolls back only its own change
+    // Nothing is committed until the outer transaction is: another connection
+    // sees no jobs yet.
+    {
+      auto observer = OpenStore();
+      ASSERT_TRUE(observer);
+      EXPECT_EQ(CountJobs(*observer), 0u);
+    }
+    ASSERT_TRUE(outer.Commit().ok());
+  }
+  auto listed = store->List({});
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].queue, "outer");
+  EXPECT_EQ((*listed)[1].queue, "inner-kept");
+}
+
+TEST_F(SpoolStoreTest, OuterRollbackDiscardsCommittedInner) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  {
+    JobStore::Transaction outer = store->Begin();
+    JobStore::Transaction inner = store->Begin();
+    ASSERT_TRUE(store->Add(SampleJob()).ok());
+    ASSERT_TRUE(inner.Commit().ok());
+  }
+  EXPECT_EQ(CountJobs(*store), 0u);
+}
+
+TEST_F(SpoolStoreTest, OuterCommitWithInnerStillOpenIsRefused) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobStore::Transaction outer = store->Begin();
+  JobStore::Transaction inner = store->Begin();
+  ASSERT_TRUE(store->Add(SampleJob()).ok());
+  EXPECT_FALSE(outer.Commit().ok());
+  ASSERT_TRUE(inner.Commit().ok());
+  ASSERT_TRUE(outer.Commit().ok());
+  EXPECT_EQ(CountJobs(*store), 1u);
+}
+
+TEST_F(SpoolStoreTest, MovedTransactionCommitsOnce) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobStore::Transaction first = store->Begin();
+  ASSERT_TRUE(store->Add(SampleJob()).ok());
+  JobStore::Transaction moved(std::move(first));
+  ASSERT_TRUE(moved.Commit().ok());
+  EXPECT_EQ(CountJobs(*store), 1u);
+}
+
+TEST_F(SpoolStoreTest, TenThousandJobsInOneTransaction) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobRecord job = SampleJob();
+  job.spec = std::string(512, 's');
+  JobStore::Transaction tx = store->Begin();
+  ASSERT_TRUE(tx.status().ok());
+  for (int i = 0; i < 10000; ++i) {
+    job.origin_id = static_cast<uint64_t>(i);
+    ASSERT_TRUE(store->Add(job).ok());
+  }
+  ASSERT_TRUE(tx.Commit().ok());
+  EXPECT_EQ(CountJobs(*store), 10000u);
+  auto waiting = store->List({.states = {JobState::kWaiting}, .limit = 10});
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->size(), 10u);
+}
+
+TEST_F(SpoolStoreTest, GarbageFileIsRefusedClearly) {
+  std::ofstream(path_) << std::string(4096, 'x') << "this is not a database\n";
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("not a SQLite database"), std::string::npos)
+      << store.message();
+  EXPECT_NE(store.message().find(path_), std::string::npos) << store.message();
+}
+
+TEST_F(SpoolStoreTest, ShortGarbageFileIsRefused) {
+  std::ofstream(path_) << "hello";
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find(path_), std::string::npos) << store.message();
+}
+
+TEST_F(SpoolStoreTest, OtherProgramsDatabaseIsRefused) {
+  RunSql("CREATE TABLE photos (name TEXT)");
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("not a Queue job spool"), std::string::npos)
+      << store.message();
+}
+
+TEST_F(SpoolStoreTest, NewerSchemaIsRefused) {
+  { ASSERT_TRUE(OpenStore()); }
+  RunSql("PRAGMA user_version = 99");
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("newer"), std::string::npos) << store.message();
+  EXPECT_NE(store.message().find("99"), std::string::npos) << store.message();
+}
+
+TEST_F(SpoolStoreTest, CorruptFileIsRefused) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    JobStore::Transaction tx = store->Begin();
+    JobRecord job = SampleJob();
+    job.spec = std::string(2000, 'z');
+    for (int i = 0; i < 200; ++i) ASSERT_TRUE(store->Add(job).ok());
+    ASSERT_TRUE(tx.Commit().ok());
+  }  // closing checkpoints the WAL into the main file
+  // Overwrite the middle of the file (the table's pages), keeping the header.
+  {
+    std::fstream file(path_, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(4096);
+    std::string junk(64 * 1024, '\xa5');
+    file.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("corrupt"), std::string::npos) << store.message();
+}
+
+TEST_F(SpoolStoreTest, UnknownStateWrittenByHandIsReported) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->Add(SampleJob()).ok());
+  }
+  RunSql("UPDATE jobs SET state = 'sleeping'");
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  auto got = store->Get(1);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.message().find("sleeping"), std::string::npos) << got.message();
+}
+
+TEST_F(SpoolStoreTest, MissingDirectoryIsReported) {
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(dir_ + "/no/such/jobs.db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("no/such/jobs.db"), std::string::npos) << store.message();
+}
+
+}  // namespace
+}  // namespace queue::spool

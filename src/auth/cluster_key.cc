@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -174,10 +175,14 @@ Result<std::string> DecodeKeyText(const std::string& path, std::string_view text
 
 std::string RandomBytes(std::size_t n) {
   std::string bytes(n, '\0');
-  if (n > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
-    std::fprintf(stderr, "queue: OpenSSL's random number generator failed (%s); stopping rather than use weak keys.\n",
-                 ERR_reason_error_string(ERR_get_error()));
-    std::abort();
+  constexpr std::size_t kChunk = 1 << 20;  // RAND_bytes takes an int length
+  for (std::size_t done = 0; done < n; done += kChunk) {
+    int len = static_cast<int>(std::min(kChunk, n - done));
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data() + done), len) != 1) {
+      std::fprintf(stderr, "queue: OpenSSL's random number generator failed (%s); stopping rather than use weak keys.\n",
+                   ERR_reason_error_string(ERR_get_error()));
+      std::abort();
+    }
   }
   return bytes;
 }

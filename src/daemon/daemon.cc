@@ -254,7 +254,10 @@ void DaemonImpl::AcceptClient() {
             [this, weak = std::weak_ptr<ClientChannel>(channel), creds](wire::MessageType type, std::string_view p) {
               if (auto c = weak.lock()) OnClientFrame(c, creds, type, p);
             },
-            [](const std::string&) {});
+            [uid = creds.uid](const std::string& reason) {
+              if (reason != "peer closed")
+                std::cerr << "queued: closed a connection from uid " << uid << ": " << reason << "\n";
+            });
       }
     }
     AcceptClient();
@@ -264,7 +267,6 @@ void DaemonImpl::AcceptClient() {
 void DaemonImpl::OnClientFrame(const std::shared_ptr<ClientChannel>& channel, const PeerCredentials& who,
                                wire::MessageType type, std::string_view payload) {
   auto refuse = [&](const std::string& why) {
-    std::cerr << "queued: closing a connection from uid " << who.uid << ": " << why << "\n";
     channel->Send(wire::ErrorReply{why});
     channel->CloseAfterFlush(why);
   };

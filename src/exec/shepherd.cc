@@ -137,10 +137,11 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kStarted, job_.pid, 0, 0, ""});
     if (auto dropped = DropPrivileges(start_.spec); !dropped.ok())
       std::cerr << "queue-shepherd: " << dropped.message() << "\n";
-    WatchChild();
     if (job_.stdin_fd >= 0) stdin_.emplace(io_, job_.stdin_fd);
+    // Outputs first: a job that has already exited must still have its output relayed.
     StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
     StartOutput(job_.stderr_fd, wire::StreamId::kStderr);
+    WatchChild();
   }
 
   void StartOutput(int fd, wire::StreamId id) {

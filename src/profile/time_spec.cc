@@ -116,8 +116,8 @@ bool DayHolds(DayToken day, int weekday, int minute) {
 }  // namespace
 
 bool ClockRange::Contains(int minute_of_day) const {
-  if (start_minute < end_minute) return minute_of_day >= start_minute && minute_of_day <= end_minute;
-  return minute_of_day >= start_minute || minute_of_day <= end_minute;
+  if (start_minute < end_minute) return minute_of_day >= start_minute && minute_of_day < end_minute;
+  return minute_of_day >= start_minute || minute_of_day < end_minute;
 }
 
 bool TimeSpecElement::Matches(const std::tm& local_time) const {

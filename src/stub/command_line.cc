@@ -6,8 +6,40 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <iterator>
 
 namespace queue::stub {
+
+namespace {
+
+// The index of "--" or of the first word that is neither an option nor an
+// option's value.
+size_t FindCommandStart(const std::vector<std::string>& args) {
+  static constexpr std::string_view kValued[] = {"--host", "--robust-host", "--queuedir", "--spooldir",
+                                                 "--jobname", "--socket", "--username"};
+  static constexpr std::string_view kValuedShort = "hHdjl";
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--" || a.size() < 2 || a[0] != '-') return i;
+    bool takes_value = false;
+    if (a[1] == '-') {
+      takes_value = a.find('=') == std::string::npos &&
+                    std::find(std::begin(kValued), std::end(kValued), a) != std::end(kValued);
+    } else {
+      // In a cluster like -nh, a valued letter takes the rest or the next word.
+      for (size_t k = 1; k < a.size(); ++k) {
+        if (kValuedShort.find(a[k]) == std::string_view::npos) continue;
+        takes_value = k + 1 == a.size();
+        break;
+      }
+    }
+    if (takes_value) ++i;
+  }
+  return args.size();
+}
+
+}  // namespace
 
 Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   Invocation inv;
@@ -32,9 +64,12 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   app.add_flag("--json", inv.json, "with --status: machine-readable JSON");
   app.add_option("--socket", inv.socket_path, "the local queued's socket (default: $QUEUE_SOCKET)");
   app.add_option("-l,--username", user, "accepted for rsh compatibility; must be you");
-  app.add_option("command", inv.command, "the command and its arguments (after --)");
-  app.prefix_command();
-  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  // The command starts after "--" or at the first word that is not an option;
+  // none of it goes through option parsing.
+  size_t options_end = FindCommandStart(args);
+  size_t command_start = options_end < args.size() && args[options_end] == "--" ? options_end + 1 : options_end;
+  inv.command.assign(args.begin() + static_cast<std::ptrdiff_t>(command_start), args.end());
+  std::vector<std::string> reversed(args.rend() - static_cast<std::ptrdiff_t>(options_end), args.rend());
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
@@ -44,8 +79,7 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     return Fail(std::string(e.what()) + " (see queue --help)");
   }
-  for (auto& word : app.remaining()) inv.command.push_back(word);
-  if (!inv.command.empty() && inv.command.front() == "--") inv.command.erase(inv.command.begin());
+
   if (version) inv.verb = Verb::kVersion;
   else if (status) inv.verb = Verb::kStatus;
   else if (inv.command.empty()) return Fail("no command given (usage: queue [options] -- command args; see --help)");

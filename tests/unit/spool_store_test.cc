@@ -428,6 +428,7 @@ TEST_F(SpoolStoreTest, CorruptFileIsRefused) {
   Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
   ASSERT_FALSE(store.ok());
   EXPECT_NE(store.message().find("corrupt"), std::string::npos) << store.message();
+  EXPECT_EQ(store.message().find('\n'), std::string::npos) << store.message();
 }
 
 TEST_F(SpoolStoreTest, UnknownStateWrittenByHandIsReported) {

@@ -1,0 +1,310 @@
+// Process plumbing and the N-daemon cluster used by the integration tests.
+#include "cluster_fixture.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace queue::testing {
+
+namespace {
+
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+std::vector<std::string> MergedEnvironment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string var = *e;
+    std::string name = var.substr(0, var.find('='));
+    bool overridden = false;
+    for (const auto& x : extra) overridden |= x.substr(0, x.find('=')) == name;
+    if (!overridden) env.push_back(var);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t len = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &len);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+}  // namespace
+
+std::string BinDir() {
+  if (const char* dir = std::getenv("QUEUE_BIN_DIR"); dir != nullptr) return dir;
+  return QUEUE_BIN_DIR;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text, int mode) {
+  std::ofstream(path) << text;
+  chmod(path.c_str(), static_cast<mode_t>(mode));
+}
+
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return condition();
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv_in, const CommandOptions& options) {
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe failed");
+  std::vector<std::string> argv = argv_in;
+  std::vector<std::string> env = MergedEnvironment(options.env);
+  auto c_argv = CStrings(argv);
+  auto c_env = CStrings(env);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) _exit(126);
+    execve(c_argv[0], c_argv.data(), c_env.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  CommandResult result;
+  std::string to_write = options.stdin_data;
+  size_t written = 0;
+  int in_fd = in[1];
+  if (to_write.empty()) {
+    close(in_fd);
+    in_fd = -1;
+  } else {
+    fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  }
+  auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  bool out_open = true, err_open = true;
+  while (out_open || err_open) {
+    pollfd fds[3] = {{out_open ? out[0] : -1, POLLIN, 0}, {err_open ? err[0] : -1, POLLIN, 0}, {in_fd, POLLOUT, 0}};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result.timed_out = true;
+      kill(-pid, SIGKILL);
+      break;
+    }
+    poll(fds, 3, static_cast<int>(std::min<long>(left.count(), 200)));
+    char buffer[65536];
+    for (int k = 0; k < 2; ++k) {
+      if (!(fds[k].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[k].fd, buffer, sizeof buffer);
+      if (n > 0) (k == 0 ? result.out : result.err).append(buffer, static_cast<size_t>(n));
+      else (k == 0 ? out_open : err_open) = false;
+    }
+    if (in_fd >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t n = write(in_fd, to_write.data() + written, to_write.size() - written);
+      if (n > 0) written += static_cast<size_t>(n);
+      if (n < 0 || written == to_write.size()) {
+        close(in_fd);
+        in_fd = -1;
+      }
+    }
+  }
+  if (in_fd >= 0) close(in_fd);
+  close(out[0]);
+  close(err[0]);
+  int status = 0;
+  auto waited = WaitChild(pid, result.timed_out ? std::chrono::milliseconds(5000) : options.timeout);
+  if (!waited) {
+    kill(-pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    result.timed_out = true;
+  } else {
+    status = *waited;
+  }
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.term_signal = WTERMSIG(status);
+  return result;
+}
+
+Background StartBackground(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in,
+                           const std::string& out_path, const std::string& err_path) {
+  std::vector<std::string> argv = argv_in;
+  std::vector<std::string> env = MergedEnvironment(env_in);
+  auto c_argv = CStrings(argv);
+  auto c_env = CStrings(env);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    int null = open("/dev/null", O_RDONLY);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(null, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    execve(c_argv[0], c_argv.data(), c_env.data());
+    _exit(127);
+  }
+  return Background{pid, out_path, err_path};
+}
+
+std::optional<int> WaitChild(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) return status;
+    if (done < 0) return std::nullopt;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::unique_ptr<TestCluster> TestCluster::Start(int n, ClusterOptions options) {
+  auto cluster = std::unique_ptr<TestCluster>(new TestCluster());
+  cluster->options_ = std::move(options);
+  char templ[] = "/tmp/queue-test-XXXXXX";
+  cluster->dir_ = mkdtemp(templ);
+  const std::string& dir = cluster->dir_;
+  std::string hosts_text;
+  for (int i = 0; i < n; ++i) {
+    Host h;
+    h.entry = "127.0.0.1:" + std::to_string(FreePort());
+    std::string base = dir + "/host" + std::to_string(i);
+    std::filesystem::create_directories(base);
+    h.socket = base + "/queued.sock";
+    h.spool = base + "/spool";
+    h.loadavg = base + "/loadavg";
+    h.log = base + "/queued.log";
+    hosts_text += h.entry + "\n";
+    cluster->hosts_.push_back(h);
+  }
+  cluster->hosts_file_ = dir + "/hosts";
+  WriteFile(cluster->hosts_file_, hosts_text);
+  std::string key = dir + "/cluster.key", foreign = dir + "/foreign.key";
+  RunCommand({BinDir() + "/queued", "--keygen", key});
+  RunCommand({BinDir() + "/queued", "--keygen", foreign});
+  for (int i = 0; i < n; ++i) {
+    Host& h = cluster->hosts_[i];
+    bool is_foreign = std::find(cluster->options_.foreign_key_hosts.begin(), cluster->options_.foreign_key_hosts.end(),
+                                i) != cluster->options_.foreign_key_hosts.end();
+    h.key = is_foreign ? foreign : key;
+    cluster->SetLoad(i, 0.0);
+    // The queues exist before the daemon starts, so tests control their profiles.
+    for (const char* queue : {"now", "wait"}) {
+      std::filesystem::create_directories(h.spool + "/" + queue);
+      cluster->WriteProfile(i, queue, "exec on\n");
+    }
+    chmod(h.spool.c_str(), 0700);
+    cluster->StartDaemon(i);
+  }
+  return cluster;
+}
+
+TestCluster::~TestCluster() {
+  for (int i = 0; i < size(); ++i) StopDaemon(i, SIGKILL);
+  if (std::getenv("QUEUE_KEEP_TEST_DIR") == nullptr) std::filesystem::remove_all(dir_);
+}
+
+void TestCluster::SetLoad(int i, double load1) {
+  std::string tmp = hosts_[i].loadavg + ".tmp";
+  WriteFile(tmp, std::to_string(load1) + " 0.00 0.00 1/100 1\n");
+  std::filesystem::rename(tmp, hosts_[i].loadavg);
+}
+
+void TestCluster::WriteProfile(int i, const std::string& queue, const std::string& text) {
+  // Tests run as root in CI; a root-owned cluster must say so to run root's jobs.
+  std::string extra = geteuid() == 0 ? "allowroot\n" : "";
+  std::string path = hosts_[i].spool + "/" + queue + "/profile";
+  std::string tmp = path + ".tmp";
+  WriteFile(tmp, text + extra + options_.profile_extra);
+  std::filesystem::rename(tmp, path);
+}
+
+void TestCluster::StartDaemon(int i) {
+  Host& h = hosts_[i];
+  auto daemon = StartBackground({BinDir() + "/queued", "-D", "--spooldir", h.spool, "--hosts", hosts_file_, "--key",
+                                 h.key, "--listen", h.entry, "--socket", h.socket, "--loadavg-file", h.loadavg},
+                                {}, h.log, h.log);
+  h.pid = daemon.pid;
+  WaitUntil([&] { return std::filesystem::exists(h.socket) || WaitChild(h.pid, std::chrono::milliseconds(0)); },
+            std::chrono::seconds(10));
+}
+
+void TestCluster::SignalDaemon(int i, int signo) {
+  if (hosts_[i].pid > 0) kill(hosts_[i].pid, signo);
+}
+
+void TestCluster::StopDaemon(int i, int signo) {
+  Host& h = hosts_[i];
+  if (h.pid <= 0) return;
+  kill(h.pid, signo);
+  if (!WaitChild(h.pid, std::chrono::seconds(10))) {
+    kill(h.pid, SIGKILL);
+    WaitChild(h.pid, std::chrono::seconds(10));
+  }
+  h.pid = -1;
+}
+
+CommandResult TestCluster::Queue(int i, const std::vector<std::string>& args, CommandOptions options) {
+  std::vector<std::string> argv{BinDir() + "/queue"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  options.env.push_back("QUEUE_SOCKET=" + hosts_[i].socket);
+  return RunCommand(argv, options);
+}
+
+bool TestCluster::WaitForView(std::chrono::milliseconds timeout, const std::vector<int>& down) {
+  return WaitUntil(
+      [&] {
+        for (int i = 0; i < size(); ++i) {
+          if (hosts_[i].pid <= 0) continue;
+          auto status = Queue(i, {"--status", "--json"}, {{}, "", std::chrono::milliseconds(5000), ""});
+          auto json = nlohmann::json::parse(status.out, nullptr, false);
+          if (status.exit_code != 0 || json.is_discarded()) return false;
+          for (const auto& h : json["hosts"]) {
+            int index = -1;
+            for (int k = 0; k < size(); ++k)
+              if (hosts_[k].entry == h["host"]) index = k;
+            bool expect_alive = std::find(down.begin(), down.end(), index) == down.end();
+            if (h["alive"].get<bool>() != expect_alive) return false;
+          }
+        }
+        return true;
+      },
+      timeout);
+}
+
+}  // namespace queue::testing

@@ -1,0 +1,257 @@
+// End-to-end tests of the foundation: real daemons on loopback, the real
+// `queue` binary, jobs that really run.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "cluster_fixture.h"
+#include "wire/frame.h"
+
+namespace queue::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::vector<std::string> kHostAndExit7 = {"-i", "-w", "-n", "--", "sh", "-c", "echo $QUEUE_HOST; exit 7"};
+
+TEST(Foundation, OneHostRunsAJobAndPassesItsExitCode) {
+  auto cluster = TestCluster::Start(1);
+  ASSERT_TRUE(cluster->WaitForView(10s)) << cluster->log(0);
+  auto run = cluster->Queue(0, kHostAndExit7);
+  EXPECT_EQ(run.exit_code, 7) << run.err;
+  EXPECT_EQ(run.out, cluster->entry(0) + "\n");
+}
+
+TEST(Foundation, ThreeHostsRunTheJobOnOneOfThem) {
+  auto cluster = TestCluster::Start(3);
+  ASSERT_TRUE(cluster->WaitForView(15s)) << cluster->log(0) << cluster->log(1) << cluster->log(2);
+  std::set<std::string> seen;
+  for (int via = 0; via < 3; ++via) {
+    auto run = cluster->Queue(via, kHostAndExit7);
+    EXPECT_EQ(run.exit_code, 7) << run.err;
+    ASSERT_FALSE(run.out.empty()) << run.err;
+    std::string host = run.out.substr(0, run.out.size() - 1);
+    EXPECT_TRUE(host == cluster->entry(0) || host == cluster->entry(1) || host == cluster->entry(2)) << host;
+  }
+}
+
+TEST(Foundation, OnlyHostOptionRunsThereAndNowhereElse) {
+  auto cluster = TestCluster::Start(3);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  for (int target = 0; target < 3; ++target) {
+    auto run = cluster->Queue(0, {"-h", cluster->entry(target), "-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.out, cluster->entry(target) + "\n");
+  }
+}
+
+TEST(Foundation, UnknownHostFailsNamingTheAuthorisedHosts) {
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  auto run = cluster->Queue(0, {"-h", "no-such-host.example", "-n", "--", "true"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("no-such-host.example"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("authorised hosts"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find(cluster->entry(0)), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find(cluster->entry(1)), std::string::npos) << run.err;
+}
+
+TEST(Foundation, LeastLoadedHostIsChosen) {
+  auto cluster = TestCluster::Start(3);
+  cluster->SetLoad(0, 6.0);
+  cluster->SetLoad(1, 0.0);
+  cluster->SetLoad(2, 9.0);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::this_thread::sleep_for(1500ms);  // one heartbeat carries the new loads
+  for (int via : {0, 2}) {
+    auto run = cluster->Queue(via, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
+    EXPECT_EQ(run.out, cluster->entry(1) + "\n") << run.err;
+  }
+}
+
+TEST(Foundation, StdinStdoutStderrAreRelayedSeparately) {
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string data;
+  for (int i = 0; i < 20000; ++i) data += "line " + std::to_string(i) + "\n";
+  CommandOptions options;
+  options.stdin_data = data;
+  auto run = cluster->Queue(0, {"-h", cluster->entry(1), "-n", "--", "sh", "-c", "cat; echo to-stderr >&2"}, options);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, data);
+  EXPECT_EQ(run.err, "to-stderr\n");
+}
+
+TEST(Foundation, EnvironmentAndCwdTravelWithTheJob) {
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  CommandOptions options;
+  options.env = {"QUEUE_TEST_MARK=carried over"};
+  options.cwd = cluster->dir();
+  auto run = cluster->Queue(0, {"-h", cluster->entry(1), "-n", "--", "sh", "-c",
+                                "echo \"$QUEUE_TEST_MARK|$QUEUE|$(pwd)\"; test -n \"$QUEUE_JOBID\""}, options);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "carried over|i|" + cluster->dir() + "\n");
+}
+
+TEST(Foundation, DeathBySignalIsMirroredOnTheStub) {
+  auto cluster = TestCluster::Start(1);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  auto run = cluster->Queue(0, {"-n", "--", "sh", "-c", "kill -TERM $$"});
+  EXPECT_EQ(run.term_signal, SIGTERM) << run.err << " exit " << run.exit_code;
+}
+
+TEST(Foundation, CommandNotFoundIsAClearErrorAndExit2) {
+  auto cluster = TestCluster::Start(1);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  auto run = cluster->Queue(0, {"-n", "--", "no-such-command-xyz"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_EQ(run.err, "no-such-command-xyz: Command not found.\n");
+}
+
+TEST(Foundation, DaemonWithAnotherKeyIsRefusedWithALoggedReason) {
+  ClusterOptions options;
+  options.foreign_key_hosts = {1};
+  auto cluster = TestCluster::Start(2, options);
+  ASSERT_TRUE(WaitUntil([&] { return cluster->log(0).find("refused") != std::string::npos; }, 10s))
+      << cluster->log(0);
+  EXPECT_NE(cluster->log(0).find("does not hold the same key"), std::string::npos) << cluster->log(0);
+  auto run = cluster->Queue(0, {"-h", cluster->entry(1), "-n", "--", "true"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("not responding"), std::string::npos) << run.err;
+  auto local = cluster->Queue(0, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
+  EXPECT_EQ(local.out, cluster->entry(0) + "\n") << local.err;
+}
+
+int ConnectUnix(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return -1;
+  return fd;
+}
+
+// Reads until EOF or timeout; true when the peer closed the connection.
+bool PeerClosed(int fd) {
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+    if (n < 0) return false;
+  }
+}
+
+TEST(Foundation, MalformedFramesCloseOnlyThatConnection) {
+  auto cluster = TestCluster::Start(1);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  // An oversized frame on the Unix socket.
+  int fd = ConnectUnix(cluster->socket(0));
+  ASSERT_GE(fd, 0);
+  std::string huge_header("\xff\xff\xff\xff\x00\x01", 6);
+  ASSERT_EQ(write(fd, huge_header.data(), huge_header.size()), 6);
+  EXPECT_TRUE(PeerClosed(fd));
+  close(fd);
+  // A well-framed but malformed submission.
+  fd = ConnectUnix(cluster->socket(0));
+  std::string frame = wire::EncodeFrame(wire::MessageType::kSubmitRequest, "garbage");
+  ASSERT_EQ(write(fd, frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+  EXPECT_TRUE(PeerClosed(fd));
+  close(fd);
+  // Plain-text garbage on the TCP port (not TLS).
+  int tcp = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(std::stoi(cluster->entry(0).substr(10))));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ASSERT_EQ(connect(tcp, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  std::string junk = "GET / HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(write(tcp, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+  EXPECT_TRUE(PeerClosed(tcp));
+  close(tcp);
+  // The daemon still works, and said why it closed each connection.
+  auto run = cluster->Queue(0, {"-n", "--", "echo", "still here"});
+  EXPECT_EQ(run.out, "still here\n") << run.err;
+  std::string log = cluster->log(0);
+  EXPECT_NE(log.find("exceeds the limit"), std::string::npos) << log;
+  EXPECT_NE(log.find("malformed message"), std::string::npos) << log;
+  EXPECT_NE(log.find("refused connection from 127.0.0.1"), std::string::npos) << log;
+}
+
+TEST(Foundation, DeadHostIsNoticedAndSkipped) {
+  auto cluster = TestCluster::Start(3);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  cluster->StopDaemon(2, SIGKILL);
+  ASSERT_TRUE(cluster->WaitForView(10s, {2}));
+  for (int i = 0; i < 6; ++i) {
+    auto run = cluster->Queue(i % 2, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_NE(run.out, cluster->entry(2) + "\n");
+  }
+}
+
+TEST(Foundation, RunningJobSurvivesItsDaemonStopping) {
+  auto cluster = TestCluster::Start(1);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string flag = cluster->dir() + "/go";
+  std::thread stopper([&] {
+    WaitUntil([&] { return std::filesystem::exists(flag + ".started"); }, 10s);
+    cluster->StopDaemon(0, SIGTERM);
+    WriteFile(flag, "");
+  });
+  auto run = cluster->Queue(0, {"-n", "--", "sh", "-c",
+                                "touch " + flag + ".started; while [ ! -e " + flag + " ]; do sleep 0.05; done; exit 5"});
+  stopper.join();
+  EXPECT_EQ(run.exit_code, 5) << run.err;
+}
+
+TEST(Foundation, KilledStubTakesItsRemoteJobWithIt) {
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string pidfile = cluster->dir() + "/job.pid";
+  auto stub = StartBackground({BinDir() + "/queue", "-h", cluster->entry(1), "-n", "--", "sh", "-c",
+                               "echo $$ > " + pidfile + "; exec sleep 300"},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/stub.out",
+                              cluster->dir() + "/stub.err");
+  ASSERT_TRUE(WaitUntil([&] { return !ReadFile(pidfile).empty(); }, 10s));
+  pid_t job = std::stoi(ReadFile(pidfile));
+  std::string cmdline_path = "/proc/" + std::to_string(job) + "/cmdline";
+  ASSERT_NE(ReadFile(cmdline_path).find("sleep"), std::string::npos);
+  kill(stub.pid, SIGKILL);
+  WaitChild(stub.pid, 5s);
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(cmdline_path).find("sleep") == std::string::npos; }, 15s))
+      << "the job outlived its stub";
+}
+
+TEST(Foundation, StatusShowsHostsQueuesAndJobsAsJson) {
+  auto cluster = TestCluster::Start(2);
+  cluster->SetLoad(1, 1.5);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::this_thread::sleep_for(1500ms);
+  auto run = cluster->Queue(0, {"--status", "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto status = nlohmann::json::parse(run.out);
+  ASSERT_EQ(status["hosts"].size(), 2U);
+  EXPECT_EQ(status["hosts"][1]["host"], cluster->entry(1));
+  EXPECT_DOUBLE_EQ(status["hosts"][1]["load1"].get<double>(), 1.5);
+  std::set<std::string> queues;
+  for (const auto& q : status["queues"]) queues.insert(q["name"].get<std::string>());
+  EXPECT_EQ(queues, (std::set<std::string>{"now", "wait"}));
+  auto table = cluster->Queue(0, {"--status"});
+  EXPECT_NE(table.out.find(cluster->entry(1)), std::string::npos);
+}
+
+}  // namespace
+}  // namespace queue::testing

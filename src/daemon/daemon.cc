@@ -12,6 +12,7 @@
 #include "auth/cluster_key.h"
 #include "auth/psk_tls.h"
 #include "cluster/hosts_file.h"
+#include "daemon/group_commit.h"
 #include "daemon/job_runner.h"
 #include "daemon/peer_link.h"
 #include "daemon/queue_table.h"
@@ -105,6 +106,7 @@ class DaemonImpl {
   std::optional<auth::PskTlsContext> server_tls_;
   std::optional<auth::PskTlsContext> client_tls_;
   std::unique_ptr<spool::JobStore> store_;
+  std::unique_ptr<GroupCommit> batch_;
   std::unique_ptr<QueueTable> queues_;
   std::unique_ptr<JobRunner> runner_;
   load::LoadSampler sampler_;
@@ -133,11 +135,12 @@ Status DaemonImpl::Init() {
   auto store = spool::JobStore::Open(config_.spool_dir + "/jobs.db");
   if (!store.ok()) return Fail(store.message());
   store_ = std::move(store.value());
+  batch_ = std::make_unique<GroupCommit>(io_, *store_, config_.commit_window);
   queues_ = std::make_unique<QueueTable>(config_.spool_dir, self_.entry, cpus_);
   queues_->Refresh(true);
   for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
-  runner_ = std::make_unique<JobRunner>(io_, *store_, *queues_, self_.entry, config_.shepherd_path);
+  runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path);
   if (auto load = sampler_.Load1(); !load.ok()) return Fail(load.message());
   if (auto opened = OpenTcpSocket(); !opened.ok()) return opened;
   if (auto opened = OpenUnixSocket(); !opened.ok()) return opened;
@@ -332,6 +335,7 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   record.job_name = spec.job_name;
   record.state = spool::JobState::kWaiting;
   record.submit_time = Now();
+  batch_->Join();
   auto id = store_->Add(record);
   if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
 
@@ -346,6 +350,7 @@ void DaemonImpl::TryPlace(const std::shared_ptr<ClientChannel>& channel, uint64_
   if (next == candidates.size()) {
     std::string why = "no host can run the job now";
     for (size_t i = 0; i < refusals.size(); ++i) why += (i == 0 ? ": " : "; ") + refusals[i];
+    batch_->Join();
     auto record = store_->Get(record_id);
     if (record.ok() && record->has_value()) {
       (*record)->state = spool::JobState::kFailed;
@@ -378,6 +383,7 @@ void DaemonImpl::Placed(const std::shared_ptr<ClientChannel>& channel, uint64_t 
     table_.Update(SelfReport(), load::Clock::now());
   else
     table_.AddPlacement(host);
+  batch_->Join();
   auto record = store_->Get(record_id);
   if (record.ok() && record->has_value() && host != self_.entry) {
     // The execution host keeps the job's own record; this one says where it went.
@@ -536,6 +542,7 @@ void DaemonImpl::Stop() {
   tcp_acceptor_.close(ignored);
   ::unlink(config_.socket_path.c_str());
   heartbeat_.cancel();
+  (void)batch_->Flush();
   for (auto& [name, link] : links_) link->Stop();
   io_.stop();
 }

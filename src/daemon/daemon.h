@@ -26,6 +26,7 @@ struct DaemonConfig {
   std::chrono::milliseconds report_interval{1000};
   std::chrono::milliseconds stale_after{3500};
   std::chrono::milliseconds place_timeout{5000};
+  std::chrono::milliseconds commit_window{20};  // spool writes are grouped this long
 };
 
 class DaemonImpl;

@@ -57,6 +57,7 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1) {
   record.spec = wire::EncodePayload(wire::SubmitRequest{request.spec});
   record.exec_host = self_host_;
   record.submit_time = record.start_time = Now();
+  batch_.Join();
   auto id = store_.Add(record);
   if (!id.ok()) return Fail("spool: " + id.message());
 
@@ -113,6 +114,7 @@ Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire:
 
 void JobRunner::OnShepherdEvent(uint64_t record_id, std::string_view payload) {
   auto event = wire::DecodePayload<wire::ShepherdEvent>(payload);
+  batch_.Join();
   auto record = store_.Get(record_id);
   if (!event.ok() || !record.ok() || !record->has_value()) return;
   spool::JobRecord& r = **record;
@@ -141,6 +143,7 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, std::string_view payload) {
 void JobRunner::OnShepherdGone(uint64_t record_id, const std::string& reason) {
   auto it = shepherds_.find(record_id);
   if (it == shepherds_.end() || it->second.finished) return;
+  batch_.Join();
   auto record = store_.Get(record_id);
   if (record.ok() && record->has_value()) {
     spool::JobRecord& r = **record;

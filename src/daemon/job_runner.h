@@ -11,6 +11,7 @@
 
 #include <asio.hpp>
 
+#include "daemon/group_commit.h"
 #include "daemon/queue_table.h"
 #include "spool/job_store.h"
 #include "util/result.h"
@@ -28,9 +29,9 @@ class JobRunner {
  public:
   using ShepherdChannel = wire::Channel<asio::local::stream_protocol::socket>;
 
-  JobRunner(asio::io_context& io, spool::JobStore& store, QueueTable& queues, std::string self_host,
-            std::string shepherd_path)
-      : io_(io), store_(store), queues_(queues), self_host_(std::move(self_host)),
+  JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
+            std::string self_host, std::string shepherd_path)
+      : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
         shepherd_path_(std::move(shepherd_path)) {}
 
   // Starts the job now, or says why this host will not.
@@ -57,6 +58,7 @@ class JobRunner {
 
   asio::io_context& io_;
   spool::JobStore& store_;
+  GroupCommit& batch_;
   QueueTable& queues_;
   std::string self_host_;
   std::string shepherd_path_;

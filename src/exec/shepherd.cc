@@ -270,8 +270,9 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       status.value = WEXITSTATUS(wait_status_);
       exit_status_ = status.value;
     }
-    stub_->Send(status);
+    // The daemon hears first, so the slot is free before the user's next command.
     daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kFinished, job_.pid, wait_status_, cpu_seconds_, ""});
+    stub_->Send(status);
     Finish();
   }
 

@@ -1,0 +1,263 @@
+// Tests of the command lines of `queue` (CLI11 plus the split at the command)
+// and of `qsh` (rsh/ssh conventions).
+#include <pwd.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "stub/command_line.h"
+
+namespace queue::stub {
+namespace {
+
+using wire::PtyMode;
+using Words = std::vector<std::string>;
+
+Invocation Queue(const Words& args) {
+  auto inv = ParseQueueCommandLine(args);
+  EXPECT_TRUE(inv.ok()) << inv.message();
+  return inv.ok() ? *inv : Invocation{};
+}
+
+std::string QueueError(const Words& args) {
+  auto inv = ParseQueueCommandLine(args);
+  EXPECT_FALSE(inv.ok());
+  return inv.ok() ? std::string() : inv.message();
+}
+
+Invocation Qsh(const Words& args) {
+  auto inv = ParseQshCommandLine(args);
+  EXPECT_TRUE(inv.ok()) << inv.message();
+  return inv.ok() ? *inv : Invocation{};
+}
+
+std::string QshError(const Words& args) {
+  auto inv = ParseQshCommandLine(args);
+  EXPECT_FALSE(inv.ok());
+  return inv.ok() ? std::string() : inv.message();
+}
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::string MyUserName() {
+  passwd* pw = getpwuid(geteuid());
+  return pw != nullptr ? pw->pw_name : std::to_string(geteuid());
+}
+
+TEST(StubQueueCommandLine, Defaults) {
+  Invocation inv = Queue({"--", "make", "all"});
+  EXPECT_EQ(inv.verb, Verb::kRun);
+  EXPECT_EQ(inv.command, (Words{"make", "all"}));
+  EXPECT_EQ(inv.pty, PtyMode::kFull);
+  EXPECT_EQ(inv.queue, "now");
+  EXPECT_FALSE(inv.batch);
+  EXPECT_FALSE(inv.json);
+  EXPECT_TRUE(inv.only_host.empty());
+  EXPECT_TRUE(inv.preferred_host.empty());
+  EXPECT_TRUE(inv.job_name.empty());
+}
+
+TEST(StubQueueCommandLine, ImmediateAndWaitQueues) {
+  EXPECT_EQ(Queue({"-i", "--", "true"}).queue, "now");
+  EXPECT_EQ(Queue({"-q", "--", "true"}).queue, "wait");
+  EXPECT_EQ(Queue({"--queue", "true"}).queue, "wait");
+  EXPECT_TRUE(Contains(QueueError({"-i", "-q", "--", "true"}), "-i and -q"));
+}
+
+TEST(StubQueueCommandLine, NamedQueue) {
+  EXPECT_EQ(Queue({"-d", "night", "--", "true"}).queue, "night");
+  EXPECT_EQ(Queue({"--queuedir", "night", "true"}).queue, "night");
+  EXPECT_EQ(Queue({"--spooldir=night", "true"}).queue, "night");
+  // -q does not override an explicitly named queue.
+  EXPECT_EQ(Queue({"-q", "-d", "night", "true"}).queue, "night");
+}
+
+TEST(StubQueueCommandLine, BadQueueNameIsAnError) {
+  for (const char* bad : {"..", ".", "a/b", "../etc", "a-name-far-too-long-for-a-queue-dir"}) {
+    std::string error = QueueError({"-d", bad, "--", "true"});
+    EXPECT_TRUE(Contains(error, "is not a queue name")) << bad << ": " << error;
+    EXPECT_TRUE(Contains(error, bad)) << error;
+  }
+}
+
+TEST(StubQueueCommandLine, JobName) {
+  EXPECT_EQ(Queue({"-j", "build", "--", "make"}).job_name, "build");
+  EXPECT_EQ(Queue({"--jobname", "build", "make"}).job_name, "build");
+}
+
+TEST(StubQueueCommandLine, PtyModesExcludeEachOther) {
+  EXPECT_EQ(Queue({"-p", "--", "vi"}).pty, PtyMode::kFull);
+  EXPECT_EQ(Queue({"-o", "--", "vi"}).pty, PtyMode::kHalf);
+  EXPECT_EQ(Queue({"-n", "--", "vi"}).pty, PtyMode::kNone);
+  EXPECT_EQ(Queue({"--no-pty", "vi"}).pty, PtyMode::kNone);
+  for (const Words& both : {Words{"-p", "-o", "--", "x"}, Words{"-p", "-n", "--", "x"},
+                            Words{"-o", "-n", "--", "x"}, Words{"-pon", "--", "x"}}) {
+    EXPECT_TRUE(Contains(QueueError(both), "-p, -o and -n exclude each other")) << both[0];
+  }
+}
+
+TEST(StubQueueCommandLine, WaitAndBatchExcludeEachOther) {
+  EXPECT_FALSE(Queue({"-w", "--", "x"}).batch);
+  EXPECT_TRUE(Queue({"-r", "--", "x"}).batch);
+  EXPECT_TRUE(Queue({"--batch", "x"}).batch);
+  EXPECT_TRUE(Contains(QueueError({"-w", "-r", "--", "x"}), "-w and -r exclude each other"));
+}
+
+TEST(StubQueueCommandLine, HostAndRobustHostExcludeEachOther) {
+  EXPECT_EQ(Queue({"-h", "node1", "--", "x"}).only_host, "node1");
+  EXPECT_EQ(Queue({"-H", "node2:1500", "--", "x"}).preferred_host, "node2:1500");
+  EXPECT_EQ(Queue({"--host", "node1", "x"}).only_host, "node1");
+  EXPECT_TRUE(
+      Contains(QueueError({"-h", "node1", "-H", "node2", "--", "x"}), "-h and -H exclude each other"));
+}
+
+TEST(StubQueueCommandLine, EverythingAfterDashDashIsTheCommand) {
+  Invocation inv = Queue({"-n", "--", "sh", "-c", "echo -h -- x", "--", "-r", "-d", "q"});
+  EXPECT_EQ(inv.command, (Words{"sh", "-c", "echo -h -- x", "--", "-r", "-d", "q"}));
+  EXPECT_EQ(inv.pty, PtyMode::kNone);
+  EXPECT_FALSE(inv.batch);
+  EXPECT_EQ(inv.queue, "now");
+}
+
+TEST(StubQueueCommandLine, CommandStartsAtTheFirstNonOption) {
+  Invocation inv = Queue({"-r", "-d", "wait", "-j", "n", "echo", "-n", "-r", "--", "hi"});
+  EXPECT_EQ(inv.command, (Words{"echo", "-n", "-r", "--", "hi"}));
+  EXPECT_TRUE(inv.batch);
+  EXPECT_EQ(inv.queue, "wait");
+  EXPECT_EQ(inv.job_name, "n");
+  EXPECT_EQ(inv.pty, PtyMode::kFull);
+}
+
+TEST(StubQueueCommandLine, ClusteredFlagsWithAValuedLetter) {
+  Invocation inv = Queue({"-nh", "node1", "hostname", "-f"});
+  EXPECT_EQ(inv.pty, PtyMode::kNone);
+  EXPECT_EQ(inv.only_host, "node1");
+  EXPECT_EQ(inv.command, (Words{"hostname", "-f"}));
+
+  Invocation attached = Queue({"-hnode1", "hostname"});
+  EXPECT_EQ(attached.only_host, "node1");
+  EXPECT_EQ(attached.command, (Words{"hostname"}));
+}
+
+TEST(StubQueueCommandLine, StatusAndJsonNeedNoCommand) {
+  Invocation status = Queue({"--status"});
+  EXPECT_EQ(status.verb, Verb::kStatus);
+  EXPECT_FALSE(status.json);
+  Invocation json = Queue({"--status", "--json"});
+  EXPECT_EQ(json.verb, Verb::kStatus);
+  EXPECT_TRUE(json.json);
+}
+
+TEST(StubQueueCommandLine, Version) {
+  EXPECT_EQ(Queue({"-v"}).verb, Verb::kVersion);
+  EXPECT_EQ(Queue({"--version"}).verb, Verb::kVersion);
+}
+
+TEST(StubQueueCommandLine, HelpGivesHelpText) {
+  Invocation inv = Queue({"--help"});
+  EXPECT_EQ(inv.verb, Verb::kHelp);
+  EXPECT_TRUE(Contains(inv.help_text, "--robust-host")) << inv.help_text;
+  EXPECT_TRUE(Contains(inv.help_text, "--batch")) << inv.help_text;
+  EXPECT_TRUE(Contains(inv.help_text, "--status")) << inv.help_text;
+}
+
+TEST(StubQueueCommandLine, NoCommandIsAnError) {
+  EXPECT_TRUE(Contains(QueueError({}), "no command given"));
+  EXPECT_TRUE(Contains(QueueError({"-n", "-r"}), "no command given"));
+  EXPECT_TRUE(Contains(QueueError({"-n", "--"}), "no command given"));
+}
+
+TEST(StubQueueCommandLine, UnknownOptionOrMissingValueIsAnError) {
+  EXPECT_TRUE(Contains(QueueError({"--frobnicate", "--", "x"}), "see queue --help"));
+  EXPECT_FALSE(ParseQueueCommandLine({"-h"}).ok());
+  EXPECT_FALSE(ParseQueueCommandLine({"-d"}).ok());
+}
+
+TEST(StubQueueCommandLine, UserNameIsAccepted) {
+  Invocation inv = Queue({"-l", MyUserName(), "--", "id"});
+  EXPECT_EQ(inv.command, (Words{"id"}));
+}
+
+TEST(StubQshCommandLine, HostThenWordsJoinedForTheShell) {
+  Invocation inv = Qsh({"node1", "echo", "a b", "c"});
+  EXPECT_EQ(inv.verb, Verb::kRun);
+  EXPECT_EQ(inv.only_host, "node1");
+  EXPECT_EQ(inv.command, (Words{"/bin/sh", "-c", "echo a b c"}));
+  EXPECT_EQ(inv.pty, PtyMode::kNone);
+  EXPECT_EQ(inv.queue, "now");
+  EXPECT_FALSE(inv.batch);
+}
+
+TEST(StubQshCommandLine, DashDashAfterTheHostAndOptionLikeWords) {
+  // GNU Parallel's form: host -- exec perl -e ...
+  Invocation inv = Qsh({"node1", "--", "exec", "perl", "-e", "print 1"});
+  EXPECT_EQ(inv.command, (Words{"/bin/sh", "-c", "exec perl -e print 1"}));
+  Invocation words = Qsh({"node1", "ls", "-l", "--", "-t"});
+  EXPECT_EQ(words.command, (Words{"/bin/sh", "-c", "ls -l -- -t"}));
+  Invocation before = Qsh({"-n", "--", "node1", "true"});
+  EXPECT_EQ(before.only_host, "node1");
+  EXPECT_EQ(before.command, (Words{"/bin/sh", "-c", "true"}));
+}
+
+TEST(StubQshCommandLine, PlusMeansAnyHost) {
+  Invocation inv = Qsh({"+", "uptime"});
+  EXPECT_TRUE(inv.only_host.empty());
+  EXPECT_EQ(inv.command, (Words{"/bin/sh", "-c", "uptime"}));
+  EXPECT_TRUE(Qsh({"-p", "1500", "+", "uptime"}).only_host.empty());
+}
+
+TEST(StubQshCommandLine, PortMakesTheHostEntry) {
+  EXPECT_EQ(Qsh({"-p", "15002", "127.0.0.1", "true"}).only_host, "127.0.0.1:15002");
+}
+
+TEST(StubQshCommandLine, OwnUserNameIsAcceptedOthersRefused) {
+  Invocation inv = Qsh({"-l", MyUserName(), "node1", "true"});
+  EXPECT_EQ(inv.only_host, "node1");
+  EXPECT_EQ(Qsh({"-l", std::to_string(geteuid()), "node1", "true"}).only_host, "node1");
+  std::string error = QshError({"-l", "not-this-user-xyz", "node1", "true"});
+  EXPECT_TRUE(Contains(error, "not-this-user-xyz")) << error;
+  EXPECT_TRUE(Contains(error, "only as the calling user")) << error;
+}
+
+TEST(StubQshCommandLine, SshOptionsAreIgnored) {
+  Invocation inv = Qsh({"-T", "-x", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                        "node1", "true"});
+  EXPECT_EQ(inv.only_host, "node1");
+  EXPECT_EQ(inv.pty, PtyMode::kNone);
+  EXPECT_EQ(inv.command, (Words{"/bin/sh", "-c", "true"}));
+}
+
+TEST(StubQshCommandLine, PtyAndBatchAndQueue) {
+  EXPECT_EQ(Qsh({"-t", "node1", "vi"}).pty, PtyMode::kFull);
+  EXPECT_EQ(Qsh({"-t", "-n", "node1", "vi"}).pty, PtyMode::kNone);
+  EXPECT_TRUE(Qsh({"-r", "node1", "make"}).batch);
+  EXPECT_FALSE(Qsh({"-r", "-w", "node1", "make"}).batch);
+  Invocation inv = Qsh({"-d", "wait", "-j", "nightly", "node1", "make"});
+  EXPECT_EQ(inv.queue, "wait");
+  EXPECT_EQ(inv.job_name, "nightly");
+  EXPECT_TRUE(Contains(QshError({"-d", "../x", "node1", "make"}), "is not a queue name"));
+}
+
+TEST(StubQshCommandLine, VersionAndHelp) {
+  EXPECT_EQ(Qsh({"-v"}).verb, Verb::kVersion);
+  Invocation help = Qsh({"--help"});
+  EXPECT_EQ(help.verb, Verb::kHelp);
+  EXPECT_TRUE(Contains(help.help_text, "usage: qsh")) << help.help_text;
+}
+
+TEST(StubQshCommandLine, MissingHostOrCommandOrValueIsAnError) {
+  EXPECT_TRUE(Contains(QshError({}), "no host given"));
+  EXPECT_TRUE(Contains(QshError({"-t", "-n"}), "no host given"));
+  EXPECT_TRUE(Contains(QshError({"node1"}), "no command given"));
+  EXPECT_TRUE(Contains(QshError({"node1", "--"}), "no command given"));
+  EXPECT_TRUE(Contains(QshError({"-p"}), "-p needs a value"));
+  EXPECT_TRUE(Contains(QshError({"-Z", "node1", "true"}), "unknown option -Z"));
+}
+
+}  // namespace
+}  // namespace queue::stub

@@ -319,6 +319,12 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
     channel->Send(wire::ErrorReply{"batch mode (-r) is not available yet; run the job with -w"});
     return;
   }
+  // Shepherds connect back to the stub as the job's owner; the stub must be here.
+  asio::error_code ec;
+  auto stub_address = asio::ip::make_address(spec.stub_address, ec);
+  if (ec || stub_address != tcp_acceptor_.local_endpoint().address() || spec.stub_port == 0)
+    return channel->Send(wire::ErrorReply{"the stub must listen on this host's address " +
+                                          tcp_acceptor_.local_endpoint().address().to_string()});
   for (std::string* option : {&spec.only_host, &spec.preferred_host}) {
     if (option->empty() || *option == "+") {
       option->clear();

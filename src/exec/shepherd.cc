@@ -74,9 +74,13 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         signals_(io, SIGCHLD),
         timer_(io) {}
 
+  // The job starts first and the shepherd then gives up root, so that nothing
+  // it reads from the network (the TLS handshake included) is parsed as root.
   void Begin() {
     daemon_->Start([](wire::MessageType, std::string_view) {},
                    [](const std::string&) { /* the job outlives its daemon */ });
+    Launch();
+    if (auto dropped = DropPrivileges(start_.spec); !dropped.ok()) return Abandon(dropped.message());
     ConnectToStub();
   }
 
@@ -117,7 +121,16 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     stub_->Send(wire::Attach{start_.job_id, start_.exec_host});
     stub_->Start([self](wire::MessageType type, std::string_view payload) { self->OnStubFrame(type, payload); },
                  [self](const std::string& reason) { self->OnStubLost(reason); });
-    Launch();
+    if (!launch_error_.empty()) {
+      stub_->Send(wire::JobStatus{wire::JobStatusKind::kStartFailed, 2, launch_error_});
+      exit_status_ = 2;
+      return Finish();
+    }
+    if (job_.stdin_fd >= 0) stdin_.emplace(io_, job_.stdin_fd);
+    // Outputs first: a job that has already exited must still have its output relayed.
+    StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
+    StartOutput(job_.stderr_fd, wire::StreamId::kStderr);
+    WatchChild();
   }
 
   void Launch() {
@@ -128,20 +141,12 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     options.allow_root = start_.allow_root;
     auto launched = LaunchJob(start_.spec, options);
     if (!launched.ok()) {
-      stub_->Send(wire::JobStatus{wire::JobStatusKind::kStartFailed, 2, launched.message()});
-      daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, launched.message()});
-      exit_status_ = 2;
-      return Finish();
+      launch_error_ = launched.message();
+      daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, launch_error_});
+      return;
     }
     job_ = launched.value();
     daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kStarted, job_.pid, 0, 0, ""});
-    if (auto dropped = DropPrivileges(start_.spec); !dropped.ok())
-      std::cerr << "queue-shepherd: " << dropped.message() << "\n";
-    if (job_.stdin_fd >= 0) stdin_.emplace(io_, job_.stdin_fd);
-    // Outputs first: a job that has already exited must still have its output relayed.
-    StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
-    StartOutput(job_.stderr_fd, wire::StreamId::kStderr);
-    WatchChild();
   }
 
   void StartOutput(int fd, wire::StreamId id) {
@@ -310,8 +315,15 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     });
   }
 
+  // No stub to serve: the job must not run on without one.
   void Abandon(const std::string& reason) {
     std::cerr << "queue-shepherd: job " << start_.job_id << ": " << reason << "\n";
+    if (job_.pid > 0 && !reaped_) {
+      kill(-job_.pid, SIGKILL);
+      int status = 0;
+      waitpid(job_.pid, &status, 0);
+      reaped_ = true;
+    }
     daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, reason});
     exit_status_ = 2;
     Finish();
@@ -328,6 +340,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   std::unique_ptr<asio::steady_timer> hangup_timer_;
   std::optional<asio::posix::stream_descriptor> stdin_;
   LaunchedJob job_;
+  std::string launch_error_;
   int open_outputs_ = 0;
   bool reaped_ = false;
   bool finished_ = false;

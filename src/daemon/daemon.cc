@@ -96,6 +96,9 @@ class DaemonImpl {
   void OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const std::shared_ptr<std::string>& peer_name,
                    wire::MessageType type, std::string_view payload);
 
+  void TellOrigin(const spool::JobRecord& record);
+  void OnJobEnded(const std::string& peer, const wire::JobEnded& ended);
+
   void WatchSignals();
   void Stop();
 
@@ -141,6 +144,7 @@ Status DaemonImpl::Init() {
   for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
   runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path);
+  runner_->OnJobEnded([this](const spool::JobRecord& record) { TellOrigin(record); });
   if (auto load = sampler_.Load1(); !load.ok()) return Fail(load.message());
   if (auto opened = OpenTcpSocket(); !opened.ok()) return opened;
   if (auto opened = OpenUnixSocket(); !opened.ok()) return opened;
@@ -517,9 +521,37 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
       return channel->Send(wire::PlaceReply{place->request_id, admitted.ok(), admitted.ok() ? "" : admitted.message()});
     }
+    case wire::MessageType::kJobEnded: {
+      auto ended = wire::DecodePayload<wire::JobEnded>(payload);
+      if (!ended.ok()) return channel->Close(ended.message());
+      return OnJobEnded(*peer_name, *ended);
+    }
     default:
       return channel->Close("unexpected message " + std::to_string(static_cast<int>(type)));
   }
+}
+
+// The submit host keeps a record of a job it placed elsewhere; tell it the end.
+void DaemonImpl::TellOrigin(const spool::JobRecord& record) {
+  if (record.origin_host.empty()) return;
+  auto link = links_.find(record.origin_host);
+  if (link == links_.end()) return;
+  link->second->SendJobEnded(wire::JobEnded{record.origin_id, record.state == spool::JobState::kFailed,
+                                            record.wait_status, record.cpu_seconds, record.message});
+}
+
+void DaemonImpl::OnJobEnded(const std::string& peer, const wire::JobEnded& ended) {
+  auto record = store_->Get(ended.origin_job_id);
+  if (!record.ok() || !record->has_value()) return;
+  spool::JobRecord& r = **record;
+  if (r.exec_host != peer || r.state != spool::JobState::kRunning) return;  // not that peer's to end
+  r.state = ended.failed ? spool::JobState::kFailed : spool::JobState::kDone;
+  r.wait_status = ended.wait_status;
+  r.cpu_seconds = ended.cpu_seconds;
+  r.message = ended.message;
+  r.end_time = Now();
+  batch_->Join();
+  (void)store_->Update(r);
 }
 
 void DaemonImpl::WatchSignals() {

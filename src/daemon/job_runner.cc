@@ -138,6 +138,7 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, std::string_view payload) {
   }
   if (auto updated = store_.Update(r); !updated.ok())
     std::cerr << "queued: spool: " << updated.message() << "\n";
+  if (event->kind != wire::ShepherdEventKind::kStarted && on_ended_) on_ended_(r);
 }
 
 void JobRunner::OnShepherdGone(uint64_t record_id, const std::string& reason) {
@@ -151,6 +152,7 @@ void JobRunner::OnShepherdGone(uint64_t record_id, const std::string& reason) {
     r.message = "the shepherd went away (" + reason + ")";
     r.end_time = Now();
     (void)store_.Update(r);
+    if (on_ended_) on_ended_(r);
   }
   Release(record_id);
 }

@@ -34,6 +34,9 @@ class JobRunner {
       : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
         shepherd_path_(std::move(shepherd_path)) {}
 
+  // Called once for every job that ends here (done or failed), after its record is updated.
+  void OnJobEnded(std::function<void(const spool::JobRecord&)> callback) { on_ended_ = std::move(callback); }
+
   // Starts the job now, or says why this host will not.
   Result<uint64_t> Admit(AdmitRequest request, double load1);
 
@@ -63,6 +66,7 @@ class JobRunner {
   std::string self_host_;
   std::string shepherd_path_;
   std::map<uint64_t, Running> shepherds_;  // by spool record id
+  std::function<void(const spool::JobRecord&)> on_ended_;
 };
 
 }  // namespace queue::daemon

@@ -111,6 +111,10 @@ void PeerLink::SendLoad(const wire::LoadReport& report) {
   if (connected()) channel_->Send(report);
 }
 
+void PeerLink::SendJobEnded(const wire::JobEnded& ended) {
+  if (connected()) channel_->Send(ended);
+}
+
 void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback) {
   if (!connected()) {
     callback(wire::PlaceReply{0, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")});

@@ -113,6 +113,25 @@ PlaceReply PlaceReply::Decode(Reader& r) {
   return p;
 }
 
+void JobEnded::Encode(Writer& w) const {
+  w.u64(origin_job_id);
+  w.boolean(failed);
+  w.i32(wait_status);
+  w.f64(cpu_seconds);
+  w.str(message);
+}
+
+JobEnded JobEnded::Decode(Reader& r) {
+  JobEnded e;
+  e.origin_job_id = r.u64();
+  e.failed = r.boolean();
+  e.wait_status = r.i32();
+  e.cpu_seconds = r.f64();
+  e.message = r.str(4096);
+  if (!IsFinite(e.cpu_seconds) || e.cpu_seconds < 0) r.fail("cpu time out of range");
+  return e;
+}
+
 void ShepherdStart::Encode(Writer& w) const {
   w.u64(job_id);
   w.str(exec_host);

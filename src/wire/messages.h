@@ -31,6 +31,7 @@ enum class MessageType : uint16_t {
   kLoadReport = 20,
   kPlaceJob = 21,
   kPlaceReply = 22,
+  kJobEnded = 23,
   // daemon <-> shepherd, over a Unix socket pair
   kShepherdStart = 30,
   kShepherdEvent = 31,
@@ -129,6 +130,18 @@ struct PlaceReply {
   std::string reason;  // why not, when refused
   void Encode(Writer& w) const;
   static PlaceReply Decode(Reader& r);
+};
+
+// Execution daemon -> submit daemon: how a job it placed here ended.
+struct JobEnded {
+  static constexpr MessageType kType = MessageType::kJobEnded;
+  uint64_t origin_job_id = 0;
+  bool failed = false;      // never ran, or its shepherd died
+  int32_t wait_status = 0;  // as from waitpid, when !failed
+  double cpu_seconds = 0;
+  std::string message;
+  void Encode(Writer& w) const;
+  static JobEnded Decode(Reader& r);
 };
 
 // Daemon -> shepherd: run this job.

@@ -255,3 +255,38 @@ TEST(Foundation, StatusShowsHostsQueuesAndJobsAsJson) {
 
 }  // namespace
 }  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+std::vector<nlohmann::json> JobsOn(TestCluster& cluster, int i) {
+  auto run = cluster.Queue(i, {"--status", "--json"});
+  auto status = nlohmann::json::parse(run.out, nullptr, false);
+  if (status.is_discarded()) return {};
+  return std::vector<nlohmann::json>(status["jobs"].begin(), status["jobs"].end());
+}
+
+TEST(Foundation, BothHostsShowARemoteJobUntilItEnds) {
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string flag = cluster->dir() + "/release";
+  auto stub = StartBackground({BinDir() + "/queue", "-h", cluster->entry(1), "-n", "-j", "waiter", "--", "sh", "-c",
+                               "while [ ! -e " + flag + " ]; do sleep 0.05; done"},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/stub.out",
+                              cluster->dir() + "/stub.err");
+  ASSERT_TRUE(WaitUntil([&] { return JobsOn(*cluster, 1).size() == 1; }, 10s));
+  auto here = JobsOn(*cluster, 0), there = JobsOn(*cluster, 1);
+  ASSERT_EQ(here.size(), 1U);
+  EXPECT_EQ(here[0]["host"], cluster->entry(1));
+  EXPECT_EQ(here[0]["name"], "waiter");
+  EXPECT_EQ(there[0]["origin"], cluster->entry(0));
+  EXPECT_EQ(there[0]["id"], here[0]["id"]) << "one job, one id on both hosts";
+  WriteFile(flag, "");
+  auto status = WaitChild(stub.pid, 10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 0);
+  EXPECT_TRUE(WaitUntil([&] { return JobsOn(*cluster, 0).empty() && JobsOn(*cluster, 1).empty(); }, 5s));
+}
+
+}  // namespace
+}  // namespace queue::testing

@@ -182,6 +182,7 @@ struct ChildPlan {
   const char* cwd = "/";
   int child_fd[3] = {-1, -1, -1};
   int tty = -1;  // the pty slave that becomes the controlling terminal
+  bool share_session = false;  // see LaunchOptions::share_session
   int report_fd = -1;
   int max_fd = 1024;  // highest fd to close when close_range is unavailable
 };
@@ -320,6 +321,14 @@ void ResetSignalDispositions() {
 }
 
 void EnterSession(const ChildPlan& plan) {
+  if (plan.share_session) {
+    // Signals are still blocked here, so tcsetpgrp from a background group
+    // does not stop us with SIGTTOU.
+    if (setpgid(0, 0) < 0) FailInChild(plan, ChildStep::kSession, errno);
+    if (plan.tty >= 0 && tcsetpgrp(plan.tty, getpid()) < 0)
+      FailInChild(plan, ChildStep::kControllingTty, errno);
+    return;
+  }
   if (setsid() < 0) FailInChild(plan, ChildStep::kSession, errno);
   if (plan.tty >= 0 && ioctl(plan.tty, TIOCSCTTY, 0) < 0)
     FailInChild(plan, ChildStep::kControllingTty, errno);
@@ -493,6 +502,9 @@ Result<LaunchedJob> LaunchJob(const wire::JobSpec& spec, const LaunchOptions& op
   std::copy_n(streams->child_fd, 3, plan.child_fd);
   plan.tty = streams->pty_slave.get();
   plan.report_fd = report_write.get();
+  plan.share_session = options.share_session;
+  if (options.share_session && plan.tty >= 0 && ioctl(plan.tty, TIOCSCTTY, 0) != 0)
+    return SystemFailure("could not make the job's pty the shepherd's terminal", errno);
 
   auto pid = ForkChild(plan, options);
   if (!pid.ok()) return pid.error();

@@ -26,6 +26,15 @@ struct LaunchOptions {
   std::string exec_host;      // exported as QUEUE_HOST and named in error messages
   int32_t profile_nice = 0;   // the job runs at max(spec.nice, profile_nice)
   bool allow_root = false;    // the queue profile's allowroot
+  // false: the job leads a session of its own.
+  // true: the job gets its own process group inside the launcher's session, and
+  // a pty becomes the launcher's controlling terminal with the job in the
+  // foreground. A process group whose parent sits in another session is
+  // "orphaned", and the kernel discards terminal stop signals (SIGTSTP from ^Z,
+  // SIGTTIN, SIGTTOU) sent to it; sharing the session keeps ^Z, suspend and
+  // `fg` working. REQUIRES: the launcher leads its session and has no
+  // controlling terminal (the shepherd is spawned that way).
+  bool share_session = false;
 };
 
 // The parent's side of a started job. Every fd is distinct, close-on-exec and

@@ -139,6 +139,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     options.exec_host = start_.exec_host;
     options.profile_nice = start_.profile_nice;
     options.allow_root = start_.allow_root;
+    options.share_session = getsid(0) == getpid();  // spawned by queued with POSIX_SPAWN_SETSID
     auto launched = LaunchJob(start_.spec, options);
     if (!launched.ok()) {
       launch_error_ = launched.message();

@@ -389,10 +389,8 @@ void DaemonImpl::TryPlace(const std::shared_ptr<ClientChannel>& channel, uint64_
 }
 
 void DaemonImpl::Placed(const std::shared_ptr<ClientChannel>& channel, uint64_t record_id, const std::string& host) {
-  if (host == self_.entry)
-    table_.Update(SelfReport(), load::Clock::now());
-  else
-    table_.AddPlacement(host);
+  table_.AddPlacement(host, load::Clock::now());
+  if (host == self_.entry) table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
   batch_->Join();
   auto record = store_->Get(record_id);
   if (record.ok() && record->has_value() && host != self_.entry) {

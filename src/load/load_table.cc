@@ -1,6 +1,9 @@
 // The per-daemon table of host loads.
 #include "load/load_table.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace queue::load {
 
 void LoadTable::Update(wire::LoadReport report, Clock::time_point now) {
@@ -10,9 +13,25 @@ void LoadTable::Update(wire::LoadReport report, Clock::time_point now) {
   entry.placements_since_report = 0;
 }
 
-void LoadTable::AddPlacement(const std::string& host) {
+namespace {
+
+double DecayedPlacementLoad(const HostLoad& host, Clock::time_point now) {
+  double age = std::chrono::duration<double>(now - host.placement_load_at).count();
+  return host.placement_load * std::exp(-std::max(0.0, age) / static_cast<double>(kPlacementLoadDecay.count()));
+}
+
+}  // namespace
+
+void LoadTable::AddPlacement(const std::string& host, Clock::time_point now) {
   auto it = hosts_.find(host);
-  if (it != hosts_.end()) ++it->second.placements_since_report;
+  if (it == hosts_.end()) return;
+  ++it->second.placements_since_report;
+  it->second.placement_load = DecayedPlacementLoad(it->second, now) + 1.0;
+  it->second.placement_load_at = now;
+}
+
+double LoadTable::AdjustedLoad(const HostLoad& host, Clock::time_point now) {
+  return host.report.load1 + DecayedPlacementLoad(host, now);
 }
 
 void LoadTable::Forget(const std::string& host) { hosts_.erase(host); }

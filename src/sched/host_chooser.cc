@@ -12,6 +12,7 @@ namespace {
 struct Scored {
   std::string host;
   double score;
+  uint32_t running;
   bool is_self;
   size_t order;
 };
@@ -53,13 +54,15 @@ Ranking HostChooser::Rank(const load::LoadTable& table, const PlacementRequest& 
                                  std::to_string(queue->maxexec) + " running)");
       continue;
     }
-    double score = profile::VirtualLoad(entry->report.load1, queue->vmaxexec, running, queue->pfactor);
-    scored.push_back({host, score, host == self_, i});
+    double load1 = load::LoadTable::AdjustedLoad(*entry, now);
+    double score = profile::VirtualLoad(load1, queue->vmaxexec, running, queue->pfactor);
+    scored.push_back({host, score, running, host == self_, i});
   }
   std::sort(scored.begin(), scored.end(), [&](const Scored& a, const Scored& b) {
     bool a_pref = a.host == request.preferred_host, b_pref = b.host == request.preferred_host;
     if (a_pref != b_pref) return a_pref;
     if (a.score != b.score) return a.score < b.score;
+    if (a.running != b.running) return a.running < b.running;
     if (a.is_self != b.is_self) return a.is_self;  // equal load: skip the network hop
     return a.order < b.order;
   });

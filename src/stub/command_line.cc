@@ -41,6 +41,17 @@ size_t FindCommandStart(const std::vector<std::string>& args) {
 
 }  // namespace
 
+namespace {
+
+Status CheckUser(const std::string& user) {
+  passwd* pw = getpwuid(geteuid());
+  if (pw != nullptr && user == pw->pw_name) return Status::Ok();
+  if (user == std::to_string(geteuid())) return Status::Ok();
+  return Fail("-l " + user + ": Queue runs jobs only as the calling user");
+}
+
+}  // namespace
+
 Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   Invocation inv;
   CLI::App app{"queue: run a command on the least-loaded host of the cluster, as if it ran here."};
@@ -91,20 +102,13 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   if (none) inv.pty = wire::PtyMode::kNone;
   if (wait && inv.batch) return Fail("-w and -r exclude each other");
   if (!inv.only_host.empty() && !inv.preferred_host.empty()) return Fail("-h and -H exclude each other");
+  if (!user.empty()) {
+    if (auto ok = CheckUser(user); !ok.ok()) return Fail(ok.message());
+  }
   if (!wire::IsValidQueueName(inv.queue)) return Fail("\"" + inv.queue + "\" is not a queue name");
   return inv;
 }
 
-namespace {
-
-Status CheckUser(const std::string& user) {
-  passwd* pw = getpwuid(geteuid());
-  if (pw != nullptr && user == pw->pw_name) return Status::Ok();
-  if (user == std::to_string(geteuid())) return Status::Ok();
-  return Fail("-l " + user + ": Queue runs jobs only as the calling user");
-}
-
-}  // namespace
 
 Result<Invocation> ParseQshCommandLine(const std::vector<std::string>& args) {
   Invocation inv;
@@ -122,7 +126,10 @@ Result<Invocation> ParseQshCommandLine(const std::vector<std::string>& args) {
       ++i;
       break;
     }
-    if (a == "-l" || a == "-d" || a == "-p" || a == "-o" || a == "-j") {
+    // ssh options that take a value: -o OPTION, -i KEY, -F CONFIG, -E LOG, -c CIPHER,
+    // -m MAC, -b ADDRESS are accepted and ignored, as are its flags below.
+    bool ssh_valued = a == "-o" || a == "-i" || a == "-F" || a == "-E" || a == "-c" || a == "-m" || a == "-b";
+    if (a == "-l" || a == "-d" || a == "-p" || a == "-j" || ssh_valued) {
       auto v = value(a);
       if (!v.ok()) return v.error();
       if (a == "-l") {
@@ -138,13 +145,15 @@ Result<Invocation> ParseQshCommandLine(const std::vector<std::string>& args) {
     else if (a == "-w") inv.batch = false;
     else if (a == "-r") inv.batch = true;
     else if (a == "-v") inv.verb = Verb::kVersion;
-    else if (a == "-T" || a == "-x" || a == "-q" || a == "-i") continue;
+    else if (a == "-T" || a == "-x" || a == "-X" || a == "-Y" || a == "-q" || a == "-4" || a == "-6" ||
+             a == "-A" || a == "-a" || a == "-C" || a == "-k" || a == "-K") continue;
     else if (a == "--help") {
       inv.verb = Verb::kHelp;
       inv.help_text =
           "usage: qsh [-l user] [-d queue] [-t|-n] [-w|-r] [-p port] [-j name] host|+ [--] command words...\n"
           "Runs the command words with sh -c on host (or the least-loaded host for +), like rsh/ssh.\n"
-          "Accepted and ignored for ssh compatibility: -T -x -q -o OPTION.\n";
+          "Accepted and ignored for ssh compatibility: -T -x -X -Y -q -4 -6 -A -a -C -k -K,\n"
+          "and -o OPTION -i KEY -F CONFIG -E LOG -c CIPHER -m MAC -b ADDRESS.\n";
       return inv;
     } else return Fail("unknown option " + a + " (see qsh --help)");
   }

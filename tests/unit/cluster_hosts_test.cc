@@ -120,6 +120,14 @@ TEST(ClusterHostsFile, CommentsBlanksAndTrailingComments) {
   EXPECT_EQ((*hosts)[3], (HostEntry{"node4", "node4", kDefaultPort}));
 }
 
+TEST(ClusterHostsFile, NameEndsAtTheFirstBlankAsInTheOriginal) {
+  auto hosts = ParseHostsFile("node1 ignored words\nnode2\tx:y:z\n", "f");
+  ASSERT_TRUE(hosts.ok()) << hosts.message();
+  ASSERT_EQ(hosts->size(), 2u);
+  EXPECT_EQ((*hosts)[0].entry, "node1");
+  EXPECT_EQ((*hosts)[1].entry, "node2");
+}
+
 TEST(ClusterHostsFile, LastLineWithoutNewline) {
   auto hosts = ParseHostsFile("a\nb", "f");
   ASSERT_TRUE(hosts.ok()) << hosts.message();
@@ -210,7 +218,7 @@ TEST_F(ClusterHostsLoad, MissingFileAndDirectoryAreErrors) {
 }
 
 TEST_F(ClusterHostsLoad, ParseErrorsNameThePath) {
-  std::ofstream(path_) << "node1\nbad host\n";
+  std::ofstream(path_) << "node1\nbad/host\n";
   ASSERT_EQ(chmod(path_.c_str(), 0644), 0);
   auto hosts = LoadHostsFile(path_);
   ASSERT_FALSE(hosts.ok());

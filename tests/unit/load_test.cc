@@ -150,9 +150,9 @@ TEST(LoadTable, PlacementsCountUntilTheNextReport) {
   LoadTable table(10s);
   table.Update(Report("a", 0.0), t0);
   table.Update(Report("b", 0.0), t0);
-  table.AddPlacement("a");
-  table.AddPlacement("a");
-  table.AddPlacement("b");
+  table.AddPlacement("a", t0);
+  table.AddPlacement("a", t0);
+  table.AddPlacement("b", t0);
   EXPECT_EQ(table.Fresh("a", t0)->placements_since_report, 2u);
   EXPECT_EQ(table.Fresh("b", t0)->placements_since_report, 1u);
 
@@ -163,7 +163,7 @@ TEST(LoadTable, PlacementsCountUntilTheNextReport) {
 
 TEST(LoadTable, PlacementOnAnUnknownHostIsIgnored) {
   LoadTable table(10s);
-  table.AddPlacement("ghost");
+  table.AddPlacement("ghost", Clock::time_point{});
   EXPECT_TRUE(table.hosts().empty());
   table.Update(Report("ghost", 0.0), Clock::time_point{});
   EXPECT_EQ(table.hosts().at("ghost").placements_since_report, 0u);

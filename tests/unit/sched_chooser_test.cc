@@ -199,7 +199,7 @@ TEST(SchedChooser, FullCountsRunningAndRecentPlacements) {
   EXPECT_TRUE(HasRefusal(ranking, "a: queue \"now\" is full (2 running)")) << Refusals(ranking);
 
   // One job placed on b since its report: b is full too, before it reports again.
-  table.AddPlacement("b");
+  table.AddPlacement("b", kNow);
   ranking = HostChooser(hosts, "a").Rank(table, Request(), kNow);
   EXPECT_TRUE(ranking.candidates.empty());
   EXPECT_TRUE(HasRefusal(ranking, "b: queue \"now\" is full (2 running)")) << Refusals(ranking);
@@ -230,7 +230,7 @@ std::map<std::string, int> PlaceBurst(const std::vector<cluster::HostEntry>& hos
     if (ranking.candidates.empty()) break;
     const std::string& best = ranking.candidates.front();
     ++placed[best];
-    table.AddPlacement(best);
+    table.AddPlacement(best, kNow);
   }
   return placed;
 }
@@ -260,15 +260,9 @@ TEST(SchedChooser, NoHerdEvenWhenSelfIsSlightlyIdler) {
   }
 }
 
-// DISABLED: a herd once the virtual slots are used up (vmaxexec < maxexec).
-// src/sched/host_chooser.cc, Rank(): a placement only counts through
-// profile::VirtualLoad's free slots, max(0, vmaxexec - running). Once every
-// host has vmaxexec jobs, all scores are (load1+1)/pfactor again, the tie goes
-// to self, and every further job of the burst lands on self (here a: 91 of 99,
-// b and c 4 each) until a is full, although b and c are exactly as loaded.
-// SPEC §5 "no herd" asks that a just-chosen host count the jobs it was given.
-// A fix: break score ties by running+placements (fewer first) before self.
-TEST(SchedChooser, DISABLED_NoHerdBeyondVmaxexec) {
+// Past vmaxexec the virtual slots no longer tell hosts apart; the placement
+// load (decaying like the load average) must still spread a burst.
+TEST(SchedChooser, NoHerdBeyondVmaxexec) {
   auto hosts = Hosts({"a", "b", "c"});
   load::LoadTable table(30s);
   for (const char* h : {"a", "b", "c"}) Report(table, h, 0.0, Queue(0, 64, 4));

@@ -183,6 +183,12 @@ TEST(StubQueueCommandLine, UserNameIsAccepted) {
   EXPECT_EQ(inv.command, (Words{"id"}));
 }
 
+// -l exists for rsh compatibility only: Queue never runs a job as someone else.
+TEST(StubQueueCommandLine, OtherUserNameIsRefused) {
+  std::string error = QueueError({"-l", "not-this-user-xyz", "--", "id"});
+  EXPECT_TRUE(Contains(error, "not-this-user-xyz")) << error;
+}
+
 TEST(StubQshCommandLine, HostThenWordsJoinedForTheShell) {
   Invocation inv = Qsh({"node1", "echo", "a b", "c"});
   EXPECT_EQ(inv.verb, Verb::kRun);

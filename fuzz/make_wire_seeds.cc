@@ -1,0 +1,100 @@
+// Writes the seed corpus of wire_fuzz: one valid payload of every message type,
+// the same framed, and one stream of several frames, so the fuzzer starts from
+// inputs that get past the length and bounds checks.
+//   make_wire_seeds OUTPUT_DIR
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "wire/frame.h"
+#include "wire/messages.h"
+
+namespace {
+
+using namespace queue::wire;
+
+JobSpec SampleSpec() {
+  JobSpec s;
+  s.argv = {"sh", "-c", "echo hi"};
+  s.env = {"PATH=/usr/bin:/bin", "HOME=/home/u"};
+  s.cwd = "/tmp";
+  s.uid = 1000;
+  s.gid = 1000;
+  s.groups = {24, 1000};
+  s.rlimits = {{4, 0, ResourceLimit::kUnlimited}};
+  s.pty = PtyMode::kFull;
+  s.terminal.present = true;
+  s.terminal.control_chars = {3, 28, 127, 21};
+  s.terminal.rows = 24;
+  s.terminal.cols = 80;
+  s.queue = "wait";
+  s.job_name = "seed";
+  s.stub_address = "127.0.0.1";
+  s.stub_port = 40000;
+  s.session_key = std::string(kSessionKeyBytes, 'k');
+  return s;
+}
+
+class SeedWriter {
+ public:
+  explicit SeedWriter(std::string dir) : dir_(std::move(dir)) {}
+
+  template <class M>
+  void Message(const std::string& name, const M& message) {
+    Write(name, EncodePayload(message));
+    Write(name + ".frame", MakeFrame(message));
+    stream_ += MakeFrame(message);
+  }
+  void Stream() { Write("stream.frames", stream_); }
+  bool ok() const { return ok_; }
+
+ private:
+  void Write(const std::string& name, const std::string& bytes) {
+    std::ofstream out(dir_ + "/" + name, std::ios::binary);
+    out << bytes;
+    ok_ &= static_cast<bool>(out);
+  }
+
+  std::string dir_;
+  std::string stream_;
+  bool ok_ = true;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: make_wire_seeds OUTPUT_DIR\n";
+    return 2;
+  }
+  SeedWriter seeds(argv[1]);
+  seeds.Message("hello", Hello{kProtocolVersion, Role::kDaemon, "127.0.0.1:15002"});
+  seeds.Message("error_reply", ErrorReply{"queue \"x\" does not exist on this host"});
+  seeds.Message("submit_request", SubmitRequest{SampleSpec()});
+  seeds.Message("submit_reply", SubmitReply{42, "node1:1421"});
+  seeds.Message("status_request", StatusRequest{});
+  seeds.Message("status_reply", StatusReply{R"({"hosts":[{"name":"a","load":0.5}]})"});
+  LoadReport report;
+  report.host = "node1:1421";
+  report.load1 = 0.75;
+  report.cpus = 8;
+  report.queues = {{"now", 1, 8, 8, 1.0, true}, {"wait", 0, 2, 4, 2.5, false}};
+  seeds.Message("load_report", report);
+  seeds.Message("place_job", PlaceJob{7, "node2:1421", 99, SampleSpec()});
+  seeds.Message("place_reply", PlaceReply{7, false, "queue \"now\" is full"});
+  seeds.Message("shepherd_start", ShepherdStart{99, "node1:1421", 5, false, SampleSpec()});
+  seeds.Message("shepherd_event", ShepherdEvent{ShepherdEventKind::kFinished, 1234, 256, 0.5, ""});
+  seeds.Message("attach", Attach{99, "node1:1421"});
+  seeds.Message("stream_data", StreamData{StreamId::kStdout, "hello, world\n"});
+  seeds.Message("stream_eof", StreamEof{StreamId::kStdin});
+  seeds.Message("signal", Signal{2});
+  seeds.Message("window_size", WindowSize{24, 80, 640, 480});
+  seeds.Message("job_status", JobStatus{JobStatusKind::kExited, 3, ""});
+  seeds.Message("notice", Notice{"job suspended: load too high"});
+  seeds.Stream();
+  if (!seeds.ok()) {
+    std::cerr << "make_wire_seeds: cannot write to " << argv[1] << "\n";
+    return 1;
+  }
+  return 0;
+}

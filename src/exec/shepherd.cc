@@ -1,6 +1,7 @@
 // The shepherd's event loop: one job, one stub connection, one daemon channel.
 #include "exec/shepherd.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -130,6 +131,10 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     // Outputs first: a job that has already exited must still have its output relayed.
     StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
     StartOutput(job_.stderr_fd, wire::StreamId::kStderr);
+    // Half pty: what the terminal itself prints (the echo of typed input, and
+    // whatever the job writes to /dev/tty) reaches the user too.
+    if (start_.spec.pty == wire::PtyMode::kHalf && job_.pty_master >= 0)
+      StartOutput(fcntl(job_.pty_master, F_DUPFD_CLOEXEC, 3), wire::StreamId::kStdout);
     WatchChild();
   }
 

@@ -148,7 +148,10 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     job_->Start([self](wire::MessageType type, std::string_view payload) { self->OnJobFrame(type, payload); },
                 [self](const std::string& reason) { self->OnJobLost(reason); });
     if (options_.spec.pty != wire::PtyMode::kNone && isatty(0)) {
-      auto raw = term::RawModeGuard::Enter(0, isatty(1) != 0);
+      // Only a full pty turns the job's newlines into CRLF; with -o the output
+      // arrives raw from pipes and our terminal must keep doing it.
+      bool remote_does_output = options_.spec.pty == wire::PtyMode::kFull && isatty(1) != 0;
+      auto raw = term::RawModeGuard::Enter(0, remote_does_output);
       if (raw.ok()) raw_mode_.emplace(std::move(raw.value()));
     }
     ForwardSignals();

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The second command, and what CI runs: installs what Queue needs, builds it
+# into build/ and runs every test (unit and integration) with ctest, then does
+# the same under AddressSanitizer + UBSan in build-asan/. Exits non-zero if any
+# step fails; the last line sums up each step and its time.
+# QUEUE_SKIP_SANITIZE=1 skips the sanitizer pass (for quick local runs only).
+set -uo pipefail
+cd "$(dirname "$0")" || exit 1
+
+summary=()
+failures=0
+
+# Runs one step, timing it; its status is the step's.
+step() {
+  local name=$1 started=$SECONDS status=0
+  shift
+  echo "=== test.sh: $name: $*"
+  "$@" || status=$?
+  local took=$((SECONDS - started))
+  if ((status == 0)); then
+    summary+=("$name ok ${took}s")
+  else
+    summary+=("$name FAILED ${took}s")
+    failures=$((failures + 1))
+  fi
+  echo "=== test.sh: $name: $([[ $status == 0 ]] && echo ok || echo "FAILED (exit $status)") in ${took}s"
+  return "$status"
+}
+
+finish() {
+  local steps
+  steps=$(printf '%s, ' "${summary[@]}")
+  steps=${steps%, }
+  if ((failures == 0)); then
+    echo "test.sh: PASSED in ${SECONDS}s ($steps)"
+  else
+    echo "test.sh: FAILED ($failures step(s)) in ${SECONDS}s ($steps)"
+  fi
+  exit $((failures > 0))
+}
+
+# A test that hangs fails after this long instead of holding CI; --no-tests=error
+# turns a build that registered no tests into a failure rather than a pass.
+ctest_args=(--output-on-failure -j2 --timeout 300 --no-tests=error)
+
+step deps scripts/install-deps.sh || finish
+if step build scripts/build.sh build; then
+  step tests ctest --test-dir build "${ctest_args[@]}"
+fi
+if [[ "${QUEUE_SKIP_SANITIZE:-0}" == 1 ]]; then
+  summary+=("sanitizers skipped")
+else
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+  # Debug (-O0 -g) compiles in about half the time of an optimised ASan build,
+  # which keeps the whole script well inside CI's time on two cores.
+  if step asan-build scripts/build.sh build-asan -DQUEUE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug; then
+    step asan-tests ctest --test-dir build-asan "${ctest_args[@]}"
+  fi
+fi
+finish

@@ -3,7 +3,7 @@
 # into build/ and runs every test (unit and integration) with ctest, then does
 # the same under AddressSanitizer + UBSan in build-asan/. Exits non-zero if any
 # step fails; the last line sums up each step and its time.
-# QUEUE_SKIP_SANITIZE=1 skips the sanitizer pass (for quick local runs only).
+# QUEUE_SKIP_SANITIZE=1 and QUEUE_SKIP_FUZZ=1 skip those passes (for quick local runs only).
 set -uo pipefail
 cd "$(dirname "$0")" || exit 1
 
@@ -56,5 +56,14 @@ else
   if step asan-build scripts/build.sh build-asan -DQUEUE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug; then
     step asan-tests ctest --test-dir build-asan "${ctest_args[@]}"
   fi
+fi
+# Every parser of untrusted input under libFuzzer (clang, ASan+UBSan): a short
+# run over the checked-in corpora and what it discovers, BUILD_TESTING off so
+# only the fuzz targets are compiled.
+if [[ "${QUEUE_SKIP_FUZZ:-0}" == 1 ]]; then
+  summary+=("fuzz skipped")
+elif step fuzz-build scripts/build.sh build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DQUEUE_FUZZ=ON \
+    -DQUEUE_FUZZ_ONLY=ON -- wire_fuzz hosts_fuzz loadavg_fuzz profile_fuzz; then
+  step fuzz ctest --test-dir build-fuzz -L fuzz "${ctest_args[@]}"
 fi
 finish

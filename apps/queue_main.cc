@@ -5,6 +5,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "auth/psk_tls.h"
 #include "stub/command_line.h"
 #include "stub/daemon_client.h"
 #include "stub/local_context.h"
@@ -60,6 +61,7 @@ int ShowStatus(const Invocation& inv, const std::string& program) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  queue::auth::InitOpenSsl();
   std::string program = std::filesystem::path(argv[0]).filename().string();
   bool is_qsh = program.find("qsh") != std::string::npos;
   std::vector<std::string> args(argv + 1, argv + argc);

@@ -3,9 +3,11 @@
 #include <iostream>
 #include <string>
 
+#include "auth/psk_tls.h"
 #include "exec/shepherd.h"
 
 int main(int argc, char** argv) {
+  queue::auth::InitOpenSsl();
   queue::exec::ShepherdOptions options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "auth/psk_tls.h"
 #include "auth/cluster_key.h"
 #include "daemon/daemon.h"
 
@@ -47,6 +48,7 @@ bool Daemonize(asio::io_context& io, const std::string& log_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  queue::auth::InitOpenSsl();
   CLI::App app{"queued: the Queue daemon; runs on every host of the cluster."};
   queue::daemon::DaemonConfig config;
   config.spool_dir = "/var/spool/queue";

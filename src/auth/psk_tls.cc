@@ -172,6 +172,8 @@ asio::ssl::stream_base::handshake_type PskTlsContext::handshake_type() const {
   return side_ == Side::kServer ? asio::ssl::stream_base::server : asio::ssl::stream_base::client;
 }
 
+void InitOpenSsl() { OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr); }
+
 std::string DescribeHandshakeFailure(const asio::error_code& ec) {
   std::string cause;
   if (ec.category() == asio::error::get_ssl_category()) {

@@ -61,6 +61,11 @@ class PskTlsContext {
 
 using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
 
+// Initialises OpenSSL without reading the system's openssl.cnf: Queue's TLS is
+// fully configured in code, and skipping the file saves every short-lived
+// process (stub, shepherd) its parse. Call first thing in main().
+void InitOpenSsl();
+
 // A sentence for logs and users explaining why a TLS handshake failed, e.g.
 // "TLS handshake failed (the peer does not hold the same key): binder does not
 // verify (SSL routines)."

@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   app.add_option("--socket", config.socket_path, "Unix socket for local clients")->capture_default_str();
   app.add_option("--loadavg-file", config.loadavg_file, "read the load from FILE (/proc/loadavg format)")->capture_default_str();
   app.add_option("-p,--pidfile", pidfile, "write the daemon's pid to FILE");
+  app.add_option("--clock-file", config.clock_file, "tests: take the time (Unix seconds) from FILE");
   app.add_flag("-v,--version", version, "print the version");
   CLI11_PARSE(app, argc, argv);
 

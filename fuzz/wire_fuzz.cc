@@ -37,8 +37,8 @@ void DecodeAsEvery(std::string_view payload) {
 // Every message of messages.h; keep in step with MessageType.
 #define QUEUE_ALL_MESSAGES                                                                       \
   Hello, ErrorReply, SubmitRequest, SubmitReply, StatusRequest, StatusReply, LoadReport, PlaceJob, \
-      PlaceReply, ShepherdStart, ShepherdEvent, Attach, StreamData, StreamEof, Signal, WindowSize, \
-      JobStatus, Notice
+      PlaceReply, JobEnded, ShepherdStart, ShepherdEvent, ShepherdControl, Attach, StreamData, StreamEof, \
+      Signal, WindowSize, JobStatus, Notice
 
 void SplitFrames(std::string_view input) {
   // The first byte picks where the stream is cut in two, so that frames

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -76,6 +78,8 @@ class DaemonImpl {
 
   // The heartbeat: sample load, refresh queues, tell the peers.
   void Heartbeat();
+  void ApplyQueuePolicies();
+  std::tm LocalTime() const;
   wire::LoadReport SelfReport();
   double CurrentLoad();
 
@@ -238,6 +242,7 @@ wire::LoadReport DaemonImpl::SelfReport() {
 
 void DaemonImpl::Heartbeat() {
   queues_->Refresh(false);
+  ApplyQueuePolicies();
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
   for (auto& [name, link] : links_) link->SendLoad(report);
@@ -245,6 +250,33 @@ void DaemonImpl::Heartbeat() {
   heartbeat_.async_wait([this](const asio::error_code& ec) {
     if (!ec) Heartbeat();
   });
+}
+
+std::tm DaemonImpl::LocalTime() const {
+  std::time_t now = std::time(nullptr);
+  if (!config_.clock_file.empty()) {
+    std::ifstream in(config_.clock_file);
+    long long seconds = 0;
+    if (in >> seconds) now = static_cast<std::time_t>(seconds);
+  }
+  std::tm local{};
+  localtime_r(&now, &local);
+  return local;
+}
+
+void DaemonImpl::ApplyQueuePolicies() {
+  static constexpr auto ToAction = [](QueueTransition::Kind kind) {
+    switch (kind) {
+      case QueueTransition::Kind::kSuspend: return wire::ShepherdAction::kSuspend;
+      case QueueTransition::Kind::kResume: return wire::ShepherdAction::kResume;
+      case QueueTransition::Kind::kTerminate: return wire::ShepherdAction::kTerminate;
+    }
+    return wire::ShepherdAction::kResume;
+  };
+  for (const auto& t : queues_->Evaluate(CurrentLoad(), LocalTime())) {
+    std::cerr << "queued: queue " << t.queue << ": " << t.message << "\n";
+    runner_->ControlQueue(t.queue, ToAction(t.kind), t.message);
+  }
 }
 
 void DaemonImpl::AcceptClient() {

@@ -22,6 +22,7 @@ struct DaemonConfig {
   std::string listen;  // ADDR:PORT as in the hosts file
   std::string socket_path;
   std::string loadavg_file = "/proc/loadavg";
+  std::string clock_file;  // tests: the time as Unix seconds, read on every pass
   std::string shepherd_path;  // the queue-shepherd binary
   std::chrono::milliseconds report_interval{1000};
   std::chrono::milliseconds stale_after{3500};

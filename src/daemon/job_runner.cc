@@ -168,6 +168,11 @@ void JobRunner::Release(uint64_t record_id) {
   asio::post(io_, [channel] { channel->Close("released"); });
 }
 
+void JobRunner::ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message) {
+  for (auto& [id, running] : shepherds_)
+    if (running.queue == queue && !running.finished) running.channel->Send(wire::ShepherdControl{action, message});
+}
+
 void JobRunner::ReapShepherds() {
   int status = 0;
   while (waitpid(-1, &status, WNOHANG) > 0) {

@@ -52,18 +52,26 @@ QueueState* QueueTable::Find(const std::string& name) {
   return it == queues_.end() ? nullptr : &it->second;
 }
 
+// Why the queue takes no job now, whatever its number of running jobs.
+std::optional<std::string> QueueTable::StateRefusal(const QueueState& q, double load1) const {
+  const std::string& name = q.name;
+  if (!q.error.empty()) return "queue \"" + name + "\" is drained: " + q.error;
+  if (q.policy.exec != profile::ExecState::kOn)
+    return "queue \"" + name + "\" is not accepting jobs (exec " +
+           (q.policy.exec == profile::ExecState::kOff ? "off" : "drain") + ")";
+  if (!q.closed_reason.empty()) return "queue \"" + name + "\" is closed: " + q.closed_reason;
+  if (!q.suspend_reason.empty()) return "queue \"" + name + "\" is suspended: " + q.suspend_reason;
+  double load = profile::NormalizedLoad(load1, q.policy.load_norm, cpu_count_);
+  if (load >= q.policy.load_sched) return "load " + std::to_string(load).substr(0, 5) + " is at or above loadsched";
+  return std::nullopt;
+}
+
 std::optional<std::string> QueueTable::RefusalReason(const std::string& name, double load1) const {
   auto it = queues_.find(name);
   if (it == queues_.end()) return "has no queue \"" + name + "\"";
-  const QueueState& q = it->second;
-  if (!q.error.empty()) return "queue \"" + name + "\" is drained: " + q.error;
-  if (q.policy.exec != profile::ExecState::kOn) return "queue \"" + name + "\" is not accepting jobs (exec " +
-                                                      (q.policy.exec == profile::ExecState::kOff ? "off" : "drain") + ")";
-  if (q.running >= q.policy.max_exec)
-    return "queue \"" + name + "\" is full (" + std::to_string(q.policy.max_exec) + " running)";
-  double load = profile::NormalizedLoad(load1, q.policy.load_norm, cpu_count_);
-  if (load >= q.policy.load_sched)
-    return "load " + std::to_string(load).substr(0, 5) + " is at or above loadsched";
+  if (auto refusal = StateRefusal(it->second, load1)) return refusal;
+  if (it->second.running >= it->second.policy.max_exec)
+    return "queue \"" + name + "\" is full (" + std::to_string(it->second.policy.max_exec) + " running)";
   return std::nullopt;
 }
 
@@ -76,11 +84,36 @@ std::vector<wire::QueueLoad> QueueTable::Loads(double load1) const {
     l.maxexec = q.policy.max_exec;
     l.vmaxexec = q.policy.effective_vmax_exec();
     l.pfactor = q.policy.pfactor > 0 ? q.policy.pfactor : 1.0;
-    l.accepting = q.error.empty() && q.policy.exec == profile::ExecState::kOn &&
-                  profile::NormalizedLoad(load1, q.policy.load_norm, cpu_count_) < q.policy.load_sched;
+    auto refusal = StateRefusal(q, load1);
+    l.accepting = !refusal.has_value();
+    l.refusal = refusal.value_or("");
     loads.push_back(std::move(l));
   }
   return loads;
+}
+
+std::vector<QueueTransition> QueueTable::Evaluate(double load1, const std::tm& local_time) {
+  std::vector<QueueTransition> transitions;
+  for (auto& [name, q] : queues_) {
+    const profile::QueuePolicy& p = q.policy;
+    double load = profile::NormalizedLoad(load1, p.load_norm, cpu_count_);
+    std::string suspend;
+    if (load >= p.load_stop)
+      suspend = "load " + std::to_string(load).substr(0, 5) + " is at or above loadstop";
+    else if (p.time_stop && !p.time_stop->Matches(local_time))
+      suspend = "outside the timestop hours";
+    q.closed_reason = p.time_sched && !p.time_sched->Matches(local_time) ? "outside the timesched hours" : "";
+    bool was_suspended = !q.suspend_reason.empty();
+    q.suspend_reason = suspend;
+    if (!was_suspended && !suspend.empty())
+      transitions.push_back({QueueTransition::Kind::kSuspend, name, kSuspendedNotice});
+    if (was_suspended && suspend.empty())
+      transitions.push_back({QueueTransition::Kind::kResume, name, kResumedNotice});
+    if (p.exec == profile::ExecState::kOff && q.running > 0)
+      transitions.push_back({QueueTransition::Kind::kTerminate, name,
+                             "[queue " + name + " was turned off (exec off); your job is being terminated.]"});
+  }
+  return transitions;
 }
 
 }  // namespace queue::daemon

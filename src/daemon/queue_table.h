@@ -3,6 +3,7 @@
 // broken is drained and remembers why, for `queue --status`.
 #pragma once
 
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -21,7 +22,23 @@ struct QueueState {
   std::string error;  // why the queue is drained, when its profile is unusable
   std::filesystem::file_time_type profile_mtime{};
   uint32_t running = 0;
+  // Set by Evaluate(): why running jobs are suspended (loadstop, timestop) and
+  // why no job may start (timesched); empty when not.
+  std::string suspend_reason;
+  std::string closed_reason;
 };
+
+// What Evaluate() found changed, for the daemon to act on.
+struct QueueTransition {
+  enum class Kind { kSuspend, kResume, kTerminate } kind;
+  std::string queue;
+  std::string message;  // for the job's user
+};
+
+// The original's words on the user's terminal (inventory §1.8).
+inline constexpr char kSuspendedNotice[] =
+    "[Load average on CPU server too high; process suspended. Please stand-by.]";
+inline constexpr char kResumedNotice[] = "[Your process has resumed execution.]";
 
 class QueueTable {
  public:
@@ -40,8 +57,13 @@ class QueueTable {
 
   std::vector<wire::QueueLoad> Loads(double load1) const;
 
+  // Applies loadstop, timestop, timesched and exec off at this load and local
+  // time; returns what must be done to the queues' running jobs.
+  std::vector<QueueTransition> Evaluate(double load1, const std::tm& local_time);
+
  private:
   void Load(QueueState& queue);
+  std::optional<std::string> StateRefusal(const QueueState& queue, double load1) const;
 
   std::string spool_dir_;
   std::string local_host_;

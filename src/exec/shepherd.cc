@@ -78,8 +78,14 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   // The job starts first and the shepherd then gives up root, so that nothing
   // it reads from the network (the TLS handshake included) is parsed as root.
   void Begin() {
-    daemon_->Start([](wire::MessageType, std::string_view) {},
-                   [](const std::string&) { /* the job outlives its daemon */ });
+    auto self = shared_from_this();
+    daemon_->Start(
+        [self](wire::MessageType type, std::string_view payload) {
+          if (type != wire::MessageType::kShepherdControl) return;
+          auto control = wire::DecodePayload<wire::ShepherdControl>(payload);
+          if (control.ok()) self->OnControl(*control);
+        },
+        [](const std::string&) { /* the job outlives its daemon */ });
     Launch();
     if (auto dropped = DropPrivileges(start_.spec); !dropped.ok()) return Abandon(dropped.message());
     ConnectToStub();
@@ -190,6 +196,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       case wire::MessageType::kSignal: {
         auto sig = wire::DecodePayload<wire::Signal>(payload);
         if (!sig.ok()) return stub_->Close(sig.message());
+        if (suspended_ && sig->signo == SIGCONT) return;
         return SignalJob(sig->signo);
       }
       case wire::MessageType::kWindowSize: {
@@ -204,6 +211,36 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       default:
         return stub_->Close("unexpected message " + std::to_string(static_cast<int>(type)) + " from the stub");
     }
+  }
+
+  // Suspension for the queue's sake is hidden from the user's shell: the stub
+  // is not stopped, the user is told, and their own SIGCONT does not undo it.
+  void OnControl(const wire::ShepherdControl& control) {
+    switch (control.action) {
+      case wire::ShepherdAction::kSuspend:
+        if (suspended_) return;
+        suspended_ = true;
+        SignalJob(SIGSTOP);
+        break;
+      case wire::ShepherdAction::kResume:
+        if (!suspended_) return;
+        suspended_ = false;
+        SignalJob(SIGCONT);
+        break;
+      case wire::ShepherdAction::kTerminate: {
+        if (terminating_) return;
+        terminating_ = true;
+        SignalJob(SIGTERM);
+        SignalJob(SIGCONT);
+        auto self = shared_from_this();
+        hangup_timer_ = std::make_unique<asio::steady_timer>(io_, std::chrono::seconds(1));
+        hangup_timer_->async_wait([self](const asio::error_code& e) {
+          if (!e) self->SignalJob(SIGKILL);
+        });
+        break;
+      }
+    }
+    if (stub_ && !stub_->closed() && !control.reason.empty()) stub_->Send(wire::Notice{control.reason});
   }
 
   void WriteStdin(std::shared_ptr<std::string> bytes) {
@@ -250,10 +287,13 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     pid_t pid = wait4(job_.pid, &status, WNOHANG | WUNTRACED | WCONTINUED, &usage);
     if (pid != job_.pid) return;
     if (WIFSTOPPED(status)) {
-      stub_->Send(wire::JobStatus{wire::JobStatusKind::kStopped, WSTOPSIG(status), ""});
+      if (!suspended_) stub_->Send(wire::JobStatus{wire::JobStatusKind::kStopped, WSTOPSIG(status), ""});
       return;
     }
-    if (WIFCONTINUED(status)) return;
+    if (WIFCONTINUED(status)) {
+      if (suspended_) SignalJob(SIGSTOP);  // continued behind our back: the suspension stands
+      return;
+    }
     reaped_ = true;
     wait_status_ = status;
     cpu_seconds_ = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
@@ -350,6 +390,8 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   int open_outputs_ = 0;
   bool reaped_ = false;
   bool finished_ = false;
+  bool suspended_ = false;
+  bool terminating_ = false;
   int wait_status_ = 0;
   double cpu_seconds_ = 0;
   int exit_status_ = 0;

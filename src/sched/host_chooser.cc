@@ -46,7 +46,8 @@ Ranking HostChooser::Rank(const load::LoadTable& table, const PlacementRequest& 
     }
     uint32_t running = queue->running + entry->placements_since_report;
     if (!queue->accepting) {
-      ranking.refusals.push_back(host + ": queue \"" + request.queue + "\" is not accepting jobs");
+      ranking.refusals.push_back(host + ": " + (queue->refusal.empty() ? "queue \"" + request.queue + "\" is not accepting jobs"
+                                                                          : queue->refusal));
       continue;
     }
     if (running >= queue->maxexec) {

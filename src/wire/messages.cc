@@ -59,6 +59,7 @@ void LoadReport::Encode(Writer& w) const {
     w.u32(q.vmaxexec);
     w.f64(q.pfactor);
     w.boolean(q.accepting);
+    w.str(q.refusal);
   }
 }
 
@@ -76,6 +77,7 @@ LoadReport LoadReport::Decode(Reader& r) {
     q.vmaxexec = r.u32();
     q.pfactor = r.f64();
     q.accepting = r.boolean();
+    q.refusal = r.str(1024);
     if (!IsFinite(q.pfactor) || q.pfactor <= 0) r.fail("pfactor out of range");
     l.queues.push_back(std::move(q));
   }
@@ -168,6 +170,20 @@ ShepherdEvent ShepherdEvent::Decode(Reader& r) {
   if (kind < 1 || kind > 3) r.fail("unknown shepherd event");
   e.kind = static_cast<ShepherdEventKind>(kind);
   return e;
+}
+
+void ShepherdControl::Encode(Writer& w) const {
+  w.u8(static_cast<uint8_t>(action));
+  w.str(reason);
+}
+
+ShepherdControl ShepherdControl::Decode(Reader& r) {
+  ShepherdControl c;
+  uint8_t action = r.u8();
+  c.reason = r.str(4096);
+  if (action < 1 || action > 3) r.fail("unknown shepherd action");
+  c.action = static_cast<ShepherdAction>(action);
+  return c;
 }
 
 void Attach::Encode(Writer& w) const {

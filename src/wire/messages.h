@@ -35,6 +35,7 @@ enum class MessageType : uint16_t {
   // daemon <-> shepherd, over a Unix socket pair
   kShepherdStart = 30,
   kShepherdEvent = 31,
+  kShepherdControl = 32,
   // shepherd <-> stub, over TLS keyed by the job's session key
   kStreamData = 40,
   kStreamEof = 41,
@@ -98,6 +99,7 @@ struct QueueLoad {
   uint32_t vmaxexec = 0;
   double pfactor = 1.0;
   bool accepting = true;
+  std::string refusal;  // why not, when !accepting
   bool operator==(const QueueLoad&) const = default;
 };
 
@@ -168,6 +170,21 @@ struct ShepherdEvent {
   std::string message;  // for kFailed
   void Encode(Writer& w) const;
   static ShepherdEvent Decode(Reader& r);
+};
+
+enum class ShepherdAction : uint8_t {
+  kSuspend = 1,    // the queue's loadstop/timestop holds: SIGSTOP the job, tell the user
+  kResume = 2,     // it cleared: SIGCONT, tell the user
+  kTerminate = 3,  // exec off: SIGTERM, SIGKILL a second later
+};
+
+// Daemon -> shepherd: act on the job for the queue's sake.
+struct ShepherdControl {
+  static constexpr MessageType kType = MessageType::kShepherdControl;
+  ShepherdAction action = ShepherdAction::kSuspend;
+  std::string reason;  // shown to the user
+  void Encode(Writer& w) const;
+  static ShepherdControl Decode(Reader& r);
 };
 
 // Shepherd -> stub: first frame after Hello; which job this connection carries.

@@ -208,6 +208,7 @@ std::unique_ptr<TestCluster> TestCluster::Start(int n, ClusterOptions options) {
     h.socket = base + "/queued.sock";
     h.spool = base + "/spool";
     h.loadavg = base + "/loadavg";
+    h.clock = base + "/clock";
     h.log = base + "/queued.log";
     hosts_text += h.entry + "\n";
     cluster->hosts_.push_back(h);
@@ -245,6 +246,12 @@ void TestCluster::SetLoad(int i, double load1) {
   std::filesystem::rename(tmp, hosts_[i].loadavg);
 }
 
+void TestCluster::SetClock(int i, long long unix_seconds) {
+  std::string tmp = hosts_[i].clock + ".tmp";
+  WriteFile(tmp, std::to_string(unix_seconds) + "\n");
+  std::filesystem::rename(tmp, hosts_[i].clock);
+}
+
 void TestCluster::WriteProfile(int i, const std::string& queue, const std::string& text) {
   // Tests run as root in CI; a root-owned cluster must say so to run root's jobs.
   std::string extra = geteuid() == 0 ? "allowroot\n" : "";
@@ -256,9 +263,12 @@ void TestCluster::WriteProfile(int i, const std::string& queue, const std::strin
 
 void TestCluster::StartDaemon(int i) {
   Host& h = hosts_[i];
-  auto daemon = StartBackground({BinDir() + "/queued", "-D", "--spooldir", h.spool, "--hosts", hosts_file_, "--key",
-                                 h.key, "--listen", h.entry, "--socket", h.socket, "--loadavg-file", h.loadavg},
-                                {}, h.log, h.log);
+  std::vector<std::string> argv{BinDir() + "/queued", "-D", "--spooldir", h.spool, "--hosts", hosts_file_, "--key",
+                                h.key, "--listen", h.entry, "--socket", h.socket, "--loadavg-file", h.loadavg,
+                                "--clock-file", h.clock};
+  if (auto wrapper = options_.daemon_wrappers.find(i); wrapper != options_.daemon_wrappers.end())
+    argv.insert(argv.begin(), wrapper->second.begin(), wrapper->second.end());
+  auto daemon = StartBackground(argv, {}, h.log, h.log);
   h.pid = daemon.pid;
   WaitUntil([&] { return std::filesystem::exists(h.socket) || WaitChild(h.pid, std::chrono::milliseconds(0)); },
             std::chrono::seconds(10));

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,6 +60,11 @@ struct ClusterOptions {
   std::vector<int> foreign_key_hosts;
   // Extra lines appended to every queue's profile.
   std::string profile_extra;
+  // Words put before queued's command line for these host indexes, so that a
+  // test can give one daemon another view of the machine (e.g. its own mount
+  // namespace: another /etc/passwd, a directory that does not exist there).
+  // The wrapper must exec the command it is given, so the daemon keeps its pid.
+  std::map<int, std::vector<std::string>> daemon_wrappers;
 };
 
 class TestCluster {
@@ -74,6 +80,8 @@ class TestCluster {
   pid_t daemon_pid(int i) const { return hosts_[i].pid; }
 
   void SetLoad(int i, double load1);
+  // The daemon's clock (Unix seconds), for time-window tests; real time until set.
+  void SetClock(int i, long long unix_seconds);
   void WriteProfile(int i, const std::string& queue, const std::string& text);
 
   // Runs `queue ARGS` through host i's daemon.
@@ -89,7 +97,7 @@ class TestCluster {
 
  private:
   struct Host {
-    std::string entry, socket, spool, key, loadavg, log;
+    std::string entry, socket, spool, key, loadavg, clock, log;
     pid_t pid = -1;
   };
   std::string dir_;

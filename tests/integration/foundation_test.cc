@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -286,6 +287,74 @@ TEST(Foundation, BothHostsShowARemoteJobUntilItEnds) {
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(*status, 0);
   EXPECT_TRUE(WaitUntil([&] { return JobsOn(*cluster, 0).empty() && JobsOn(*cluster, 1).empty(); }, 5s));
+}
+
+}  // namespace
+}  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+// Process state letter of pid (R, S, T, ...), or '?' when it is gone.
+char ProcessState(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+TEST(QueuePolicy, LoadstopSuspendsTellsTheUserAndResumes) {
+  auto cluster = TestCluster::Start(1);
+  cluster->WriteProfile(0, "now", "loadstop 5\nloadsched 10\n");
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string pidfile = cluster->dir() + "/job.pid", flag = cluster->dir() + "/done";
+  auto stub = StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c",
+                               "echo $$ > " + pidfile + "; while [ ! -e " + flag + " ]; do sleep 0.05; done; exit 4"},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/stub.out",
+                              cluster->dir() + "/stub.err");
+  ASSERT_TRUE(WaitUntil([&] { return !ReadFile(pidfile).empty(); }, 10s));
+  pid_t job = std::stoi(ReadFile(pidfile));
+  cluster->SetLoad(0, 7.0);
+  ASSERT_TRUE(WaitUntil([&] { return ProcessState(job) == 'T'; }, 5s)) << cluster->log(0);
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(cluster->dir() + "/stub.err").find("process suspended") != std::string::npos; }, 5s));
+  EXPECT_EQ(ProcessState(stub.pid), 'S') << "the stub itself must not stop";
+  // The user's own SIGCONT does not defeat the suspension.
+  kill(stub.pid, SIGCONT);
+  kill(job, SIGCONT);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(ProcessState(job), 'T');
+  cluster->SetLoad(0, 1.0);
+  ASSERT_TRUE(WaitUntil([&] { return ProcessState(job) != 'T'; }, 5s));
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(cluster->dir() + "/stub.err").find("resumed execution") != std::string::npos; }, 5s));
+  WriteFile(flag, "");
+  auto status = WaitChild(stub.pid, 10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 4);
+}
+
+std::time_t LocalTimeAt(int year, int month, int day, int hour, int minute) {
+  std::tm t{};
+  t.tm_year = year - 1900;
+  t.tm_mon = month - 1;
+  t.tm_mday = day;
+  t.tm_hour = hour;
+  t.tm_min = minute;
+  t.tm_isdst = -1;
+  return std::mktime(&t);
+}
+
+TEST(QueuePolicy, TimeschedClosesTheQueueOutsideItsHours) {
+  auto cluster = TestCluster::Start(1);
+  cluster->SetClock(0, LocalTimeAt(2026, 11, 29, 12, 0));  // a Sunday
+  cluster->WriteProfile(0, "now", "timesched Wk0900-1700\n");
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::this_thread::sleep_for(1500ms);
+  auto closed = cluster->Queue(0, {"-n", "--", "true"});
+  EXPECT_EQ(closed.exit_code, 2) << closed.out << closed.err;
+  EXPECT_NE(closed.err.find("outside the timesched hours"), std::string::npos) << closed.err;
+  cluster->SetClock(0, LocalTimeAt(2026, 11, 30, 10, 0));  // Monday morning
+  std::this_thread::sleep_for(1500ms);
+  auto open = cluster->Queue(0, {"-n", "--", "echo", "open"});
+  EXPECT_EQ(open.out, "open\n") << open.err << cluster->Queue(0, {"--status", "--json"}).out;
 }
 
 }  // namespace

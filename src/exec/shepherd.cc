@@ -401,6 +401,9 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
 
 int RunShepherd(const ShepherdOptions& options) {
   signal(SIGPIPE, SIG_IGN);
+  // The shepherd controls the job's pty; a hangup of that terminal (the pty
+  // closed after a failed start, say) is news to relay, not a reason to die.
+  signal(SIGHUP, SIG_IGN);
   auto start = ReadStart(options.daemon_fd);
   if (!start.ok()) {
     std::cerr << "queue-shepherd: " << start.message() << "\n";

@@ -13,6 +13,7 @@ struct Scored {
   std::string host;
   double score;
   uint32_t running;
+  bool looks_full;
   bool is_self;
   size_t order;
 };
@@ -50,18 +51,18 @@ Ranking HostChooser::Rank(const load::LoadTable& table, const PlacementRequest& 
                                                                           : queue->refusal));
       continue;
     }
-    if (running >= queue->maxexec) {
-      ranking.refusals.push_back(host + ": queue \"" + request.queue + "\" is full (" +
-                                 std::to_string(queue->maxexec) + " running)");
-      continue;
-    }
+    // The table's counts lag both ways (a job placed, a job ended since the
+    // last report): a host that looks full is tried last, not ruled out; the
+    // execution host's own check decides.
+    bool looks_full = running >= queue->maxexec;
     double load1 = load::LoadTable::AdjustedLoad(*entry, now);
     double score = profile::VirtualLoad(load1, queue->vmaxexec, running, queue->pfactor);
-    scored.push_back({host, score, running, host == self_, i});
+    scored.push_back({host, score, running, looks_full, host == self_, i});
   }
   std::sort(scored.begin(), scored.end(), [&](const Scored& a, const Scored& b) {
     bool a_pref = a.host == request.preferred_host, b_pref = b.host == request.preferred_host;
     if (a_pref != b_pref) return a_pref;
+    if (a.looks_full != b.looks_full) return b.looks_full;
     if (a.score != b.score) return a.score < b.score;
     if (a.running != b.running) return a.running < b.running;
     if (a.is_self != b.is_self) return a.is_self;  // equal load: skip the network hop

@@ -33,9 +33,14 @@ constexpr size_t kStdinHighWater = 1 << 20;
 
 // Signals the stub forwards to the job. SIGCHLD, SIGPIPE and the unblockable
 // ones are not forwarded.
-constexpr int kForwardedSignals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM,
-                                     SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG,  SIGXCPU, SIGXFSZ,
-                                     SIGVTALRM, SIGPROF, SIGWINCH, SIGIO,  SIGPWR,  SIGSYS};
+// SIGTTIN and SIGTTOU are not forwarded: the kernel sends them to the stub
+// itself when it touches the terminal from the background. SIGTTOU keeps its
+// default action (stop, as a local program writing with `stty tostop` would);
+// SIGTTIN is ignored so that a read already under way when the user typed
+// `bg` fails with EIO instead of stopping the stub (see StartStdinReader).
+constexpr int kForwardedSignals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGUSR1,   SIGUSR2, SIGALRM,  SIGTERM,
+                                     SIGCONT, SIGTSTP, SIGURG,  SIGXCPU,   SIGXFSZ, SIGVTALRM, SIGPROF,
+                                     SIGWINCH, SIGIO,  SIGPWR,  SIGSYS};
 
 void WriteAll(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
@@ -58,6 +63,9 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
 
   // Returns an exit status, or nullopt when the job's end is reported later.
   std::optional<int> Submit() {
+    // From now on a signal is the job's, even before the job exists: it is
+    // held and delivered once the shepherd is attached.
+    if (!options_.spec.batch) ForwardSignals();
     DaemonClient client;
     if (auto connected = client.Connect(options_.socket_path); !connected.ok()) return Error(connected.message());
     auto self_entry = cluster::ParseHostEntry(client.daemon_name());
@@ -154,7 +162,8 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
       auto raw = term::RawModeGuard::Enter(0, remote_does_output);
       if (raw.ok()) raw_mode_.emplace(std::move(raw.value()));
     }
-    ForwardSignals();
+    for (int signo : held_signals_) OnSignal(signo);
+    held_signals_.clear();
     StartStdinReader();
   }
 
@@ -204,7 +213,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     signal(signo, SIG_DFL);
     raise(signo);  // returns once we are continued
     signals_.add(signo, ignored);
-    if (raw_mode_) (void)raw_mode_->Reapply();
+    if (raw_mode_ && term::IsForegroundOf(0)) (void)raw_mode_->Reapply();
   }
 
   void ForwardSignals() {
@@ -223,11 +232,16 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   }
 
   void OnSignal(int signo) {
+    if (!job_) {
+      held_signals_.push_back(signo);
+      return;
+    }
     if (signo == SIGWINCH) {
       auto size = term::ReadWindowSize(isatty(0) ? 0 : 1);
       if (size.ok()) job_->Send(size.value());
     }
-    if (signo == SIGCONT && raw_mode_) (void)raw_mode_->Reapply();
+    // Continued in the background (bg) the terminal is the shell's: only `fg` gets raw mode back.
+    if (signo == SIGCONT && raw_mode_ && term::IsForegroundOf(0)) (void)raw_mode_->Reapply();
     job_->Send(wire::Signal{signo});
   }
 
@@ -238,9 +252,21 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     auto self = shared_from_this();
     std::thread([self] {
       std::string buffer(wire::kMaxStreamChunk, '\0');
+      const bool tty = isatty(0) != 0;
       for (;;) {
+        // A terminal belongs to the foreground job; in the background (after
+        // ^Z and bg) we leave it alone, like a local program that has not
+        // read yet, rather than being stopped by SIGTTIN on every try.
+        if (tty && !term::IsForegroundOf(0)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          continue;
+        }
         ssize_t n = read(0, buffer.data(), buffer.size());
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EIO && tty) {  // moved to the background mid-read, or hung up
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          continue;
+        }
         if (n <= 0) {
           asio::post(self->io_, [self] { self->job_->Send(wire::StreamEof{wire::StreamId::kStdin}); });
           return;
@@ -285,6 +311,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   std::shared_ptr<wire::Channel<asio::local::stream_protocol::socket>> daemon_;
   std::shared_ptr<JobChannel> job_;
   std::optional<term::RawModeGuard> raw_mode_;
+  std::vector<int> held_signals_;  // arrived before the shepherd attached
   uint64_t job_id_ = 0;
   std::string exec_host_;
   int exit_status_ = 2;
@@ -309,6 +336,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
 
 int RunStub(StubOptions options) {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGTTIN, SIG_IGN);
   options.spec.session_key = auth::RandomBytes(wire::kSessionKeyBytes);
   auto tls = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kServer, options.spec.session_key,
                                          auth::kJobIdentity);

@@ -121,12 +121,19 @@ TEST(SchedChooser, OnlyHostLimitsTheCandidates) {
   EXPECT_EQ(ranking.candidates, (Names{"b:1500"}));
   EXPECT_TRUE(ranking.refusals.empty()) << Refusals(ranking);
 
-  // The only host full: no candidate, and the refusal says why.
-  Report(table, "b:1500", 0.0, Queue(4, 4, 4));
+  // The only host closed: no candidate, and the refusal says why.
+  wire::QueueLoad closed = Queue(0, 4, 4);
+  closed.accepting = false;
+  closed.refusal = "queue \"now\" is closed: outside the timesched hours";
+  Report(table, "b:1500", 0.0, closed);
   ranking = HostChooser(hosts, "a").Rank(table, request, kNow);
   EXPECT_TRUE(ranking.candidates.empty());
   ASSERT_EQ(ranking.refusals.size(), 1u) << Refusals(ranking);
-  EXPECT_EQ(ranking.refusals[0].rfind("b:1500: ", 0), 0u) << ranking.refusals[0];
+  EXPECT_EQ(ranking.refusals[0], "b:1500: queue \"now\" is closed: outside the timesched hours");
+
+  // The only host looking full is still tried: its own count is the fresh one.
+  Report(table, "b:1500", 0.0, Queue(4, 4, 4));
+  EXPECT_EQ(HostChooser(hosts, "a").Rank(table, request, kNow).candidates, (Names{"b:1500"}));
 }
 
 TEST(SchedChooser, PreferredHostComesFirstEvenWhenBusier) {
@@ -139,8 +146,14 @@ TEST(SchedChooser, PreferredHostComesFirstEvenWhenBusier) {
   request.preferred_host = "c";
   EXPECT_EQ(HostChooser(hosts, "a").Rank(table, request, kNow).candidates, (Names{"c", "a", "b"}));
 
-  // A preferred host that cannot take the job is not a candidate at all.
+  // A preferred host that looks full is still asked first.
   Report(table, "c", 3.0, Queue(4, 4, 4));
+  EXPECT_EQ(HostChooser(hosts, "a").Rank(table, request, kNow).candidates, (Names{"c", "a", "b"}));
+
+  // A preferred host that does not accept jobs is not a candidate at all.
+  wire::QueueLoad drained = Queue(0, 4, 4);
+  drained.accepting = false;
+  Report(table, "c", 3.0, drained);
   Ranking ranking = HostChooser(hosts, "a").Rank(table, request, kNow);
   EXPECT_EQ(ranking.candidates, (Names{"a", "b"}));
   EXPECT_EQ(ranking.refusals.size(), 1u) << Refusals(ranking);
@@ -189,24 +202,25 @@ TEST(SchedChooser, NotAcceptingIsARefusal) {
   EXPECT_TRUE(HasRefusal(ranking, "a: queue \"now\" is not accepting jobs")) << Refusals(ranking);
 }
 
-TEST(SchedChooser, FullCountsRunningAndRecentPlacements) {
+// The table's counts lag: a host that looks full (running and recent
+// placements at maxexec) is tried last, and the execution host decides.
+TEST(SchedChooser, HostsThatLookFullAreTriedLast) {
   auto hosts = Hosts({"a", "b"});
   load::LoadTable table(30s);
   Report(table, "a", 0.0, Queue(2, 2, 2));
-  Report(table, "b", 0.0, Queue(1, 2, 2));
+  Report(table, "b", 0.5, Queue(1, 2, 2));
   Ranking ranking = HostChooser(hosts, "a").Rank(table, Request(), kNow);
-  EXPECT_EQ(ranking.candidates, (Names{"b"}));
-  EXPECT_TRUE(HasRefusal(ranking, "a: queue \"now\" is full (2 running)")) << Refusals(ranking);
+  EXPECT_EQ(ranking.candidates, (Names{"b", "a"}));
+  EXPECT_TRUE(ranking.refusals.empty()) << Refusals(ranking);
 
-  // One job placed on b since its report: b is full too, before it reports again.
+  // One job placed on b since its report: both look full; lower load first.
   table.AddPlacement("b", kNow);
   ranking = HostChooser(hosts, "a").Rank(table, Request(), kNow);
-  EXPECT_TRUE(ranking.candidates.empty());
-  EXPECT_TRUE(HasRefusal(ranking, "b: queue \"now\" is full (2 running)")) << Refusals(ranking);
+  EXPECT_EQ(ranking.candidates, (Names{"a", "b"}));
 
-  // Its next report includes the job; the placement no longer counts twice.
-  Report(table, "b", 0.0, Queue(1, 2, 2));
-  EXPECT_EQ(HostChooser(hosts, "a").Rank(table, Request(), kNow).candidates, (Names{"b"}));
+  // b's next report includes the job and says it has room again.
+  Report(table, "b", 0.5, Queue(0, 2, 2));
+  EXPECT_EQ(HostChooser(hosts, "a").Rank(table, Request(), kNow).candidates, (Names{"b", "a"}));
 }
 
 TEST(SchedChooser, TiesGoToSelfThenFileOrder) {

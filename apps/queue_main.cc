@@ -13,6 +13,7 @@
 
 namespace {
 
+using queue::Result;
 using queue::stub::Invocation;
 
 int ShowStatus(const Invocation& inv, const std::string& program) {
@@ -58,6 +59,54 @@ int ShowStatus(const Invocation& inv, const std::string& program) {
   return 0;
 }
 
+// Sends one request whose answer is a StatusReply, and returns its text.
+Result<std::string> Ask(const Invocation& inv, auto request) {
+  queue::stub::DaemonClient client;
+  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok())
+    return queue::Fail(connected.message());
+  auto reply = queue::stub::Call<queue::wire::StatusReply>(client, request);
+  if (!reply.ok()) return reply.error();
+  return reply->json;
+}
+
+int ShowJobs(const Invocation& inv, const std::string& program) {
+  auto reply = Ask(inv, queue::wire::JobsRequest{inv.all});
+  if (!reply.ok()) {
+    std::cerr << program << ": " << reply.message() << "\n";
+    return 2;
+  }
+  if (inv.json) {
+    std::cout << *reply << "\n";
+    return 0;
+  }
+  auto jobs = nlohmann::json::parse(*reply, nullptr, false);
+  if (jobs.is_discarded()) {
+    std::cerr << program << ": queued sent a malformed job list\n";
+    return 2;
+  }
+  std::printf("%-8s %-10s %-10s %-24s %-8s %s\n", "JOB", "STATE", "QUEUE", "HOST", "EXIT", "NAME");
+  for (const auto& j : jobs) {
+    std::string exit = j.contains("exit_code") ? std::to_string(j["exit_code"].get<int>())
+                       : j.contains("signal")  ? "sig " + std::to_string(j["signal"].get<int>())
+                                               : "-";
+    std::printf("%-8llu %-10s %-10s %-24s %-8s %s%s\n", static_cast<unsigned long long>(j["id"].get<uint64_t>()),
+                j["state"].get<std::string>().c_str(), j["queue"].get<std::string>().c_str(),
+                j["host"].get<std::string>().c_str(), exit.c_str(), j["name"].get<std::string>().c_str(),
+                j.contains("message") ? ("  (" + j["message"].get<std::string>() + ")").c_str() : "");
+  }
+  return 0;
+}
+
+int CancelJob(const Invocation& inv, const std::string& program) {
+  auto reply = Ask(inv, queue::wire::CancelRequest{inv.cancel_id});
+  if (!reply.ok()) {
+    std::cerr << program << ": " << reply.message() << "\n";
+    return 2;
+  }
+  std::cout << *reply << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +124,8 @@ int main(int argc, char** argv) {
     case queue::stub::Verb::kHelp: std::cout << inv.help_text; return 0;
     case queue::stub::Verb::kVersion: std::cout << program << " " << QUEUE_VERSION << "\n"; return 0;
     case queue::stub::Verb::kStatus: return ShowStatus(inv, program);
+    case queue::stub::Verb::kJobs: return ShowJobs(inv, program);
+    case queue::stub::Verb::kCancel: return CancelJob(inv, program);
     case queue::stub::Verb::kRun: break;
   }
   auto spec = queue::stub::CaptureLocalContext(inv.command);

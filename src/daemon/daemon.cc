@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -93,6 +94,9 @@ class DaemonImpl {
   void Placed(const std::shared_ptr<ClientChannel>& channel, uint64_t record_id, const std::string& host);
   Result<std::string> ResolveHostOption(const std::string& option) const;
   std::string StatusJson(const PeerCredentials& who);
+  nlohmann::json JobsJson(const PeerCredentials& who, bool include_finished);
+  Result<std::string> Cancel(const PeerCredentials& who, uint64_t job_id);
+  uint64_t UserJobId(const spool::JobRecord& record) const;
 
   // Peer daemons.
   void AcceptPeer();
@@ -325,6 +329,18 @@ void DaemonImpl::OnClientFrame(const std::shared_ptr<ClientChannel>& channel, co
     }
     case wire::MessageType::kStatusRequest:
       return channel->Send(wire::StatusReply{StatusJson(who)});
+    case wire::MessageType::kJobsRequest: {
+      auto request = wire::DecodePayload<wire::JobsRequest>(payload);
+      if (!request.ok()) return refuse(request.message());
+      return channel->Send(wire::StatusReply{JobsJson(who, request->include_finished).dump()});
+    }
+    case wire::MessageType::kCancelRequest: {
+      auto request = wire::DecodePayload<wire::CancelRequest>(payload);
+      if (!request.ok()) return refuse(request.message());
+      auto done = Cancel(who, request->job_id);
+      if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
+      return channel->Send(wire::StatusReply{*done});
+    }
     default:
       return refuse("unexpected message " + std::to_string(static_cast<int>(type)));
   }
@@ -466,18 +482,59 @@ std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
     queues.push_back(entry);
   }
   out["queues"] = queues;
+  out["jobs"] = JobsJson(who, false);
+  return out.dump();
+}
+
+// A job's id as its owner knows it: the number its submit host gave it.
+uint64_t DaemonImpl::UserJobId(const spool::JobRecord& r) const { return r.origin_id != 0 ? r.origin_id : r.id; }
+
+nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_finished) {
+  spool::JobFilter filter;
+  if (!include_finished) filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
+  if (who.uid != 0) filter.uid = who.uid;
+  nlohmann::json jobs = nlohmann::json::array();
+  auto list = store_->List(filter);
+  if (!list.ok()) return jobs;
+  for (const auto& r : *list) {
+    nlohmann::json job{{"id", UserJobId(r)},
+                       {"origin", r.origin_host.empty() ? self_.entry : r.origin_host},
+                       {"uid", r.uid},
+                       {"queue", r.queue},
+                       {"name", r.job_name},
+                       {"state", spool::ToString(r.state)},
+                       {"host", r.exec_host},
+                       {"submit_time", r.submit_time},
+                       {"start_time", r.start_time},
+                       {"end_time", r.end_time},
+                       {"cpu_seconds", r.cpu_seconds}};
+    if (r.state == spool::JobState::kDone && r.wait_status >= 0) {
+      if (WIFEXITED(r.wait_status)) job["exit_code"] = WEXITSTATUS(r.wait_status);
+      if (WIFSIGNALED(r.wait_status)) job["signal"] = WTERMSIG(r.wait_status);
+    }
+    if (!r.message.empty()) job["message"] = r.message;
+    jobs.push_back(job);
+  }
+  return jobs;
+}
+
+Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_id) {
   spool::JobFilter filter;
   filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
   if (who.uid != 0) filter.uid = who.uid;
-  json jobs = json::array();
-  if (auto list = store_->List(filter); list.ok()) {
-    for (const auto& r : *list)
-      jobs.push_back({{"id", r.origin_id != 0 ? r.origin_id : r.id}, {"origin", r.origin_host.empty() ? self_.entry : r.origin_host},
-                      {"uid", r.uid}, {"queue", r.queue}, {"name", r.job_name},
-                      {"state", spool::ToString(r.state)}, {"host", r.exec_host}, {"start_time", r.start_time}});
+  auto list = store_->List(filter);
+  if (!list.ok()) return Fail("spool: " + list.message());
+  for (const auto& r : *list) {
+    if (UserJobId(r) != job_id || !(r.origin_host.empty() || r.exec_host == self_.entry)) continue;
+    const std::string notice = "[job " + std::to_string(job_id) + " cancelled by its owner]";
+    if (r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice))
+      return "cancelling job " + std::to_string(job_id) + " on " + self_.entry;
+    auto link = links_.find(r.exec_host);
+    if (link != links_.end() && link->second->SendCancel(wire::CancelJob{job_id}))
+      return "cancelling job " + std::to_string(job_id) + " on " + r.exec_host;
+    return Fail("job " + std::to_string(job_id) + " runs on " + r.exec_host + ", which cannot be reached now");
   }
-  out["jobs"] = jobs;
-  return out.dump();
+  return Fail("you have no waiting or running job " + std::to_string(job_id) + " on this host");
 }
 
 void DaemonImpl::AcceptPeer() {
@@ -550,6 +607,15 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       auto admitted = runner_->Admit(AdmitRequest{place->origin_host, place->origin_job_id, place->spec}, CurrentLoad());
       if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
       return channel->Send(wire::PlaceReply{place->request_id, admitted.ok(), admitted.ok() ? "" : admitted.message()});
+    }
+    case wire::MessageType::kCancelJob: {
+      auto cancel = wire::DecodePayload<wire::CancelJob>(payload);
+      if (!cancel.ok()) return channel->Close(cancel.message());
+      auto record = store_->FindByOrigin(*peer_name, cancel->origin_job_id);
+      if (record.ok() && record->has_value())
+        runner_->ControlJob((*record)->id, wire::ShepherdAction::kTerminate,
+                            "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
+      return;
     }
     case wire::MessageType::kJobEnded: {
       auto ended = wire::DecodePayload<wire::JobEnded>(payload);

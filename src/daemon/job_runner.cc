@@ -168,6 +168,13 @@ void JobRunner::Release(uint64_t record_id) {
   asio::post(io_, [channel] { channel->Close("released"); });
 }
 
+bool JobRunner::ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message) {
+  auto it = shepherds_.find(record_id);
+  if (it == shepherds_.end() || it->second.finished) return false;
+  it->second.channel->Send(wire::ShepherdControl{action, message});
+  return true;
+}
+
 void JobRunner::ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message) {
   for (auto& [id, running] : shepherds_)
     if (running.queue == queue && !running.finished) running.channel->Send(wire::ShepherdControl{action, message});

@@ -45,6 +45,9 @@ class JobRunner {
 
   size_t running() const { return shepherds_.size(); }
 
+  // Sends one running job this action; false when it does not run here.
+  bool ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message);
+
   // Sends every running job of the queue this action (and the user the message).
   void ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message);
 

@@ -115,6 +115,12 @@ void PeerLink::SendJobEnded(const wire::JobEnded& ended) {
   if (connected()) channel_->Send(ended);
 }
 
+bool PeerLink::SendCancel(const wire::CancelJob& cancel) {
+  if (!connected()) return false;
+  channel_->Send(cancel);
+  return true;
+}
+
 void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback) {
   if (!connected()) {
     callback(wire::PlaceReply{0, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")});

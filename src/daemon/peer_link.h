@@ -32,8 +32,9 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   const cluster::HostEntry& peer() const { return peer_; }
 
   void SendLoad(const wire::LoadReport& report);
-  // Best effort: dropped when the link is down.
+  // Best effort: dropped (and false) when the link is down.
   void SendJobEnded(const wire::JobEnded& ended);
+  bool SendCancel(const wire::CancelJob& cancel);
   // Calls back exactly once: with the peer's reply, or a refusal if the link
   // is down, drops, or the peer does not answer within `timeout`.
   void Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback);

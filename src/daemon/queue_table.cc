@@ -1,6 +1,8 @@
 // Queue discovery and profile (re)loading.
 #include "daemon/queue_table.h"
 
+#include <sys/statvfs.h>
+
 #include "profile/profile_parser.h"
 #include "spool/spool_dir.h"
 
@@ -63,6 +65,16 @@ std::optional<std::string> QueueTable::StateRefusal(const QueueState& q, double 
   if (!q.suspend_reason.empty()) return "queue \"" + name + "\" is suspended: " + q.suspend_reason;
   double load = profile::NormalizedLoad(load1, q.policy.load_norm, cpu_count_);
   if (load >= q.policy.load_sched) return "load " + std::to_string(load).substr(0, 5) + " is at or above loadsched";
+  if (q.policy.min_free) {
+    struct statvfs fs {};
+    const auto& floor = *q.policy.min_free;
+    if (statvfs(floor.path.c_str(), &fs) != 0)
+      return "minfree: cannot check " + floor.path + ": " + ErrnoText(errno);
+    uint64_t free_kb = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize / 1024;
+    if (free_kb < floor.kilobytes)
+      return "only " + std::to_string(free_kb) + " KB free on " + floor.path + " (minfree " +
+             std::to_string(floor.kilobytes) + ")";
+  }
   return std::nullopt;
 }
 

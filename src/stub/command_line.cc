@@ -17,7 +17,7 @@ namespace {
 // option's value.
 size_t FindCommandStart(const std::vector<std::string>& args) {
   static constexpr std::string_view kValued[] = {"--host", "--robust-host", "--queuedir", "--spooldir",
-                                                 "--jobname", "--socket", "--username"};
+                                                 "--jobname", "--socket", "--username", "--cancel"};
   static constexpr std::string_view kValuedShort = "hHdjl";
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -72,7 +72,11 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   app.add_flag("-r,--batch", inv.batch, "return at once and print the job id");
   app.add_flag("-v,--version", version, "print the version");
   app.add_flag("--status", status, "show hosts, loads, queues and your jobs");
-  app.add_flag("--json", inv.json, "with --status: machine-readable JSON");
+  bool jobs = false;
+  app.add_flag("--jobs", jobs, "list your waiting and running jobs");
+  app.add_flag("--all", inv.all, "with --jobs: finished jobs too (exit code, host, times, CPU)");
+  app.add_option("--cancel", inv.cancel_id, "cancel your job ID (SIGTERM, then SIGKILL)");
+  app.add_flag("--json", inv.json, "with --status or --jobs: machine-readable JSON");
   app.add_option("--socket", inv.socket_path, "the local queued's socket (default: $QUEUE_SOCKET)");
   app.add_option("-l,--username", user, "accepted for rsh compatibility; must be you");
   // The command starts after "--" or at the first word that is not an option;
@@ -93,6 +97,8 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
 
   if (version) inv.verb = Verb::kVersion;
   else if (status) inv.verb = Verb::kStatus;
+  else if (jobs) inv.verb = Verb::kJobs;
+  else if (inv.cancel_id != 0) inv.verb = Verb::kCancel;
   else if (inv.command.empty()) return Fail("no command given (usage: queue [options] -- command args; see --help)");
   if (immediate && wait_queue) return Fail("-i and -q exclude each other");
   if (wait_queue && inv.queue == "now") inv.queue = "wait";

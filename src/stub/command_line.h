@@ -10,7 +10,7 @@
 
 namespace queue::stub {
 
-enum class Verb { kRun, kStatus, kVersion, kHelp };
+enum class Verb { kRun, kStatus, kJobs, kCancel, kVersion, kHelp };
 
 struct Invocation {
   Verb verb = Verb::kRun;
@@ -21,6 +21,8 @@ struct Invocation {
   wire::PtyMode pty = wire::PtyMode::kFull;
   bool batch = false;
   bool json = false;
+  bool all = false;         // --jobs --all: finished jobs too
+  uint64_t cancel_id = 0;   // --cancel ID
   std::string socket_path;
   std::string help_text;
 };

@@ -27,11 +27,14 @@ enum class MessageType : uint16_t {
   kSubmitReply = 11,
   kStatusRequest = 12,
   kStatusReply = 13,
+  kJobsRequest = 14,
+  kCancelRequest = 15,
   // daemon <-> daemon, over TLS keyed by the cluster key
   kLoadReport = 20,
   kPlaceJob = 21,
   kPlaceReply = 22,
   kJobEnded = 23,
+  kCancelJob = 24,
   // daemon <-> shepherd, over a Unix socket pair
   kShepherdStart = 30,
   kShepherdEvent = 31,
@@ -90,6 +93,31 @@ struct StatusReply {
   std::string json;
   void Encode(Writer& w) const;
   static StatusReply Decode(Reader& r);
+};
+
+// Lists the caller's jobs known to this daemon (all of them for root);
+// answered with a StatusReply carrying JSON.
+struct JobsRequest {
+  static constexpr MessageType kType = MessageType::kJobsRequest;
+  bool include_finished = false;
+  void Encode(Writer& w) const { w.boolean(include_finished); }
+  static JobsRequest Decode(Reader& r) { return {r.boolean()}; }
+};
+
+// Cancels one of the caller's jobs; answered with a StatusReply (a sentence).
+struct CancelRequest {
+  static constexpr MessageType kType = MessageType::kCancelRequest;
+  uint64_t job_id = 0;
+  void Encode(Writer& w) const { w.u64(job_id); }
+  static CancelRequest Decode(Reader& r) { return {r.u64()}; }
+};
+
+// Submit daemon -> execution daemon: the owner cancelled a job placed there.
+struct CancelJob {
+  static constexpr MessageType kType = MessageType::kCancelJob;
+  uint64_t origin_job_id = 0;
+  void Encode(Writer& w) const { w.u64(origin_job_id); }
+  static CancelJob Decode(Reader& r) { return {r.u64()}; }
 };
 
 struct QueueLoad {

@@ -359,3 +359,38 @@ TEST(QueuePolicy, TimeschedClosesTheQueueOutsideItsHours) {
 
 }  // namespace
 }  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+TEST(Jobs, OwnerCancelsARunningJobHereOrElsewhereAndSeesItInTheRecord) {
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  for (int target : {0, 1}) {
+    std::string marker = cluster->dir() + "/started" + std::to_string(target);
+    auto stub = StartBackground({BinDir() + "/queue", "-h", cluster->entry(target), "-n", "-j", "sleeper", "--", "sh",
+                                 "-c", "touch " + marker + "; exec sleep 300"},
+                                {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/stub.out",
+                                cluster->dir() + "/stub.err");
+    ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(marker); }, 10s));
+    auto listed = nlohmann::json::parse(cluster->Queue(0, {"--jobs", "--json"}).out);
+    ASSERT_EQ(listed.size(), 1U) << listed.dump();
+    uint64_t id = listed[0]["id"];
+    EXPECT_EQ(cluster->Queue(0, {"--cancel", std::to_string(id + 1000)}).exit_code, 2);
+    auto cancel = cluster->Queue(0, {"--cancel", std::to_string(id)});
+    EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+    EXPECT_NE(cancel.out.find(cluster->entry(target)), std::string::npos) << cancel.out;
+    auto status = WaitChild(stub.pid, 10s);
+    ASSERT_TRUE(status.has_value()) << "cancel did not end the job";
+    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM);
+    EXPECT_NE(ReadFile(cluster->dir() + "/stub.err").find("cancelled by its owner"), std::string::npos);
+    ASSERT_TRUE(WaitUntil([&] { return nlohmann::json::parse(cluster->Queue(0, {"--jobs", "--json"}).out).empty(); }, 5s));
+  }
+  auto history = nlohmann::json::parse(cluster->Queue(1, {"--jobs", "--all", "--json"}).out);
+  ASSERT_FALSE(history.empty());
+  EXPECT_EQ(history.back()["signal"], SIGTERM) << history.dump();
+  EXPECT_EQ(history.back()["name"], "sleeper");
+}
+
+}  // namespace
+}  // namespace queue::testing

@@ -83,6 +83,18 @@ TEST_F(QueueTableTest, RefusesWhenFullOrLoadedOrUnknown) {
   EXPECT_NE(table.RefusalReason("nosuch", 0.0)->find("no queue"), std::string::npos);
 }
 
+TEST_F(QueueTableTest, MinfreeRefusesWhenTheFileSystemIsShort) {
+  WriteProfile("roomy", "minfree /tmp 1\n");
+  WriteProfile("greedy", "minfree /tmp 18446744073709551\n");
+  QueueTable table(dir_, "h", 2);
+  table.Refresh(false);
+  ASSERT_TRUE(table.Find("greedy")->error.empty()) << table.Find("greedy")->error;
+  EXPECT_FALSE(table.RefusalReason("roomy", 0.0).has_value());
+  auto refusal = table.RefusalReason("greedy", 0.0);
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_NE(refusal->find("KB free on /tmp"), std::string::npos) << *refusal;
+}
+
 TEST_F(QueueTableTest, ChangedProfileIsReReadAndRunningCountsSurvive) {
   WriteProfile("now", "maxexec 1\n");
   QueueTable table(dir_, "h", 2);

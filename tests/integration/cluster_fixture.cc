@@ -202,7 +202,9 @@ std::unique_ptr<TestCluster> TestCluster::Start(int n, ClusterOptions options) {
   std::string hosts_text;
   for (int i = 0; i < n; ++i) {
     Host h;
-    h.entry = "127.0.0.1:" + std::to_string(FreePort());
+    h.entry = i < static_cast<int>(cluster->options_.host_entries.size())
+                  ? cluster->options_.host_entries[i]
+                  : "127.0.0.1:" + std::to_string(FreePort());
     std::string base = dir + "/host" + std::to_string(i);
     std::filesystem::create_directories(base);
     h.socket = base + "/queued.sock";
@@ -268,6 +270,8 @@ void TestCluster::StartDaemon(int i) {
                                 "--clock-file", h.clock};
   if (auto wrapper = options_.daemon_wrappers.find(i); wrapper != options_.daemon_wrappers.end())
     argv.insert(argv.begin(), wrapper->second.begin(), wrapper->second.end());
+  auto on_host = OnHost(i);
+  argv.insert(argv.begin(), on_host.begin(), on_host.end());
   auto daemon = StartBackground(argv, {}, h.log, h.log);
   h.pid = daemon.pid;
   WaitUntil([&] { return std::filesystem::exists(h.socket) || WaitChild(h.pid, std::chrono::milliseconds(0)); },
@@ -289,8 +293,14 @@ void TestCluster::StopDaemon(int i, int signo) {
   h.pid = -1;
 }
 
+std::vector<std::string> TestCluster::OnHost(int i) const {
+  auto wrapper = options_.host_wrappers.find(i);
+  return wrapper == options_.host_wrappers.end() ? std::vector<std::string>{} : wrapper->second;
+}
+
 CommandResult TestCluster::Queue(int i, const std::vector<std::string>& args, CommandOptions options) {
-  std::vector<std::string> argv{BinDir() + "/queue"};
+  std::vector<std::string> argv = OnHost(i);
+  argv.push_back(BinDir() + "/queue");
   argv.insert(argv.end(), args.begin(), args.end());
   options.env.push_back("QUEUE_SOCKET=" + hosts_[i].socket);
   return RunCommand(argv, options);

@@ -65,6 +65,11 @@ struct ClusterOptions {
   // namespace: another /etc/passwd, a directory that does not exist there).
   // The wrapper must exec the command it is given, so the daemon keeps its pid.
   std::map<int, std::vector<std::string>> daemon_wrappers;
+  // Host entries to use instead of 127.0.0.1:<free port> (e.g. addresses inside
+  // network namespaces), and per-host words put in front of every command run
+  // "on" that host: its daemon and the clients Queue() runs there.
+  std::vector<std::string> host_entries;
+  std::map<int, std::vector<std::string>> host_wrappers;
 };
 
 class TestCluster {
@@ -84,8 +89,10 @@ class TestCluster {
   void SetClock(int i, long long unix_seconds);
   void WriteProfile(int i, const std::string& queue, const std::string& text);
 
-  // Runs `queue ARGS` through host i's daemon.
+  // Runs `queue ARGS` through host i's daemon (inside its host wrapper).
   CommandResult Queue(int i, const std::vector<std::string>& args, CommandOptions options = {});
+  // The words that run a command on host i (its host wrapper; empty for loopback).
+  std::vector<std::string> OnHost(int i) const;
 
   // Until every daemon sees every listed host alive (or not, for `down`).
   bool WaitForView(std::chrono::milliseconds timeout, const std::vector<int>& down = {});

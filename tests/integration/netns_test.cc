@@ -1,0 +1,95 @@
+// Hosts in separate network namespaces: each daemon has its own network
+// stack and address, joined by a bridge namespace, so host identity, the
+// stub's listening address and daemon-to-daemon links are real. Addresses are
+// private to the namespaces made here, and used only from inside them.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <thread>
+
+#include "cluster_fixture.h"
+
+namespace queue::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Namespaces qN-<pid>-<i> for the hosts and qN-<pid>-br for the bridge,
+// deleted on destruction.
+class NamespaceLab {
+ public:
+  explicit NamespaceLab(int hosts) : prefix_("qn" + std::to_string(getpid() % 100000)) {
+    ok_ = Ip({"netns", "add", Bridge()}) && IpIn(Bridge(), {"link", "add", "br0", "type", "bridge"}) &&
+          IpIn(Bridge(), {"link", "set", "br0", "up"});
+    for (int i = 0; ok_ && i < hosts; ++i) {
+      std::string ns = Host(i), outside = prefix_ + "b" + std::to_string(i);
+      ok_ = Ip({"netns", "add", ns}) &&
+            Ip({"link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", outside, "netns", Bridge()}) &&
+            IpIn(ns, {"addr", "add", Address(i) + "/24", "dev", "eth0"}) && IpIn(ns, {"link", "set", "eth0", "up"}) &&
+            IpIn(ns, {"link", "set", "lo", "up"}) && IpIn(Bridge(), {"link", "set", outside, "master", "br0"}) &&
+            IpIn(Bridge(), {"link", "set", outside, "up"});
+      made_ = i + 1;
+    }
+  }
+  ~NamespaceLab() {
+    for (int i = 0; i < made_; ++i) Ip({"netns", "delete", Host(i)});
+    Ip({"netns", "delete", Bridge()});
+  }
+
+  bool ok() const { return ok_; }
+  std::string Host(int i) const { return prefix_ + "-" + std::to_string(i); }
+  static std::string Address(int i) { return "10.231.0." + std::to_string(i + 1); }
+  std::vector<std::string> Wrapper(int i) const { return {"/usr/sbin/ip", "netns", "exec", Host(i)}; }
+
+ private:
+  std::string Bridge() const { return prefix_ + "-br"; }
+  static bool Ip(std::vector<std::string> args) {
+    args.insert(args.begin(), "/usr/sbin/ip");
+    return RunCommand(args).exit_code == 0;
+  }
+  static bool IpIn(const std::string& ns, std::vector<std::string> args) {
+    args.insert(args.begin(), {"netns", "exec", ns, "/usr/sbin/ip"});
+    return Ip(args);
+  }
+
+  std::string prefix_;
+  bool ok_ = false;
+  int made_ = 0;
+};
+
+TEST(Netns, ThreeHostsInTheirOwnNetworkNamespaces) {
+  if (geteuid() != 0 || access("/usr/sbin/ip", X_OK) != 0) GTEST_SKIP() << "needs root and iproute2";
+  NamespaceLab lab(3);
+  ASSERT_TRUE(lab.ok()) << "could not build the namespaces";
+  ClusterOptions options;
+  for (int i = 0; i < 3; ++i) {
+    options.host_entries.push_back(NamespaceLab::Address(i) + ":1421");
+    options.host_wrappers[i] = lab.Wrapper(i);
+  }
+  auto cluster = TestCluster::Start(3, options);
+  ASSERT_TRUE(cluster->WaitForView(20s)) << cluster->log(0) << cluster->log(1) << cluster->log(2);
+
+  // -h: each host by its own address, the job sees that host's entry.
+  for (int target = 0; target < 3; ++target) {
+    auto run = cluster->Queue(0, {"-h", cluster->entry(target), "-n", "--", "sh", "-c", "echo $QUEUE_HOST; exit 7"});
+    EXPECT_EQ(run.exit_code, 7) << run.err;
+    EXPECT_EQ(run.out, cluster->entry(target) + "\n");
+  }
+  // Load steering across namespaces: only host 2 is idle.
+  cluster->SetLoad(0, 8.0);
+  cluster->SetLoad(1, 8.0);
+  cluster->SetLoad(2, 0.0);
+  std::this_thread::sleep_for(1500ms);
+  auto steered = cluster->Queue(1, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
+  EXPECT_EQ(steered.out, cluster->entry(2) + "\n") << steered.err;
+  // A host that drops off the network is noticed and skipped.
+  cluster->StopDaemon(2, SIGKILL);
+  ASSERT_TRUE(cluster->WaitForView(10s, {2}));
+  auto fallback = cluster->Queue(1, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
+  EXPECT_EQ(fallback.exit_code, 0) << fallback.err;
+  EXPECT_TRUE(fallback.out == cluster->entry(0) + "\n" || fallback.out == cluster->entry(1) + "\n") << fallback.out;
+}
+
+}  // namespace
+}  // namespace queue::testing

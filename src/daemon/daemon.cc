@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -18,6 +19,7 @@
 #include "daemon/group_commit.h"
 #include "daemon/job_runner.h"
 #include "daemon/peer_link.h"
+#include "daemon/queue_program.h"
 #include "daemon/queue_table.h"
 #include "load/load_sampler.h"
 #include "load/load_table.h"
@@ -80,6 +82,7 @@ class DaemonImpl {
   // The heartbeat: sample load, refresh queues, tell the peers.
   void Heartbeat();
   void ApplyQueuePolicies();
+  void ReapChildren();
   std::tm LocalTime() const;
   wire::LoadReport SelfReport();
   double CurrentLoad();
@@ -120,6 +123,8 @@ class DaemonImpl {
   std::unique_ptr<GroupCommit> batch_;
   std::unique_ptr<QueueTable> queues_;
   std::unique_ptr<JobRunner> runner_;
+  QueueProgram programs_;
+  std::map<std::string, std::filesystem::file_time_type> program_failed_at_;  // profile version that failed
   load::LoadSampler sampler_;
   load::LoadTable table_;
   unsigned cpus_ = load::OnlineCpuCount();
@@ -268,6 +273,13 @@ std::tm DaemonImpl::LocalTime() const {
   return local;
 }
 
+// Shepherds and queue programs are our only children; the shepherds' ends
+// arrive over their channels, so only the programs' statuses matter here.
+void DaemonImpl::ReapChildren() {
+  int status = 0;
+  for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) programs_.OnChildExit(pid, status);
+}
+
 void DaemonImpl::ApplyQueuePolicies() {
   static constexpr auto ToAction = [](QueueTransition::Kind kind) {
     switch (kind) {
@@ -277,7 +289,26 @@ void DaemonImpl::ApplyQueuePolicies() {
     }
     return wire::ShepherdAction::kResume;
   };
-  for (const auto& t : queues_->Evaluate(CurrentLoad(), LocalTime())) {
+  std::map<std::string, int> verdicts;
+  for (const auto& [name, q] : queues_->queues()) {
+    auto verdict = programs_.Verdict(name);
+    // A program that failed stays off until its profile changes.
+    bool failed = verdict && *verdict != 0 && *verdict != 1 && *verdict != 2 && *verdict != 4;
+    if (failed) {
+      auto seen = program_failed_at_.find(name);
+      if (seen == program_failed_at_.end()) {
+        program_failed_at_[name] = q.profile_mtime;
+      } else if (seen->second != q.profile_mtime) {
+        program_failed_at_.erase(seen);
+        programs_.Forget(name);
+        verdict.reset();
+        failed = false;
+      }
+    }
+    if (verdict) verdicts[name] = *verdict;
+    if (q.policy.program && !failed) programs_.Start(name, *q.policy.program);
+  }
+  for (const auto& t : queues_->Evaluate(CurrentLoad(), LocalTime(), verdicts)) {
     std::cerr << "queued: queue " << t.queue << ": " << t.message << "\n";
     runner_->ControlQueue(t.queue, ToAction(t.kind), t.message);
   }
@@ -655,7 +686,7 @@ void DaemonImpl::WatchSignals() {
   signals_.async_wait([this](const asio::error_code& ec, int signo) {
     if (ec) return;
     if (signo == SIGCHLD) {
-      runner_->ReapShepherds();
+      ReapChildren();
     } else if (signo == SIGHUP) {
       std::cerr << "queued: SIGHUP: reloading the hosts file and profiles\n";
       if (auto reloaded = LoadHosts(); !reloaded.ok())

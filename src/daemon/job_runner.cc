@@ -180,10 +180,4 @@ void JobRunner::ControlQueue(const std::string& queue, wire::ShepherdAction acti
     if (running.queue == queue && !running.finished) running.channel->Send(wire::ShepherdControl{action, message});
 }
 
-void JobRunner::ReapShepherds() {
-  int status = 0;
-  while (waitpid(-1, &status, WNOHANG) > 0) {
-  }
-}
-
 }  // namespace queue::daemon

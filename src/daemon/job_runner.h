@@ -40,8 +40,6 @@ class JobRunner {
   // Starts the job now, or says why this host will not.
   Result<uint64_t> Admit(AdmitRequest request, double load1);
 
-  // Reaps exited shepherds (call on SIGCHLD).
-  void ReapShepherds();
 
   size_t running() const { return shepherds_.size(); }
 

@@ -104,17 +104,26 @@ std::vector<wire::QueueLoad> QueueTable::Loads(double load1) const {
   return loads;
 }
 
-std::vector<QueueTransition> QueueTable::Evaluate(double load1, const std::tm& local_time) {
+std::vector<QueueTransition> QueueTable::Evaluate(double load1, const std::tm& local_time,
+                                                  const std::map<std::string, int>& program_verdicts) {
   std::vector<QueueTransition> transitions;
   for (auto& [name, q] : queues_) {
     const profile::QueuePolicy& p = q.policy;
     double load = profile::NormalizedLoad(load1, p.load_norm, cpu_count_);
+    auto verdict = program_verdicts.find(name);
+    int program = p.program && verdict != program_verdicts.end() ? verdict->second : 0;
     std::string suspend;
     if (load >= p.load_stop)
       suspend = "load " + std::to_string(load).substr(0, 5) + " is at or above loadstop";
     else if (p.time_stop && !p.time_stop->Matches(local_time))
       suspend = "outside the timestop hours";
-    q.closed_reason = p.time_sched && !p.time_sched->Matches(local_time) ? "outside the timesched hours" : "";
+    else if (program == 1)
+      suspend = "its program says stop";
+    q.closed_reason = p.time_sched && !p.time_sched->Matches(local_time) ? "outside the timesched hours"
+                      : program == 2 || program == 4                       ? "its program says drain"
+                      : program != 0 && program != 1
+                          ? "its program failed (exit " + std::to_string(program) + "); fix the profile to retry"
+                          : "";
     bool was_suspended = !q.suspend_reason.empty();
     q.suspend_reason = suspend;
     if (!was_suspended && !suspend.empty())

@@ -59,7 +59,9 @@ class QueueTable {
 
   // Applies loadstop, timestop, timesched and exec off at this load and local
   // time; returns what must be done to the queues' running jobs.
-  std::vector<QueueTransition> Evaluate(double load1, const std::tm& local_time);
+  // `program_verdicts` holds the last exit status of each queue's `program`.
+  std::vector<QueueTransition> Evaluate(double load1, const std::tm& local_time,
+                                        const std::map<std::string, int>& program_verdicts = {});
 
  private:
   void Load(QueueState& queue);

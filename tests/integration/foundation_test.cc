@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -390,6 +391,44 @@ TEST(Jobs, OwnerCancelsARunningJobHereOrElsewhereAndSeesItInTheRecord) {
   ASSERT_FALSE(history.empty());
   EXPECT_EQ(history.back()["signal"], SIGTERM) << history.dump();
   EXPECT_EQ(history.back()["name"], "sleeper");
+}
+
+}  // namespace
+}  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+TEST(QueuePolicy, ProgramExitCodesStopAndDrainTheQueue) {
+  auto cluster = TestCluster::Start(1);
+  // The program runs without privileges (as nobody under root), so it and its
+  // verdict live where anyone may read them; it is called as `PROGRAM QUEUE`.
+  char templ[] = "/tmp/queue-program-XXXXXX";
+  std::string open_dir = mkdtemp(templ);
+  chmod(open_dir.c_str(), 0755);
+  std::string verdict = open_dir + "/verdict", script = open_dir + "/check";
+  WriteFile(verdict, "0\n");
+  WriteFile(script, "#!/bin/sh\n[ \"$1\" = now ] || exit 9\nexit $(cat " + verdict + ")\n", 0755);
+  cluster->WriteProfile(0, "now", "program " + script + "\n");
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string pidfile = cluster->dir() + "/job.pid", flag = cluster->dir() + "/done";
+  auto stub = StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c",
+                               "echo $$ > " + pidfile + "; while [ ! -e " + flag + " ]; do sleep 0.05; done"},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/stub.out",
+                              cluster->dir() + "/stub.err");
+  ASSERT_TRUE(WaitUntil([&] { return !ReadFile(pidfile).empty(); }, 10s)) << ReadFile(cluster->dir() + "/stub.err");
+  pid_t job = std::stoi(ReadFile(pidfile));
+  WriteFile(verdict, "1\n");  // stop: the running job is suspended
+  ASSERT_TRUE(WaitUntil([&] { return ProcessState(job) == 'T'; }, 6s)) << cluster->log(0);
+  WriteFile(verdict, "2\n");  // drain: the job resumes, no new job starts
+  ASSERT_TRUE(WaitUntil([&] { return ProcessState(job) != 'T'; }, 6s));
+  std::this_thread::sleep_for(2500ms);
+  auto refused = cluster->Queue(0, {"-n", "--", "true"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("its program says drain"), std::string::npos) << refused.err;
+  WriteFile(flag, "");
+  EXPECT_TRUE(WaitChild(stub.pid, 10s).has_value());
+  std::filesystem::remove_all(open_dir);
 }
 
 }  // namespace

@@ -92,9 +92,30 @@ class DaemonImpl {
   void OnClientFrame(const std::shared_ptr<ClientChannel>& channel, const PeerCredentials& who,
                      wire::MessageType type, std::string_view payload);
   void Submit(const std::shared_ptr<ClientChannel>& channel, const PeerCredentials& who, wire::JobSpec spec);
-  void TryPlace(const std::shared_ptr<ClientChannel>& channel, uint64_t record_id, wire::JobSpec spec,
-                std::vector<std::string> candidates, size_t next, std::vector<std::string> refusals);
-  void Placed(const std::shared_ptr<ClientChannel>& channel, uint64_t record_id, const std::string& host);
+  struct PlacementOutcome {
+    std::string host;  // where it runs; empty when no host took it
+    bool may_wait = false;  // every refusal was for now, not for good
+    std::string why;
+  };
+  using PlacementCallback = std::function<void(const PlacementOutcome&)>;
+  struct PlacementAttempt {
+    uint64_t record_id = 0;
+    wire::JobSpec spec;
+    std::vector<std::string> candidates;
+    size_t next = 0;
+    std::vector<std::string> refusals;
+    bool any_temporary = false;
+  };
+  struct WaitingJob {
+    wire::JobSpec spec;
+    std::weak_ptr<ClientChannel> client;
+    bool in_flight = false;
+  };
+  void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, PlacementCallback done);
+  void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
+  void Placed(uint64_t record_id, const std::string& host);
+  void FailRecord(uint64_t record_id, const std::string& why, spool::JobState state = spool::JobState::kFailed);
+  void RetryWaiting();
   Result<std::string> ResolveHostOption(const std::string& option) const;
   std::string StatusJson(const PeerCredentials& who);
   nlohmann::json JobsJson(const PeerCredentials& who, bool include_finished);
@@ -124,6 +145,7 @@ class DaemonImpl {
   std::unique_ptr<QueueTable> queues_;
   std::unique_ptr<JobRunner> runner_;
   QueueProgram programs_;
+  std::map<uint64_t, WaitingJob> waiting_;  // by spool record id: FIFO
   std::map<std::string, std::filesystem::file_time_type> program_failed_at_;  // profile version that failed
   load::LoadSampler sampler_;
   load::LoadTable table_;
@@ -252,6 +274,7 @@ wire::LoadReport DaemonImpl::SelfReport() {
 void DaemonImpl::Heartbeat() {
   queues_->Refresh(false);
   ApplyQueuePolicies();
+  RetryWaiting();
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
   for (auto& [name, link] : links_) link->SendLoad(report);
@@ -427,47 +450,61 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   batch_->Join();
   auto id = store_->Add(record);
   if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
+  uint64_t record_id = *id;
+  StartPlacement(record_id, spec, [this, channel, record_id, spec](const PlacementOutcome& outcome) {
+    if (!outcome.host.empty()) return channel->Send(wire::SubmitReply{record_id, outcome.host, ""});
+    if (!outcome.may_wait) {
+      FailRecord(record_id, outcome.why);
+      return channel->Send(wire::ErrorReply{outcome.why});
+    }
+    waiting_[record_id] = WaitingJob{spec, channel, false};
+    channel->Send(wire::SubmitReply{record_id, "", outcome.why});
+  });
+}
 
+void DaemonImpl::StartPlacement(uint64_t record_id, const wire::JobSpec& spec, PlacementCallback done) {
   sched::HostChooser chooser(hosts_, self_.entry);
   sched::PlacementRequest request{spec.queue, spec.only_host, spec.preferred_host, {}};
   auto ranking = chooser.Rank(table_, request, load::Clock::now());
-  TryPlace(channel, *id, std::move(spec), std::move(ranking.candidates), 0, std::move(ranking.refusals));
+  auto attempt = std::make_shared<PlacementAttempt>();
+  attempt->record_id = record_id;
+  attempt->spec = spec;
+  attempt->candidates = std::move(ranking.candidates);
+  attempt->refusals = std::move(ranking.refusals);
+  attempt->any_temporary = ranking.temporary_refusals > 0;
+  TryNextHost(attempt, std::move(done));
 }
 
-void DaemonImpl::TryPlace(const std::shared_ptr<ClientChannel>& channel, uint64_t record_id, wire::JobSpec spec,
-                          std::vector<std::string> candidates, size_t next, std::vector<std::string> refusals) {
-  if (next == candidates.size()) {
-    std::string why = "no host can run the job now";
-    for (size_t i = 0; i < refusals.size(); ++i) why += (i == 0 ? ": " : "; ") + refusals[i];
-    batch_->Join();
-    auto record = store_->Get(record_id);
-    if (record.ok() && record->has_value()) {
-      (*record)->state = spool::JobState::kFailed;
-      (*record)->message = why;
-      (*record)->end_time = Now();
-      (void)store_->Update(**record);
-    }
-    return channel->Send(wire::ErrorReply{why});
+void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done) {
+  if (attempt->next == attempt->candidates.size()) {
+    PlacementOutcome outcome{"", attempt->any_temporary, "no host can run the job now"};
+    for (size_t i = 0; i < attempt->refusals.size(); ++i)
+      outcome.why += (i == 0 ? ": " : "; ") + attempt->refusals[i];
+    return done(outcome);
   }
-  const std::string host = candidates[next];
+  const std::string host = attempt->candidates[attempt->next++];
+  auto refused = [this, attempt, done, host](const std::string& why, bool permanent) {
+    attempt->refusals.push_back(host + ": " + why);
+    attempt->any_temporary |= !permanent;
+    TryNextHost(attempt, done);
+  };
   if (host == self_.entry) {
-    auto admitted = runner_->Admit(AdmitRequest{"", record_id, spec}, CurrentLoad());
-    if (admitted.ok()) return Placed(channel, record_id, host);
-    refusals.push_back(host + ": " + admitted.message());
-    return TryPlace(channel, record_id, std::move(spec), std::move(candidates), next + 1, std::move(refusals));
+    bool permanent = false;
+    auto admitted = runner_->Admit(AdmitRequest{"", attempt->record_id, attempt->spec}, CurrentLoad(), &permanent);
+    if (!admitted.ok()) return refused(admitted.message(), permanent);
+    Placed(attempt->record_id, host);
+    return done(PlacementOutcome{host, false, ""});
   }
-  auto link = links_.at(host);
-  wire::PlaceJob place{0, self_.entry, record_id, spec};
-  link->Place(std::move(place), config_.place_timeout,
-              [this, channel, record_id, spec = std::move(spec), candidates = std::move(candidates), next,
-               refusals = std::move(refusals), host](const wire::PlaceReply& reply) mutable {
-                if (reply.accepted) return Placed(channel, record_id, host);
-                refusals.push_back(host + ": " + reply.reason);
-                TryPlace(channel, record_id, std::move(spec), std::move(candidates), next + 1, std::move(refusals));
-              });
+  wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->spec};
+  links_.at(host)->Place(std::move(place), config_.place_timeout,
+                         [this, attempt, done, host, refused](const wire::PlaceReply& reply) {
+                           if (!reply.accepted) return refused(reply.reason, reply.permanent);
+                           Placed(attempt->record_id, host);
+                           done(PlacementOutcome{host, false, ""});
+                         });
 }
 
-void DaemonImpl::Placed(const std::shared_ptr<ClientChannel>& channel, uint64_t record_id, const std::string& host) {
+void DaemonImpl::Placed(uint64_t record_id, const std::string& host) {
   table_.AddPlacement(host, load::Clock::now());
   if (host == self_.entry) table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
   batch_->Join();
@@ -481,7 +518,50 @@ void DaemonImpl::Placed(const std::shared_ptr<ClientChannel>& channel, uint64_t 
   } else if (record.ok() && record->has_value()) {
     (void)store_->Remove(record_id);  // the runner's record is the job's record here
   }
-  channel->Send(wire::SubmitReply{record_id, host});
+}
+
+void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::JobState state) {
+  batch_->Join();
+  auto record = store_->Get(record_id);
+  if (!record.ok() || !record->has_value()) return;
+  (*record)->state = state;
+  (*record)->message = why;
+  (*record)->end_time = Now();
+  (void)store_->Update(**record);
+}
+
+// Jobs no host could take wait here, at their submit host, and are offered
+// again on every heartbeat: a job is never handed from spool to spool while
+// it waits, so it cannot be lost or run twice on the way.
+void DaemonImpl::RetryWaiting() {
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    auto client = it->second.client.lock();
+    if (!client || client->closed()) {
+      FailRecord(it->first, "withdrawn: its stub went away while it waited", spool::JobState::kCancelled);
+      it = waiting_.erase(it);
+      continue;
+    }
+    if (!it->second.in_flight) {
+      it->second.in_flight = true;
+      uint64_t record_id = it->first;
+      StartPlacement(record_id, it->second.spec, [this, record_id](const PlacementOutcome& outcome) {
+        auto found = waiting_.find(record_id);
+        if (found == waiting_.end()) return;
+        found->second.in_flight = false;
+        auto client = found->second.client.lock();
+        if (outcome.host.empty() && outcome.may_wait) return;  // still nowhere to go
+        if (outcome.host.empty()) FailRecord(record_id, outcome.why);
+        if (client) {
+          if (outcome.host.empty())
+            client->Send(wire::ErrorReply{outcome.why});
+          else
+            client->Send(wire::SubmitReply{record_id, outcome.host, ""});
+        }
+        waiting_.erase(found);
+      });
+    }
+    ++it;
+  }
 }
 
 std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
@@ -635,9 +715,12 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       auto place = wire::DecodePayload<wire::PlaceJob>(payload);
       if (!place.ok()) return channel->Close(place.message());
       if (place->origin_host != *peer_name) return channel->Close("job placed on behalf of another host");
-      auto admitted = runner_->Admit(AdmitRequest{place->origin_host, place->origin_job_id, place->spec}, CurrentLoad());
+      bool permanent = false;
+      auto admitted = runner_->Admit(AdmitRequest{place->origin_host, place->origin_job_id, place->spec},
+                                     CurrentLoad(), &permanent);
       if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
-      return channel->Send(wire::PlaceReply{place->request_id, admitted.ok(), admitted.ok() ? "" : admitted.message()});
+      return channel->Send(wire::PlaceReply{place->request_id, admitted.ok(), !admitted.ok() && permanent,
+                                            admitted.ok() ? "" : admitted.message()});
     }
     case wire::MessageType::kCancelJob: {
       auto cancel = wire::DecodePayload<wire::CancelJob>(payload);

@@ -36,14 +36,17 @@ void ApplyProfileLimits(wire::JobSpec& spec, const profile::QueuePolicy& policy)
 
 }  // namespace
 
-Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1) {
+Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* permanent) {
   QueueState* queue = queues_.Find(request.spec.queue);
-  if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
+  *permanent = true;
+  if (queue == nullptr) return Fail("has no queue \"" + request.spec.queue + "\"");
   if (request.spec.uid == 0 && !queue->policy.allow_root)
     return Fail("queue \"" + queue->name + "\" does not run root's jobs (no allowroot in its profile)");
   if (geteuid() != 0 && request.spec.uid != geteuid())
     return Fail("this daemon runs as a single user (uid " + std::to_string(geteuid()) +
                 ") and cannot run jobs for uid " + std::to_string(request.spec.uid));
+  *permanent = false;
+  if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
   ApplyProfileLimits(request.spec, queue->policy);
 
   spool::JobRecord record;

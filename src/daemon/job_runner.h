@@ -37,8 +37,9 @@ class JobRunner {
   // Called once for every job that ends here (done or failed), after its record is updated.
   void OnJobEnded(std::function<void(const spool::JobRecord&)> callback) { on_ended_ = std::move(callback); }
 
-  // Starts the job now, or says why this host will not.
-  Result<uint64_t> Admit(AdmitRequest request, double load1);
+  // Starts the job now, or says why this host will not; *permanent is set
+  // when it never will (no such queue, root not allowed), not just not now.
+  Result<uint64_t> Admit(AdmitRequest request, double load1, bool* permanent);
 
 
   size_t running() const { return shepherds_.size(); }

@@ -91,7 +91,7 @@ void PeerLink::OnClosed(const std::string& reason) {
   pending_.clear();
   for (auto& [id, p] : pending) {
     p.timer->cancel();
-    p.callback(wire::PlaceReply{id, false, "connection lost: " + reason});
+    p.callback(wire::PlaceReply{id, false, false, "connection lost: " + reason});
   }
   RetryLater();
 }
@@ -123,7 +123,7 @@ bool PeerLink::SendCancel(const wire::CancelJob& cancel) {
 
 void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback) {
   if (!connected()) {
-    callback(wire::PlaceReply{0, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")});
+    callback(wire::PlaceReply{0, false, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")});
     return;
   }
   uint64_t id = next_request_++;
@@ -132,7 +132,7 @@ void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, 
   pending_[id] = Pending{std::move(callback), timer};
   auto self = shared_from_this();
   timer->async_wait([self, id](const asio::error_code& ec) {
-    if (!ec) self->Complete(id, wire::PlaceReply{id, false, "no answer in time"});
+    if (!ec) self->Complete(id, wire::PlaceReply{id, false, false, "no answer in time"});
   });
   channel_->Send(request);
 }

@@ -37,6 +37,9 @@ Ranking HostChooser::Rank(const load::LoadTable& table, const PlacementRequest& 
       continue;
     const load::HostLoad* entry = table.Fresh(host, now);
     if (entry == nullptr) {
+      // -h names one host and, as in the original, gives up when it is down;
+      // otherwise a host may come back, and the job can wait for it.
+      if (request.only_host.empty()) ++ranking.temporary_refusals;
       ranking.refusals.push_back(host + ": not responding");
       continue;
     }
@@ -47,6 +50,7 @@ Ranking HostChooser::Rank(const load::LoadTable& table, const PlacementRequest& 
     }
     uint32_t running = queue->running + entry->placements_since_report;
     if (!queue->accepting) {
+      ++ranking.temporary_refusals;
       ranking.refusals.push_back(host + ": " + (queue->refusal.empty() ? "queue \"" + request.queue + "\" is not accepting jobs"
                                                                           : queue->refusal));
       continue;

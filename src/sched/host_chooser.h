@@ -20,6 +20,7 @@ struct PlacementRequest {
 struct Ranking {
   std::vector<std::string> candidates;  // host entries, best first
   std::vector<std::string> refusals;    // "host: reason" for every host left out
+  size_t temporary_refusals = 0;        // of those, the ones that may change (down, closed, busy)
 };
 
 class HostChooser {

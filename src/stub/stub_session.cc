@@ -82,6 +82,14 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     daemon_ = std::make_shared<wire::Channel<asio::local::stream_protocol::socket>>(
         asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), client.ReleaseFd()));
     WatchDaemon();
+    if (exec_host_.empty()) {
+      // No host can take it yet: it waits at the daemon, which tells us when it is placed.
+      waiting_ = true;
+      std::cerr << "[" << options_.program_name << ": job " << job_id_ << " is waiting: " << reply->waiting_reason
+                << "]\n";
+    } else {
+      StartTimer();
+    }
     AcceptShepherd();
     return std::nullopt;
   }
@@ -118,14 +126,27 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     auto self = shared_from_this();
     daemon_->Start(
         [self](wire::MessageType type, std::string_view payload) {
-          if (type != wire::MessageType::kErrorReply || self->job_) return;
+          if (self->job_) return;
+          if (type == wire::MessageType::kSubmitReply) {  // a waiting job was placed
+            auto placed = wire::DecodePayload<wire::SubmitReply>(payload);
+            if (!placed.ok() || placed->host.empty()) return;
+            self->waiting_ = false;
+            self->exec_host_ = placed->host;
+            self->StartTimer();
+            return;
+          }
+          if (type != wire::MessageType::kErrorReply) return;
           auto error = wire::DecodePayload<wire::ErrorReply>(payload);
           self->Finish(self->Error(error.ok() ? error->message : error.message()));
         },
-        [](const std::string&) {});
+        [self](const std::string&) {
+          // Only a waiting job needs its daemon; a placed one is the shepherd's.
+          if (self->waiting_ && !self->job_)
+            self->Finish(self->Error("queued went away while job " + std::to_string(self->job_id_) + " was waiting"));
+        });
   }
 
-  void AcceptShepherd() {
+  void StartTimer() {
     auto self = shared_from_this();
     timer_.expires_after(options_.start_timeout);
     timer_.async_wait([self](const asio::error_code& e) {
@@ -134,6 +155,10 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
                                self->exec_host_ + " but did not start within " +
                                std::to_string(self->options_.start_timeout.count()) + " s"));
     });
+  }
+
+  void AcceptShepherd() {
+    auto self = shared_from_this();
     acceptor_.async_accept([self](const asio::error_code& e, tcp::socket socket) {
       if (e) return;
       socket.set_option(tcp::no_delay(true));
@@ -232,6 +257,12 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   }
 
   void OnSignal(int signo) {
+    if (!job_ && waiting_ && (signo == SIGINT || signo == SIGTERM || signo == SIGHUP || signo == SIGQUIT)) {
+      // Nothing runs yet: the user gives up waiting. Closing our connection withdraws the job.
+      std::cerr << "[" << options_.program_name << ": job " << job_id_ << " withdrawn]\n";
+      died_by_signal_ = signo;
+      return Finish(128 + signo);
+    }
     if (!job_) {
       held_signals_.push_back(signo);
       return;
@@ -312,6 +343,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   std::shared_ptr<JobChannel> job_;
   std::optional<term::RawModeGuard> raw_mode_;
   std::vector<int> held_signals_;  // arrived before the shepherd attached
+  bool waiting_ = false;            // no host has taken the job yet
   uint64_t job_id_ = 0;
   std::string exec_host_;
   int exit_status_ = 2;

@@ -36,11 +36,13 @@ SubmitRequest SubmitRequest::Decode(Reader& r) { return {JobSpec::Decode(r)}; }
 void SubmitReply::Encode(Writer& w) const {
   w.u64(job_id);
   w.str(host);
+  w.str(waiting_reason);
 }
 SubmitReply SubmitReply::Decode(Reader& r) {
   SubmitReply s;
   s.job_id = r.u64();
   s.host = r.str(kMaxNameBytes);
+  s.waiting_reason = r.str(8192);
   return s;
 }
 
@@ -104,6 +106,7 @@ PlaceJob PlaceJob::Decode(Reader& r) {
 void PlaceReply::Encode(Writer& w) const {
   w.u64(request_id);
   w.boolean(accepted);
+  w.boolean(permanent);
   w.str(reason);
 }
 
@@ -111,6 +114,7 @@ PlaceReply PlaceReply::Decode(Reader& r) {
   PlaceReply p;
   p.request_id = r.u64();
   p.accepted = r.boolean();
+  p.permanent = r.boolean();
   p.reason = r.str(4096);
   return p;
 }

@@ -77,7 +77,8 @@ struct SubmitRequest {
 struct SubmitReply {
   static constexpr MessageType kType = MessageType::kSubmitReply;
   uint64_t job_id = 0;
-  std::string host;  // execution host entry, empty for a batch job still waiting
+  std::string host;  // execution host entry; empty while the job waits for one
+  std::string waiting_reason;  // why no host takes it yet, when host is empty
   void Encode(Writer& w) const;
   static SubmitReply Decode(Reader& r);
 };
@@ -157,6 +158,7 @@ struct PlaceReply {
   static constexpr MessageType kType = MessageType::kPlaceReply;
   uint64_t request_id = 0;
   bool accepted = false;
+  bool permanent = false;  // refused for good (no such queue, root not allowed), not just now
   std::string reason;  // why not, when refused
   void Encode(Writer& w) const;
   static PlaceReply Decode(Reader& r);

@@ -349,13 +349,19 @@ TEST(QueuePolicy, TimeschedClosesTheQueueOutsideItsHours) {
   cluster->WriteProfile(0, "now", "timesched Wk0900-1700\n");
   ASSERT_TRUE(cluster->WaitForView(10s));
   std::this_thread::sleep_for(1500ms);
-  auto closed = cluster->Queue(0, {"-n", "--", "true"});
-  EXPECT_EQ(closed.exit_code, 2) << closed.out << closed.err;
-  EXPECT_NE(closed.err.find("outside the timesched hours"), std::string::npos) << closed.err;
-  cluster->SetClock(0, LocalTimeAt(2026, 11, 30, 10, 0));  // Monday morning
+  // Outside its hours the job waits, and says why; inside them it runs.
+  std::string out = cluster->dir() + "/job.out", err = cluster->dir() + "/job.err";
+  auto stub = StartBackground({BinDir() + "/queue", "-n", "--", "echo", "open"},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, out, err);
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(err).find("is waiting") != std::string::npos; }, 5s)) << ReadFile(err);
+  EXPECT_NE(ReadFile(err).find("outside the timesched hours"), std::string::npos) << ReadFile(err);
   std::this_thread::sleep_for(1500ms);
-  auto open = cluster->Queue(0, {"-n", "--", "echo", "open"});
-  EXPECT_EQ(open.out, "open\n") << open.err << cluster->Queue(0, {"--status", "--json"}).out;
+  EXPECT_EQ(ReadFile(out), "") << "ran outside its hours";
+  cluster->SetClock(0, LocalTimeAt(2026, 11, 30, 10, 0));  // Monday morning
+  auto status = WaitChild(stub.pid, 10s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_EQ(*status, 0);
+  EXPECT_EQ(ReadFile(out), "open\n");
 }
 
 }  // namespace
@@ -423,9 +429,15 @@ TEST(QueuePolicy, ProgramExitCodesStopAndDrainTheQueue) {
   WriteFile(verdict, "2\n");  // drain: the job resumes, no new job starts
   ASSERT_TRUE(WaitUntil([&] { return ProcessState(job) != 'T'; }, 6s));
   std::this_thread::sleep_for(2500ms);
-  auto refused = cluster->Queue(0, {"-n", "--", "true"});
-  EXPECT_EQ(refused.exit_code, 2);
-  EXPECT_NE(refused.err.find("its program says drain"), std::string::npos) << refused.err;
+  std::string second_err = cluster->dir() + "/second.err";
+  auto second = StartBackground({BinDir() + "/queue", "-n", "--", "true"}, {"QUEUE_SOCKET=" + cluster->socket(0)},
+                                cluster->dir() + "/second.out", second_err);
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(second_err).find("its program says drain") != std::string::npos; }, 5s))
+      << ReadFile(second_err);
+  WriteFile(verdict, "0\n");  // run: the waiting job starts
+  auto second_status = WaitChild(second.pid, 10s);
+  ASSERT_TRUE(second_status.has_value());
+  EXPECT_EQ(*second_status, 0);
   WriteFile(flag, "");
   EXPECT_TRUE(WaitChild(stub.pid, 10s).has_value());
   std::filesystem::remove_all(open_dir);

@@ -498,7 +498,13 @@ TEST_F(RemoteFeelStream, TwoHundredMegabytesThroughTheJobIntactWithBoundedMemory
   slow.timeout = 120s;
   auto local = Shell("sha256sum < " + big, slow);
   ASSERT_EQ(local.exit_code, 0);
+  // Under AddressSanitizer freed memory sits in a 256 MiB quarantine, so RSS
+  // says nothing about buffering there; the plain build checks it.
+#if defined(__SANITIZE_ADDRESS__)
+  bool have_time = false;
+#else
   bool have_time = access("/usr/bin/time", X_OK) == 0;
+#endif
   std::string measure = have_time ? "/usr/bin/time -f %M -o " + rss + " " : "";
   auto remote = Shell("cat " + big + " | " + measure + "queue -h $REMOTE -n -- sha256sum", slow);
   EXPECT_EQ(remote.exit_code, 0) << remote.err;

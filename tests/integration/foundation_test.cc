@@ -445,3 +445,63 @@ TEST(QueuePolicy, ProgramExitCodesStopAndDrainTheQueue) {
 
 }  // namespace
 }  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+TEST(Waiting, AJobWaitsForAFreeSlotAndRunsOnTheHostThatFreesOne) {
+  auto cluster = TestCluster::Start(2);
+  for (int i = 0; i < 2; ++i) cluster->WriteProfile(i, "now", "maxexec 1\n");
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::this_thread::sleep_for(1500ms);
+  std::vector<Background> holders;
+  for (int i = 0; i < 2; ++i) {
+    std::string flag = cluster->dir() + "/release" + std::to_string(i), started = flag + ".started";
+    holders.push_back(StartBackground({BinDir() + "/queue", "-h", cluster->entry(i), "-n", "--", "sh", "-c",
+                                       "touch " + started + "; while [ ! -e " + flag + " ]; do sleep 0.05; done"},
+                                      {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/h.out",
+                                      cluster->dir() + "/h.err"));
+    ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(started); }, 10s)) << ReadFile(cluster->dir() + "/h.err");
+  }
+  std::string out = cluster->dir() + "/w.out", err = cluster->dir() + "/w.err";
+  auto waiter = StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c", "echo $QUEUE_HOST"},
+                                {"QUEUE_SOCKET=" + cluster->socket(0)}, out, err);
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(err).find("is waiting") != std::string::npos; }, 10s)) << ReadFile(err);
+  EXPECT_NE(ReadFile(err).find("full"), std::string::npos) << ReadFile(err);
+  auto jobs = nlohmann::json::parse(cluster->Queue(0, {"--jobs", "--json"}).out);
+  bool listed_waiting = false;
+  for (const auto& j : jobs) listed_waiting |= j["state"] == "waiting";
+  EXPECT_TRUE(listed_waiting) << jobs.dump();
+  WriteFile(cluster->dir() + "/release1", "");  // host 1 frees its slot
+  auto status = WaitChild(waiter.pid, 10s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_EQ(*status, 0);
+  EXPECT_EQ(ReadFile(out), cluster->entry(1) + "\n");
+  WriteFile(cluster->dir() + "/release0", "");
+  for (auto& h : holders) WaitChild(h.pid, 10s);
+}
+
+TEST(Waiting, InterruptingAWaitingJobWithdrawsIt) {
+  auto cluster = TestCluster::Start(1);
+  cluster->WriteProfile(0, "now", "exec drain\n");
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::this_thread::sleep_for(1500ms);  // a heartbeat re-reads the profile
+  std::string err = cluster->dir() + "/w.err";
+  auto waiter = StartBackground({BinDir() + "/queue", "-n", "--", "true"}, {"QUEUE_SOCKET=" + cluster->socket(0)},
+                                cluster->dir() + "/w.out", err);
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(err).find("is waiting") != std::string::npos; }, 10s)) << ReadFile(err);
+  kill(waiter.pid, SIGINT);
+  auto status = WaitChild(waiter.pid, 5s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGINT);
+  EXPECT_NE(ReadFile(err).find("withdrawn"), std::string::npos);
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        auto all = nlohmann::json::parse(cluster->Queue(0, {"--jobs", "--all", "--json"}).out);
+        return !all.empty() && all.back()["state"] == "cancelled";
+      },
+      5s));
+}
+
+}  // namespace
+}  // namespace queue::testing

@@ -21,6 +21,7 @@
 #include "daemon/peer_link.h"
 #include "daemon/queue_program.h"
 #include "daemon/queue_table.h"
+#include "daemon/supervisor_log.h"
 #include "load/load_sampler.h"
 #include "load/load_table.h"
 #include "profile/queue_policy.h"
@@ -83,6 +84,7 @@ class DaemonImpl {
   void Heartbeat();
   void ApplyQueuePolicies();
   void ReapChildren();
+  void Notify(const std::string& queue, const std::string& text);
   std::tm LocalTime() const;
   wire::LoadReport SelfReport();
   double CurrentLoad();
@@ -145,6 +147,7 @@ class DaemonImpl {
   std::unique_ptr<QueueTable> queues_;
   std::unique_ptr<JobRunner> runner_;
   QueueProgram programs_;
+  std::optional<SupervisorLog> supervisor_log_;
   std::map<uint64_t, WaitingJob> waiting_;  // by spool record id: FIFO
   std::map<std::string, std::filesystem::file_time_type> program_failed_at_;  // profile version that failed
   load::LoadSampler sampler_;
@@ -174,12 +177,14 @@ Status DaemonImpl::Init() {
   if (!store.ok()) return Fail(store.message());
   store_ = std::move(store.value());
   batch_ = std::make_unique<GroupCommit>(io_, *store_, config_.commit_window);
+  supervisor_log_.emplace(self_.entry);
   queues_ = std::make_unique<QueueTable>(config_.spool_dir, self_.entry, cpus_);
   queues_->Refresh(true);
   for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
   runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path);
   runner_->OnJobEnded([this](const spool::JobRecord& record) { TellOrigin(record); });
+  runner_->OnNotice([this](const std::string& queue, const std::string& text) { Notify(queue, text); });
   if (auto load = sampler_.Load1(); !load.ok()) return Fail(load.message());
   if (auto opened = OpenTcpSocket(); !opened.ok()) return opened;
   if (auto opened = OpenUnixSocket(); !opened.ok()) return opened;
@@ -296,8 +301,13 @@ std::tm DaemonImpl::LocalTime() const {
   return local;
 }
 
-// Shepherds and queue programs are our only children; the shepherds' ends
-// arrive over their channels, so only the programs' statuses matter here.
+void DaemonImpl::Notify(const std::string& queue, const std::string& text) {
+  const QueueState* q = queues_->Find(queue);
+  supervisor_log_->Notify(q != nullptr ? q->policy.supervisor : std::nullopt, queue, text);
+}
+
+// Our children are shepherds, queue programs and sendmail; the shepherds'
+// ends arrive over their channels, so only the programs' statuses matter here.
 void DaemonImpl::ReapChildren() {
   int status = 0;
   for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) programs_.OnChildExit(pid, status);
@@ -332,7 +342,7 @@ void DaemonImpl::ApplyQueuePolicies() {
     if (q.policy.program && !failed) programs_.Start(name, *q.policy.program);
   }
   for (const auto& t : queues_->Evaluate(CurrentLoad(), LocalTime(), verdicts)) {
-    std::cerr << "queued: queue " << t.queue << ": " << t.message << "\n";
+    Notify(t.queue, t.message);
     runner_->ControlQueue(t.queue, ToAction(t.kind), t.message);
   }
 }

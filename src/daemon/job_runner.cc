@@ -15,6 +15,14 @@ namespace queue::daemon {
 
 namespace {
 
+std::string DescribeEnd(const spool::JobRecord& r) {
+  std::string id = std::to_string(r.origin_id != 0 ? r.origin_id : r.id);
+  if (r.state == spool::JobState::kFailed) return "FAILED job " + id + ": " + r.message;
+  std::string how = WIFSIGNALED(r.wait_status) ? "signal " + std::to_string(WTERMSIG(r.wait_status))
+                                               : "exit " + std::to_string(WEXITSTATUS(r.wait_status));
+  return "END job " + id + ": " + how + ", " + std::to_string(r.cpu_seconds).substr(0, 6) + " s CPU";
+}
+
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 // The job's limits: the submitter's, capped by the profile's (SPEC §3).
@@ -73,6 +81,10 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
     return Fail(spawned.message());
   }
   ++queue->running;
+  if (on_notice_)
+    on_notice_(queue->name, "START job " + std::to_string(job_id) + " (" + request.spec.job_name + ") for uid " +
+                                std::to_string(request.spec.uid) +
+                                (request.origin_host.empty() ? "" : " from " + request.origin_host));
   return *id;
 }
 
@@ -142,6 +154,7 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, std::string_view payload) {
   if (auto updated = store_.Update(r); !updated.ok())
     std::cerr << "queued: spool: " << updated.message() << "\n";
   if (event->kind != wire::ShepherdEventKind::kStarted && on_ended_) on_ended_(r);
+  if (event->kind != wire::ShepherdEventKind::kStarted && on_notice_) on_notice_(r.queue, DescribeEnd(r));
 }
 
 void JobRunner::OnShepherdGone(uint64_t record_id, const std::string& reason) {

@@ -34,6 +34,11 @@ class JobRunner {
       : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
         shepherd_path_(std::move(shepherd_path)) {}
 
+  // Called with a notice for the queue's supervisor (a job started or ended).
+  void OnNotice(std::function<void(const std::string& queue, const std::string& text)> callback) {
+    on_notice_ = std::move(callback);
+  }
+
   // Called once for every job that ends here (done or failed), after its record is updated.
   void OnJobEnded(std::function<void(const spool::JobRecord&)> callback) { on_ended_ = std::move(callback); }
 
@@ -72,6 +77,7 @@ class JobRunner {
   std::string shepherd_path_;
   std::map<uint64_t, Running> shepherds_;  // by spool record id
   std::function<void(const spool::JobRecord&)> on_ended_;
+  std::function<void(const std::string&, const std::string&)> on_notice_;
 };
 
 }  // namespace queue::daemon

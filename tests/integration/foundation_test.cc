@@ -305,8 +305,10 @@ char ProcessState(pid_t pid) {
 
 TEST(QueuePolicy, LoadstopSuspendsTellsTheUserAndResumes) {
   auto cluster = TestCluster::Start(1);
-  cluster->WriteProfile(0, "now", "loadstop 5\nloadsched 10\n");
+  std::string supervisor = cluster->dir() + "/supervisor.log";
+  cluster->WriteProfile(0, "now", "loadstop 5\nloadsched 10\nsupervisor " + supervisor + "\n");
   ASSERT_TRUE(cluster->WaitForView(10s));
+  std::this_thread::sleep_for(1500ms);  // a heartbeat re-reads the profile
   std::string pidfile = cluster->dir() + "/job.pid", flag = cluster->dir() + "/done";
   auto stub = StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c",
                                "echo $$ > " + pidfile + "; while [ ! -e " + flag + " ]; do sleep 0.05; done; exit 4"},
@@ -330,6 +332,13 @@ TEST(QueuePolicy, LoadstopSuspendsTellsTheUserAndResumes) {
   auto status = WaitChild(stub.pid, 10s);
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 4);
+  // The queue's supervisor log tells the administrator the whole story.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(supervisor).find("END job") != std::string::npos; }, 5s));
+  std::string log = ReadFile(supervisor);
+  EXPECT_NE(log.find("queue now: START job"), std::string::npos) << log;
+  EXPECT_NE(log.find("process suspended"), std::string::npos) << log;
+  EXPECT_NE(log.find("resumed execution"), std::string::npos) << log;
+  EXPECT_NE(log.find(": exit 4"), std::string::npos) << log;
 }
 
 std::time_t LocalTimeAt(int year, int month, int day, int hour, int minute) {

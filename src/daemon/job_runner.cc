@@ -154,7 +154,11 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, std::string_view payload) {
   if (auto updated = store_.Update(r); !updated.ok())
     std::cerr << "queued: spool: " << updated.message() << "\n";
   if (event->kind != wire::ShepherdEventKind::kStarted && on_ended_) on_ended_(r);
-  if (event->kind != wire::ShepherdEventKind::kStarted && on_notice_) on_notice_(r.queue, DescribeEnd(r));
+  // mailsupervisor: `e` for ends, `c` for failures (crashes).
+  if (const QueueState* q = queues_.Find(r.queue); q != nullptr && on_notice_ &&
+      ((event->kind == wire::ShepherdEventKind::kFinished && q->policy.mail_supervisor.end) ||
+       (event->kind == wire::ShepherdEventKind::kFailed && q->policy.mail_supervisor.crash)))
+    on_notice_(r.queue, DescribeEnd(r));
 }
 
 void JobRunner::OnShepherdGone(uint64_t record_id, const std::string& reason) {

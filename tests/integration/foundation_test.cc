@@ -514,3 +514,30 @@ TEST(Waiting, InterruptingAWaitingJobWithdrawsIt) {
 
 }  // namespace
 }  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+TEST(QueuePolicy, ABrokenProfileDrainsOnlyItsQueueAndStatusSaysWhere) {
+  auto cluster = TestCluster::Start(1);
+  cluster->WriteProfile(0, "wait", "exec on\nloadsched lots\n");
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::this_thread::sleep_for(1500ms);
+  auto status = cluster->Queue(0, {"--status"});
+  EXPECT_NE(status.out.find("wait/profile:2: loadsched"), std::string::npos) << status.out;
+  // Its jobs wait, saying why; the other queue runs; fixing the profile lets them go.
+  std::string err = cluster->dir() + "/w.err";
+  auto waiter = StartBackground({BinDir() + "/queue", "-q", "-n", "--", "true"},
+                                {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/w.out", err);
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(err).find("is waiting") != std::string::npos; }, 10s)) << ReadFile(err);
+  EXPECT_NE(ReadFile(err).find("loadsched"), std::string::npos) << ReadFile(err);
+  auto other = cluster->Queue(0, {"-n", "--", "echo", "now works"});
+  EXPECT_EQ(other.out, "now works\n") << other.err;
+  cluster->WriteProfile(0, "wait", "exec on\nloadsched 40\n");
+  auto status_after_fix = WaitChild(waiter.pid, 10s);
+  ASSERT_TRUE(status_after_fix.has_value()) << ReadFile(err);
+  EXPECT_EQ(*status_after_fix, 0);
+}
+
+}  // namespace
+}  // namespace queue::testing

@@ -96,6 +96,9 @@ Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire:
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 3);  // dup2 clears close-on-exec
+  // Asio does not mark its sockets close-on-exec: without this the shepherd,
+  // which outlives us, would hold our listening port and the spool open.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 4);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);

@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 namespace queue::daemon {
 
@@ -24,6 +25,7 @@ void QueueProgram::Start(const std::string& queue, const std::string& command) {
     dup2(null, 0);
     dup2(null, 1);
     dup2(null, 2);
+    close_range(3, ~0U, 0);  // none of the daemon's sockets or files
     if (geteuid() == 0 && (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0)) _exit(126);
     setsid();
     execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));

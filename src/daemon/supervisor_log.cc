@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #include <ctime>
 #include <iostream>
@@ -32,6 +33,7 @@ bool Mail(const char* sendmail, const std::string& user, const std::string& mess
     int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
+    close_range(3, ~0U, 0);  // none of the daemon's sockets or files
     execl(sendmail, "sendmail", "-oi", "--", user.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

@@ -204,19 +204,25 @@ TEST(Foundation, DeadHostIsNoticedAndSkipped) {
   }
 }
 
-TEST(Foundation, RunningJobSurvivesItsDaemonStopping) {
+TEST(Foundation, RunningJobSurvivesItsDaemonRestarting) {
   auto cluster = TestCluster::Start(1);
   ASSERT_TRUE(cluster->WaitForView(10s));
   std::string flag = cluster->dir() + "/go";
-  std::thread stopper([&] {
+  CommandResult during;
+  std::thread restarter([&] {
     WaitUntil([&] { return std::filesystem::exists(flag + ".started"); }, 10s);
     cluster->StopDaemon(0, SIGTERM);
+    // A new daemon takes the same port and socket while the job runs on: the
+    // shepherd must hold none of the old daemon's sockets or files.
+    cluster->StartDaemon(0);
+    if (cluster->WaitForView(10s)) during = cluster->Queue(0, {"-n", "--", "echo", "new daemon"});
     WriteFile(flag, "");
   });
   auto run = cluster->Queue(0, {"-n", "--", "sh", "-c",
                                 "touch " + flag + ".started; while [ ! -e " + flag + " ]; do sleep 0.05; done; exit 5"});
-  stopper.join();
+  restarter.join();
   EXPECT_EQ(run.exit_code, 5) << run.err;
+  EXPECT_EQ(during.out, "new daemon\n") << during.err << cluster->log(0);
 }
 
 TEST(Foundation, KilledStubTakesItsRemoteJobWithIt) {

@@ -505,6 +505,9 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
     Placed(attempt->record_id, host);
     return done(PlacementOutcome{host, false, ""});
   }
+  // Counted at once, not when the answer comes: the submissions of a burst
+  // that arrive meanwhile must already see this host as busier.
+  table_.AddPlacement(host, load::Clock::now());
   wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->spec};
   links_.at(host)->Place(std::move(place), config_.place_timeout,
                          [this, attempt, done, host, refused](const wire::PlaceReply& reply) {
@@ -515,8 +518,10 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
 }
 
 void DaemonImpl::Placed(uint64_t record_id, const std::string& host) {
-  table_.AddPlacement(host, load::Clock::now());
-  if (host == self_.entry) table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
+  if (host == self_.entry) {  // a remote placement was counted when offered
+    table_.AddPlacement(host, load::Clock::now());
+    table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
+  }
   batch_->Join();
   auto record = store_->Get(record_id);
   if (record.ok() && record->has_value() && host != self_.entry) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <map>
 #include <thread>
 
 #include "cluster_fixture.h"
@@ -89,6 +90,39 @@ TEST(Netns, ThreeHostsInTheirOwnNetworkNamespaces) {
   auto fallback = cluster->Queue(1, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
   EXPECT_EQ(fallback.exit_code, 0) << fallback.err;
   EXPECT_TRUE(fallback.out == cluster->entry(0) + "\n" || fallback.out == cluster->entry(1) + "\n") << fallback.out;
+}
+
+}  // namespace
+}  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+// SPEC §5 "no herd": a burst of submissions to idle hosts spreads over them
+// instead of piling onto the idlest one (here 45 at once onto 3 hosts).
+TEST(Burst, ABurstOfSubmissionsSpreadsOverIdleHosts) {
+  ClusterOptions options;
+  options.profile_extra = "maxexec 64\n";
+  auto cluster = TestCluster::Start(3, options);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::this_thread::sleep_for(1500ms);
+  std::vector<Background> stubs;
+  for (int i = 0; i < 45; ++i)
+    stubs.push_back(StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c", "echo $QUEUE_HOST; sleep 2"},
+                                    {"QUEUE_SOCKET=" + cluster->socket(0)},
+                                    cluster->dir() + "/burst" + std::to_string(i) + ".out",
+                                    cluster->dir() + "/burst.err"));
+  std::map<std::string, int> per_host;
+  for (int i = 0; i < 45; ++i) {
+    auto status = WaitChild(stubs[i].pid, 30s);
+    ASSERT_TRUE(status.has_value()) << ReadFile(cluster->dir() + "/burst.err");
+    ++per_host[ReadFile(stubs[i].out_path)];
+  }
+  for (int h = 0; h < 3; ++h)
+    EXPECT_GE(per_host[cluster->entry(h) + "\n"], 9) << cluster->entry(h) << " got too few of the burst; "
+                                                      << per_host.size() << " distinct outputs, first host "
+                                                      << per_host.begin()->first << per_host.begin()->second
+                                                      << ReadFile(cluster->dir() + "/burst.err");
 }
 
 }  // namespace

@@ -99,12 +99,6 @@ bool IsQueueDirEntry(const std::string& path) {
 
 }  // namespace
 
-bool IsValidQueueName(std::string_view name) {
-  return !name.empty() && name.size() <= kMaxQueueNameLength && name != "." &&
-         name != ".." && name.find('/') == std::string_view::npos &&
-         name.find('\0') == std::string_view::npos;
-}
-
 Status CheckPrivateDir(const std::string& dir) {
   struct stat info;
   if (::stat(dir.c_str(), &info) != 0) {

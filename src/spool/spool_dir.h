@@ -9,18 +9,17 @@
 #include <vector>
 
 #include "util/result.h"
+#include "wire/job_spec.h"
 
 namespace queue::spool {
 
 // The queues every spool has: `now` for -i (the default), `wait` for -q.
 inline constexpr std::string_view kNowQueue = "now";
 inline constexpr std::string_view kWaitQueue = "wait";
-inline constexpr size_t kMaxQueueNameLength = 31;
 
-// A queue name is one path component: not empty, no '/', not "." or "..", and at
-// most kMaxQueueNameLength bytes (the original's limit). Check every name that
-// comes from a user or the network with this before joining it to a path.
-bool IsValidQueueName(std::string_view name);
+// One rule for queue names everywhere (see wire/job_spec.h): a directory whose
+// name a job could never carry is not listed as a queue.
+using wire::IsValidQueueName;
 
 // Refuses a directory that another user could tamper with: it must be a
 // directory, owned by the effective uid, and not group- or world-writable.

@@ -79,8 +79,10 @@ struct JobSpec {
   static JobSpec Decode(Reader& r);
 };
 
-// True when name is usable as a queue directory name: no '/', not "." or "..",
-// shorter than 32 bytes, printable.
+// True when name is usable as a queue directory name: one path component of
+// at most 31 bytes (the original's limit) from [A-Za-z0-9_.-], not "." or "..".
+// Check every name from a user, the network or the spool with this before
+// joining it to a path.
 bool IsValidQueueName(std::string_view name);
 
 }  // namespace queue::wire

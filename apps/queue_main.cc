@@ -16,22 +16,27 @@ namespace {
 using queue::Result;
 using queue::stub::Invocation;
 
-int ShowStatus(const Invocation& inv, const std::string& program) {
+// Sends one request whose answer is a StatusReply, and returns its text.
+Result<std::string> Ask(const Invocation& inv, auto request) {
   queue::stub::DaemonClient client;
-  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok()) {
-    std::cerr << program << ": " << connected.message() << "\n";
-    return 2;
-  }
-  auto reply = queue::stub::Call<queue::wire::StatusReply>(client, queue::wire::StatusRequest{});
+  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok())
+    return queue::Fail(connected.message());
+  auto reply = queue::stub::Call<queue::wire::StatusReply>(client, request);
+  if (!reply.ok()) return reply.error();
+  return reply->json;
+}
+
+int ShowStatus(const Invocation& inv, const std::string& program) {
+  auto reply = Ask(inv, queue::wire::StatusRequest{});
   if (!reply.ok()) {
     std::cerr << program << ": " << reply.message() << "\n";
     return 2;
   }
   if (inv.json) {
-    std::cout << reply->json << "\n";
+    std::cout << *reply << "\n";
     return 0;
   }
-  auto status = nlohmann::json::parse(reply->json, nullptr, false);
+  auto status = nlohmann::json::parse(*reply, nullptr, false);
   if (status.is_discarded()) {
     std::cerr << program << ": queued sent malformed status\n";
     return 2;
@@ -57,16 +62,6 @@ int ShowStatus(const Invocation& inv, const std::string& program) {
                   j["host"].get<std::string>().c_str(), j["name"].get<std::string>().c_str());
   }
   return 0;
-}
-
-// Sends one request whose answer is a StatusReply, and returns its text.
-Result<std::string> Ask(const Invocation& inv, auto request) {
-  queue::stub::DaemonClient client;
-  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok())
-    return queue::Fail(connected.message());
-  auto reply = queue::stub::Call<queue::wire::StatusReply>(client, request);
-  if (!reply.ok()) return reply.error();
-  return reply->json;
 }
 
 int ShowJobs(const Invocation& inv, const std::string& program) {

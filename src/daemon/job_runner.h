@@ -47,8 +47,6 @@ class JobRunner {
   Result<uint64_t> Admit(AdmitRequest request, double load1, bool* permanent);
 
 
-  size_t running() const { return shepherds_.size(); }
-
   // Sends one running job this action; false when it does not run here.
   bool ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message);
 

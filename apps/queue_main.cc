@@ -1,4 +1,5 @@
 // queue and qsh: the client and stub. Which one is decided by argv[0].
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -102,6 +103,62 @@ int CancelJob(const Invocation& inv, const std::string& program) {
   return 0;
 }
 
+// Copies the file at `path` to stdout. It is opened as the user running us,
+// so the kernel, not the daemon, decides whether they may read it.
+queue::Status CopyFileToStdout(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return queue::Fail("cannot read " + path + ": " + queue::ErrnoText(errno));
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int read_errno = errno;
+      close(fd);
+      if (n < 0) return queue::Fail("cannot read " + path + ": " + queue::ErrnoText(read_errno));
+      return queue::Status::Ok();
+    }
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = write(1, buffer + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        int write_errno = errno;
+        close(fd);
+        return queue::Fail("cannot write the output: " + queue::ErrnoText(write_errno));
+      }
+      done += w;
+    }
+  }
+}
+
+// queue --output ID: the daemon says where a batch job's output is, and we read it.
+int ShowOutput(const Invocation& inv, const std::string& program) {
+  queue::stub::DaemonClient client;
+  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok()) {
+    std::cerr << program << ": " << connected.message() << "\n";
+    return 2;
+  }
+  auto reply = queue::stub::Call<queue::wire::OutputReply>(client, queue::wire::OutputRequest{inv.output_id});
+  if (!reply.ok()) {
+    std::cerr << program << ": " << reply.message() << "\n";
+    return 1;
+  }
+  if (reply->path.empty()) {
+    std::cerr << program << ": "
+              << (reply->message.empty() ? "queued has no output for job " + std::to_string(inv.output_id)
+                                         : reply->message)
+              << "\n";
+    return 1;
+  }
+  if (!reply->complete)
+    std::cerr << program << ": job " << inv.output_id << " has not ended yet; this is its output so far\n";
+  if (auto copied = CopyFileToStdout(reply->path); !copied.ok()) {
+    std::cerr << program << ": " << copied.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,6 +178,7 @@ int main(int argc, char** argv) {
     case queue::stub::Verb::kStatus: return ShowStatus(inv, program);
     case queue::stub::Verb::kJobs: return ShowJobs(inv, program);
     case queue::stub::Verb::kCancel: return CancelJob(inv, program);
+    case queue::stub::Verb::kOutput: return ShowOutput(inv, program);
     case queue::stub::Verb::kRun: break;
   }
   auto spec = queue::stub::CaptureLocalContext(inv.command);

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
     std::string arg = argv[i];
     if (arg.rfind("--fd=", 0) == 0) {
       options.daemon_fd = std::stoi(arg.substr(5));
+    } else if (arg.rfind("--adopt-fd=", 0) == 0) {
+      options.adoption_fd = std::stoi(arg.substr(11));
     } else {
       std::cerr << "queue-shepherd: started by queued only (unknown argument " << arg << ")\n";
       return 2;

@@ -68,6 +68,10 @@ int main(int argc, char** argv) {
   app.add_option("--loadavg-file", config.loadavg_file, "read the load from FILE (/proc/loadavg format)")->capture_default_str();
   app.add_option("-p,--pidfile", pidfile, "write the daemon's pid to FILE");
   app.add_option("--clock-file", config.clock_file, "tests: take the time (Unix seconds) from FILE");
+  double host_timeout = 60;
+  app.add_option("--host-timeout", host_timeout,
+                 "seconds a silent peer may take (a daemon restart, say) before its jobs from here count as lost")
+      ->capture_default_str()->check(CLI::Range(1.0, 86400.0));
   app.add_flag("-v,--version", version, "print the version");
   CLI11_PARSE(app, argc, argv);
 
@@ -83,6 +87,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  config.host_dead_after = std::chrono::milliseconds(static_cast<int64_t>(host_timeout * 1000));
   if (geteuid() == 0) umask(022);
   config.shepherd_path = SiblingBinary("queue-shepherd");
   asio::io_context io;

@@ -11,12 +11,15 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "auth/cluster_key.h"
 #include "auth/psk_tls.h"
 #include "cluster/hosts_file.h"
+#include "daemon/end_reporter.h"
 #include "daemon/group_commit.h"
+#include "daemon/job_finisher.h"
 #include "daemon/job_runner.h"
 #include "daemon/peer_link.h"
 #include "daemon/queue_program.h"
@@ -62,6 +65,26 @@ Result<PeerCredentials> ReadPeerCredentials(int fd) {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// Placements offered at once from the waiting list: enough to fill a cluster's
+// free slots quickly, few enough that a full cluster is not asked thousands of
+// times per heartbeat.
+constexpr size_t kMaxPlacementsInFlight = 32;
+
+Result<wire::JobSpec> SpecOf(const spool::JobRecord& record) {
+  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
+  if (!request.ok()) return Fail("the job's stored spec is unreadable: " + request.message());
+  return std::move(request->spec);
+}
+
+// `<cwd>/<jobname>.o<id>`, the original's name for a batch job's output.
+std::string OutputPathFor(const wire::JobSpec& spec, uint64_t id) {
+  if (wire::DiscardsOutput(spec)) return "";
+  std::string name = spec.job_name.empty() ? "job" : spec.job_name;
+  for (char& c : name)
+    if (c == '/') c = '_';
+  return spec.cwd + (spec.cwd.ends_with('/') ? "" : "/") + name + ".o" + std::to_string(id);
+}
+
 }  // namespace
 
 class DaemonImpl {
@@ -94,26 +117,44 @@ class DaemonImpl {
   void OnClientFrame(const std::shared_ptr<ClientChannel>& channel, const PeerCredentials& who,
                      wire::MessageType type, std::string_view payload);
   void Submit(const std::shared_ptr<ClientChannel>& channel, const PeerCredentials& who, wire::JobSpec spec);
+  void SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire::JobSpec spec);
   struct PlacementOutcome {
     std::string host;  // where it runs; empty when no host took it
     bool may_wait = false;  // every refusal was for now, not for good
     std::string why;
+    bool unresolved = false;  // offered to a host whose answer never came
   };
   using PlacementCallback = std::function<void(const PlacementOutcome&)>;
   struct PlacementAttempt {
     uint64_t record_id = 0;
+    uint32_t attempt = 0;  // the job's restarts so far
+    bool resolving = false;  // asking again where an earlier offer went unanswered
     wire::JobSpec spec;
     std::vector<std::string> candidates;
     size_t next = 0;
     std::vector<std::string> refusals;
     bool any_temporary = false;
   };
+  // A job no host could take yet. Batch jobs wait in the spool (their spec is
+  // read from there); interactive ones wait with their stub's connection.
   struct WaitingJob {
-    wire::JobSpec spec;
+    bool batch = false;
+    std::string key;  // "queue|only host": jobs that the same refusal holds back
+    wire::JobSpec spec;  // interactive only
     std::weak_ptr<ClientChannel> client;
     bool in_flight = false;
   };
-  void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, PlacementCallback done);
+  static std::string WaitKey(const wire::JobSpec& spec) { return spec.queue + "|" + spec.only_host; }
+  void AddWaitingBatch(uint64_t record_id);
+  void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, uint32_t attempt, const std::string& offered_to,
+                      PlacementCallback done);
+  void SetOffer(uint64_t record_id, const std::string& host);
+  void ScheduleWaitingPass();
+  void TakeWaiting(uint64_t record_id);
+  void OnWaitingOutcome(uint64_t record_id, const std::string& key, const PlacementOutcome& outcome);
+  void Recover();
+  void WatchSilentHosts();
+  Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
   void Placed(uint64_t record_id, const std::string& host);
   void FailRecord(uint64_t record_id, const std::string& why, spool::JobState state = spool::JobState::kFailed);
@@ -130,8 +171,7 @@ class DaemonImpl {
   void OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const std::shared_ptr<std::string>& peer_name,
                    wire::MessageType type, std::string_view payload);
 
-  void TellOrigin(const spool::JobRecord& record);
-  void OnJobEnded(const std::string& peer, const wire::JobEnded& ended);
+  void OnLocalJobEnded(const spool::JobRecord& record);
 
   void WatchSignals();
   void Stop();
@@ -146,9 +186,14 @@ class DaemonImpl {
   std::unique_ptr<GroupCommit> batch_;
   std::unique_ptr<QueueTable> queues_;
   std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<JobFinisher> finisher_;
+  std::unique_ptr<EndReporter> reporter_;
   QueueProgram programs_;
   std::optional<SupervisorLog> supervisor_log_;
   std::map<uint64_t, WaitingJob> waiting_;  // by spool record id: FIFO
+  std::set<std::string> blocked_;  // "queue|host" keys no host took this heartbeat
+  bool waiting_pass_posted_ = false;
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::map<std::string, std::filesystem::file_time_type> program_failed_at_;  // profile version that failed
   load::LoadSampler sampler_;
   load::LoadTable table_;
@@ -182,8 +227,20 @@ Status DaemonImpl::Init() {
   queues_->Refresh(true);
   for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
-  runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path);
-  runner_->OnJobEnded([this](const spool::JobRecord& record) { TellOrigin(record); });
+  runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path,
+                                        config_.spool_dir);
+  if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
+  finisher_ = std::make_unique<JobFinisher>(*store_, *batch_, *runner_, *queues_, config_.spool_dir);
+  if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
+  finisher_->OnRequeue([this](uint64_t record_id) {
+    AddWaitingBatch(record_id);
+    ScheduleWaitingPass();
+  });
+  reporter_ = std::make_unique<EndReporter>(io_, *store_, *batch_, *runner_, [this](const std::string& host) {
+    auto link = links_.find(host);
+    return link == links_.end() ? nullptr : link->second;
+  });
+  runner_->OnJobEnded([this](const spool::JobRecord& record) { OnLocalJobEnded(record); });
   runner_->OnNotice([this](const std::string& queue, const std::string& text) { Notify(queue, text); });
   if (auto load = sampler_.Load1(); !load.ok()) return Fail(load.message());
   if (auto opened = OpenTcpSocket(); !opened.ok()) return opened;
@@ -242,6 +299,7 @@ Status DaemonImpl::OpenUnixSocket() {
 void DaemonImpl::Run() {
   std::cerr << "queued: " << self_.entry << " serving " << hosts_.size() << " host(s), spool "
             << config_.spool_dir << ", socket " << config_.socket_path << "\n";
+  Recover();
   StartLinks();
   AcceptClient();
   AcceptPeer();
@@ -255,6 +313,8 @@ void DaemonImpl::StartLinks() {
     if (host.entry == self_.entry || links_.count(host.entry)) continue;
     auto link = std::make_shared<PeerLink>(io_, *client_tls_, host, self_.entry);
     links_[host.entry] = link;
+    link->OnReady([this, peer = host.entry] { reporter_->Resume(peer); });
+    link->OnEndAcknowledged([this, peer = host.entry](uint64_t id) { reporter_->OnAcknowledged(peer, id); });
     link->Start();
   }
 }
@@ -279,7 +339,10 @@ wire::LoadReport DaemonImpl::SelfReport() {
 void DaemonImpl::Heartbeat() {
   queues_->Refresh(false);
   ApplyQueuePolicies();
+  blocked_.clear();
   RetryWaiting();
+  reporter_->Tick();
+  WatchSilentHosts();
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
   for (auto& [name, link] : links_) link->SendLoad(report);
@@ -405,6 +468,13 @@ void DaemonImpl::OnClientFrame(const std::shared_ptr<ClientChannel>& channel, co
       if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
       return channel->Send(wire::StatusReply{*done});
     }
+    case wire::MessageType::kOutputRequest: {
+      auto request = wire::DecodePayload<wire::OutputRequest>(payload);
+      if (!request.ok()) return refuse(request.message());
+      auto output = OutputOf(who, request->job_id);
+      if (!output.ok()) return channel->Send(wire::ErrorReply{output.message()});
+      return channel->Send(*output);
+    }
     default:
       return refuse("unexpected message " + std::to_string(static_cast<int>(type)));
   }
@@ -431,16 +501,6 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   spec.uid = who.uid;
   spec.gid = who.gid;
   spec.groups = who.groups;
-  if (spec.batch) {
-    channel->Send(wire::ErrorReply{"batch mode (-r) is not available yet; run the job with -w"});
-    return;
-  }
-  // Shepherds connect back to the stub as the job's owner; the stub must be here.
-  asio::error_code ec;
-  auto stub_address = asio::ip::make_address(spec.stub_address, ec);
-  if (ec || stub_address != tcp_acceptor_.local_endpoint().address() || spec.stub_port == 0)
-    return channel->Send(wire::ErrorReply{"the stub must listen on this host's address " +
-                                          tcp_acceptor_.local_endpoint().address().to_string()});
   for (std::string* option : {&spec.only_host, &spec.preferred_host}) {
     if (option->empty() || *option == "+") {
       option->clear();
@@ -450,6 +510,13 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
     if (!resolved.ok()) return channel->Send(wire::ErrorReply{resolved.message()});
     *option = *resolved;
   }
+  if (spec.batch) return SubmitBatch(channel, std::move(spec));
+  // Shepherds connect back to the stub as the job's owner; the stub must be here.
+  asio::error_code ec;
+  auto stub_address = asio::ip::make_address(spec.stub_address, ec);
+  if (ec || stub_address != tcp_acceptor_.local_endpoint().address() || spec.stub_port == 0)
+    return channel->Send(wire::ErrorReply{"the stub must listen on this host's address " +
+                                          tcp_acceptor_.local_endpoint().address().to_string()});
   spool::JobRecord record;
   record.uid = spec.uid;
   record.gid = spec.gid;
@@ -461,28 +528,78 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   auto id = store_->Add(record);
   if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
   uint64_t record_id = *id;
-  StartPlacement(record_id, spec, [this, channel, record_id, spec](const PlacementOutcome& outcome) {
+  StartPlacement(record_id, spec, 0, "", [this, channel, record_id, spec](const PlacementOutcome& outcome) {
     if (!outcome.host.empty()) return channel->Send(wire::SubmitReply{record_id, outcome.host, ""});
     if (!outcome.may_wait) {
       FailRecord(record_id, outcome.why);
       return channel->Send(wire::ErrorReply{outcome.why});
     }
-    waiting_[record_id] = WaitingJob{spec, channel, false};
+    waiting_[record_id] = WaitingJob{false, WaitKey(spec), spec, channel, false};
     channel->Send(wire::SubmitReply{record_id, "", outcome.why});
   });
 }
 
-void DaemonImpl::StartPlacement(uint64_t record_id, const wire::JobSpec& spec, PlacementCallback done) {
-  sched::HostChooser chooser(hosts_, self_.entry);
-  sched::PlacementRequest request{spec.queue, spec.only_host, spec.preferred_host, {}};
-  auto ranking = chooser.Rank(table_, request, load::Clock::now());
-  auto attempt = std::make_shared<PlacementAttempt>();
-  attempt->record_id = record_id;
-  attempt->spec = spec;
-  attempt->candidates = std::move(ranking.candidates);
-  attempt->refusals = std::move(ranking.refusals);
-  attempt->any_temporary = ranking.temporary_refusals > 0;
-  TryNextHost(attempt, std::move(done));
+// A batch job is answered once it is on disk; from then on the spool, not the
+// client, holds it, and the waiting list offers it to the hosts.
+void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire::JobSpec spec) {
+  if (spec.cwd.empty() || spec.cwd.front() != '/')
+    return channel->Send(wire::ErrorReply{"a batch job needs an absolute working directory"});
+  if (queues_->Find(spec.queue) == nullptr && hosts_.size() == 1)
+    return channel->Send(wire::ErrorReply{"no queue \"" + spec.queue + "\" on " + self_.entry});
+  spec.pty = wire::PtyMode::kNone;
+  spec.stub_address.clear();
+  spec.stub_port = 0;
+  spec.session_key.clear();
+  spool::JobRecord record;
+  record.uid = spec.uid;
+  record.gid = spec.gid;
+  record.queue = spec.queue;
+  record.job_name = spec.job_name;
+  record.batch = true;
+  record.state = spool::JobState::kWaiting;
+  record.submit_time = Now();
+  record.spec = wire::EncodePayload(wire::SubmitRequest{spec});
+  batch_->Join();
+  auto id = store_->Add(record);
+  if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
+  record.id = *id;
+  record.output_path = OutputPathFor(spec, record.id);
+  if (auto updated = store_->Update(record); !updated.ok())
+    return channel->Send(wire::ErrorReply{"spool: " + updated.message()});
+  uint64_t record_id = record.id;
+  batch_->AfterCommit([this, channel, record_id](const Status& committed) {
+    if (!committed.ok()) {
+      waiting_.erase(record_id);
+      return channel->Send(wire::ErrorReply{"spool: the job was not stored: " + committed.message()});
+    }
+    channel->Send(wire::SubmitReply{record_id, "", ""});
+  });
+  waiting_[record_id] = WaitingJob{true, WaitKey(spec), {}, {}, false};
+  ScheduleWaitingPass();
+}
+
+void DaemonImpl::StartPlacement(uint64_t record_id, const wire::JobSpec& spec, uint32_t attempt,
+                                const std::string& offered_to, PlacementCallback done) {
+  auto placement = std::make_shared<PlacementAttempt>();
+  placement->record_id = record_id;
+  placement->attempt = attempt;
+  placement->spec = spec;
+  if (!offered_to.empty()) {
+    // An earlier offer's answer was lost: that host may have the job, so it is
+    // asked again before any other host is.
+    placement->candidates = {offered_to};
+    placement->resolving = true;
+  } else {
+    sched::HostChooser chooser(hosts_, self_.entry);
+    sched::PlacementRequest request{spec.queue, spec.only_host, spec.preferred_host, {}};
+    auto ranking = chooser.Rank(table_, request, load::Clock::now());
+    placement->candidates = std::move(ranking.candidates);
+    placement->refusals = std::move(ranking.refusals);
+    placement->any_temporary = ranking.temporary_refusals > 0;
+  }
+  // A batch job may wait for its named host to come back.
+  if (spec.batch && !spec.only_host.empty()) placement->any_temporary = true;
+  TryNextHost(placement, std::move(done));
 }
 
 void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done) {
@@ -500,39 +617,67 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   };
   if (host == self_.entry) {
     bool permanent = false;
-    auto admitted = runner_->Admit(AdmitRequest{"", attempt->record_id, attempt->spec}, CurrentLoad(), &permanent);
+    auto admitted = runner_->Admit(AdmitRequest{"", 0, attempt->attempt, attempt->record_id, attempt->spec},
+                                   CurrentLoad(), &permanent);
     if (!admitted.ok()) return refused(admitted.message(), permanent);
     Placed(attempt->record_id, host);
     return done(PlacementOutcome{host, false, ""});
   }
+  auto link = links_.find(host);
+  if (link == links_.end()) return refused("not in the hosts file any more", false);
   // Counted at once, not when the answer comes: the submissions of a burst
   // that arrive meanwhile must already see this host as busier.
   table_.AddPlacement(host, load::Clock::now());
-  wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->spec};
-  links_.at(host)->Place(std::move(place), config_.place_timeout,
-                         [this, attempt, done, host, refused](const wire::PlaceReply& reply) {
-                           if (!reply.accepted) return refused(reply.reason, reply.permanent);
-                           Placed(attempt->record_id, host);
-                           done(PlacementOutcome{host, false, ""});
-                         });
+  const bool batch = attempt->spec.batch;
+  auto send = [this, attempt, done, host, refused, batch, link = link->second] {
+    wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->attempt, attempt->spec};
+    link->Place(std::move(place), config_.place_timeout,
+                [this, attempt, done, host, refused, batch](const wire::PlaceReply& reply, PeerLink::PlaceFate fate) {
+                  // Whether the host has the job is unknown until it answers.
+                  if (batch && (fate == PeerLink::PlaceFate::kUnknown ||
+                                (fate == PeerLink::PlaceFate::kNotSent && attempt->resolving)))
+                    return done(PlacementOutcome{"", true, host + " did not answer (" + reply.reason + ")", true});
+                  if (!reply.accepted) {
+                    if (batch) SetOffer(attempt->record_id, "");
+                    return refused(reply.reason, reply.permanent);
+                  }
+                  Placed(attempt->record_id, host);
+                  done(PlacementOutcome{host, false, ""});
+                });
+  };
+  if (!batch) return send();
+  // Two-phase hand-off: the spool says where the job was offered before the
+  // offer leaves, so that after a crash it is asked there first, never twice.
+  SetOffer(attempt->record_id, host);
+  batch_->AfterCommit([send, refused](const Status& committed) {
+    if (committed.ok()) return send();
+    refused("spool: " + committed.message(), false);
+  });
+}
+
+void DaemonImpl::SetOffer(uint64_t record_id, const std::string& host) {
+  batch_->Join();
+  auto record = store_->Get(record_id);
+  if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kWaiting) return;
+  (*record)->exec_host = host;
+  (void)store_->Update(**record);
 }
 
 void DaemonImpl::Placed(uint64_t record_id, const std::string& host) {
   if (host == self_.entry) {  // a remote placement was counted when offered
     table_.AddPlacement(host, load::Clock::now());
     table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
+    return;  // the runner's record is the job's record
   }
   batch_->Join();
   auto record = store_->Get(record_id);
-  if (record.ok() && record->has_value() && host != self_.entry) {
-    // The execution host keeps the job's own record; this one says where it went.
-    (*record)->state = spool::JobState::kRunning;
-    (*record)->exec_host = host;
-    (*record)->start_time = Now();
-    (void)store_->Update(**record);
-  } else if (record.ok() && record->has_value()) {
-    (void)store_->Remove(record_id);  // the runner's record is the job's record here
-  }
+  // Its end may have come first (the answer to an earlier offer was lost).
+  if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kWaiting) return;
+  // The execution host keeps its own record too; this one says where the job went.
+  (*record)->state = spool::JobState::kRunning;
+  (*record)->exec_host = host;
+  (*record)->start_time = Now();
+  (void)store_->Update(**record);
 }
 
 void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::JobState state) {
@@ -542,41 +687,164 @@ void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::J
   (*record)->state = state;
   (*record)->message = why;
   (*record)->end_time = Now();
+  (*record)->end_reported = true;
   (void)store_->Update(**record);
 }
 
+void DaemonImpl::ScheduleWaitingPass() {
+  if (waiting_pass_posted_) return;
+  waiting_pass_posted_ = true;
+  asio::post(io_, [this] { RetryWaiting(); });
+}
+
 // Jobs no host could take wait here, at their submit host, and are offered
-// again on every heartbeat: a job is never handed from spool to spool while
-// it waits, so it cannot be lost or run twice on the way.
+// again on every heartbeat and whenever a slot may have freed: a job is never
+// handed from spool to spool while it waits, so it cannot be lost or run twice
+// on the way. After a refusal for now, the jobs behind it with the same queue
+// and host constraint wait for the next heartbeat rather than ask again.
 void DaemonImpl::RetryWaiting() {
-  for (auto it = waiting_.begin(); it != waiting_.end();) {
-    auto client = it->second.client.lock();
-    if (!client || client->closed()) {
-      FailRecord(it->first, "withdrawn: its stub went away while it waited", spool::JobState::kCancelled);
-      it = waiting_.erase(it);
-      continue;
-    }
-    if (!it->second.in_flight) {
-      it->second.in_flight = true;
-      uint64_t record_id = it->first;
-      StartPlacement(record_id, it->second.spec, [this, record_id](const PlacementOutcome& outcome) {
-        auto found = waiting_.find(record_id);
-        if (found == waiting_.end()) return;
-        found->second.in_flight = false;
-        auto client = found->second.client.lock();
-        if (outcome.host.empty() && outcome.may_wait) return;  // still nowhere to go
-        if (outcome.host.empty()) FailRecord(record_id, outcome.why);
-        if (client) {
-          if (outcome.host.empty())
-            client->Send(wire::ErrorReply{outcome.why});
-          else
-            client->Send(wire::SubmitReply{record_id, outcome.host, ""});
-        }
-        waiting_.erase(found);
-      });
-    }
-    ++it;
+  waiting_pass_posted_ = false;
+  size_t in_flight = 0;
+  std::vector<uint64_t> ready;
+  for (const auto& [id, job] : waiting_) {
+    in_flight += job.in_flight;
+    if (!job.in_flight && !blocked_.count(job.key)) ready.push_back(id);
   }
+  // Placements may end (and change waiting_) before StartPlacement returns.
+  for (uint64_t id : ready) {
+    if (in_flight >= kMaxPlacementsInFlight) break;
+    auto it = waiting_.find(id);
+    if (it == waiting_.end() || it->second.in_flight || blocked_.count(it->second.key)) continue;
+    ++in_flight;
+    TakeWaiting(id);
+  }
+}
+
+void DaemonImpl::AddWaitingBatch(uint64_t record_id) {
+  auto record = store_->Get(record_id);
+  if (!record.ok() || !record->has_value()) return;
+  auto spec = SpecOf(**record);
+  if (!spec.ok()) return FailRecord(record_id, spec.message());
+  waiting_[record_id] = WaitingJob{true, WaitKey(*spec), {}, {}, false};
+}
+
+// Starts placing one waiting job, or drops it from the list when it is gone.
+void DaemonImpl::TakeWaiting(uint64_t record_id) {
+  WaitingJob& job = waiting_.at(record_id);
+  wire::JobSpec spec;
+  std::string offered_to;
+  uint32_t attempt = 0;
+  if (job.batch) {
+    auto record = store_->Get(record_id);
+    if (!record.ok()) return;  // the spool is failing; try again later
+    if (!record->has_value() || (*record)->state != spool::JobState::kWaiting) {
+      waiting_.erase(record_id);
+      return;
+    }
+    auto decoded = SpecOf(**record);
+    if (!decoded.ok()) {
+      FailRecord(record_id, decoded.message());
+      waiting_.erase(record_id);
+      return;
+    }
+    spec = std::move(decoded.value());
+    offered_to = (*record)->exec_host;
+    attempt = (*record)->restarts;
+  } else {
+    auto client = job.client.lock();
+    if (!client || client->closed()) {
+      FailRecord(record_id, "withdrawn: its stub went away while it waited", spool::JobState::kCancelled);
+      waiting_.erase(record_id);
+      return;
+    }
+    spec = job.spec;
+  }
+  job.in_flight = true;
+  StartPlacement(record_id, spec, attempt, offered_to, [this, record_id, key = job.key](const PlacementOutcome& outcome) {
+    OnWaitingOutcome(record_id, key, outcome);
+  });
+}
+
+void DaemonImpl::OnWaitingOutcome(uint64_t record_id, const std::string& key, const PlacementOutcome& outcome) {
+  auto found = waiting_.find(record_id);
+  if (found == waiting_.end()) return;  // cancelled meanwhile
+  found->second.in_flight = false;
+  if (outcome.unresolved) return;  // asked there again on the next pass
+  auto client = found->second.client.lock();
+  if (outcome.host.empty() && outcome.may_wait) {
+    blocked_.insert(key);
+    return;
+  }
+  if (outcome.host.empty()) FailRecord(record_id, outcome.why);
+  if (client) {
+    if (outcome.host.empty())
+      client->Send(wire::ErrorReply{outcome.why});
+    else
+      client->Send(wire::SubmitReply{record_id, outcome.host, ""});
+  }
+  waiting_.erase(found);
+  if (!outcome.host.empty()) ScheduleWaitingPass();
+}
+
+// Start-up: batch jobs waiting in the spool wait again; interactive ones lost
+// their stub's connection with the old daemon. Jobs running here are re-adopted,
+// and ends not yet delivered or reported are taken up again.
+void DaemonImpl::Recover() {
+  spool::JobFilter filter;
+  filter.states = {spool::JobState::kWaiting};
+  filter.local_origin = true;
+  auto list = store_->List(filter);
+  if (!list.ok()) {
+    std::cerr << "queued: spool: cannot list waiting jobs: " << list.message() << "\n";
+  } else {
+    size_t batch_jobs = 0;
+    for (const auto& r : *list) {
+      if (r.batch) {
+        AddWaitingBatch(r.id);
+        ++batch_jobs;
+      } else {
+        FailRecord(r.id, "withdrawn: queued restarted while it waited", spool::JobState::kCancelled);
+      }
+    }
+    if (batch_jobs > 0) std::cerr << "queued: " << batch_jobs << " batch job(s) waiting in the spool\n";
+  }
+  runner_->Adopt();
+  finisher_->LoadUnfinished();
+  reporter_->LoadOwed();
+}
+
+// A host silent for longer than host_dead_after is taken for dead: the jobs
+// this host placed there (or offered there without an answer) are lost with it.
+void DaemonImpl::WatchSilentHosts() {
+  auto now = load::Clock::now();
+  for (const auto& host : hosts_) {
+    if (host.entry == self_.entry) continue;
+    auto link = links_.find(host.entry);
+    if (link != links_.end() && link->second->connected()) continue;
+    auto heard = table_.hosts().find(host.entry);
+    auto last = std::max(started_at_, heard == table_.hosts().end() ? started_at_ : heard->second.heard_at);
+    if (now - last < config_.host_dead_after) continue;
+    spool::JobFilter filter;
+    filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
+    filter.local_origin = true;
+    filter.exec_host = host.entry;
+    auto list = store_->List(filter);
+    if (!list.ok()) continue;
+    auto silent = std::chrono::duration_cast<std::chrono::seconds>(now - last).count();
+    for (auto& r : *list) {
+      waiting_.erase(r.id);
+      finisher_->Lost(std::move(r), "its host " + host.entry + " was silent for " + std::to_string(silent) + " s");
+    }
+  }
+}
+
+void DaemonImpl::OnLocalJobEnded(const spool::JobRecord& record) {
+  if (!record.origin_host.empty())
+    reporter_->Report(record);
+  else
+    finisher_->FinishLocal(record);
+  blocked_.clear();  // a slot is free
+  ScheduleWaitingPass();
 }
 
 std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
@@ -633,7 +901,10 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
                        {"submit_time", r.submit_time},
                        {"start_time", r.start_time},
                        {"end_time", r.end_time},
-                       {"cpu_seconds", r.cpu_seconds}};
+                       {"cpu_seconds", r.cpu_seconds},
+                       {"batch", r.batch}};
+    if (r.batch && r.origin_host.empty()) job["output"] = r.output_path;
+    if (r.restarts > 0) job["restarts"] = r.restarts;
     if (r.state == spool::JobState::kDone && r.wait_status >= 0) {
       if (WIFEXITED(r.wait_status)) job["exit_code"] = WEXITSTATUS(r.wait_status);
       if (WIFSIGNALED(r.wait_status)) job["signal"] = WTERMSIG(r.wait_status);
@@ -650,17 +921,52 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
   if (who.uid != 0) filter.uid = who.uid;
   auto list = store_->List(filter);
   if (!list.ok()) return Fail("spool: " + list.message());
+  const std::string id_text = std::to_string(job_id);
   for (const auto& r : *list) {
     if (UserJobId(r) != job_id || !(r.origin_host.empty() || r.exec_host == self_.entry)) continue;
-    const std::string notice = "[job " + std::to_string(job_id) + " cancelled by its owner]";
+    const std::string notice = "[job " + id_text + " cancelled by its owner]";
+    if (r.state == spool::JobState::kWaiting) {
+      auto waiting = waiting_.find(r.id);
+      if (waiting != waiting_.end()) {
+        if (auto client = waiting->second.client.lock()) client->Send(wire::ErrorReply{notice});
+        waiting_.erase(waiting);
+      }
+      // Offered without an answer: the host may have it; tell it too.
+      if (auto link = links_.find(r.exec_host); link != links_.end()) link->second->SendCancel(wire::CancelJob{job_id});
+      FailRecord(r.id, "cancelled by its owner while it waited", spool::JobState::kCancelled);
+      return "cancelled job " + id_text + " (it had not started)";
+    }
     if (r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice))
-      return "cancelling job " + std::to_string(job_id) + " on " + self_.entry;
+      return "cancelling job " + id_text + " on " + self_.entry;
     auto link = links_.find(r.exec_host);
     if (link != links_.end() && link->second->SendCancel(wire::CancelJob{job_id}))
-      return "cancelling job " + std::to_string(job_id) + " on " + r.exec_host;
-    return Fail("job " + std::to_string(job_id) + " runs on " + r.exec_host + ", which cannot be reached now");
+      return "cancelling job " + id_text + " on " + r.exec_host;
+    return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
   }
-  return Fail("you have no waiting or running job " + std::to_string(job_id) + " on this host");
+  return Fail("you have no waiting or running job " + id_text + " on this host");
+}
+
+Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint64_t job_id) {
+  auto record = store_->Get(job_id);
+  if (!record.ok()) return Fail("spool: " + record.message());
+  const std::string id_text = std::to_string(job_id);
+  if (!record->has_value() || !(*record)->origin_host.empty() || (who.uid != 0 && (*record)->uid != who.uid))
+    return Fail("you have no job " + id_text + " submitted on this host");
+  const spool::JobRecord& r = **record;
+  if (!r.batch) return Fail("job " + id_text + " is interactive: its output went to its terminal");
+  if (r.output_path.empty()) return wire::OutputReply{"", true, "job " + id_text + " discards its output (QMAIL=FALSE)"};
+  switch (r.state) {
+    case spool::JobState::kWaiting:
+      return wire::OutputReply{"", false, "job " + id_text + " has not started yet"};
+    case spool::JobState::kRunning:
+      return wire::OutputReply{"", false, "job " + id_text + " is running on " + r.exec_host +
+                                              "; its output will be in " + r.output_path + " when it ends"};
+    case spool::JobState::kCancelled:
+      return wire::OutputReply{"", true, "job " + id_text + " was cancelled before it ran"};
+    default:
+      if (!r.end_reported) return wire::OutputReply{"", false, "job " + id_text + "'s output is on its way"};
+      return wire::OutputReply{r.output_path, true, ""};
+  }
 }
 
 void DaemonImpl::AcceptPeer() {
@@ -731,11 +1037,21 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       if (!place.ok()) return channel->Close(place.message());
       if (place->origin_host != *peer_name) return channel->Close("job placed on behalf of another host");
       bool permanent = false;
-      auto admitted = runner_->Admit(AdmitRequest{place->origin_host, place->origin_job_id, place->spec},
+      const bool batch = place->spec.batch;
+      auto admitted = runner_->Admit(AdmitRequest{place->origin_host, place->origin_job_id, place->attempt, 0,
+                                                  std::move(place->spec)},
                                      CurrentLoad(), &permanent);
       if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
-      return channel->Send(wire::PlaceReply{place->request_id, admitted.ok(), !admitted.ok() && permanent,
-                                            admitted.ok() ? "" : admitted.message()});
+      wire::PlaceReply reply{place->request_id, admitted.ok(), !admitted.ok() && permanent,
+                             admitted.ok() ? "" : admitted.message()};
+      if (!admitted.ok() || !batch) return channel->Send(reply);
+      // Accepted only once the job is on disk here: the origin may forget it then.
+      return batch_->AfterCommit([weak = std::weak_ptr<PeerChannel>(channel), reply](const Status& committed) mutable {
+        auto c = weak.lock();
+        if (!c) return;
+        if (!committed.ok()) reply = wire::PlaceReply{reply.request_id, false, false, "spool: " + committed.message()};
+        c->Send(reply);
+      });
     }
     case wire::MessageType::kCancelJob: {
       auto cancel = wire::DecodePayload<wire::CancelJob>(payload);
@@ -746,37 +1062,22 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
                             "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
       return;
     }
+    case wire::MessageType::kJobOutput: {
+      auto output = wire::DecodePayload<wire::JobOutput>(payload);
+      if (!output.ok()) return channel->Close(output.message());
+      return finisher_->OnOutput(*peer_name, *output);
+    }
     case wire::MessageType::kJobEnded: {
       auto ended = wire::DecodePayload<wire::JobEnded>(payload);
       if (!ended.ok()) return channel->Close(ended.message());
-      return OnJobEnded(*peer_name, *ended);
+      uint64_t id = ended->origin_job_id;
+      return finisher_->OnEnded(*peer_name, *ended, [weak = std::weak_ptr<PeerChannel>(channel), id] {
+        if (auto c = weak.lock()) c->Send(wire::JobEndedAck{id});
+      });
     }
     default:
       return channel->Close("unexpected message " + std::to_string(static_cast<int>(type)));
   }
-}
-
-// The submit host keeps a record of a job it placed elsewhere; tell it the end.
-void DaemonImpl::TellOrigin(const spool::JobRecord& record) {
-  if (record.origin_host.empty()) return;
-  auto link = links_.find(record.origin_host);
-  if (link == links_.end()) return;
-  link->second->SendJobEnded(wire::JobEnded{record.origin_id, record.state == spool::JobState::kFailed,
-                                            record.wait_status, record.cpu_seconds, record.message});
-}
-
-void DaemonImpl::OnJobEnded(const std::string& peer, const wire::JobEnded& ended) {
-  auto record = store_->Get(ended.origin_job_id);
-  if (!record.ok() || !record->has_value()) return;
-  spool::JobRecord& r = **record;
-  if (r.exec_host != peer || r.state != spool::JobState::kRunning) return;  // not that peer's to end
-  r.state = ended.failed ? spool::JobState::kFailed : spool::JobState::kDone;
-  r.wait_status = ended.wait_status;
-  r.cpu_seconds = ended.cpu_seconds;
-  r.message = ended.message;
-  r.end_time = Now();
-  batch_->Join();
-  (void)store_->Update(r);
 }
 
 void DaemonImpl::WatchSignals() {

@@ -28,6 +28,9 @@ struct DaemonConfig {
   std::chrono::milliseconds stale_after{3500};
   std::chrono::milliseconds place_timeout{5000};
   std::chrono::milliseconds commit_window{20};  // spool writes are grouped this long
+  // A peer silent this long is taken for dead: its jobs from here are lost with it
+  // (run again when their queue says `restart`). Long enough for a daemon restart.
+  std::chrono::milliseconds host_dead_after{60000};
 };
 
 class DaemonImpl;

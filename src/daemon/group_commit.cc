@@ -19,12 +19,25 @@ void GroupCommit::Join() {
   });
 }
 
+void GroupCommit::AfterCommit(std::function<void(const Status&)> then) {
+  waiting_.push_back(std::move(then));
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(io_, [this] { (void)Flush(); });
+}
+
 Status GroupCommit::Flush() {
-  if (!open_) return Status::Ok();
-  timer_.cancel();
-  Status committed = open_->Commit();
-  open_.reset();
-  if (!committed.ok()) std::cerr << "queued: spool: commit failed: " << committed.message() << "\n";
+  flush_posted_ = false;
+  Status committed = Status::Ok();
+  if (open_) {
+    timer_.cancel();
+    committed = open_->Commit();
+    open_.reset();
+    if (!committed.ok()) std::cerr << "queued: spool: commit failed: " << committed.message() << "\n";
+  }
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& then : waiting) then(committed);
   return committed;
 }
 

@@ -1,19 +1,27 @@
 // Admission of jobs and the life of their shepherds.
 #include "daemon/job_runner.h"
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <ctime>
 #include <iostream>
 
+#include "exec/shepherd_status.h"
+
 extern char** environ;
 
 namespace queue::daemon {
 
 namespace {
+
+// wait_status of a job that vanished while it ran (no status can be known).
+constexpr int32_t kLostWaitStatus = -2;
 
 std::string DescribeEnd(const spool::JobRecord& r) {
   std::string id = std::to_string(r.origin_id != 0 ? r.origin_id : r.id);
@@ -42,7 +50,56 @@ void ApplyProfileLimits(wire::JobSpec& spec, const profile::QueuePolicy& policy)
   }
 }
 
+// A listening socket at `path` for the shepherd to keep; only root (the spool
+// is root's, mode 0700) can reach it.
+Result<int> ListenAt(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) return Fail("socket path too long: " + path);
+  path.copy(address.sun_path, path.size());
+  ::unlink(path.c_str());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Fail("socket: " + ErrnoText(errno));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || listen(fd, 4) != 0) {
+    std::string why = ErrnoText(errno);
+    close(fd);
+    return Fail("cannot listen on " + path + ": " + why);
+  }
+  return fd;
+}
+
 }  // namespace
+
+bool WasLost(const spool::JobRecord& record) {
+  return record.state == spool::JobState::kFailed && record.wait_status == kLostWaitStatus;
+}
+
+JobRunner::JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
+                     std::string self_host, std::string shepherd_path, std::string spool_dir)
+    : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
+      shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)) {}
+
+Status JobRunner::Prepare() {
+  for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output"}) {
+    std::string dir = spool_dir_ + sub;
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
+  }
+  return Status::Ok();
+}
+
+std::string JobRunner::RunFile(uint64_t record_id, const char* suffix) const {
+  return spool_dir_ + "/.queued/run/" + std::to_string(record_id) + suffix;
+}
+
+std::string JobRunner::OutputFile(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/output/" + std::to_string(record_id) + ".out";
+}
+
+void JobRunner::RemoveJobFiles(uint64_t record_id) const {
+  ::unlink(RunFile(record_id, ".sock").c_str());
+  ::unlink(RunFile(record_id, ".status").c_str());
+  ::unlink(OutputFile(record_id).c_str());
+}
 
 Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* permanent) {
   QueueState* queue = queues_.Find(request.spec.queue);
@@ -53,52 +110,94 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   if (geteuid() != 0 && request.spec.uid != geteuid())
     return Fail("this daemon runs as a single user (uid " + std::to_string(geteuid()) +
                 ") and cannot run jobs for uid " + std::to_string(request.spec.uid));
+  if (!request.origin_host.empty()) {
+    // An offer repeated because its answer was lost: this host already has the job.
+    auto existing = store_.FindByOrigin(request.origin_host, request.origin_job_id);
+    if (existing.ok() && existing->has_value() && (*existing)->restarts == request.attempt) return (*existing)->id;
+  }
   *permanent = false;
   if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
   ApplyProfileLimits(request.spec, queue->policy);
 
   spool::JobRecord record;
-  record.origin_host = request.origin_host;
-  record.origin_id = request.origin_job_id;
+  if (request.local_record_id != 0) {
+    auto found = store_.Get(request.local_record_id);
+    if (!found.ok() || !found->has_value()) return Fail("spool: the job's record is gone");
+    record = **found;
+  } else {
+    record.origin_host = request.origin_host;
+    record.origin_id = request.origin_job_id;
+    record.restarts = request.attempt;
+    record.submit_time = Now();
+  }
   record.uid = request.spec.uid;
   record.gid = request.spec.gid;
   record.queue = request.spec.queue;
   record.job_name = request.spec.job_name;
+  record.batch = request.spec.batch;
   record.state = spool::JobState::kRunning;
   record.spec = wire::EncodePayload(wire::SubmitRequest{request.spec});
   record.exec_host = self_host_;
-  record.submit_time = record.start_time = Now();
+  record.start_time = Now();
+  record.end_time = 0;
+  record.wait_status = -1;
+  record.shepherd_pid = 0;
+  record.end_reported = false;
   batch_.Join();
-  auto id = store_.Add(record);
-  if (!id.ok()) return Fail("spool: " + id.message());
-
-  uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : *id;
-  if (auto spawned = SpawnShepherd(*id, job_id, request.spec, queue->policy); !spawned.ok()) {
-    record.id = *id;
-    record.state = spool::JobState::kFailed;
-    record.message = spawned.message();
-    (void)store_.Update(record);
-    return Fail(spawned.message());
+  uint64_t id = record.id;
+  if (request.local_record_id != 0) {
+    if (auto updated = store_.Update(record); !updated.ok()) return Fail("spool: " + updated.message());
+  } else {
+    auto added = store_.Add(record);
+    if (!added.ok()) return Fail("spool: " + added.message());
+    id = *added;
   }
-  ++queue->running;
+  Track(id, queue->name);
+  uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : id;
+  if (request.spec.batch) {
+    batch_.AfterCommit([this, id, job_id, spec = std::move(request.spec)](const Status& committed) {
+      if (committed.ok()) return StartShepherd(id, job_id, spec);
+      wire::ShepherdEvent failed{wire::ShepherdEventKind::kFailed, 0, 0, 0, "spool: " + committed.message()};
+      OnShepherdEvent(id, failed);
+    });
+  } else {
+    StartShepherd(id, job_id, request.spec);
+  }
   if (on_notice_)
-    on_notice_(queue->name, "START job " + std::to_string(job_id) + " (" + request.spec.job_name + ") for uid " +
-                                std::to_string(request.spec.uid) +
+    on_notice_(queue->name, "START job " + std::to_string(job_id) + " (" + record.job_name + ") for uid " +
+                                std::to_string(record.uid) +
                                 (request.origin_host.empty() ? "" : " from " + request.origin_host));
-  return *id;
+  return id;
+}
+
+void JobRunner::StartShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec) {
+  auto running = shepherds_.find(record_id);
+  if (running == shepherds_.end() || running->second.finished) return;  // cancelled meanwhile
+  const QueueState* queue = queues_.Find(spec.queue);
+  profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
+  if (auto spawned = SpawnShepherd(record_id, job_id, spec, policy); !spawned.ok())
+    OnShepherdEvent(record_id, wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, spawned.message()});
 }
 
 Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec,
                                 const profile::QueuePolicy& policy) {
+  // The shepherd creates it just before it launches the job: its absence must
+  // mean that this shepherd never got that far.
+  ::unlink(RunFile(record_id, ".status").c_str());
+  auto adopt = ListenAt(RunFile(record_id, ".sock"));
+  if (!adopt.ok()) return Fail("cannot prepare the shepherd: " + adopt.message());
   int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    close(*adopt);
     return Fail("cannot create the shepherd's channel: " + ErrnoText(errno));
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 3);  // dup2 clears close-on-exec
+  posix_spawn_file_actions_adddup2(&actions, *adopt, 4);
   // Asio does not mark its sockets close-on-exec: without this the shepherd,
   // which outlives us, would hold our listening port and the spool open.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 4);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 5);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -114,70 +213,155 @@ Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire:
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   close(fds[1]);
+  close(*adopt);
   if (rc != 0) {
     close(fds[0]);
     return Fail("cannot start the shepherd " + shepherd_path_ + ": " + ErrnoText(rc));
   }
   auto channel = std::make_shared<ShepherdChannel>(
       asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), fds[0]));
-  shepherds_[record_id] = Running{record_id, spec.queue, channel};
-  channel->Start(
-      [this, record_id](wire::MessageType type, std::string_view payload) {
-        if (type == wire::MessageType::kShepherdEvent) OnShepherdEvent(record_id, payload);
-      },
-      [this, record_id](const std::string& reason) { OnShepherdGone(record_id, reason); });
-  channel->Send(wire::ShepherdStart{job_id, self_host_, policy.nice, policy.allow_root, spec});
+  Attach(record_id, spec.queue, channel);
+  wire::ShepherdStart start{job_id, self_host_, policy.nice, policy.allow_root,
+                            spec.batch ? OutputFile(record_id) : "", RunFile(record_id, ".status"), true, spec};
+  channel->Send(start);
   return Status::Ok();
 }
 
-void JobRunner::OnShepherdEvent(uint64_t record_id, std::string_view payload) {
-  auto event = wire::DecodePayload<wire::ShepherdEvent>(payload);
-  batch_.Join();
-  auto record = store_.Get(record_id);
-  if (!event.ok() || !record.ok() || !record->has_value()) return;
-  spool::JobRecord& r = **record;
-  switch (event->kind) {
-    case wire::ShepherdEventKind::kStarted:
-      r.shepherd_pid = event->pid;
-      break;
-    case wire::ShepherdEventKind::kFinished:
-      r.state = spool::JobState::kDone;
-      r.wait_status = event->wait_status;
-      r.cpu_seconds = event->cpu_seconds;
-      r.end_time = Now();
-      Release(record_id);
-      break;
-    case wire::ShepherdEventKind::kFailed:
-      r.state = spool::JobState::kFailed;
-      r.message = event->message;
-      r.end_time = Now();
-      Release(record_id);
-      break;
+void JobRunner::Track(uint64_t record_id, const std::string& queue) {
+  if (!shepherds_.try_emplace(record_id, Running{record_id, queue, nullptr}).second) return;
+  if (QueueState* q = queues_.Find(queue); q != nullptr) ++q->running;
+}
+
+void JobRunner::Attach(uint64_t record_id, const std::string& queue, std::shared_ptr<ShepherdChannel> channel) {
+  Track(record_id, queue);
+  shepherds_.at(record_id).channel = channel;
+  channel->Start(
+      [this, record_id](wire::MessageType type, std::string_view payload) {
+        if (type != wire::MessageType::kShepherdEvent) return;
+        auto event = wire::DecodePayload<wire::ShepherdEvent>(payload);
+        if (event.ok()) OnShepherdEvent(record_id, *event);
+      },
+      [this, record_id](const std::string& reason) { OnShepherdGone(record_id, reason); });
+}
+
+void JobRunner::Adopt() {
+  spool::JobFilter filter;
+  filter.states = {spool::JobState::kRunning};
+  filter.exec_host = self_host_;
+  auto list = store_.List(filter);
+  if (!list.ok()) {
+    std::cerr << "queued: spool: cannot list running jobs to re-adopt: " << list.message() << "\n";
+    return;
   }
-  if (auto updated = store_.Update(r); !updated.ok())
-    std::cerr << "queued: spool: " << updated.message() << "\n";
-  if (event->kind != wire::ShepherdEventKind::kStarted && on_ended_) on_ended_(r);
-  // mailsupervisor: `e` for ends, `c` for failures (crashes).
-  if (const QueueState* q = queues_.Find(r.queue); q != nullptr && on_notice_ &&
-      ((event->kind == wire::ShepherdEventKind::kFinished && q->policy.mail_supervisor.end) ||
-       (event->kind == wire::ShepherdEventKind::kFailed && q->policy.mail_supervisor.crash)))
-    on_notice_(r.queue, DescribeEnd(r));
+  size_t adopted = 0, ended = 0, lost = 0, started = 0;
+  for (const auto& r : *list) {
+    asio::local::stream_protocol::socket socket(io_);
+    asio::error_code ec;
+    socket.connect(asio::local::stream_protocol::endpoint(RunFile(r.id, ".sock")), ec);
+    if (!ec) {
+      Attach(r.id, r.queue, std::make_shared<ShepherdChannel>(std::move(socket)));
+      ++adopted;
+      continue;
+    }
+    // No shepherd holds the socket any more: what it left says what happened.
+    Track(r.id, r.queue);
+    switch (OnShepherdAbsent(r, "its shepherd is gone (" + ec.message() + ")")) {
+      case Absence::kEnded: ++ended; break;
+      case Absence::kLost: ++lost; break;
+      case Absence::kNeverStarted: ++started; break;
+    }
+  }
+  if (!list->empty())
+    std::cerr << "queued: re-adopted " << adopted << " running job(s); " << ended << " ended while queued was away; "
+              << lost << " lost with their shepherd; " << started << " started again (they never had started)\n";
+}
+
+// The status file tells three cases apart: an end written there; an empty
+// file, created just before the job was launched, so the job did run and is
+// lost; no file, so the shepherd never got as far as launching it.
+JobRunner::Absence JobRunner::OnShepherdAbsent(const spool::JobRecord& record, const std::string& why) {
+  const std::string path = RunFile(record.id, ".status");
+  auto status = exec::ReadShepherdStatus(path);
+  if (status.ok() && status->has_value()) {
+    OnShepherdEvent(record.id, **status);
+    return Absence::kEnded;
+  }
+  struct stat info{};
+  if (::stat(path.c_str(), &info) == 0) {
+    EndRecord(record.id, spool::JobState::kFailed, wire::ShepherdEvent{}, why + ": the job was lost with it");
+    return Absence::kLost;
+  }
+  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
+  if (record.batch && request.ok()) {
+    // Admitted and on disk, but the daemon stopped before its shepherd began:
+    // it is still this host's to run.
+    StartShepherd(record.id, record.origin_id != 0 ? record.origin_id : record.id, request->spec);
+    return Absence::kNeverStarted;
+  }
+  wire::ShepherdEvent never{wire::ShepherdEventKind::kFailed, 0, 0, 0, ""};
+  EndRecord(record.id, spool::JobState::kFailed, never, why + " before it started the job");
+  return Absence::kNeverStarted;
+}
+
+void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& event) {
+  switch (event.kind) {
+    case wire::ShepherdEventKind::kStarted: {
+      batch_.Join();
+      auto record = store_.Get(record_id);
+      if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kRunning) return;
+      (*record)->shepherd_pid = event.pid;
+      if (auto updated = store_.Update(**record); !updated.ok())
+        std::cerr << "queued: spool: " << updated.message() << "\n";
+      return;
+    }
+    case wire::ShepherdEventKind::kFinished:
+      return EndRecord(record_id, spool::JobState::kDone, event, "");
+    case wire::ShepherdEventKind::kFailed:
+      return EndRecord(record_id, spool::JobState::kFailed, event, event.message);
+  }
 }
 
 void JobRunner::OnShepherdGone(uint64_t record_id, const std::string& reason) {
   auto it = shepherds_.find(record_id);
   if (it == shepherds_.end() || it->second.finished) return;
+  auto record = store_.Get(record_id);
+  if (!record.ok() || !record->has_value()) return;
+  spool::JobRecord r = **record;
+  r.batch = false;  // a shepherd that died under a live daemon is not started again
+  OnShepherdAbsent(r, "the shepherd went away (" + reason + ")");
+}
+
+void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire::ShepherdEvent& event,
+                          const std::string& message) {
+  auto it = shepherds_.find(record_id);
+  if (it == shepherds_.end() || it->second.finished) return;  // already recorded
+  Release(record_id);
   batch_.Join();
   auto record = store_.Get(record_id);
-  if (record.ok() && record->has_value()) {
-    spool::JobRecord& r = **record;
-    r.state = spool::JobState::kFailed;
-    r.message = "the shepherd went away (" + reason + ")";
-    r.end_time = Now();
-    (void)store_.Update(r);
-    if (on_ended_) on_ended_(r);
-  }
-  Release(record_id);
+  if (!record.ok() || !record->has_value()) return;
+  spool::JobRecord& r = **record;
+  if (r.state != spool::JobState::kRunning) return;
+  r.state = state;
+  r.end_time = Now();
+  r.message = message;
+  r.cpu_seconds = event.cpu_seconds;
+  if (state == spool::JobState::kDone) r.wait_status = event.wait_status;
+  // Lost: it ran (the shepherd was started) and its end cannot be known.
+  if (state == spool::JobState::kFailed && event.kind != wire::ShepherdEventKind::kFailed) r.wait_status = kLostWaitStatus;
+  // Interactive jobs submitted here have nobody else to tell.
+  r.end_reported = r.origin_host.empty() && !r.batch;
+  if (auto updated = store_.Update(r); !updated.ok()) std::cerr << "queued: spool: " << updated.message() << "\n";
+  batch_.AfterCommit([this, record_id](const Status& committed) {
+    if (!committed.ok()) return;
+    ::unlink(RunFile(record_id, ".sock").c_str());
+    ::unlink(RunFile(record_id, ".status").c_str());
+  });
+  if (on_ended_) on_ended_(r);
+  // mailsupervisor: `e` for ends, `c` for failures (crashes).
+  if (const QueueState* q = queues_.Find(r.queue); q != nullptr && on_notice_ &&
+      ((state == spool::JobState::kDone && q->policy.mail_supervisor.end) ||
+       (state == spool::JobState::kFailed && q->policy.mail_supervisor.crash)))
+    on_notice_(r.queue, DescribeEnd(r));
 }
 
 void JobRunner::Release(uint64_t record_id) {
@@ -188,19 +372,20 @@ void JobRunner::Release(uint64_t record_id) {
     --queue->running;
   auto channel = it->second.channel;
   shepherds_.erase(it);
-  asio::post(io_, [channel] { channel->Close("released"); });
+  if (channel) asio::post(io_, [channel] { channel->Close("released"); });
 }
 
 bool JobRunner::ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message) {
   auto it = shepherds_.find(record_id);
-  if (it == shepherds_.end() || it->second.finished) return false;
+  if (it == shepherds_.end() || it->second.finished || !it->second.channel) return false;
   it->second.channel->Send(wire::ShepherdControl{action, message});
   return true;
 }
 
 void JobRunner::ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message) {
   for (auto& [id, running] : shepherds_)
-    if (running.queue == queue && !running.finished) running.channel->Send(wire::ShepherdControl{action, message});
+    if (running.queue == queue && !running.finished && running.channel)
+      running.channel->Send(wire::ShepherdControl{action, message});
 }
 
 }  // namespace queue::daemon

@@ -1,6 +1,12 @@
 // JobRunner: the execution side of a daemon. It admits jobs that this host's
 // queues can run now, records them in the spool, starts one shepherd per job
-// (in its own session, so jobs outlive the daemon) and records how each ends.
+// (in its own session, so jobs outlive the daemon), re-adopts the shepherds a
+// previous daemon left running, and records how each job ends.
+//
+// Each shepherd gets three spool files, named by the job's record id under
+// `<spool>/run` and `<spool>/output`: a listening socket a restarted daemon
+// connects to (`.sock`), the file the shepherd writes the job's end into before
+// it says so (`.status`), and, for a batch job, its stdout+stderr (`.out`).
 // Lives on the daemon's event loop; not thread-safe.
 #pragma once
 
@@ -20,38 +26,59 @@
 namespace queue::daemon {
 
 struct AdmitRequest {
-  std::string origin_host;  // "" when submitted here
-  uint64_t origin_job_id = 0;
+  std::string origin_host;        // "" when submitted here
+  uint64_t origin_job_id = 0;     // the job's id on origin_host
+  uint32_t attempt = 0;           // how many times the origin has run it before
+  uint64_t local_record_id = 0;   // submitted here: the waiting record to run
   wire::JobSpec spec;
 };
+
+// A job that was running and vanished with its shepherd (host reboot, shepherd
+// killed): it did start, so running it again is the `restart` keyword's call.
+bool WasLost(const spool::JobRecord& record);
 
 class JobRunner {
  public:
   using ShepherdChannel = wire::Channel<asio::local::stream_protocol::socket>;
 
   JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
-            std::string self_host, std::string shepherd_path)
-      : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
-        shepherd_path_(std::move(shepherd_path)) {}
+            std::string self_host, std::string shepherd_path, std::string spool_dir);
+
+  // Creates the runner's spool directories.
+  Status Prepare();
 
   // Called with a notice for the queue's supervisor (a job started or ended).
   void OnNotice(std::function<void(const std::string& queue, const std::string& text)> callback) {
     on_notice_ = std::move(callback);
   }
 
-  // Called once for every job that ends here (done or failed), after its record is updated.
+  // Called once for every job that ends here (done or failed), after its record
+  // is updated (not yet committed).
   void OnJobEnded(std::function<void(const spool::JobRecord&)> callback) { on_ended_ = std::move(callback); }
 
-  // Starts the job now, or says why this host will not; *permanent is set
-  // when it never will (no such queue, root not allowed), not just not now.
+  // Takes the job, or says why this host will not; *permanent is set when it
+  // never will (no such queue, root not allowed), not just not now. A batch job's
+  // shepherd starts only once its record is on disk, so a crash cannot run a job
+  // the spool does not know; an interactive job starts at once (its stub waits).
+  // A job from a peer that is already here (a repeated offer) is not run again.
   Result<uint64_t> Admit(AdmitRequest request, double load1, bool* permanent);
 
+  // Start-up: takes back the jobs a previous daemon left running here, through
+  // their shepherds' sockets; records the end of those that ended meanwhile, and
+  // of those whose shepherd is gone.
+  void Adopt();
 
   // Sends one running job this action; false when it does not run here.
   bool ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message);
 
   // Sends every running job of the queue this action (and the user the message).
   void ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message);
+
+  // Where a batch job's output is kept on this host while it runs and until
+  // it has been handed to its submit host.
+  std::string OutputFile(uint64_t record_id) const;
+  // Deletes what the spool still holds for an ended job whose end is reported.
+  void RemoveJobFiles(uint64_t record_id) const;
 
  private:
   struct Running {
@@ -61,10 +88,19 @@ class JobRunner {
     bool finished = false;
   };
 
+  std::string RunFile(uint64_t record_id, const char* suffix) const;
+  void StartShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec);
   Status SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec,
                        const profile::QueuePolicy& policy);
-  void OnShepherdEvent(uint64_t record_id, std::string_view payload);
+  // Counts the job against its queue, once.
+  void Track(uint64_t record_id, const std::string& queue);
+  void Attach(uint64_t record_id, const std::string& queue, std::shared_ptr<ShepherdChannel> channel);
+  void OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& event);
   void OnShepherdGone(uint64_t record_id, const std::string& reason);
+  enum class Absence { kEnded, kLost, kNeverStarted };
+  Absence OnShepherdAbsent(const spool::JobRecord& record, const std::string& why);
+  void EndRecord(uint64_t record_id, spool::JobState state, const wire::ShepherdEvent& event,
+                 const std::string& message);
   void Release(uint64_t record_id);
 
   asio::io_context& io_;
@@ -73,6 +109,7 @@ class JobRunner {
   QueueTable& queues_;
   std::string self_host_;
   std::string shepherd_path_;
+  std::string spool_dir_;
   std::map<uint64_t, Running> shepherds_;  // by spool record id
   std::function<void(const spool::JobRecord&)> on_ended_;
   std::function<void(const std::string&, const std::string&)> on_notice_;

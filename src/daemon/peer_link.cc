@@ -69,12 +69,19 @@ void PeerLink::OnFrame(wire::MessageType type, std::string_view payload) {
       backoff_ = std::chrono::milliseconds(200);
       if (!last_failure_.empty()) std::cerr << "queued: connected to peer " << peer_.entry << "\n";
       last_failure_.clear();
+      if (on_ready_) on_ready_();
       return;
     }
     case wire::MessageType::kPlaceReply: {
       auto reply = wire::DecodePayload<wire::PlaceReply>(payload);
       if (!reply.ok()) return channel_->Close(reply.message());
-      return Complete(reply->request_id, *reply);
+      return Complete(reply->request_id, *reply, PlaceFate::kAnswered);
+    }
+    case wire::MessageType::kJobEndedAck: {
+      auto ack = wire::DecodePayload<wire::JobEndedAck>(payload);
+      if (!ack.ok()) return channel_->Close(ack.message());
+      if (on_end_ack_) on_end_ack_(ack->origin_job_id);
+      return;
     }
     default:
       return channel_->Close("unexpected message " + std::to_string(static_cast<int>(type)));
@@ -91,7 +98,7 @@ void PeerLink::OnClosed(const std::string& reason) {
   pending_.clear();
   for (auto& [id, p] : pending) {
     p.timer->cancel();
-    p.callback(wire::PlaceReply{id, false, false, "connection lost: " + reason});
+    p.callback(wire::PlaceReply{id, false, false, "connection lost: " + reason}, PlaceFate::kUnknown);
   }
   RetryLater();
 }
@@ -111,9 +118,19 @@ void PeerLink::SendLoad(const wire::LoadReport& report) {
   if (connected()) channel_->Send(report);
 }
 
-void PeerLink::SendJobEnded(const wire::JobEnded& ended) {
-  if (connected()) channel_->Send(ended);
+bool PeerLink::SendJobEnded(const wire::JobEnded& ended) {
+  if (!connected()) return false;
+  channel_->Send(ended);
+  return true;
 }
+
+bool PeerLink::SendJobOutput(wire::JobOutput output) {
+  if (!connected()) return false;
+  channel_->Send(output);
+  return true;
+}
+
+size_t PeerLink::pending_bytes() const { return connected() ? channel_->pending_bytes() : 0; }
 
 bool PeerLink::SendCancel(const wire::CancelJob& cancel) {
   if (!connected()) return false;
@@ -123,7 +140,8 @@ bool PeerLink::SendCancel(const wire::CancelJob& cancel) {
 
 void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback) {
   if (!connected()) {
-    callback(wire::PlaceReply{0, false, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")});
+    callback(wire::PlaceReply{0, false, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")},
+             PlaceFate::kNotSent);
     return;
   }
   uint64_t id = next_request_++;
@@ -132,18 +150,18 @@ void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, 
   pending_[id] = Pending{std::move(callback), timer};
   auto self = shared_from_this();
   timer->async_wait([self, id](const asio::error_code& ec) {
-    if (!ec) self->Complete(id, wire::PlaceReply{id, false, false, "no answer in time"});
+    if (!ec) self->Complete(id, wire::PlaceReply{id, false, false, "no answer in time"}, PlaceFate::kUnknown);
   });
   channel_->Send(request);
 }
 
-void PeerLink::Complete(uint64_t request_id, const wire::PlaceReply& reply) {
+void PeerLink::Complete(uint64_t request_id, const wire::PlaceReply& reply, PlaceFate fate) {
   auto it = pending_.find(request_id);
   if (it == pending_.end()) return;
   auto pending = std::move(it->second);
   pending_.erase(it);
   pending.timer->cancel();
-  pending.callback(reply);
+  pending.callback(reply, fate);
 }
 
 }  // namespace queue::daemon

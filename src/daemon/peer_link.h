@@ -1,6 +1,7 @@
 // PeerLink: this daemon's outgoing, authenticated and encrypted connection to
 // one other daemon. It reconnects with backoff, pushes this host's LoadReport,
-// and carries PlaceJob requests, matching each PlaceReply to its callback.
+// carries PlaceJob requests, matching each PlaceReply to its callback, and
+// carries the ends (and batch output) of jobs that came from that daemon.
 // A request outstanding when the link drops fails at once. Event-loop only.
 #pragma once
 
@@ -21,7 +22,13 @@ namespace queue::daemon {
 
 class PeerLink : public std::enable_shared_from_this<PeerLink> {
  public:
-  using PlaceCallback = std::function<void(const wire::PlaceReply&)>;
+  enum class PlaceFate {
+    kAnswered,  // the reply is the peer's
+    kNotSent,   // the link was down: the peer never saw the request
+    kUnknown,   // sent, but the link dropped or the peer did not answer in time:
+                // the peer may or may not have taken the job
+  };
+  using PlaceCallback = std::function<void(const wire::PlaceReply& reply, PlaceFate fate)>;
 
   PeerLink(asio::io_context& io, auth::PskTlsContext& tls, cluster::HostEntry peer, std::string self_name)
       : io_(io), tls_(tls), peer_(std::move(peer)), self_name_(std::move(self_name)), retry_timer_(io) {}
@@ -32,9 +39,17 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   const cluster::HostEntry& peer() const { return peer_; }
 
   void SendLoad(const wire::LoadReport& report);
-  // Best effort: dropped (and false) when the link is down.
-  void SendJobEnded(const wire::JobEnded& ended);
+  // Best effort: dropped (and false) when the link is down. Ends are sent
+  // again until the peer acknowledges them (OnEndAcknowledged).
+  bool SendJobEnded(const wire::JobEnded& ended);
+  bool SendJobOutput(wire::JobOutput output);
   bool SendCancel(const wire::CancelJob& cancel);
+  // Bytes queued on the link and not yet written: senders of bulk output pace on it.
+  size_t pending_bytes() const;
+  // Called when the peer acknowledges a job's end.
+  void OnEndAcknowledged(std::function<void(uint64_t origin_job_id)> callback) { on_end_ack_ = std::move(callback); }
+  // Called each time the link comes up (again).
+  void OnReady(std::function<void()> callback) { on_ready_ = std::move(callback); }
   // Calls back exactly once: with the peer's reply, or a refusal if the link
   // is down, drops, or the peer does not answer within `timeout`.
   void Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback);
@@ -47,7 +62,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void OnFrame(wire::MessageType type, std::string_view payload);
   void OnClosed(const std::string& reason);
   void RetryLater();
-  void Complete(uint64_t request_id, const wire::PlaceReply& reply);
+  void Complete(uint64_t request_id, const wire::PlaceReply& reply, PlaceFate fate);
 
   asio::io_context& io_;
   auth::PskTlsContext& tls_;
@@ -65,6 +80,8 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
     std::shared_ptr<asio::steady_timer> timer;
   };
   std::map<uint64_t, Pending> pending_;
+  std::function<void(uint64_t)> on_end_ack_;
+  std::function<void()> on_ready_;
 };
 
 }  // namespace queue::daemon

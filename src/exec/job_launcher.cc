@@ -127,8 +127,28 @@ Status ConnectPty(JobStreams& streams, int stream) {
   return Status::Ok();
 }
 
-Result<JobStreams> OpenStreams(const wire::JobSpec& spec) {
+// A batch job reads nothing and writes both outputs to one file; the parent
+// keeps no end of either.
+Status ConnectBatchStreams(JobStreams& streams, int output_fd) {
+  OwnedFd input(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (input.get() < 0 || !MoveAboveStdio(input))
+    return SystemFailure("could not open /dev/null for the job", errno);
+  OwnedFd output(fcntl(output_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1));
+  if (output.get() < 0) return SystemFailure("could not duplicate the job's output file", errno);
+  streams.child_fd[0] = input.get();
+  streams.child_fd[1] = streams.child_fd[2] = output.get();
+  streams.child_pipe[0] = std::move(input);
+  streams.child_pipe[1] = std::move(output);
+  return Status::Ok();
+}
+
+Result<JobStreams> OpenStreams(const wire::JobSpec& spec, const LaunchOptions& options) {
   JobStreams streams;
+  if (options.batch_output_fd >= 0) {
+    Status status = ConnectBatchStreams(streams, options.batch_output_fd);
+    if (!status.ok()) return Fail(status.message());
+    return streams;
+  }
   bool pty = spec.pty != wire::PtyMode::kNone;
   bool full = spec.pty == wire::PtyMode::kFull;
   Status status;
@@ -487,7 +507,7 @@ Result<LaunchedJob> LaunchJob(const wire::JobSpec& spec, const LaunchOptions& op
   if (!change_credentials.ok()) return change_credentials.error();
   auto limits = CappedLimits(spec, options);
   if (!limits.ok()) return limits.error();
-  auto streams = OpenStreams(spec);
+  auto streams = OpenStreams(spec, options);
   if (!streams.ok()) return streams.error();
 
   int report[2];

@@ -35,10 +35,15 @@ struct LaunchOptions {
   // `fg` working. REQUIRES: the launcher leads its session and has no
   // controlling terminal (the shepherd is spawned that way).
   bool share_session = false;
+  // A batch job's output: when >= 0, the job's stdout and stderr both go to
+  // this fd, its stdin is /dev/null and it has no pty whatever spec.pty says.
+  // The caller keeps owning the fd; the job gets its own copy.
+  int batch_output_fd = -1;
 };
 
 // The parent's side of a started job. Every fd is distinct, close-on-exec and
-// nonblocking, and owned by the caller, who closes each one. In pty modes,
+// nonblocking, and owned by the caller, who closes each one. A batch job
+// (LaunchOptions::batch_output_fd) has none: every fd here is -1. In pty modes,
 // stdin_fd, stdout_fd (kFull) and pty_master all refer to the same pty master;
 // in kHalf the master also carries the line discipline's echo of the input.
 struct LaunchedJob {
@@ -53,6 +58,7 @@ struct LaunchedJob {
 // reads it (Linux flag values, speeds as baud rates).
 // When this process runs as root the job gets spec's uid, gid and groups (uid 0
 // only with allow_root); otherwise spec.uid must be this process's euid.
+// No fd of this process other than the job's streams survives into the job.
 Result<LaunchedJob> LaunchJob(const wire::JobSpec& spec, const LaunchOptions& options);
 
 // Sets the window size of a launched job's pty; the kernel sends SIGWINCH to its

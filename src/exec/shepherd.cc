@@ -1,10 +1,12 @@
-// The shepherd's event loop: one job, one stub connection, one daemon channel.
+// The shepherd's event loop: one job, at most one stub connection, one daemon
+// channel at a time (replaced when a restarted daemon re-adopts the job).
 #include "exec/shepherd.h"
 
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 
 #include "auth/psk_tls.h"
 #include "exec/job_launcher.h"
+#include "exec/shepherd_status.h"
 #include "wire/channel.h"
 #include "wire/frame.h"
 
@@ -27,28 +30,57 @@ namespace {
 using asio::ip::tcp;
 using TlsStream = asio::ssl::stream<tcp::socket>;
 using StubChannel = wire::Channel<TlsStream>;
-using DaemonChannel = wire::Channel<asio::local::stream_protocol::socket>;
+using UnixSocket = asio::local::stream_protocol::socket;
+using DaemonChannel = wire::Channel<UnixSocket>;
 
 constexpr size_t kOutputHighWater = 1 << 20;
 
-// Reads the first frame, ShepherdStart, synchronously: nothing else can
-// happen before the shepherd knows its job.
-Result<wire::ShepherdStart> ReadStart(int fd) {
-  wire::FrameSplitter splitter;
-  char buffer[65536];
-  for (;;) {
-    auto next = splitter.Next();
-    if (!next.ok()) return next.error();
-    if (next->has_value()) {
-      if ((*next)->type != wire::MessageType::kShepherdStart)
-        return Fail("expected ShepherdStart from the daemon");
-      return wire::DecodePayload<wire::ShepherdStart>((*next)->payload);
-    }
-    ssize_t n = read(fd, buffer, sizeof buffer);
+bool ReadExactly(int fd, std::string& buffer) {
+  size_t have = 0;
+  while (have < buffer.size()) {
+    ssize_t n = read(fd, buffer.data() + have, buffer.size() - have);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Fail("daemon closed the channel before sending the job");
-    splitter.Feed(std::string_view(buffer, static_cast<size_t>(n)));
+    if (n <= 0) return false;
+    have += static_cast<size_t>(n);
   }
+  return true;
+}
+
+// Reads the first frame, ShepherdStart, synchronously: nothing else can
+// happen before the shepherd knows its job. It reads that frame and no more,
+// so that a ShepherdControl sent right behind it reaches the event loop.
+Result<wire::ShepherdStart> ReadStart(int fd) {
+  std::string header(wire::kFrameHeaderBytes, '\0');
+  if (!ReadExactly(fd, header)) return Fail("daemon closed the channel before sending the job");
+  auto parsed = wire::ParseFrameHeader(header);
+  if (!parsed.ok()) return parsed.error();
+  if (parsed->type != wire::MessageType::kShepherdStart) return Fail("expected ShepherdStart from the daemon");
+  std::string payload(parsed->payload_bytes, '\0');
+  if (!ReadExactly(fd, payload)) return Fail("daemon closed the channel in the middle of the job");
+  return wire::DecodePayload<wire::ShepherdStart>(payload);
+}
+
+// A batch job's output file, created as root and given to the job's owner; an
+// empty path discards the output.
+Result<int> OpenBatchOutput(const wire::ShepherdStart& start) {
+  const std::string& path = start.output_path;
+  auto failure = [&](const std::string& what) {
+    return Fail("queued: cannot " + what + " the output file " + path + " of job " + std::to_string(start.job_id) +
+                " on host " + start.exec_host + ": " + ErrnoText(errno) + ".");
+  };
+  if (path.empty()) {
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return failure("open");
+    return fd;
+  }
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return failure("create");
+  if (geteuid() == 0 && fchown(fd, start.spec.uid, start.spec.gid) != 0) {
+    auto error = failure("give away");
+    close(fd);
+    return error;
+  }
+  return fd;
 }
 
 // Gives up root for good, becoming the job's owner, before touching input from
@@ -64,36 +96,149 @@ Status DropPrivileges(const wire::JobSpec& spec) {
 
 class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
  public:
+  // starting_uid: the real uid the shepherd had before it gave up root; a
+  // re-adopting daemon must run as root or as that user.
   ShepherdSession(asio::io_context& io, const ShepherdOptions& options, wire::ShepherdStart start,
-                  auth::PskTlsContext tls)
+                  uid_t starting_uid)
       : io_(io),
         options_(options),
         start_(std::move(start)),
-        tls_(std::move(tls)),
-        daemon_(std::make_shared<DaemonChannel>(
-            asio::local::stream_protocol::socket(io, asio::local::stream_protocol(), options.daemon_fd))),
+        starting_uid_(starting_uid),
         signals_(io, SIGCHLD),
-        timer_(io) {}
+        timer_(io),
+        drain_timer_(io),
+        accept_retry_timer_(io) {}
 
   // The job starts first and the shepherd then gives up root, so that nothing
   // it reads from the network (the TLS handshake included) is parsed as root.
+  // What needs root besides (the status and output files) is opened before.
   void Begin() {
-    auto self = shared_from_this();
-    daemon_->Start(
-        [self](wire::MessageType type, std::string_view payload) {
-          if (type != wire::MessageType::kShepherdControl) return;
-          auto control = wire::DecodePayload<wire::ShepherdControl>(payload);
-          if (control.ok()) self->OnControl(*control);
-        },
-        [](const std::string&) { /* the job outlives its daemon */ });
-    Launch();
+    AttachDaemon(UnixSocket(io_, asio::local::stream_protocol(), options_.daemon_fd));
+    if (start_.adoptable) ListenForAdoption();
+    if (auto prepared = Prepare(); prepared.ok())
+      Launch();
+    else
+      FailToStart(prepared.message());
     if (auto dropped = DropPrivileges(start_.spec); !dropped.ok()) return Abandon(dropped.message());
+    bool started = launch_error_.empty();
+    if (start_.spec.batch) return started ? WatchChild() : EndWithoutStub();
+    if (!tls_) return EndWithoutStub();  // no way to tell the stub why
     ConnectToStub();
   }
 
   int exit_status() const { return exit_status_; }
 
  private:
+  // The stub's TLS context first (without it no failure reaches the user),
+  // then the status file, then a batch job's output. A failure here means the
+  // job does not start.
+  Status Prepare() {
+    if (!start_.spec.batch) {
+      auto tls = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kClient, start_.spec.session_key,
+                                             auth::kJobIdentity);
+      if (!tls.ok()) return tls.error();
+      tls_.emplace(std::move(tls.value()));
+    }
+    if (!start_.status_path.empty()) {
+      auto file = ShepherdStatusFile::Create(start_.status_path);
+      if (!file.ok()) return Fail("queued: job " + std::to_string(start_.job_id) + " on host " + start_.exec_host +
+                                  ": " + file.message() + ".");
+      status_file_.emplace(std::move(file.value()));
+    }
+    if (start_.spec.batch) {
+      auto output = OpenBatchOutput(start_);
+      if (!output.ok()) return output.error();
+      batch_output_fd_ = *output;
+    }
+    return Status::Ok();
+  }
+
+  // Makes socket the daemon channel, replacing (and closing) any previous one.
+  void AttachDaemon(UnixSocket socket) {
+    auto previous = std::exchange(daemon_, std::make_shared<DaemonChannel>(std::move(socket)));
+    if (previous) previous->Close("replaced by a re-adopting daemon");
+    auto self = shared_from_this();
+    const DaemonChannel* channel = daemon_.get();
+    daemon_->Start(
+        [self](wire::MessageType type, std::string_view payload) {
+          if (type != wire::MessageType::kShepherdControl) return;
+          auto control = wire::DecodePayload<wire::ShepherdControl>(payload);
+          if (control.ok()) self->OnControl(*control);
+        },
+        // The job outlives its daemon; only a shepherd on its way out cares.
+        [self, channel](const std::string&) {
+          if (channel == self->daemon_.get() && self->finished_) self->DaemonSettled();
+        });
+  }
+
+  void ListenForAdoption() {
+    acceptor_.emplace(io_);
+    asio::error_code ec;
+    acceptor_->assign(asio::local::stream_protocol(), options_.adoption_fd, ec);
+    if (ec) {
+      std::cerr << "queue-shepherd: job " << start_.job_id << ": no adoption socket on fd " << options_.adoption_fd
+                << " (" << ec.message() << "); a restarted daemon cannot re-adopt this job\n";
+      acceptor_.reset();
+      return;
+    }
+    AcceptAdopter();
+  }
+
+  void AcceptAdopter() {
+    auto self = shared_from_this();
+    acceptor_->async_accept([self](const asio::error_code& e, UnixSocket socket) {
+      if (e == asio::error::operation_aborted) return;
+      if (!e) {
+        self->OnAdopterConnected(std::move(socket));
+        return self->AcceptAdopter();
+      }
+      // Out of fds, say: try again later rather than spin.
+      self->accept_retry_timer_.expires_after(std::chrono::seconds(1));
+      self->accept_retry_timer_.async_wait([self](const asio::error_code& e2) {
+        if (!e2) self->AcceptAdopter();
+      });
+    });
+  }
+
+  // Only root or the user this shepherd started as may speak for the daemon.
+  void OnAdopterConnected(UnixSocket socket) {
+    ucred peer{};
+    socklen_t length = sizeof peer;
+    if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
+        (peer.uid != 0 && peer.uid != starting_uid_)) {
+      std::cerr << "queue-shepherd: job " << start_.job_id << ": refused a re-adoption by uid " << peer.uid << "\n";
+      return;
+    }
+    AttachDaemon(std::move(socket));
+    if (job_.pid > 0) daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kStarted, job_.pid, 0, 0, ""});
+    if (end_event_) daemon_->Send(*end_event_);
+    if (finished_) WaitForDaemon();  // let the new daemon hear the end before exiting
+  }
+
+  // The job's end: on disk first, so that a daemon restarted before it reads
+  // the event still learns it, then to the daemon. Once only.
+  void ReportEnd(wire::ShepherdEvent event) {
+    if (end_event_) return;
+    if (event.message.size() > kMaxStatusMessageBytes) event.message.resize(kMaxStatusMessageBytes);
+    if (status_file_) {
+      if (auto written = status_file_->Write(event); !written.ok())
+        std::cerr << "queue-shepherd: job " << start_.job_id << ": " << written.message() << "\n";
+    }
+    end_event_ = event;
+    daemon_->Send(event);
+  }
+
+  void FailToStart(const std::string& reason) {
+    launch_error_ = reason;
+    ReportEnd(wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, reason});
+  }
+
+  // The job did not start and there is no stub to tell.
+  void EndWithoutStub() {
+    exit_status_ = 2;
+    Finish();
+  }
+
   void ConnectToStub() {
     auto self = shared_from_this();
     auto socket = std::make_shared<tcp::socket>(io_);
@@ -114,7 +259,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
 
   void Handshake(tcp::socket socket) {
     socket.set_option(tcp::no_delay(true));
-    stub_ = std::make_shared<StubChannel>(TlsStream(std::move(socket), tls_.context()));
+    stub_ = std::make_shared<StubChannel>(TlsStream(std::move(socket), tls_->context()));
     auto self = shared_from_this();
     stub_->stream().async_handshake(asio::ssl::stream_base::client, [self](const asio::error_code& e) {
       if (e) return self->Abandon(auth::DescribeHandshakeFailure(e));
@@ -151,12 +296,10 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     options.profile_nice = start_.profile_nice;
     options.allow_root = start_.allow_root;
     options.share_session = getsid(0) == getpid();  // spawned by queued with POSIX_SPAWN_SETSID
+    options.batch_output_fd = batch_output_fd_;
     auto launched = LaunchJob(start_.spec, options);
-    if (!launched.ok()) {
-      launch_error_ = launched.message();
-      daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, launch_error_});
-      return;
-    }
+    if (batch_output_fd_ >= 0) close(std::exchange(batch_output_fd_, -1));  // the job has its own copy
+    if (!launched.ok()) return FailToStart(launched.message());
     job_ = launched.value();
     daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kStarted, job_.pid, 0, 0, ""});
   }
@@ -287,7 +430,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     pid_t pid = wait4(job_.pid, &status, WNOHANG | WUNTRACED | WCONTINUED, &usage);
     if (pid != job_.pid) return;
     if (WIFSTOPPED(status)) {
-      if (!suspended_) stub_->Send(wire::JobStatus{wire::JobStatusKind::kStopped, WSTOPSIG(status), ""});
+      if (!suspended_ && stub_) stub_->Send(wire::JobStatus{wire::JobStatusKind::kStopped, WSTOPSIG(status), ""});
       return;
     }
     if (WIFCONTINUED(status)) {
@@ -322,34 +465,63 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       exit_status_ = status.value;
     }
     // The daemon hears first, so the slot is free before the user's next command.
-    daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kFinished, job_.pid, wait_status_, cpu_seconds_, ""});
-    stub_->Send(status);
+    ReportEnd(wire::ShepherdEvent{wire::ShepherdEventKind::kFinished, job_.pid, wait_status_, cpu_seconds_, ""});
+    if (stub_) stub_->Send(status);
     Finish();
   }
 
+  // Exits once the stub has everything and the daemon has the end, or has
+  // gone, or has not read it within daemon_drain_limit: the status file
+  // carries the end to whichever daemon comes next.
   void Finish() {
+    if (finished_) return;
     finished_ = true;
     signals_.cancel();
-    auto self = shared_from_this();
-    auto pending = std::make_shared<int>(2);
-    auto done = [self, pending] {
-      if (--*pending == 0) self->io_.stop();
-    };
     if (stub_ && !stub_->closed()) {
-      stub_->OnDrained([self, done] {
-        self->stub_->stream().async_shutdown([self, done](const asio::error_code&) {
+      stub_settled_ = false;
+      auto self = shared_from_this();
+      stub_->OnDrained([self] {
+        self->stub_->stream().async_shutdown([self](const asio::error_code&) {
           self->stub_->Close("job finished");
-          done();
+          self->StubSettled();
         });
       });
-    } else {
-      done();
     }
-    daemon_->OnDrained(done);
+    WaitForDaemon();
+  }
+
+  void WaitForDaemon() {
+    daemon_settled_ = false;
+    if (daemon_->closed()) return DaemonSettled();
+    auto self = shared_from_this();
+    const DaemonChannel* channel = daemon_.get();
+    drain_timer_.expires_after(options_.daemon_drain_limit);
+    drain_timer_.async_wait([self](const asio::error_code& e) {
+      if (!e) self->DaemonSettled();
+    });
+    daemon_->OnDrained([self, channel] {
+      if (channel == self->daemon_.get()) self->DaemonSettled();
+    });
+  }
+
+  void StubSettled() {
+    stub_settled_ = true;
+    ExitWhenSettled();
+  }
+
+  void DaemonSettled() {
+    if (daemon_settled_) return;
+    daemon_settled_ = true;
+    drain_timer_.cancel();
+    ExitWhenSettled();
+  }
+
+  void ExitWhenSettled() {
+    if (stub_settled_ && daemon_settled_) io_.stop();
   }
 
   void OnStubLost(const std::string& reason) {
-    if (finished_) return;
+    if (finished_) return StubSettled();  // whatever was still queued for it is lost
     std::cerr << "queue-shepherd: job " << start_.job_id << ": stub connection lost (" << reason
               << "); hanging up the job\n";
     SignalJob(SIGHUP);
@@ -370,7 +542,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       waitpid(job_.pid, &status, 0);
       reaped_ = true;
     }
-    daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, reason});
+    ReportEnd(wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, reason});
     exit_status_ = 2;
     Finish();
   }
@@ -378,18 +550,27 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   asio::io_context& io_;
   ShepherdOptions options_;
   wire::ShepherdStart start_;
-  auth::PskTlsContext tls_;
-  std::shared_ptr<DaemonChannel> daemon_;
+  uid_t starting_uid_;
+  std::optional<auth::PskTlsContext> tls_;      // interactive jobs only
+  std::optional<ShepherdStatusFile> status_file_;
+  int batch_output_fd_ = -1;                    // until the job has its copy
+  std::shared_ptr<DaemonChannel> daemon_;       // never null after Begin
+  std::optional<asio::local::stream_protocol::acceptor> acceptor_;
   std::shared_ptr<StubChannel> stub_;
   asio::signal_set signals_;
   asio::steady_timer timer_;
+  asio::steady_timer drain_timer_;
+  asio::steady_timer accept_retry_timer_;
   std::unique_ptr<asio::steady_timer> hangup_timer_;
   std::optional<asio::posix::stream_descriptor> stdin_;
   LaunchedJob job_;
   std::string launch_error_;
+  std::optional<wire::ShepherdEvent> end_event_;  // kFinished or kFailed, once known
   int open_outputs_ = 0;
   bool reaped_ = false;
   bool finished_ = false;
+  bool stub_settled_ = true;
+  bool daemon_settled_ = true;
   bool suspended_ = false;
   bool terminating_ = false;
   int wait_status_ = 0;
@@ -404,19 +585,14 @@ int RunShepherd(const ShepherdOptions& options) {
   // The shepherd controls the job's pty; a hangup of that terminal (the pty
   // closed after a failed start, say) is news to relay, not a reason to die.
   signal(SIGHUP, SIG_IGN);
+  uid_t starting_uid = getuid();
   auto start = ReadStart(options.daemon_fd);
   if (!start.ok()) {
     std::cerr << "queue-shepherd: " << start.message() << "\n";
     return 2;
   }
-  auto tls = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kClient, start->spec.session_key,
-                                         auth::kJobIdentity);
-  if (!tls.ok()) {
-    std::cerr << "queue-shepherd: " << tls.message() << "\n";
-    return 2;
-  }
   asio::io_context io;
-  auto session = std::make_shared<ShepherdSession>(io, options, std::move(start.value()), std::move(tls.value()));
+  auto session = std::make_shared<ShepherdSession>(io, options, std::move(start.value()), starting_uid);
   session->Begin();
   io.run();
   return session->exit_status();

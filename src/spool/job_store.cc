@@ -10,7 +10,9 @@
 #include <array>
 #include <cerrno>
 #include <limits>
+#include <map>
 #include <set>
+#include <variant>
 
 namespace queue::spool {
 
@@ -19,14 +21,21 @@ namespace {
 // Written into the file header, so that another program's SQLite file is never
 // mistaken for a spool. The bytes spell "QUEU".
 constexpr int64_t kApplicationId = 0x51554555;
-// Bump when the schema changes, and teach Configure() to upgrade older files.
-constexpr int64_t kSchemaVersion = 1;
+// Bump when the schema changes, and add the step that upgrades older files to
+// kSchemaSteps.
+constexpr int64_t kSchemaVersion = 2;
 // Someone inspecting the file with the sqlite3 shell may hold a lock briefly.
 constexpr int kBusyTimeoutMs = 5000;
 // After a burst, shrink the WAL back to this size at the next checkpoint.
 constexpr int64_t kWalSizeLimitBytes = 16 * 1024 * 1024;
 
-constexpr const char* kCreateSchema = R"sql(
+// kSchemaSteps[v] turns a version-v file into a version v+1 file. A new file runs
+// every step, so a new spool and an upgraded one have exactly the same schema.
+// Rows always get every column from Add(); the DEFAULTs only fill rows that
+// existed before their column did.
+constexpr std::array<const char*, kSchemaVersion> kSchemaSteps = {
+    // 0 -> 1: the jobs table.
+    R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
   origin_host TEXT NOT NULL,
@@ -49,14 +58,28 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_origin ON jobs (origin_host, origin_id);
-)sql";
+)sql",
+    // 1 -> 2: batch jobs, restarts, and job ends owed to submit hosts. A version-1
+    // daemon kept no record of ends still to report, so its rows owe nothing
+    // (end_reported 1).
+    // The partial index holds only the few jobs whose end is still owed, so finding
+    // them does not scan every finished job; List() writes `end_reported = 0` into
+    // its SQL so that the planner can see it applies.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN output_path TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN end_reported INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX jobs_end_unreported ON jobs (state, id) WHERE end_reported = 0;
+)sql",
+};
 
-// Every query reads the record's columns in this order: id first, then the 17
+// Every query reads the record's columns in this order: id first, then the 21
 // fields of JobRecord as declared (see ReadRecord).
 constexpr std::string_view kSelectColumns =
     "SELECT id, origin_host, origin_id, uid, gid, queue, job_name, state, spec, exec_host, "
     "submit_time, start_time, end_time, wait_status, cpu_seconds, shepherd_pid, "
-    "shepherd_start_time, message FROM jobs ";
+    "shepherd_start_time, message, batch, output_path, restarts, end_reported FROM jobs ";
 
 // A finished statement must be reset so it releases its read snapshot and can be
 // reused; doing it on scope exit covers every early return.
@@ -83,7 +106,6 @@ class Binder {
   Binder& Int(int64_t value) { return Check(sqlite3_bind_int64(stmt_, next_++, value)); }
   Binder& Id(uint64_t value) { return Int(static_cast<int64_t>(value)); }
   Binder& Real(double value) { return Check(sqlite3_bind_double(stmt_, next_++, value)); }
-  Binder& Null() { return Check(sqlite3_bind_null(stmt_, next_++)); }
   // Empty views get a non-null pointer: SQLite binds a null pointer as NULL.
   Binder& Text(std::string_view value) {
     return Check(sqlite3_bind_text64(stmt_, next_++, value.empty() ? "" : value.data(),
@@ -113,6 +135,7 @@ void BindRecordFields(Binder& bind, const JobRecord& r) {
   bind.Text(r.exec_host).Int(r.submit_time).Int(r.start_time).Int(r.end_time);
   bind.Int(r.wait_status).Real(r.cpu_seconds).Int(r.shepherd_pid);
   bind.Int(r.shepherd_start_time).Text(r.message);
+  bind.Int(r.batch).Text(r.output_path).Int(r.restarts).Int(r.end_reported);
 }
 
 std::string ColumnBytes(sqlite3_stmt* stmt, int column) {
@@ -150,6 +173,10 @@ Result<JobRecord> ReadRecord(sqlite3_stmt* stmt, const std::string& path) {
   r.shepherd_pid = static_cast<int32_t>(integer(15));
   r.shepherd_start_time = integer(16);
   r.message = ColumnBytes(stmt, 17);
+  r.batch = integer(18) != 0;
+  r.output_path = ColumnBytes(stmt, 19);
+  r.restarts = static_cast<uint32_t>(integer(20));
+  r.end_reported = integer(21) != 0;
   return r;
 }
 
@@ -208,8 +235,6 @@ enum JobStore::StatementId : int {
   kInsert,
   kUpdate,
   kSelectById,
-  kListAnyState,
-  kListByState,
   kFindByOrigin,
   kDelete,
   kNextId,
@@ -217,14 +242,18 @@ enum JobStore::StatementId : int {
 };
 
 // Statements are prepared once, after the schema exists, and live as long as the
-// store: every operation reuses its own.
+// store: every operation reuses its own. List() has one statement per combination
+// of filters in use (keyed by its SQL), prepared the first time it is needed; the
+// daemon uses a handful.
 struct JobStore::Statements {
   std::array<sqlite3_stmt*, kStatementCount> prepared{};
+  std::map<std::string, sqlite3_stmt*> lists;
   ~Statements() {
     for (sqlite3_stmt* stmt : prepared) sqlite3_finalize(stmt);
+    for (auto& [sql, stmt] : lists) sqlite3_finalize(stmt);
   }
 
-  // Parameters are bound in the order of BindRecordFields (?1..?17) where a
+  // Parameters are bound in the order of BindRecordFields (?1..?21) where a
   // statement takes a whole record.
   static std::string Sql(StatementId id) {
     const std::string select(kSelectColumns);
@@ -232,23 +261,18 @@ struct JobStore::Statements {
       case kInsert:
         return "INSERT INTO jobs (origin_host, origin_id, uid, gid, queue, job_name, state, "
                "spec, exec_host, submit_time, start_time, end_time, wait_status, "
-               "cpu_seconds, shepherd_pid, shepherd_start_time, message) VALUES (?1, ?2, "
-               "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+               "cpu_seconds, shepherd_pid, shepherd_start_time, message, batch, "
+               "output_path, restarts, end_reported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+               "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
       case kUpdate:
         return "UPDATE jobs SET origin_host = ?1, origin_id = ?2, uid = ?3, gid = ?4, "
                "queue = ?5, job_name = ?6, state = ?7, spec = ?8, exec_host = ?9, "
                "submit_time = ?10, start_time = ?11, end_time = ?12, wait_status = ?13, "
                "cpu_seconds = ?14, shepherd_pid = ?15, shepherd_start_time = ?16, "
-               "message = ?17 WHERE id = ?18";
+               "message = ?17, batch = ?18, output_path = ?19, restarts = ?20, "
+               "end_reported = ?21 WHERE id = ?22";
       case kSelectById:
         return select + "WHERE id = ?1";
-      case kListAnyState:  // ?1 after_id, ?2 uid or NULL, ?3 queue or NULL, ?4 limit
-        return select + "WHERE id > ?1 AND (?2 IS NULL OR uid = ?2) "
-                        "AND (?3 IS NULL OR queue = ?3) ORDER BY id LIMIT ?4";
-      case kListByState:  // as above, plus five state slots; a NULL slot matches nothing
-        return select + "WHERE id > ?1 AND (?2 IS NULL OR uid = ?2) "
-                        "AND (?3 IS NULL OR queue = ?3) AND state IN (?5, ?6, ?7, ?8, ?9) "
-                        "ORDER BY id LIMIT ?4";
       case kFindByOrigin:
         return select + "WHERE origin_host = ?1 AND origin_id = ?2 ORDER BY id DESC LIMIT 1";
       case kDelete:
@@ -335,12 +359,7 @@ Status JobStore::Configure() {
     return Fail(path_ + " is a SQLite database but not a Queue job spool; move it aside " +
                 "or choose another spool directory.");
   }
-  if (!fresh && std::stoll(*version) > kSchemaVersion) {
-    return Fail("The job spool " + path_ + " has schema version " + *version +
-                " but this queued understands only up to version " +
-                std::to_string(kSchemaVersion) +
-                ": it was written by a newer queued. Run that version, or move the file aside.");
-  }
+  if (Status s = RefuseUnknownSchema(*version); !s) return s;
 
   // WAL: readers (queue --status) never block the writer, and a commit appends to
   // one file instead of rewriting pages in place.
@@ -355,14 +374,8 @@ Status JobStore::Configure() {
       "PRAGMA journal_size_limit = " + std::to_string(kWalSizeLimitBytes);
   if (Status s = Exec(size_limit.c_str(), "limit its WAL size"); !s) return s;
 
-  if (fresh) {
-    Transaction create = Begin();
-    if (!create.status()) return create.status();
-    if (Status s = Exec(kCreateSchema, "create its tables"); !s) return s;
-    std::string stamp = "PRAGMA application_id = " + std::to_string(kApplicationId) +
-                        "; PRAGMA user_version = " + std::to_string(kSchemaVersion);
-    if (Status s = Exec(stamp.c_str(), "record its schema version"); !s) return s;
-    if (Status s = create.Commit(); !s) return s;
+  if (std::stoll(*version) < kSchemaVersion) {
+    if (Status s = UpgradeSchema(); !s) return s;
   }
 
   // quick_check(1): stop at the first problem; one is enough to refuse the file.
@@ -374,6 +387,42 @@ Status JobStore::Configure() {
                 " .recover) or move it aside.");
   }
   return Status::Ok();
+}
+
+Status JobStore::RefuseUnknownSchema(const std::string& version) const {
+  int64_t number = std::stoll(version);
+  if (number >= 0 && number <= kSchemaVersion) return Status::Ok();
+  if (number < 0) {
+    return Fail("The job spool " + path_ + " has the impossible schema version " + version +
+                "; the file was changed by hand. Move it aside.");
+  }
+  return Fail("The job spool " + path_ + " has schema version " + version +
+              " but this queued understands only up to version " +
+              std::to_string(kSchemaVersion) +
+              ": it was written by a newer queued. Run that version, or move the file aside.");
+}
+
+// Creates the schema in a new file, or brings an older file up to date in place.
+// All steps commit together: a crash midway leaves the file as it was.
+Status JobStore::UpgradeSchema() {
+  Transaction upgrade = Begin();
+  if (!upgrade.status()) return upgrade.status();
+  // Read again under the write lock: another process opening the same file may
+  // have upgraded it in the meantime.
+  int rc = SQLITE_OK;
+  Result<std::string> version = QueryText(db_, "PRAGMA user_version", &rc);
+  if (!version) return Failure("read its schema version", rc);
+  if (Status s = RefuseUnknownSchema(*version); !s) return s;
+  for (int64_t from = std::stoll(*version); from < kSchemaVersion; ++from) {
+    std::string what = from == 0 ? std::string("create its tables")
+                                 : "upgrade its tables to schema version " +
+                                       std::to_string(from + 1);
+    if (Status s = Exec(kSchemaSteps[from], what); !s) return s;
+  }
+  std::string stamp = "PRAGMA application_id = " + std::to_string(kApplicationId) +
+                      "; PRAGMA user_version = " + std::to_string(kSchemaVersion);
+  if (Status s = Exec(stamp.c_str(), "record its schema version"); !s) return s;
+  return upgrade.Commit();
 }
 
 Status JobStore::PrepareStatements() {
@@ -488,20 +537,76 @@ Result<std::optional<JobRecord>> JobStore::FindByOrigin(const std::string& origi
   return QueryOne(stmt, what);
 }
 
-Result<std::vector<JobRecord>> JobStore::List(const JobFilter& filter) {
+namespace {
+
+// One List() query: SQL that depends only on which filters are set, never on their
+// values (so that one prepared statement serves every call of the same shape), and
+// the values for its parameters in order. The values view the filter and static
+// strings, which outlive the query.
+struct ListQuery {
+  std::string sql;
+  std::vector<std::variant<int64_t, std::string_view>> values;
+};
+
+ListQuery BuildListQuery(const JobFilter& filter) {
+  ListQuery query{std::string(kSelectColumns) + "WHERE id > ?",
+                  {ClampToInt64(filter.after_id)}};
+  auto equals = [&query](std::string_view column, std::variant<int64_t, std::string_view> value) {
+    query.sql.append(" AND ").append(column).append(" = ?");
+    query.values.push_back(value);
+  };
+  if (filter.uid) equals("uid", int64_t{*filter.uid});
+  if (filter.queue) equals("queue", std::string_view(*filter.queue));
+  if (filter.exec_host) equals("exec_host", std::string_view(*filter.exec_host));
+  // Flags are spelled out rather than bound: the planner uses the partial index
+  // jobs_end_unreported only when the SQL itself says `end_reported = 0`.
+  if (filter.local_origin) {
+    query.sql += *filter.local_origin ? " AND origin_host = ''" : " AND origin_host <> ''";
+  }
+  if (filter.batch) query.sql += *filter.batch ? " AND batch = 1" : " AND batch = 0";
+  if (filter.end_reported) {
+    query.sql += *filter.end_reported ? " AND end_reported = 1" : " AND end_reported = 0";
+  }
   std::set<JobState> states(filter.states.begin(), filter.states.end());
-  sqlite3_stmt* stmt = Statement(states.empty() ? kListAnyState : kListByState);
+  if (!states.empty()) {
+    query.sql += " AND state IN (";
+    const char* separator = "";
+    for (JobState state : states) {
+      query.sql.append(separator).append("?");
+      separator = ", ";
+      query.values.push_back(ToString(state));
+    }
+    query.sql += ")";
+  }
+  query.sql += " ORDER BY id LIMIT ?";
+  query.values.push_back(filter.limit == 0 ? int64_t{-1} : ClampToInt64(filter.limit));
+  return query;
+}
+
+}  // namespace
+
+Result<sqlite3_stmt*> JobStore::ListStatement(const std::string& sql) {
+  auto found = statements_->lists.find(sql);
+  if (found != statements_->lists.end()) return found->second;
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) return Failure("prepare a job listing", rc);
+  statements_->lists.emplace(sql, stmt);
+  return stmt;
+}
+
+Result<std::vector<JobRecord>> JobStore::List(const JobFilter& filter) {
+  ListQuery query = BuildListQuery(filter);
+  Result<sqlite3_stmt*> prepared = ListStatement(query.sql);
+  if (!prepared) return prepared.error();
+  sqlite3_stmt* stmt = *prepared;
   ResetOnExit reset(stmt);
   Binder bind(stmt);
-  bind.Int(ClampToInt64(filter.after_id));
-  if (filter.uid) bind.Int(*filter.uid); else bind.Null();
-  if (filter.queue) bind.Text(*filter.queue); else bind.Null();
-  bind.Int(filter.limit == 0 ? -1 : ClampToInt64(filter.limit));
-  if (!states.empty()) {
-    constexpr size_t kStateSlots = 5;
-    auto next = states.begin();
-    for (size_t slot = 0; slot < kStateSlots; ++slot) {
-      if (next != states.end()) bind.Text(ToString(*next++)); else bind.Null();
+  for (const auto& value : query.values) {
+    if (const int64_t* number = std::get_if<int64_t>(&value)) {
+      bind.Int(*number);
+    } else {
+      bind.Text(std::get<std::string_view>(value));
     }
   }
   if (bind.rc() != SQLITE_OK) return Failure("list jobs", bind.rc());

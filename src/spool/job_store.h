@@ -49,6 +49,13 @@ struct JobRecord {
   // may have been reused by the time a restarted daemon looks at it.
   int64_t shepherd_start_time = 0;
   std::string message;           // failure reason, human readable
+  bool batch = false;            // submitted with -r: no stub, output to a file
+  // Batch: where the output lands on the submit host ("" = discarded, QMAIL=FALSE).
+  std::string output_path;
+  uint32_t restarts = 0;         // times the job was run again after its host died
+  // Execution side: the submit host has acknowledged the job's end (JobEndedAck),
+  // so nothing about it remains to be sent. Always true for jobs submitted here.
+  bool end_reported = false;
 
   bool operator==(const JobRecord&) const = default;
 };
@@ -58,6 +65,12 @@ struct JobFilter {
   std::vector<JobState> states;
   std::optional<uint32_t> uid;
   std::optional<std::string> queue;
+  std::optional<std::string> exec_host;
+  // true: jobs submitted on this host (origin_host == ""); false: jobs sent here by
+  // another host.
+  std::optional<bool> local_origin;
+  std::optional<bool> batch;
+  std::optional<bool> end_reported;
   uint64_t after_id = 0;  // only ids greater than this, to page through a long list
   size_t limit = 0;       // at most this many records; 0 = no limit
 };
@@ -109,7 +122,9 @@ class JobStore {
   // Replaces every field of the job with id record.id; fails if there is none.
   Status Update(const JobRecord& record);
   Result<std::optional<JobRecord>> Get(uint64_t id);
-  // Matching records in id order (submission order).
+  // Matching records in id order (submission order). On a large spool, give
+  // `states`: the records read are then those in these states (an index), or, with
+  // end_reported false, only those of them whose end is still owed (a smaller one).
   Result<std::vector<JobRecord>> List(const JobFilter& filter);
   // The newest record that came from job `origin_id` of `origin_host`, so that a
   // forwarded job that arrives twice is recognised.
@@ -131,6 +146,8 @@ class JobStore {
 
   JobStore(std::string path, sqlite3* db);
   Status Configure();
+  Status RefuseUnknownSchema(const std::string& version) const;
+  Status UpgradeSchema();
   Status PrepareStatements();
   Status Exec(const char* sql, std::string_view what);
   Status RefuseIfTransactionLost() const;
@@ -138,6 +155,7 @@ class JobStore {
   Error Failure(std::string_view what, int code) const;
   sqlite3_stmt* Statement(StatementId id) const;
   Result<std::optional<JobRecord>> QueryOne(sqlite3_stmt* stmt, std::string_view what);
+  Result<sqlite3_stmt*> ListStatement(const std::string& sql);
 
   std::string path_;
   sqlite3* db_;

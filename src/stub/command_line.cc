@@ -7,7 +7,10 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <iterator>
+#include <optional>
 
 namespace queue::stub {
 
@@ -17,7 +20,8 @@ namespace {
 // option's value.
 size_t FindCommandStart(const std::vector<std::string>& args) {
   static constexpr std::string_view kValued[] = {"--host", "--robust-host", "--queuedir", "--spooldir",
-                                                 "--jobname", "--socket", "--username", "--cancel"};
+                                                 "--jobname", "--socket", "--username", "--cancel",
+                                                 "--output"};
   static constexpr std::string_view kValuedShort = "hHdjl";
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -50,6 +54,31 @@ Status CheckUser(const std::string& user) {
   return Fail("-l " + user + ": Queue runs jobs only as the calling user");
 }
 
+// A job id as the daemon numbers them: decimal digits, from 1 up.
+Result<uint64_t> ParseJobId(const std::string& option, const std::string& text) {
+  uint64_t id = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])) || error != std::errc() ||
+      end != text.data() + text.size())
+    return Fail(option + " " + text + ": not a job id (see queue --jobs)");
+  if (id == 0) return Fail(option + " 0: job ids start at 1");
+  return id;
+}
+
+// At most one of --status, --jobs, --cancel and --output; none of them takes
+// a command, so a stray word (`--cancel 12 13`) is an error, not ignored.
+Result<Verb> ChooseVerb(bool status, bool jobs, bool cancel, bool output, const Invocation& inv) {
+  int verbs = static_cast<int>(status) + static_cast<int>(jobs) + static_cast<int>(cancel) + static_cast<int>(output);
+  if (verbs > 1) return Fail("--status, --jobs, --cancel and --output exclude each other");
+  if (verbs == 0) {
+    if (inv.command.empty()) return Fail("no command given (usage: queue [options] -- command args; see --help)");
+    return Verb::kRun;
+  }
+  std::string name = status ? "--status" : jobs ? "--jobs" : cancel ? "--cancel" : "--output";
+  if (!inv.command.empty()) return Fail(name + " takes no command (\"" + inv.command.front() + "\" given)");
+  return status ? Verb::kStatus : jobs ? Verb::kJobs : cancel ? Verb::kCancel : Verb::kOutput;
+}
+
 }  // namespace
 
 Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
@@ -75,7 +104,11 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   bool jobs = false;
   app.add_flag("--jobs", jobs, "list your waiting and running jobs");
   app.add_flag("--all", inv.all, "with --jobs: finished jobs too (exit code, host, times, CPU)");
-  app.add_option("--cancel", inv.cancel_id, "cancel your job ID (SIGTERM, then SIGKILL)");
+  // Job ids are read as text: CLI11 would wrap "-5" round to a huge id.
+  std::optional<std::string> cancel, output;
+  app.add_option("--cancel", cancel, "cancel your job ID (SIGTERM, then SIGKILL)")->type_name("ID");
+  app.add_option("--output", output, "print the output of your batch (-r) job ID, so far if it still runs")
+      ->type_name("ID");
   app.add_flag("--json", inv.json, "with --status or --jobs: machine-readable JSON");
   app.add_option("--socket", inv.socket_path, "the local queued's socket (default: $QUEUE_SOCKET)");
   app.add_option("-l,--username", user, "accepted for rsh compatibility; must be you");
@@ -95,11 +128,18 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
     return Fail(std::string(e.what()) + " (see queue --help)");
   }
 
-  if (version) inv.verb = Verb::kVersion;
-  else if (status) inv.verb = Verb::kStatus;
-  else if (jobs) inv.verb = Verb::kJobs;
-  else if (inv.cancel_id != 0) inv.verb = Verb::kCancel;
-  else if (inv.command.empty()) return Fail("no command given (usage: queue [options] -- command args; see --help)");
+  if (version) {
+    inv.verb = Verb::kVersion;
+  } else {
+    auto verb = ChooseVerb(status, jobs, cancel.has_value(), output.has_value(), inv);
+    if (!verb.ok()) return verb.error();
+    inv.verb = *verb;
+    if (cancel || output) {
+      auto id = ParseJobId(cancel ? "--cancel" : "--output", cancel ? *cancel : *output);
+      if (!id.ok()) return id.error();
+      (cancel ? inv.cancel_id : inv.output_id) = *id;
+    }
+  }
   if (immediate && wait_queue) return Fail("-i and -q exclude each other");
   if (wait_queue && inv.queue == "now") inv.queue = "wait";
   if (static_cast<int>(full) + static_cast<int>(half) + static_cast<int>(none) > 1)

@@ -10,7 +10,7 @@
 
 namespace queue::stub {
 
-enum class Verb { kRun, kStatus, kJobs, kCancel, kVersion, kHelp };
+enum class Verb { kRun, kStatus, kJobs, kCancel, kOutput, kVersion, kHelp };
 
 struct Invocation {
   Verb verb = Verb::kRun;
@@ -23,11 +23,14 @@ struct Invocation {
   bool json = false;
   bool all = false;         // --jobs --all: finished jobs too
   uint64_t cancel_id = 0;   // --cancel ID
+  uint64_t output_id = 0;   // --output ID: the batch job whose output to show
   std::string socket_path;
   std::string help_text;
 };
 
-// `queue [-h host|-H host] [-i|-q] [-d queue] [-o|-p|-n] [-w|-r] [-j name] -- command args`
+// `queue [-h host|-H host] [-i|-q] [-d queue] [-o|-p|-n] [-w|-r] [-j name] -- command args`,
+// or one of the verbs `--status`, `--jobs`, `--cancel ID`, `--output ID` (at most one,
+// and no command with it).
 Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args);
 
 // `qsh [-l user] [-d queue] [-t|-n] [-w|-r] [-p port] [-T -x -q -o opt] host|+ [--] words...`

@@ -65,7 +65,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   std::optional<int> Submit() {
     // From now on a signal is the job's, even before the job exists: it is
     // held and delivered once the shepherd is attached.
-    if (!options_.spec.batch) ForwardSignals();
+    ForwardSignals();
     DaemonClient client;
     if (auto connected = client.Connect(options_.socket_path); !connected.ok()) return Error(connected.message());
     auto self_entry = cluster::ParseHostEntry(client.daemon_name());
@@ -75,10 +75,6 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     if (!reply.ok()) return Error(reply.message());
     job_id_ = reply->job_id;
     exec_host_ = reply->host;
-    if (options_.spec.batch) {
-      std::cout << job_id_ << "\n";
-      return 0;
-    }
     daemon_ = std::make_shared<wire::Channel<asio::local::stream_protocol::socket>>(
         asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), client.ReleaseFd()));
     WatchDaemon();
@@ -364,10 +360,27 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   _exit(128 + signo);
 }
 
+// A batch job (-r) needs no listener, session key or TLS: its output goes to a
+// file on this host. Submit it, print its id alone on stdout, and leave.
+int SubmitBatchJob(const StubOptions& options) {
+  auto fail = [&](const std::string& message) {
+    std::cerr << options.program_name << ": " << message << "\n";
+    return 2;
+  };
+  DaemonClient client;
+  if (auto connected = client.Connect(options.socket_path); !connected.ok()) return fail(connected.message());
+  auto reply = Call<wire::SubmitReply>(client, wire::SubmitRequest{options.spec});
+  if (!reply.ok()) return fail(reply.message());
+  std::cout << reply->job_id << "\n" << std::flush;
+  if (!std::cout) return fail("job " + std::to_string(reply->job_id) + " was submitted, but its id could not be written");
+  return 0;
+}
+
 }  // namespace
 
 int RunStub(StubOptions options) {
   signal(SIGPIPE, SIG_IGN);
+  if (options.spec.batch) return SubmitBatchJob(options);
   signal(SIGTTIN, SIG_IGN);
   options.spec.session_key = auth::RandomBytes(wire::kSessionKeyBytes);
   auto tls = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kServer, options.spec.session_key,

@@ -21,6 +21,8 @@ struct StubOptions {
 
 // Runs the job; returns the exit status for main(). A job killed or stopped
 // by a signal makes this process die or stop by that signal instead.
+// A batch job (spec.batch, -r) is only submitted: its id is printed alone on
+// stdout and this returns 0, with no listener or session key made for it.
 int RunStub(StubOptions options);
 
 }  // namespace queue::stub

@@ -4,7 +4,8 @@
 namespace queue::wire {
 
 bool IsValidQueueName(std::string_view name) {
-  if (name.empty() || name.size() >= 32 || name == "." || name == "..") return false;
+  // A leading dot is kept for the spool's own hidden directories (`.queued`).
+  if (name.empty() || name.size() >= 32 || name.front() == '.') return false;
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-' || c == '.';
@@ -129,6 +130,12 @@ JobSpec JobSpec::Decode(Reader& r) {
   for (const auto& l : s.rlimits)
     if (l.resource >= kMaxRlimits) r.fail("unknown resource limit");
   return s;
+}
+
+bool DiscardsOutput(const JobSpec& spec) {
+  for (const auto& variable : spec.env)
+    if (variable == "QMAIL=FALSE") return true;
+  return false;
 }
 
 }  // namespace queue::wire

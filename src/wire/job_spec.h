@@ -79,8 +79,13 @@ struct JobSpec {
   static JobSpec Decode(Reader& r);
 };
 
+// A batch job whose environment says QMAIL=FALSE: its output goes nowhere and
+// nothing is mailed (the original's convention).
+bool DiscardsOutput(const JobSpec& spec);
+
 // True when name is usable as a queue directory name: one path component of
-// at most 31 bytes (the original's limit) from [A-Za-z0-9_.-], not "." or "..".
+// at most 31 bytes (the original's limit) from [A-Za-z0-9_.-], not starting with a
+// dot (hidden directories, such as the daemon's own `.queued`, are never queues).
 // Check every name from a user, the network or the spool with this before
 // joining it to a path.
 bool IsValidQueueName(std::string_view name);

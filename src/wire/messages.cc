@@ -91,6 +91,7 @@ void PlaceJob::Encode(Writer& w) const {
   w.u64(request_id);
   w.str(origin_host);
   w.u64(origin_job_id);
+  w.u32(attempt);
   spec.Encode(w);
 }
 
@@ -99,6 +100,7 @@ PlaceJob PlaceJob::Decode(Reader& r) {
   p.request_id = r.u64();
   p.origin_host = r.str(kMaxNameBytes);
   p.origin_job_id = r.u64();
+  p.attempt = r.u32();
   p.spec = JobSpec::Decode(r);
   return p;
 }
@@ -122,20 +124,59 @@ PlaceReply PlaceReply::Decode(Reader& r) {
 void JobEnded::Encode(Writer& w) const {
   w.u64(origin_job_id);
   w.boolean(failed);
+  w.boolean(lost);
   w.i32(wait_status);
   w.f64(cpu_seconds);
   w.str(message);
+  w.i64(start_time);
+  w.i64(end_time);
+  w.u64(output_size);
+  w.str(output_sha256);
 }
 
 JobEnded JobEnded::Decode(Reader& r) {
   JobEnded e;
   e.origin_job_id = r.u64();
   e.failed = r.boolean();
+  e.lost = r.boolean();
   e.wait_status = r.i32();
   e.cpu_seconds = r.f64();
   e.message = r.str(4096);
+  e.start_time = r.i64();
+  e.end_time = r.i64();
+  e.output_size = r.u64();
+  e.output_sha256 = r.str(32);
   if (!IsFinite(e.cpu_seconds) || e.cpu_seconds < 0) r.fail("cpu time out of range");
+  if (!e.output_sha256.empty() && e.output_sha256.size() != 32) r.fail("output digest is not 32 bytes");
   return e;
+}
+
+void JobOutput::Encode(Writer& w) const {
+  w.u64(origin_job_id);
+  w.u64(offset);
+  w.str(bytes);
+}
+
+JobOutput JobOutput::Decode(Reader& r) {
+  JobOutput o;
+  o.origin_job_id = r.u64();
+  o.offset = r.u64();
+  o.bytes = r.str(kMaxStreamChunk);
+  return o;
+}
+
+void OutputReply::Encode(Writer& w) const {
+  w.str(path);
+  w.boolean(complete);
+  w.str(message);
+}
+
+OutputReply OutputReply::Decode(Reader& r) {
+  OutputReply o;
+  o.path = r.str(kMaxPathBytes);
+  o.complete = r.boolean();
+  o.message = r.str(4096);
+  return o;
 }
 
 void ShepherdStart::Encode(Writer& w) const {
@@ -143,6 +184,9 @@ void ShepherdStart::Encode(Writer& w) const {
   w.str(exec_host);
   w.i32(profile_nice);
   w.boolean(allow_root);
+  w.str(output_path);
+  w.str(status_path);
+  w.boolean(adoptable);
   spec.Encode(w);
 }
 
@@ -152,6 +196,9 @@ ShepherdStart ShepherdStart::Decode(Reader& r) {
   s.exec_host = r.str(kMaxNameBytes);
   s.profile_nice = r.i32();
   s.allow_root = r.boolean();
+  s.output_path = r.str(kMaxPathBytes);
+  s.status_path = r.str(kMaxPathBytes);
+  s.adoptable = r.boolean();
   s.spec = JobSpec::Decode(r);
   return s;
 }

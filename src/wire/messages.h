@@ -17,7 +17,7 @@
 
 namespace queue::wire {
 
-inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kProtocolVersion = 2;
 
 enum class MessageType : uint16_t {
   kHello = 1,
@@ -29,12 +29,16 @@ enum class MessageType : uint16_t {
   kStatusReply = 13,
   kJobsRequest = 14,
   kCancelRequest = 15,
+  kOutputRequest = 16,
+  kOutputReply = 17,
   // daemon <-> daemon, over TLS keyed by the cluster key
   kLoadReport = 20,
   kPlaceJob = 21,
   kPlaceReply = 22,
   kJobEnded = 23,
   kCancelJob = 24,
+  kJobOutput = 25,
+  kJobEndedAck = 26,
   // daemon <-> shepherd, over a Unix socket pair
   kShepherdStart = 30,
   kShepherdEvent = 31,
@@ -113,6 +117,23 @@ struct CancelRequest {
   static CancelRequest Decode(Reader& r) { return {r.u64()}; }
 };
 
+// Asks where a batch job's output is; answered with OutputReply or ErrorReply.
+struct OutputRequest {
+  static constexpr MessageType kType = MessageType::kOutputRequest;
+  uint64_t job_id = 0;
+  void Encode(Writer& w) const { w.u64(job_id); }
+  static OutputRequest Decode(Reader& r) { return {r.u64()}; }
+};
+
+struct OutputReply {
+  static constexpr MessageType kType = MessageType::kOutputReply;
+  std::string path;     // the file to read, as the asking user; empty when there is none yet
+  bool complete = false;  // the job has ended and the file holds all its output
+  std::string message;  // for the user when there is no file (still running elsewhere, discarded)
+  void Encode(Writer& w) const;
+  static OutputReply Decode(Reader& r);
+};
+
 // Submit daemon -> execution daemon: the owner cancelled a job placed there.
 struct CancelJob {
   static constexpr MessageType kType = MessageType::kCancelJob;
@@ -149,6 +170,9 @@ struct PlaceJob {
   uint64_t request_id = 0;  // matches the reply to the request on this connection
   std::string origin_host;
   uint64_t origin_job_id = 0;
+  // How many times the origin ran this job before (a batch job re-run after its
+  // host died): a repeated offer of the same attempt is not run twice.
+  uint32_t attempt = 0;
   JobSpec spec;
   void Encode(Writer& w) const;
   static PlaceJob Decode(Reader& r);
@@ -164,16 +188,41 @@ struct PlaceReply {
   static PlaceReply Decode(Reader& r);
 };
 
-// Execution daemon -> submit daemon: how a job it placed here ended.
+// Execution daemon -> submit daemon: how a job it placed here ended. Sent
+// again (after its JobOutput chunks, for a batch job) until a JobEndedAck
+// comes back, so that an end is never lost to a crash on either side.
 struct JobEnded {
   static constexpr MessageType kType = MessageType::kJobEnded;
   uint64_t origin_job_id = 0;
   bool failed = false;      // never ran, or its shepherd died
+  bool lost = false;        // it was running and vanished with its host or shepherd
   int32_t wait_status = 0;  // as from waitpid, when !failed
   double cpu_seconds = 0;
   std::string message;
+  int64_t start_time = 0, end_time = 0;  // unix seconds, on the execution host's clock
+  uint64_t output_size = 0;  // bytes of batch output sent before this message
+  std::string output_sha256;  // 32 raw bytes, or empty when no output travels
   void Encode(Writer& w) const;
   static JobEnded Decode(Reader& r);
+};
+
+// Submit daemon -> execution daemon: the end of this job is on disk here.
+struct JobEndedAck {
+  static constexpr MessageType kType = MessageType::kJobEndedAck;
+  uint64_t origin_job_id = 0;
+  void Encode(Writer& w) const { w.u64(origin_job_id); }
+  static JobEndedAck Decode(Reader& r) { return {r.u64()}; }
+};
+
+// Execution daemon -> submit daemon: a piece of a batch job's output, in order.
+// Offset 0 starts the file afresh (a resend after a broken link starts over).
+struct JobOutput {
+  static constexpr MessageType kType = MessageType::kJobOutput;
+  uint64_t origin_job_id = 0;
+  uint64_t offset = 0;
+  std::string bytes;  // at most kMaxStreamChunk
+  void Encode(Writer& w) const;
+  static JobOutput Decode(Reader& r);
 };
 
 // Daemon -> shepherd: run this job.
@@ -183,6 +232,15 @@ struct ShepherdStart {
   std::string exec_host;   // this host's entry, exported as QUEUE_HOST
   int32_t profile_nice = 0;
   bool allow_root = false;  // the queue's profile says allowroot
+  // Batch jobs (spec.batch): stdout and stderr go to this file, stdin is /dev/null,
+  // and no stub is contacted.
+  std::string output_path;
+  // Where the shepherd writes the job's end (an encoded ShepherdEvent) before it
+  // tells the daemon, so that a daemon restarted meanwhile still learns it.
+  std::string status_path;
+  // The shepherd was given a listening Unix socket as fd 4, on which a restarted
+  // daemon reconnects to re-adopt the job.
+  bool adoptable = false;
   JobSpec spec;
   void Encode(Writer& w) const;
   static ShepherdStart Decode(Reader& r);

@@ -268,6 +268,9 @@ void TestCluster::StartDaemon(int i) {
   std::vector<std::string> argv{BinDir() + "/queued", "-D", "--spooldir", h.spool, "--hosts", hosts_file_, "--key",
                                 h.key, "--listen", h.entry, "--socket", h.socket, "--loadavg-file", h.loadavg,
                                 "--clock-file", h.clock};
+  argv.insert(argv.end(), options_.daemon_args.begin(), options_.daemon_args.end());
+  // A socket left by a daemon killed with SIGKILL would look like a live one.
+  if (h.pid <= 0) std::filesystem::remove(h.socket);
   if (auto wrapper = options_.daemon_wrappers.find(i); wrapper != options_.daemon_wrappers.end())
     argv.insert(argv.begin(), wrapper->second.begin(), wrapper->second.end());
   auto on_host = OnHost(i);

@@ -70,6 +70,8 @@ struct ClusterOptions {
   // "on" that host: its daemon and the clients Queue() runs there.
   std::vector<std::string> host_entries;
   std::map<int, std::vector<std::string>> host_wrappers;
+  // Extra options for every queued (e.g. {"--host-timeout", "3"}).
+  std::vector<std::string> daemon_args;
 };
 
 class TestCluster {

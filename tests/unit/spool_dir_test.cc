@@ -119,7 +119,7 @@ TEST_F(SpoolDirTest, ReportsAMissingParent) {
 
 TEST(SpoolQueueName, Rules) {
   EXPECT_TRUE(IsValidQueueName("now"));
-  EXPECT_TRUE(IsValidQueueName(".hidden"));
+  EXPECT_FALSE(IsValidQueueName(".hidden"));  // the spool's own, like .queued
   EXPECT_TRUE(IsValidQueueName(std::string(31, 'q')));
   EXPECT_FALSE(IsValidQueueName(std::string(32, 'q')));
   EXPECT_FALSE(IsValidQueueName(""));

@@ -1,5 +1,6 @@
 // Tests of the SQLite job store: records round-trip, filters, ids, transactions,
-// reopening, and refusing files that are not (or no longer) a usable spool.
+// reopening, upgrading older files, and refusing files that are not (or no longer)
+// a usable spool.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -38,9 +39,69 @@ class SpoolStoreTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
+  // The first column of every row of `sql` on the file, with plain SQLite.
+  std::vector<std::string> QueryColumn(const std::string& sql) {
+    sqlite3* db = nullptr;
+    std::vector<std::string> rows;
+    EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      rows.emplace_back(text == nullptr ? "" : reinterpret_cast<const char*>(text));
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return rows;
+  }
+
+  // Every table and index definition in the file, by name.
+  std::vector<std::string> Schema() {
+    return QueryColumn(
+        "SELECT name || ': ' || sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name");
+  }
+
   std::string dir_;
   std::string path_;
 };
+
+// The schema of version 1 spools, exactly as queued wrote it, to test upgrades.
+constexpr const char* kVersion1Schema = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
+  origin_host TEXT NOT NULL,
+  origin_id INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  gid INTEGER NOT NULL,
+  queue TEXT NOT NULL,
+  job_name TEXT NOT NULL,
+  state TEXT NOT NULL,
+  spec BLOB NOT NULL,
+  exec_host TEXT NOT NULL,
+  submit_time INTEGER NOT NULL,
+  start_time INTEGER NOT NULL,
+  end_time INTEGER NOT NULL,
+  wait_status INTEGER NOT NULL,
+  cpu_seconds REAL NOT NULL,
+  shepherd_pid INTEGER NOT NULL,
+  shepherd_start_time INTEGER NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_origin ON jobs (origin_host, origin_id);
+PRAGMA application_id = 1364542805;
+PRAGMA user_version = 1;
+)sql";
+
+// A job as a version-1 queued stored it: ids 1 and 2 were handed out, 2 removed.
+constexpr const char* kVersion1Jobs = R"sql(
+INSERT INTO jobs VALUES (1, 'alpha', 17, 1000, 100, 'now', 'build', 'done', X'00ff',
+  'beta', 1700000000, 1700000005, 1700000100, 0, 1.5, 4242, 99, '');
+INSERT INTO jobs VALUES (2, '', 0, 1000, 100, 'wait', 'gone', 'waiting', X'', '', 1, 0, 0,
+  -1, 0, 0, 0, '');
+DELETE FROM jobs WHERE id = 2;
+)sql";
 
 JobRecord SampleJob(std::string queue = "now", uint32_t uid = 1000) {
   JobRecord r;
@@ -60,6 +121,10 @@ JobRecord SampleJob(std::string queue = "now", uint32_t uid = 1000) {
   r.shepherd_pid = 4242;
   r.shepherd_start_time = 987654321;
   r.message = "exit 1";
+  r.batch = true;
+  r.output_path = "/home/ann/build.o42";
+  r.restarts = 3;
+  r.end_reported = true;
   return r;
 }
 
@@ -127,6 +192,10 @@ TEST_F(SpoolStoreTest, UpdateReplacesTheWholeRecord) {
   changed.spec = "new spec";
   changed.message = "";
   changed.cpu_seconds = 0.25;
+  changed.batch = false;
+  changed.output_path = "";
+  changed.restarts = 0;
+  changed.end_reported = false;
   ASSERT_TRUE(store->Update(changed).ok());
   auto got = store->Get(id);
   ASSERT_TRUE(got.ok() && got->has_value());
@@ -193,6 +262,86 @@ TEST_F(SpoolStoreTest, ListFiltersByStateUidQueueAndPages) {
   EXPECT_EQ(ids({.limit = 2}), (Ids{1, 2}));
   EXPECT_EQ(ids({.after_id = 2, .limit = 2}), (Ids{3, 4}));
   EXPECT_EQ(ids({.after_id = UINT64_MAX}), Ids{});
+}
+
+TEST_F(SpoolStoreTest, BatchFieldsKeepTheirWholeRange) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  JobRecord job = SampleJob();
+  job.restarts = UINT32_MAX;
+  job.output_path = std::string("/tmp/out \xc3\xa9\n.o1");
+  job.end_reported = false;
+  job.id = *store->Add(job);
+  auto got = store->Get(job.id);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ(**got, job);
+}
+
+TEST_F(SpoolStoreTest, ListFiltersByExecHostOriginBatchAndEndReported) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  struct Row {
+    const char* origin_host;
+    const char* exec_host;
+    bool batch;
+    bool end_reported;
+    JobState state;
+  };
+  const Row rows[] = {
+      {"", "alpha", false, true, JobState::kRunning},      // 1
+      {"beta", "alpha", true, false, JobState::kDone},     // 2
+      {"", "gamma", true, false, JobState::kDone},         // 3
+      {"beta", "gamma", false, true, JobState::kFailed},   // 4
+      {"", "", true, true, JobState::kWaiting},            // 5
+      {"delta", "alpha", true, false, JobState::kRunning}, // 6
+  };
+  for (const Row& row : rows) {
+    JobRecord r = SampleJob();
+    r.origin_host = row.origin_host;
+    r.exec_host = row.exec_host;
+    r.batch = row.batch;
+    r.end_reported = row.end_reported;
+    r.state = row.state;
+    ASSERT_TRUE(store->Add(r).ok());
+  }
+  auto ids = [&](const JobFilter& filter) {
+    std::vector<uint64_t> out;
+    auto listed = store->List(filter);
+    EXPECT_TRUE(listed.ok()) << listed.message();
+    if (listed.ok()) {
+      for (const JobRecord& r : *listed) out.push_back(r.id);
+    }
+    return out;
+  };
+  using Ids = std::vector<uint64_t>;
+  EXPECT_EQ(ids({.exec_host = "alpha"}), (Ids{1, 2, 6}));
+  EXPECT_EQ(ids({.exec_host = ""}), (Ids{5}));
+  EXPECT_EQ(ids({.local_origin = true}), (Ids{1, 3, 5}));
+  EXPECT_EQ(ids({.local_origin = false}), (Ids{2, 4, 6}));
+  EXPECT_EQ(ids({.batch = true}), (Ids{2, 3, 5, 6}));
+  EXPECT_EQ(ids({.batch = false}), (Ids{1, 4}));
+  EXPECT_EQ(ids({.end_reported = false}), (Ids{2, 3, 6}));
+  EXPECT_EQ(ids({.end_reported = true}), (Ids{1, 4, 5}));
+  // As the daemon asks: ends owed to other hosts, batch output still to deliver
+  // here, and jobs on a host that went silent.
+  EXPECT_EQ(ids({.states = {JobState::kDone, JobState::kFailed, JobState::kCancelled},
+                 .local_origin = false,
+                 .end_reported = false}),
+            (Ids{2}));
+  EXPECT_EQ(ids({.states = {JobState::kDone, JobState::kFailed},
+                 .local_origin = true,
+                 .batch = true,
+                 .end_reported = false}),
+            (Ids{3}));
+  EXPECT_EQ(ids({.states = {JobState::kWaiting, JobState::kRunning},
+                 .exec_host = "alpha",
+                 .local_origin = true}),
+            (Ids{1}));
+  EXPECT_EQ(ids({.exec_host = "alpha", .end_reported = false, .limit = 1}), (Ids{2}));
+  EXPECT_EQ(ids({.exec_host = "alpha", .end_reported = false, .after_id = 2}), (Ids{6}));
+  // The same shape of query with other values reuses its statement correctly.
+  EXPECT_EQ(ids({.exec_host = "gamma"}), (Ids{3, 4}));
+  EXPECT_EQ(ids({.exec_host = "nowhere"}), Ids{});
 }
 
 TEST_F(SpoolStoreTest, FindByOriginReturnsTheNewestMatch) {
@@ -406,6 +555,86 @@ TEST_F(SpoolStoreTest, NewerSchemaIsRefused) {
   ASSERT_FALSE(store.ok());
   EXPECT_NE(store.message().find("newer"), std::string::npos) << store.message();
   EXPECT_NE(store.message().find("99"), std::string::npos) << store.message();
+}
+
+TEST_F(SpoolStoreTest, ImpossibleSchemaVersionIsRefused) {
+  { ASSERT_TRUE(OpenStore()); }
+  RunSql("PRAGMA user_version = -3");
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("-3"), std::string::npos) << store.message();
+}
+
+TEST_F(SpoolStoreTest, Version1SpoolIsUpgradedInPlace) {
+  RunSql(std::string(kVersion1Schema) + kVersion1Jobs);
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    auto got = store->Get(1);
+    ASSERT_TRUE(got.ok()) << got.message();
+    ASSERT_TRUE(got->has_value());
+    const JobRecord& old = **got;
+    EXPECT_EQ(old.origin_host, "alpha");
+    EXPECT_EQ(old.origin_id, 17u);
+    EXPECT_EQ(old.state, JobState::kDone);
+    EXPECT_EQ(old.spec, std::string("\x00\xff", 2));
+    EXPECT_EQ(old.cpu_seconds, 1.5);
+    EXPECT_EQ(old.shepherd_start_time, 99);
+    // The new fields take the values that describe what a version-1 daemon did.
+    EXPECT_FALSE(old.batch);
+    EXPECT_EQ(old.output_path, "");
+    EXPECT_EQ(old.restarts, 0u);
+    EXPECT_TRUE(old.end_reported);
+    auto owed = store->List({.end_reported = false});
+    ASSERT_TRUE(owed.ok()) << owed.message();
+    EXPECT_TRUE(owed->empty());
+
+    // Removed ids stay used, and new records keep every field.
+    JobRecord job = SampleJob();
+    job.end_reported = false;
+    Result<uint64_t> id = store->Add(job);
+    ASSERT_TRUE(id.ok()) << id.message();
+    EXPECT_EQ(*id, 3u);
+    job.id = *id;
+    EXPECT_EQ(**store->Get(*id), job);
+  }
+  EXPECT_EQ(QueryColumn("PRAGMA user_version"), std::vector<std::string>{"2"});
+  // Opening again finds nothing to do.
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(CountJobs(*store), 2u);
+}
+
+TEST_F(SpoolStoreTest, UpgradedSchemaMatchesANewOne) {
+  { ASSERT_TRUE(OpenStore()); }
+  std::vector<std::string> fresh = Schema();
+  std::filesystem::remove_all(dir_);
+  ASSERT_TRUE(std::filesystem::create_directory(dir_));
+  RunSql(kVersion1Schema);
+  { ASSERT_TRUE(OpenStore()); }
+  EXPECT_EQ(Schema(), fresh);
+  EXPECT_EQ(QueryColumn("SELECT name FROM sqlite_schema WHERE name = 'jobs_end_unreported'"),
+            std::vector<std::string>{"jobs_end_unreported"});
+}
+
+TEST_F(SpoolStoreTest, FailedUpgradeLeavesTheFileAsItWas) {
+  // A version-1 file that somehow already has the last column the upgrade adds:
+  // the upgrade fails after adding the others, and must undo them.
+  std::string schema = kVersion1Schema;
+  const std::string last_column = "  message TEXT NOT NULL\n";
+  size_t at = schema.find(last_column);
+  ASSERT_NE(at, std::string::npos);
+  schema.replace(at, last_column.size(),
+                 "  message TEXT NOT NULL,\n  end_reported INTEGER NOT NULL DEFAULT 0\n");
+  RunSql(schema);
+  std::vector<std::string> before = Schema();
+
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("schema version 2"), std::string::npos) << store.message();
+  EXPECT_NE(store.message().find(path_), std::string::npos) << store.message();
+  EXPECT_EQ(Schema(), before);
+  EXPECT_EQ(QueryColumn("PRAGMA user_version"), std::vector<std::string>{"1"});
 }
 
 TEST_F(SpoolStoreTest, CorruptFileIsRefused) {

@@ -153,6 +153,48 @@ TEST(StubQueueCommandLine, StatusAndJsonNeedNoCommand) {
   EXPECT_TRUE(json.json);
 }
 
+TEST(StubQueueCommandLine, OutputTakesAJobId) {
+  Invocation inv = Queue({"--output", "12"});
+  EXPECT_EQ(inv.verb, Verb::kOutput);
+  EXPECT_EQ(inv.output_id, 12U);
+  EXPECT_TRUE(inv.command.empty());
+  EXPECT_EQ(Queue({"--output=7"}).output_id, 7U);
+  EXPECT_EQ(Queue({"--socket", "/tmp/q.sock", "--output", "3"}).socket_path, "/tmp/q.sock");
+}
+
+TEST(StubQueueCommandLine, OutputNeedsAGoodJobId) {
+  for (const char* bad : {"abc", "-5", "+5", " 5", "5x", "0x10", "18446744073709551616", ""})
+    EXPECT_TRUE(Contains(QueueError({"--output", bad}), "not a job id")) << bad;
+  EXPECT_EQ(Queue({"--output", "18446744073709551615"}).output_id, UINT64_MAX);
+  EXPECT_TRUE(Contains(QueueError({"--output", "0"}), "job ids start at 1"));
+  EXPECT_FALSE(ParseQueueCommandLine({"--output"}).ok());
+  // A second word is not silently taken for a command to run.
+  EXPECT_TRUE(Contains(QueueError({"--output", "12", "13"}), "takes no command"));
+}
+
+TEST(StubQueueCommandLine, VerbsExcludeEachOther) {
+  for (const Words& args : {Words{"--output", "12", "--jobs"}, Words{"--output", "12", "--cancel", "12"},
+                            Words{"--status", "--output", "1"}, Words{"--jobs", "--status"},
+                            Words{"--cancel", "4", "--jobs"}})
+    EXPECT_TRUE(Contains(QueueError(args), "exclude each other")) << args.front() << " " << args.back();
+}
+
+TEST(StubQueueCommandLine, CancelNeedsAGoodJobId) {
+  Invocation inv = Queue({"--cancel", "9"});
+  EXPECT_EQ(inv.verb, Verb::kCancel);
+  EXPECT_EQ(inv.cancel_id, 9U);
+  EXPECT_TRUE(Contains(QueueError({"--cancel", "0"}), "job ids start at 1"));
+  EXPECT_TRUE(Contains(QueueError({"--cancel", "9", "--", "rm"}), "takes no command"));
+}
+
+TEST(StubQueueCommandLine, BatchRun) {
+  Invocation inv = Queue({"-r", "--", "make"});
+  EXPECT_EQ(inv.verb, Verb::kRun);
+  EXPECT_TRUE(inv.batch);
+  EXPECT_TRUE(Queue({"--batch", "make"}).batch);
+  EXPECT_TRUE(Contains(QueueError({"-w", "-r", "--", "make"}), "-w and -r"));
+}
+
 TEST(StubQueueCommandLine, Version) {
   EXPECT_EQ(Queue({"-v"}).verb, Verb::kVersion);
   EXPECT_EQ(Queue({"--version"}).verb, Verb::kVersion);
@@ -164,6 +206,7 @@ TEST(StubQueueCommandLine, HelpGivesHelpText) {
   EXPECT_TRUE(Contains(inv.help_text, "--robust-host")) << inv.help_text;
   EXPECT_TRUE(Contains(inv.help_text, "--batch")) << inv.help_text;
   EXPECT_TRUE(Contains(inv.help_text, "--status")) << inv.help_text;
+  EXPECT_TRUE(Contains(inv.help_text, "--output")) << inv.help_text;
 }
 
 TEST(StubQueueCommandLine, NoCommandIsAnError) {

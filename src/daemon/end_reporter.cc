@@ -1,0 +1,163 @@
+// Reporting ends (and batch output) to submit hosts, until acknowledged.
+#include "daemon/end_reporter.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "util/sha256.h"
+
+namespace queue::daemon {
+
+namespace {
+
+// Output waits on the link past this much unsent data, so that a large output
+// neither floods memory nor starves the link's load reports for long.
+constexpr size_t kLinkHighWater = 4 << 20;
+constexpr auto kResendAfter = std::chrono::seconds(15);
+
+}  // namespace
+
+struct EndReporter::Transfer {
+  std::pair<std::string, uint64_t> key;
+  spool::JobRecord record;
+  int fd = -1;  // the output file; -1 when no output travels
+  uint64_t offset = 0;
+  Sha256 digest;
+  ~Transfer() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+void EndReporter::Report(const spool::JobRecord& record) {
+  if (record.origin_host.empty() || record.end_reported) return;
+  auto key = std::make_pair(record.origin_host, record.origin_id);
+  Owed& owed = owed_[key];
+  owed.record_id = record.id;
+  owed.peer = record.origin_host;
+  owed.origin_id = record.origin_id;
+  Enqueue(owed);
+}
+
+void EndReporter::LoadOwed() {
+  spool::JobFilter filter;
+  filter.states = {spool::JobState::kDone, spool::JobState::kFailed, spool::JobState::kCancelled};
+  filter.local_origin = false;
+  filter.end_reported = false;
+  auto list = store_.List(filter);
+  if (!list.ok()) {
+    std::cerr << "queued: spool: cannot list the ends owed to peers: " << list.message() << "\n";
+    return;
+  }
+  for (const auto& record : *list) Report(record);
+}
+
+void EndReporter::Resume(const std::string& peer) {
+  for (auto& [key, owed] : owed_)
+    if (owed.peer == peer) Enqueue(owed);
+}
+
+void EndReporter::Tick() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [key, owed] : owed_)
+    if (!owed.queued && now - owed.sent_at > kResendAfter) Enqueue(owed);
+}
+
+void EndReporter::Enqueue(Owed& owed) {
+  if (owed.queued) return;
+  owed.queued = true;
+  queue_.emplace_back(owed.peer, owed.origin_id);
+  Pump();
+}
+
+void EndReporter::Pump() {
+  while (!pacing_) {
+    if (!active_) {
+      if (queue_.empty()) return;
+      auto key = queue_.front();
+      queue_.pop_front();
+      auto owed = owed_.find(key);
+      if (owed == owed_.end()) continue;  // acknowledged meanwhile
+      owed->second.queued = false;
+      auto link = links_(key.first);
+      if (!link || !link->connected()) continue;  // Resume() brings it back
+      auto record = store_.Get(owed->second.record_id);
+      if (!record.ok() || !record->has_value()) {
+        owed_.erase(owed);
+        continue;
+      }
+      active_ = std::make_shared<Transfer>();
+      active_->key = key;
+      active_->record = **record;
+      owed->second.sent_at = std::chrono::steady_clock::now();
+      if (active_->record.batch && active_->record.state != spool::JobState::kCancelled) {
+        auto request = wire::DecodePayload<wire::SubmitRequest>(active_->record.spec);
+        if (request.ok() && !wire::DiscardsOutput(request->spec))
+          active_->fd = open(runner_.OutputFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
+      }
+    }
+    if (!Continue(*active_)) {
+      pacing_ = true;
+      pace_.expires_after(std::chrono::milliseconds(5));
+      pace_.async_wait([this](const asio::error_code& ec) {
+        if (ec) return;
+        pacing_ = false;
+        Pump();
+      });
+      return;
+    }
+    active_.reset();
+  }
+}
+
+bool EndReporter::Continue(Transfer& transfer) {
+  auto link = links_(transfer.key.first);
+  if (!link || !link->connected()) return true;  // dropped; sent again on Resume()
+  if (transfer.fd >= 0) {
+    std::string chunk(wire::kMaxStreamChunk, '\0');
+    for (;;) {
+      if (link->pending_bytes() > kLinkHighWater) return false;
+      ssize_t n = pread(transfer.fd, chunk.data(), chunk.size(), static_cast<off_t>(transfer.offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      std::string_view bytes(chunk.data(), static_cast<size_t>(n));
+      transfer.digest.Update(bytes);
+      link->SendJobOutput(wire::JobOutput{transfer.key.second, transfer.offset, std::string(bytes)});
+      transfer.offset += static_cast<uint64_t>(n);
+    }
+  }
+  const spool::JobRecord& r = transfer.record;
+  wire::JobEnded ended;
+  ended.origin_job_id = r.origin_id;
+  ended.failed = r.state != spool::JobState::kDone;
+  ended.lost = WasLost(r);
+  ended.wait_status = r.wait_status;
+  ended.cpu_seconds = r.cpu_seconds;
+  ended.message = r.message;
+  ended.start_time = r.start_time;
+  ended.end_time = r.end_time;
+  if (transfer.fd >= 0) {
+    ended.output_size = transfer.offset;
+    ended.output_sha256 = transfer.digest.Final();
+  }
+  link->SendJobEnded(ended);
+  return true;
+}
+
+void EndReporter::OnAcknowledged(const std::string& peer, uint64_t origin_job_id) {
+  auto owed = owed_.find({peer, origin_job_id});
+  if (owed == owed_.end()) return;
+  uint64_t record_id = owed->second.record_id;
+  owed_.erase(owed);
+  batch_.Join();
+  auto record = store_.Get(record_id);
+  if (!record.ok() || !record->has_value()) return;
+  (*record)->end_reported = true;
+  (void)store_.Update(**record);
+  batch_.AfterCommit([this, record_id](const Status& committed) {
+    if (committed.ok()) runner_.RemoveJobFiles(record_id);
+  });
+}
+
+}  // namespace queue::daemon

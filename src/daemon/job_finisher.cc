@@ -1,0 +1,229 @@
+// Ends of jobs at their submit host: output home, mail, record, restart.
+#include "daemon/job_finisher.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "daemon/job_mail.h"
+#include "daemon/mailer.h"
+#include "spool/output_file.h"
+#include "util/sha256.h"
+
+namespace queue::daemon {
+
+namespace {
+
+Result<wire::JobSpec> SpecOf(const spool::JobRecord& record) {
+  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
+  if (!request.ok()) return Fail("the job's stored spec is unreadable: " + request.message());
+  return std::move(request->spec);
+}
+
+std::string UserName(uint32_t uid) {
+  passwd entry{};
+  passwd* found = nullptr;
+  char buffer[4096];
+  if (getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found != nullptr) return entry.pw_name;
+  return std::to_string(uid);
+}
+
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Running on `peer`, or offered to it with the answer lost: either way that
+// host's word on the job is the one to take.
+bool IsPlacedOn(const spool::JobRecord& record, const std::string& peer) {
+  return record.exec_host == peer &&
+         (record.state == spool::JobState::kRunning || record.state == spool::JobState::kWaiting);
+}
+
+}  // namespace
+
+Status JobFinisher::Prepare() {
+  std::string dir = spool_dir_ + "/.queued/incoming";
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
+  return Status::Ok();
+}
+
+std::string JobFinisher::IncomingFile(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/incoming/" + std::to_string(record_id) + ".out";
+}
+
+void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& output) {
+  auto record = store_.Get(output.origin_job_id);
+  if (!record.ok() || !record->has_value()) return;
+  const spool::JobRecord& r = **record;
+  if (!r.batch || !IsPlacedOn(r, peer)) return;
+  std::string path = IncomingFile(r.id);
+  int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (output.offset == 0 ? O_CREAT | O_TRUNC : 0);
+  int fd = open(path.c_str(), flags, 0600);
+  if (fd < 0) return;
+  struct stat info{};
+  // Pieces come in order on one link; one that does not follow on is stale.
+  if (fstat(fd, &info) == 0 && static_cast<uint64_t>(info.st_size) == output.offset) {
+    ssize_t written = pwrite(fd, output.bytes.data(), output.bytes.size(), static_cast<off_t>(output.offset));
+    if (written != static_cast<ssize_t>(output.bytes.size()))
+      std::cerr << "queued: cannot store output of job " << r.id << " in " << path << ": " << ErrnoText(errno) << "\n";
+  }
+  close(fd);
+}
+
+void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, std::function<void()> acknowledge) {
+  auto record = store_.Get(ended.origin_job_id);
+  if (!record.ok()) return;  // the spool is failing: no ack, the peer asks again
+  // Unknown, already ended, or moved elsewhere since: nothing to keep, but the
+  // peer must stop sending it.
+  if (!record->has_value() || !IsPlacedOn(**record, peer)) return acknowledge();
+  spool::JobRecord r = **record;
+  if (ended.lost) {
+    Lost(r, "it was lost on " + peer + " (" + ended.message + ")");
+    return batch_.AfterCommit([acknowledge](const Status& ok) {
+      if (ok.ok()) acknowledge();
+    });
+  }
+  std::string incoming = IncomingFile(r.id);
+  int fd = -1;
+  std::string note;
+  if (r.batch && !ended.output_sha256.empty()) {
+    fd = open(incoming.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat info{};
+    auto digest = fd >= 0 ? Sha256OfFile(fd) : Result<std::string>(Fail("missing"));
+    if (fd < 0 || fstat(fd, &info) != 0 || static_cast<uint64_t>(info.st_size) != ended.output_size ||
+        !digest.ok() || *digest != ended.output_sha256) {
+      std::cerr << "queued: job " << r.id << ": its output from " << peer
+                << " arrived incomplete or damaged; waiting for it to be sent again\n";
+      if (fd >= 0) close(fd);
+      return;
+    }
+  } else if (r.batch && !r.output_path.empty()) {
+    note = "its output was lost on " + peer;
+  }
+  r.state = ended.failed ? spool::JobState::kFailed : spool::JobState::kDone;
+  r.wait_status = ended.wait_status;
+  r.cpu_seconds = ended.cpu_seconds;
+  r.start_time = ended.start_time;
+  r.end_time = ended.end_time != 0 ? ended.end_time : Now();
+  r.message = ended.message;
+  if (r.batch) {
+    std::string delivered = Deliver(r, fd);
+    if (!delivered.empty()) note += (note.empty() ? "" : "; ") + delivered;
+  }
+  if (fd >= 0) close(fd);
+  if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
+  r.end_reported = true;
+  batch_.Join();
+  if (auto updated = store_.Update(r); !updated.ok()) {
+    std::cerr << "queued: spool: " << updated.message() << "\n";
+    return;
+  }
+  batch_.AfterCommit([acknowledge, incoming](const Status& ok) {
+    if (!ok.ok()) return;
+    ::unlink(incoming.c_str());
+    acknowledge();
+  });
+}
+
+void JobFinisher::FinishLocal(spool::JobRecord r) {
+  if (!r.batch || r.end_reported) return;
+  if (WasLost(r)) return Lost(r, r.message);
+  int fd = open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  std::string note = Deliver(r, fd);
+  if (fd >= 0) close(fd);
+  if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
+  r.end_reported = true;
+  batch_.Join();
+  if (auto updated = store_.Update(r); !updated.ok()) {
+    std::cerr << "queued: spool: " << updated.message() << "\n";
+    return;
+  }
+  uint64_t id = r.id;
+  batch_.AfterCommit([this, id](const Status& ok) {
+    if (ok.ok()) runner_.RemoveJobFiles(id);
+  });
+}
+
+void JobFinisher::LoadUnfinished() {
+  spool::JobFilter filter;
+  filter.states = {spool::JobState::kDone, spool::JobState::kFailed};
+  filter.local_origin = true;
+  filter.end_reported = false;
+  filter.batch = true;
+  auto list = store_.List(filter);
+  if (!list.ok()) {
+    std::cerr << "queued: spool: cannot list unfinished batch jobs: " << list.message() << "\n";
+    return;
+  }
+  for (auto& r : *list) FinishLocal(std::move(r));
+}
+
+void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
+  const QueueState* queue = queues_.Find(r.queue);
+  bool restart = r.batch && queue != nullptr && queue->policy.restart;
+  runner_.RemoveJobFiles(r.id);  // a partial output of the lost run is not the job's output
+  if (restart) {
+    r.state = spool::JobState::kWaiting;
+    r.exec_host.clear();
+    ++r.restarts;
+    r.start_time = r.end_time = 0;
+    r.wait_status = -1;
+    r.message = "run again after " + why;
+  } else {
+    r.state = spool::JobState::kFailed;
+    r.end_time = Now();
+    r.message = why + (r.batch ? " (not run again: the queue's profile has no `restart`)" : "");
+  }
+  r.end_reported = !restart;
+  batch_.Join();
+  if (auto updated = store_.Update(r); !updated.ok()) {
+    std::cerr << "queued: spool: " << updated.message() << "\n";
+    return;
+  }
+  std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
+  if (r.batch) Mail(r, -1);
+  if (restart && on_requeue_) on_requeue_(r.id);
+}
+
+std::string JobFinisher::Deliver(const spool::JobRecord& record, int fd) {
+  auto spec = SpecOf(record);
+  if (!spec.ok()) return spec.message();
+  if (!record.output_path.empty() && fd >= 0) {
+    spool::FileOwner owner{spec->uid, spec->gid, spec->groups};
+    if (auto delivered = spool::DeliverOutputFile(fd, record.output_path, owner); !delivered.ok())
+      return delivered.message();
+  }
+  Mail(record, fd);
+  return "";
+}
+
+void JobFinisher::Mail(const spool::JobRecord& record, int fd) {
+  const QueueState* queue = queues_.Find(record.queue);
+  auto spec = SpecOf(record);
+  if (queue == nullptr || !spec.ok() || wire::DiscardsOutput(*spec)) return;
+  JobMailInput input;
+  input.job_name = record.job_name;
+  input.queue = record.queue;
+  input.host = record.exec_host;
+  input.job_id = record.id;
+  input.crashed = record.state != spool::JobState::kDone;
+  input.wait_status = record.wait_status;
+  input.cpu_seconds = record.cpu_seconds;
+  input.failure = record.message;
+  if (fd >= 0) {
+    std::string excerpt(kMaxMailedOutput + 1, '\0');
+    ssize_t n = pread(fd, excerpt.data(), excerpt.size(), 0);
+    excerpt.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    input.output_truncated = excerpt.size() > kMaxMailedOutput;
+    if (input.output_truncated) excerpt.resize(kMaxMailedOutput);
+    input.output = std::move(excerpt);
+  }
+  auto mail = ComposeJobMail(input, queue->policy.mail);
+  if (!mail) return;
+  std::string user = UserName(record.uid);
+  if (!SendMail(user, mail->subject, mail->body))
+    std::cerr << "queued: (no sendmail to mail " << user << ") " << mail->subject << "\n";
+}
+
+}  // namespace queue::daemon

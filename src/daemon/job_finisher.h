@@ -1,0 +1,60 @@
+// JobFinisher: closes a job at its submit host. It assembles a batch job's
+// output as it arrives from the execution host, checks it against the size and
+// SHA-256 that host sent, puts it where the user asked (`<jobname>.o<id>` in the
+// submit cwd, written as the user; nowhere with QMAIL=FALSE), mails the owner
+// per the queue's `mail` flags, and records the end. A job lost with its host
+// or shepherd is queued to run again when the queue's profile says `restart`,
+// and otherwise fails with the reason. Event-loop only.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "daemon/group_commit.h"
+#include "daemon/job_runner.h"
+#include "daemon/queue_table.h"
+#include "spool/job_store.h"
+#include "wire/messages.h"
+
+namespace queue::daemon {
+
+class JobFinisher {
+ public:
+  JobFinisher(spool::JobStore& store, GroupCommit& batch, JobRunner& runner, QueueTable& queues,
+              std::string spool_dir)
+      : store_(store), batch_(batch), runner_(runner), queues_(queues), spool_dir_(std::move(spool_dir)) {}
+
+  Status Prepare();
+
+  // Called with the id of a job that must be placed again (restart).
+  void OnRequeue(std::function<void(uint64_t record_id)> callback) { on_requeue_ = std::move(callback); }
+
+  // A piece of the output of a job this host placed on `peer`.
+  void OnOutput(const std::string& peer, const wire::JobOutput& output);
+  // The end of a job this host placed on `peer`. `acknowledge` runs once the end
+  // is on disk here (at once for an end already known); it does not run when the
+  // output arrived damaged, so that the peer sends it again.
+  void OnEnded(const std::string& peer, const wire::JobEnded& ended, std::function<void()> acknowledge);
+  // A job submitted here that ended here (its record already says how).
+  void FinishLocal(spool::JobRecord record);
+  // Start-up: jobs submitted here whose end is recorded but not yet handled.
+  void LoadUnfinished();
+  // A job that vanished with its host or shepherd while it ran.
+  void Lost(spool::JobRecord record, const std::string& why);
+
+ private:
+  std::string IncomingFile(uint64_t record_id) const;
+  // Delivers the output in `fd` (may be -1: none) and mails the owner; returns a
+  // note for the record when something could not be done.
+  std::string Deliver(const spool::JobRecord& record, int fd);
+  void Mail(const spool::JobRecord& record, int fd);
+
+  spool::JobStore& store_;
+  GroupCommit& batch_;
+  JobRunner& runner_;
+  QueueTable& queues_;
+  std::string spool_dir_;
+  std::function<void(uint64_t)> on_requeue_;
+};
+
+}  // namespace queue::daemon

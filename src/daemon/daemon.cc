@@ -667,17 +667,21 @@ void DaemonImpl::Placed(uint64_t record_id, const std::string& host) {
   if (host == self_.entry) {  // a remote placement was counted when offered
     table_.AddPlacement(host, load::Clock::now());
     table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
-    return;  // the runner's record is the job's record
   }
   batch_->Join();
   auto record = store_->Get(record_id);
-  // Its end may have come first (the answer to an earlier offer was lost).
-  if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kWaiting) return;
-  // The execution host keeps its own record too; this one says where the job went.
-  (*record)->state = spool::JobState::kRunning;
-  (*record)->exec_host = host;
-  (*record)->start_time = Now();
-  (void)store_->Update(**record);
+  if (!record.ok() || !record->has_value()) return;
+  spool::JobRecord& r = **record;
+  if (host != self_.entry) {
+    // Its end may have come first (the answer to an earlier offer was lost).
+    if (r.state != spool::JobState::kWaiting) return;
+    // The execution host keeps its own record too; this one says where the job went.
+    r.state = spool::JobState::kRunning;
+    r.exec_host = host;
+    r.start_time = Now();
+    (void)store_->Update(r);
+  }
+  finisher_->MailStart(r, host);
 }
 
 void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::JobState state) {
@@ -706,8 +710,10 @@ void DaemonImpl::RetryWaiting() {
   waiting_pass_posted_ = false;
   size_t in_flight = 0;
   std::vector<uint64_t> ready;
+  for (const auto& [id, job] : waiting_) in_flight += job.in_flight;
+  // Only as many as may start now: a pass over a long list stays short.
   for (const auto& [id, job] : waiting_) {
-    in_flight += job.in_flight;
+    if (ready.size() + in_flight >= kMaxPlacementsInFlight) break;
     if (!job.in_flight && !blocked_.count(job.key)) ready.push_back(id);
   }
   // Placements may end (and change waiting_) before StartPlacement returns.

@@ -198,6 +198,22 @@ std::string JobFinisher::Deliver(const spool::JobRecord& record, int fd) {
   return "";
 }
 
+void JobFinisher::MailStart(const spool::JobRecord& record, const std::string& host) {
+  const QueueState* queue = queues_.Find(record.queue);
+  auto spec = SpecOf(record);
+  if (!record.batch || queue == nullptr || !spec.ok() || wire::DiscardsOutput(*spec)) return;
+  JobMailInput input;
+  input.job_name = record.job_name;
+  input.queue = record.queue;
+  input.host = host;
+  input.job_id = record.id;
+  auto mail = ComposeStartMail(input, queue->policy.mail);
+  if (!mail) return;
+  std::string user = UserName(record.uid);
+  if (!SendMail(user, mail->subject, mail->body))
+    std::cerr << "queued: (no sendmail to mail " << user << ") " << mail->subject << "\n";
+}
+
 void JobFinisher::Mail(const spool::JobRecord& record, int fd) {
   const QueueState* queue = queues_.Find(record.queue);
   auto spec = SpecOf(record);

@@ -39,6 +39,9 @@ class JobFinisher {
   void FinishLocal(spool::JobRecord record);
   // Start-up: jobs submitted here whose end is recorded but not yet handled.
   void LoadUnfinished();
+  // A batch job just started on `host`: mails the owner when the queue's `mail`
+  // has `s`.
+  void MailStart(const spool::JobRecord& record, const std::string& host);
   // A job that vanished with its host or shepherd while it ran.
   void Lost(spool::JobRecord record, const std::string& why);
 

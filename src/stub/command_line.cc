@@ -107,7 +107,7 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   // Job ids are read as text: CLI11 would wrap "-5" round to a huge id.
   std::optional<std::string> cancel, output;
   app.add_option("--cancel", cancel, "cancel your job ID (SIGTERM, then SIGKILL)")->type_name("ID");
-  app.add_option("--output", output, "print the output of your batch (-r) job ID, so far if it still runs")
+  app.add_option("--output", output, "print the output of your finished batch (-r) job ID")
       ->type_name("ID");
   app.add_flag("--json", inv.json, "with --status or --jobs: machine-readable JSON");
   app.add_option("--socket", inv.socket_path, "the local queued's socket (default: $QUEUE_SOCKET)");

@@ -63,7 +63,7 @@ fi
 if [[ "${QUEUE_SKIP_FUZZ:-0}" == 1 ]]; then
   summary+=("fuzz skipped")
 elif step fuzz-build scripts/build.sh build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DQUEUE_FUZZ=ON \
-    -DQUEUE_FUZZ_ONLY=ON -- wire_fuzz hosts_fuzz loadavg_fuzz profile_fuzz; then
+    -DQUEUE_FUZZ_ONLY=ON -- wire_fuzz hosts_fuzz loadavg_fuzz profile_fuzz bundle_fuzz; then
   step fuzz ctest --test-dir build-fuzz -L fuzz "${ctest_args[@]}"
 fi
 finish

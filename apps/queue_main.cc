@@ -103,6 +103,16 @@ int CancelJob(const Invocation& inv, const std::string& program) {
   return 0;
 }
 
+int MigrateJob(const Invocation& inv, const std::string& program) {
+  auto reply = Ask(inv, queue::wire::MigrateRequest{inv.migrate_id, inv.migrate_host});
+  if (!reply.ok()) {
+    std::cerr << program << ": " << reply.message() << "\n";
+    return 2;
+  }
+  std::cout << *reply << "\n";
+  return 0;
+}
+
 // Copies the file at `path` to stdout. It is opened as the user running us,
 // so the kernel, not the daemon, decides whether they may read it.
 queue::Status CopyFileToStdout(const std::string& path) {
@@ -179,6 +189,7 @@ int main(int argc, char** argv) {
     case queue::stub::Verb::kJobs: return ShowJobs(inv, program);
     case queue::stub::Verb::kCancel: return CancelJob(inv, program);
     case queue::stub::Verb::kOutput: return ShowOutput(inv, program);
+    case queue::stub::Verb::kMigrate: return MigrateJob(inv, program);
     case queue::stub::Verb::kRun: break;
   }
   auto spec = queue::stub::CaptureLocalContext(inv.command);

@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <ctime>
+#include <sstream>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,6 +19,7 @@
 #include "auth/cluster_key.h"
 #include "auth/psk_tls.h"
 #include "cluster/hosts_file.h"
+#include "daemon/bundle_sender.h"
 #include "daemon/end_reporter.h"
 #include "daemon/group_commit.h"
 #include "daemon/job_finisher.h"
@@ -69,6 +72,11 @@ int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 // free slots quickly, few enough that a full cluster is not asked thousands of
 // times per heartbeat.
 constexpr size_t kMaxPlacementsInFlight = 32;
+
+// A job that moved off a host is not sent back there sooner than this.
+constexpr auto kNoMoveBack = std::chrono::seconds(60);
+// How long a job moved away for the load counts against it (the 1-minute load's memory).
+constexpr double kMovedLoadSeconds = 60;
 
 Result<wire::JobSpec> SpecOf(const spool::JobRecord& record) {
   auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
@@ -129,6 +137,8 @@ class DaemonImpl {
     uint64_t record_id = 0;
     uint32_t attempt = 0;  // the job's restarts so far
     bool resolving = false;  // asking again where an earlier offer went unanswered
+    std::string bundle;      // restart files that go with it (a path), or ""
+    std::vector<std::string> avoid;  // hosts it just left
     wire::JobSpec spec;
     std::vector<std::string> candidates;
     size_t next = 0;
@@ -138,15 +148,33 @@ class DaemonImpl {
   // A job no host could take yet. Batch jobs wait in the spool (their spec is
   // read from there); interactive ones wait with their stub's connection.
   struct WaitingJob {
-    bool batch = false;
+    bool stored = false;  // its spec is in the spool: a batch job, or a job to restart
     std::string key;  // "queue|only host": jobs that the same refusal holds back
     wire::JobSpec spec;  // interactive only
-    std::weak_ptr<ClientChannel> client;
+    std::weak_ptr<ClientChannel> client;  // an interactive job's stub, to tell it where the job goes
     bool in_flight = false;
   };
   static std::string WaitKey(const wire::JobSpec& spec) { return spec.queue + "|" + spec.only_host; }
-  void AddWaitingBatch(uint64_t record_id);
-  void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, uint32_t attempt, const std::string& offered_to,
+  void AddWaitingStored(uint64_t record_id);
+  // The spec a restarted job runs with: QUEUE_RESTART_COUNT, and with restart
+  // files RESTARTED=1 and the queue's restartflag.
+  wire::JobSpec RestartSpec(const spool::JobRecord& record, wire::JobSpec spec, bool from_bundle) const;
+  // Exec side: asks running jobs of checkpointing queues to checkpoint, for the
+  // load (`loadcheckpoint`), a drain, or `checkpointperiod`.
+  void CheckpointForPolicy();
+  bool SomeHostTakesRestarts(const std::string& queue) const;
+  Result<std::string> Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host);
+  std::string ArrivingBundle(const std::string& origin, uint64_t origin_id) const {
+    return config_.spool_dir + "/.queued/arriving/" + origin + "-" + std::to_string(origin_id) + ".qrb";
+  }
+  void ForgetFinishedJobs();
+  struct PlacementOptions {
+    uint32_t attempt = 0;
+    std::string offered_to;
+    std::string bundle;
+    std::vector<std::string> avoid;
+  };
+  void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, const PlacementOptions& options,
                       PlacementCallback done);
   void SetOffer(uint64_t record_id, const std::string& host);
   void ScheduleWaitingPass();
@@ -192,6 +220,16 @@ class DaemonImpl {
   std::optional<SupervisorLog> supervisor_log_;
   std::map<uint64_t, WaitingJob> waiting_;  // by spool record id: FIFO
   std::set<std::string> blocked_;  // "queue|host" keys no host took this heartbeat
+  // Interactive jobs submitted here: their stubs, to tell them where a job that
+  // moved goes next.
+  std::map<uint64_t, std::weak_ptr<ClientChannel>> stubs_;
+  // Hosts a moved job is not sent back to before the time given (no ping-pong).
+  std::map<uint64_t, std::map<std::string, std::chrono::steady_clock::time_point>> avoid_;
+  // A host the owner asked a job to move to (queue --migrate ID HOST).
+  std::map<uint64_t, std::string> migrate_to_;
+  // When this host last sent jobs away for its load: each counts against the
+  // load for a minute, as the 1-minute average takes that long to show it.
+  std::vector<std::chrono::steady_clock::time_point> moved_for_load_;
   bool waiting_pass_posted_ = false;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::map<std::string, std::filesystem::file_time_type> program_failed_at_;  // profile version that failed
@@ -232,8 +270,11 @@ Status DaemonImpl::Init() {
   if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
   finisher_ = std::make_unique<JobFinisher>(*store_, *batch_, *runner_, *queues_, config_.spool_dir);
   if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
-  finisher_->OnRequeue([this](uint64_t record_id) {
-    AddWaitingBatch(record_id);
+  if (std::string dir = config_.spool_dir + "/.queued/arriving"; mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return Fail("cannot create " + dir + ": " + ErrnoText(errno));
+  finisher_->OnRequeue([this](uint64_t record_id, const std::string& avoid) {
+    if (!avoid.empty()) avoid_[record_id][avoid] = std::chrono::steady_clock::now() + kNoMoveBack;
+    AddWaitingStored(record_id);
     ScheduleWaitingPass();
   });
   reporter_ = std::make_unique<EndReporter>(io_, *store_, *batch_, *runner_, [this](const std::string& host) {
@@ -343,6 +384,8 @@ void DaemonImpl::Heartbeat() {
   RetryWaiting();
   reporter_->Tick();
   WatchSilentHosts();
+  CheckpointForPolicy();
+  ForgetFinishedJobs();
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
   for (auto& [name, link] : links_) link->SendLoad(report);
@@ -468,6 +511,13 @@ void DaemonImpl::OnClientFrame(const std::shared_ptr<ClientChannel>& channel, co
       if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
       return channel->Send(wire::StatusReply{*done});
     }
+    case wire::MessageType::kMigrateRequest: {
+      auto request = wire::DecodePayload<wire::MigrateRequest>(payload);
+      if (!request.ok()) return refuse(request.message());
+      auto done = Migrate(who, request->job_id, request->host);
+      if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
+      return channel->Send(wire::StatusReply{*done});
+    }
     case wire::MessageType::kOutputRequest: {
       auto request = wire::DecodePayload<wire::OutputRequest>(payload);
       if (!request.ok()) return refuse(request.message());
@@ -524,11 +574,13 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   record.job_name = spec.job_name;
   record.state = spool::JobState::kWaiting;
   record.submit_time = Now();
+  record.spec = wire::EncodePayload(wire::SubmitRequest{spec});  // kept to restart it elsewhere
   batch_->Join();
   auto id = store_->Add(record);
   if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
   uint64_t record_id = *id;
-  StartPlacement(record_id, spec, 0, "", [this, channel, record_id, spec](const PlacementOutcome& outcome) {
+  stubs_[record_id] = channel;
+  StartPlacement(record_id, spec, {}, [this, channel, record_id, spec](const PlacementOutcome& outcome) {
     if (!outcome.host.empty()) return channel->Send(wire::SubmitReply{record_id, outcome.host, ""});
     if (!outcome.may_wait) {
       FailRecord(record_id, outcome.why);
@@ -578,20 +630,22 @@ void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire
   ScheduleWaitingPass();
 }
 
-void DaemonImpl::StartPlacement(uint64_t record_id, const wire::JobSpec& spec, uint32_t attempt,
-                                const std::string& offered_to, PlacementCallback done) {
+void DaemonImpl::StartPlacement(uint64_t record_id, const wire::JobSpec& spec, const PlacementOptions& options,
+                                PlacementCallback done) {
   auto placement = std::make_shared<PlacementAttempt>();
   placement->record_id = record_id;
-  placement->attempt = attempt;
+  placement->attempt = options.attempt;
   placement->spec = spec;
-  if (!offered_to.empty()) {
+  placement->bundle = options.bundle;
+  if (!options.offered_to.empty()) {
     // An earlier offer's answer was lost: that host may have the job, so it is
     // asked again before any other host is.
-    placement->candidates = {offered_to};
+    placement->candidates = {options.offered_to};
     placement->resolving = true;
   } else {
     sched::HostChooser chooser(hosts_, self_.entry);
-    sched::PlacementRequest request{spec.queue, spec.only_host, spec.preferred_host, {}};
+    sched::PlacementRequest request{spec.queue, spec.only_host, spec.preferred_host, options.avoid,
+                                    !options.bundle.empty()};
     auto ranking = chooser.Rank(table_, request, load::Clock::now());
     placement->candidates = std::move(ranking.candidates);
     placement->refusals = std::move(ranking.refusals);
@@ -617,8 +671,9 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   };
   if (host == self_.entry) {
     bool permanent = false;
-    auto admitted = runner_->Admit(AdmitRequest{"", 0, attempt->attempt, attempt->record_id, attempt->spec},
-                                   CurrentLoad(), &permanent);
+    auto admitted = runner_->Admit(
+        AdmitRequest{"", 0, attempt->attempt, attempt->record_id, attempt->spec, attempt->bundle}, CurrentLoad(),
+        &permanent);
     if (!admitted.ok()) return refused(admitted.message(), permanent);
     Placed(attempt->record_id, host);
     return done(PlacementOutcome{host, false, ""});
@@ -628,9 +683,11 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   // Counted at once, not when the answer comes: the submissions of a burst
   // that arrive meanwhile must already see this host as busier.
   table_.AddPlacement(host, load::Clock::now());
-  const bool batch = attempt->spec.batch;
-  auto send = [this, attempt, done, host, refused, batch, link = link->second] {
-    wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->attempt, attempt->spec};
+  // A batch job, or any job restarted from the spool: the offer is two-phase.
+  const bool batch = attempt->spec.batch || attempt->attempt > 0;
+  auto send = [this, attempt, done, host, refused, batch, link = link->second](const SentBundle& bundle) {
+    wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->attempt, bundle.size, bundle.sha256,
+                         attempt->spec};
     link->Place(std::move(place), config_.place_timeout,
                 [this, attempt, done, host, refused, batch](const wire::PlaceReply& reply, PeerLink::PlaceFate fate) {
                   // Whether the host has the job is unknown until it answers.
@@ -645,12 +702,20 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
                   done(PlacementOutcome{host, false, ""});
                 });
   };
-  if (!batch) return send();
+  // Restart files go first, so that the host has them when it takes the job.
+  auto ship = [this, attempt, send, refused, link = link->second] {
+    if (attempt->bundle.empty()) return send(SentBundle{});
+    SendBundle(io_, link, self_.entry, attempt->record_id, attempt->bundle, [send, refused](Result<SentBundle> sent) {
+      if (!sent.ok()) return refused(sent.message(), false);
+      send(*sent);
+    });
+  };
+  if (!batch) return ship();
   // Two-phase hand-off: the spool says where the job was offered before the
   // offer leaves, so that after a crash it is asked there first, never twice.
   SetOffer(attempt->record_id, host);
-  batch_->AfterCommit([send, refused](const Status& committed) {
-    if (committed.ok()) return send();
+  batch_->AfterCommit([ship, refused](const Status& committed) {
+    if (committed.ok()) return ship();
     refused("spool: " + committed.message(), false);
   });
 }
@@ -726,21 +791,22 @@ void DaemonImpl::RetryWaiting() {
   }
 }
 
-void DaemonImpl::AddWaitingBatch(uint64_t record_id) {
+void DaemonImpl::AddWaitingStored(uint64_t record_id) {
   auto record = store_->Get(record_id);
   if (!record.ok() || !record->has_value()) return;
   auto spec = SpecOf(**record);
   if (!spec.ok()) return FailRecord(record_id, spec.message());
-  waiting_[record_id] = WaitingJob{true, WaitKey(*spec), {}, {}, false};
+  std::weak_ptr<ClientChannel> stub;
+  if (auto found = stubs_.find(record_id); found != stubs_.end()) stub = found->second;
+  waiting_[record_id] = WaitingJob{true, WaitKey(*spec), {}, stub, false};
 }
 
 // Starts placing one waiting job, or drops it from the list when it is gone.
 void DaemonImpl::TakeWaiting(uint64_t record_id) {
   WaitingJob& job = waiting_.at(record_id);
   wire::JobSpec spec;
-  std::string offered_to;
-  uint32_t attempt = 0;
-  if (job.batch) {
+  PlacementOptions options;
+  if (job.stored) {
     auto record = store_->Get(record_id);
     if (!record.ok()) return;  // the spool is failing; try again later
     if (!record->has_value() || (*record)->state != spool::JobState::kWaiting) {
@@ -753,9 +819,27 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
       waiting_.erase(record_id);
       return;
     }
-    spec = std::move(decoded.value());
-    offered_to = (*record)->exec_host;
-    attempt = (*record)->restarts;
+    const spool::JobRecord& r = **record;
+    if (!r.batch && job.client.expired()) {
+      FailRecord(record_id, "withdrawn: its stub went away while it waited to go on", spool::JobState::kCancelled);
+      waiting_.erase(record_id);
+      return;
+    }
+    options.offered_to = r.exec_host;
+    options.attempt = r.restarts;
+    std::string bundle = finisher_->RestartBundle(record_id);
+    if (::access(bundle.c_str(), F_OK) == 0) options.bundle = bundle;
+    spec = r.restarts > 0 ? RestartSpec(r, std::move(decoded.value()), !options.bundle.empty())
+                          : std::move(decoded.value());
+    auto now = std::chrono::steady_clock::now();
+    if (auto avoid = avoid_.find(record_id); avoid != avoid_.end())
+      for (const auto& [host, until] : avoid->second)
+        if (until > now) options.avoid.push_back(host);
+    // Where its owner asked it to move overrides where it was first pinned (-h).
+    if (auto target = migrate_to_.find(record_id); target != migrate_to_.end()) {
+      spec.only_host = target->second;
+      std::erase(options.avoid, target->second);
+    }
   } else {
     auto client = job.client.lock();
     if (!client || client->closed()) {
@@ -766,9 +850,26 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
     spec = job.spec;
   }
   job.in_flight = true;
-  StartPlacement(record_id, spec, attempt, offered_to, [this, record_id, key = job.key](const PlacementOutcome& outcome) {
+  StartPlacement(record_id, spec, options, [this, record_id, key = job.key](const PlacementOutcome& outcome) {
     OnWaitingOutcome(record_id, key, outcome);
   });
+}
+
+wire::JobSpec DaemonImpl::RestartSpec(const spool::JobRecord& record, wire::JobSpec spec, bool from_bundle) const {
+  auto set_env = [&spec](const std::string& name, const std::string& value) {
+    std::erase_if(spec.env, [&name](const std::string& v) { return v.starts_with(name + "="); });
+    spec.env.push_back(name + "=" + value);
+  };
+  set_env("QUEUE_RESTART_COUNT", std::to_string(record.restarts));
+  if (!from_bundle) return spec;
+  set_env("RESTARTED", "1");
+  const QueueState* queue = queues_->Find(record.queue);
+  if (queue == nullptr || queue->policy.restart_flag.empty() || spec.argv.empty()) return spec;
+  if (queue->policy.restart_flag_pos == profile::RestartFlagPosition::kLast)
+    spec.argv.push_back(queue->policy.restart_flag);
+  else
+    spec.argv.insert(spec.argv.begin() + 1, queue->policy.restart_flag);
+  return spec;
 }
 
 void DaemonImpl::OnWaitingOutcome(uint64_t record_id, const std::string& key, const PlacementOutcome& outcome) {
@@ -789,7 +890,10 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, const std::string& key, co
       client->Send(wire::SubmitReply{record_id, outcome.host, ""});
   }
   waiting_.erase(found);
-  if (!outcome.host.empty()) ScheduleWaitingPass();
+  if (!outcome.host.empty()) {
+    migrate_to_.erase(record_id);
+    ScheduleWaitingPass();
+  }
 }
 
 // Start-up: batch jobs waiting in the spool wait again; interactive ones lost
@@ -806,7 +910,7 @@ void DaemonImpl::Recover() {
     size_t batch_jobs = 0;
     for (const auto& r : *list) {
       if (r.batch) {
-        AddWaitingBatch(r.id);
+        AddWaitingStored(r.id);
         ++batch_jobs;
       } else {
         FailRecord(r.id, "withdrawn: queued restarted while it waited", spool::JobState::kCancelled);
@@ -952,6 +1056,95 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
   return Fail("you have no waiting or running job " + id_text + " on this host");
 }
 
+Result<std::string> DaemonImpl::Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host) {
+  auto record = store_->Get(job_id);
+  if (!record.ok()) return Fail("spool: " + record.message());
+  const std::string id_text = std::to_string(job_id);
+  if (!record->has_value() || !(*record)->origin_host.empty() || (who.uid != 0 && (*record)->uid != who.uid))
+    return Fail("you have no job " + id_text + " submitted on this host");
+  const spool::JobRecord& r = **record;
+  if (r.state != spool::JobState::kRunning) return Fail("job " + id_text + " is not running");
+  std::string target;
+  if (!host.empty()) {
+    auto resolved = ResolveHostOption(host);
+    if (!resolved.ok()) return resolved.error();
+    target = *resolved;
+    if (target == r.exec_host) return Fail("job " + id_text + " already runs on " + target);
+  }
+  if (!SomeHostTakesRestarts(r.queue) && target.empty())
+    return Fail("no other host takes restarted jobs in queue \"" + r.queue + "\" now (restartmode, load)");
+  const std::string reason = "[job " + id_text + " is moving at its owner's request]";
+  bool asked = false;
+  if (r.exec_host == self_.entry) {
+    asked = runner_->Checkpoint(r.id, reason);
+  } else if (auto link = links_.find(r.exec_host); link != links_.end()) {
+    asked = link->second->SendMigrate(wire::MigrateJob{job_id, reason});
+  }
+  if (!asked)
+    return Fail("job " + id_text + " cannot be checkpointed on " + r.exec_host +
+                " (its queue needs checkpointmode 2 there, and the host must be reachable)");
+  if (!target.empty()) migrate_to_[r.id] = target;
+  return "asked job " + id_text + " on " + r.exec_host + " to checkpoint; it will go on " +
+         (target.empty() ? "on another host" : "on " + target);
+}
+
+bool DaemonImpl::SomeHostTakesRestarts(const std::string& queue) const {
+  auto now = load::Clock::now();
+  for (const auto& host : hosts_) {
+    if (host.entry == self_.entry) continue;
+    const load::HostLoad* fresh = table_.Fresh(host.entry, now);
+    if (fresh == nullptr) continue;
+    for (const auto& q : fresh->report.queues)
+      if (q.name == queue && q.takes_restarts && q.accepting) return true;
+  }
+  return false;
+}
+
+// Exec side, every heartbeat. Load: the newest job of a queue whose load is at
+// or above its `loadcheckpoint` is asked to checkpoint when another host takes
+// restarts, one per heartbeat, each counting against the load for a minute so
+// that no more jobs leave than the load needs. Drain: every checkpointable job
+// leaves. Period: a job that has run `checkpointperiod` checkpoints (and goes
+// on wherever fits, here included).
+void DaemonImpl::CheckpointForPolicy() {
+  auto now = std::chrono::steady_clock::now();
+  std::erase_if(moved_for_load_, [&](const auto& at) { return now - at > std::chrono::seconds(5 * 60); });
+  double moved = 0;
+  for (const auto& at : moved_for_load_)
+    moved += std::exp(-std::chrono::duration<double>(now - at).count() / kMovedLoadSeconds);
+  const double load = std::max(0.0, CurrentLoad() - moved);
+  for (const auto& [name, q] : queues_->queues()) {
+    const profile::QueuePolicy& p = q.policy;
+    if (p.checkpoint_mode != profile::CheckpointMode::kUser || !q.error.empty()) continue;
+    if (p.checkpoint_period_seconds > 0)
+      for (uint64_t id : runner_->DueForPeriodicCheckpoint(name, std::chrono::seconds(p.checkpoint_period_seconds)))
+        runner_->Checkpoint(id, "");
+    if (!SomeHostTakesRestarts(name)) continue;
+    if (p.exec == profile::ExecState::kDrain) {
+      for (uint64_t id : runner_->CheckpointCandidates(name))
+        runner_->Checkpoint(id, "[" + self_.entry + " is draining: the job moves to another host]");
+      continue;
+    }
+    if (profile::NormalizedLoad(load, p.load_norm, cpus_) < p.load_checkpoint) continue;
+    auto candidates = runner_->CheckpointCandidates(name);
+    if (candidates.empty()) continue;
+    std::ostringstream why;
+    why << "[load " << last_load_ << " on " << self_.entry << " reached loadcheckpoint " << p.load_checkpoint
+        << ": the job moves to another host]";
+    if (runner_->Checkpoint(candidates.front(), why.str())) moved_for_load_.push_back(now);
+    return;  // one per heartbeat: the next pass sees the estimate lowered
+  }
+}
+
+void DaemonImpl::ForgetFinishedJobs() {
+  std::erase_if(stubs_, [](const auto& entry) { return entry.second.expired(); });
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = avoid_.begin(); it != avoid_.end();) {
+    std::erase_if(it->second, [&](const auto& host) { return host.second <= now; });
+    it = it->second.empty() ? avoid_.erase(it) : std::next(it);
+  }
+}
+
 Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint64_t job_id) {
   auto record = store_->Get(job_id);
   if (!record.ok()) return Fail("spool: " + record.message());
@@ -1043,10 +1236,18 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       if (!place.ok()) return channel->Close(place.message());
       if (place->origin_host != *peer_name) return channel->Close("job placed on behalf of another host");
       bool permanent = false;
-      const bool batch = place->spec.batch;
+      const bool batch = place->spec.batch || place->attempt > 0;
+      std::string bundle;
+      if (!place->bundle_sha256.empty()) {
+        bundle = ArrivingBundle(*peer_name, place->origin_job_id);
+        if (!FileMatches(bundle, place->bundle_size, place->bundle_sha256))
+          return channel->Send(wire::PlaceReply{place->request_id, false, false,
+                                                "its restart files did not arrive whole"});
+      }
       auto admitted = runner_->Admit(AdmitRequest{place->origin_host, place->origin_job_id, place->attempt, 0,
-                                                  std::move(place->spec)},
+                                                  std::move(place->spec), bundle},
                                      CurrentLoad(), &permanent);
+      if (!bundle.empty()) ::unlink(bundle.c_str());
       if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
       wire::PlaceReply reply{place->request_id, admitted.ok(), !admitted.ok() && permanent,
                              admitted.ok() ? "" : admitted.message()};
@@ -1066,6 +1267,24 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       if (record.ok() && record->has_value())
         runner_->ControlJob((*record)->id, wire::ShepherdAction::kTerminate,
                             "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
+      return;
+    }
+    case wire::MessageType::kBundleChunk: {
+      auto chunk = wire::DecodePayload<wire::BundleChunk>(payload);
+      if (!chunk.ok()) return channel->Close(chunk.message());
+      if (chunk->origin_host != *peer_name) return finisher_->OnBundleChunk(*peer_name, *chunk);
+      // Restart files of a job that peer is about to place here.
+      if (auto stored = StoreChunk(ArrivingBundle(*peer_name, chunk->origin_job_id), chunk->offset, chunk->bytes);
+          !stored.ok())
+        std::cerr << "queued: " << stored.message() << "\n";
+      return;
+    }
+    case wire::MessageType::kMigrateJob: {
+      auto migrate = wire::DecodePayload<wire::MigrateJob>(payload);
+      if (!migrate.ok()) return channel->Close(migrate.message());
+      auto record = store_->FindByOrigin(*peer_name, migrate->origin_job_id);
+      if (record.ok() && record->has_value() && (*record)->state == spool::JobState::kRunning)
+        runner_->Checkpoint((*record)->id, migrate->reason);
       return;
     }
     case wire::MessageType::kJobOutput: {

@@ -25,8 +25,12 @@ struct EndReporter::Transfer {
   int fd = -1;  // the output file; -1 when no output travels
   uint64_t offset = 0;
   Sha256 digest;
+  int bundle_fd = -1;  // a checkpointed job's restart files; -1 when none travel
+  uint64_t bundle_offset = 0;
+  Sha256 bundle_digest;
   ~Transfer() {
     if (fd >= 0) close(fd);
+    if (bundle_fd >= 0) close(bundle_fd);
   }
 };
 
@@ -91,6 +95,8 @@ void EndReporter::Pump() {
       active_->key = key;
       active_->record = **record;
       owed->second.sent_at = std::chrono::steady_clock::now();
+      if (active_->record.checkpointed)
+        active_->bundle_fd = open(runner_.BundleFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
       if (active_->record.batch && active_->record.state != spool::JobState::kCancelled) {
         auto request = wire::DecodePayload<wire::SubmitRequest>(active_->record.spec);
         if (request.ok() && !wire::DiscardsOutput(request->spec))
@@ -114,6 +120,20 @@ void EndReporter::Pump() {
 bool EndReporter::Continue(Transfer& transfer) {
   auto link = links_(transfer.key.first);
   if (!link || !link->connected()) return true;  // dropped; sent again on Resume()
+  if (transfer.bundle_fd >= 0) {
+    std::string chunk(wire::kMaxStreamChunk, '\0');
+    for (;;) {
+      if (link->pending_bytes() > kLinkHighWater) return false;
+      ssize_t n = pread(transfer.bundle_fd, chunk.data(), chunk.size(), static_cast<off_t>(transfer.bundle_offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      std::string_view bytes(chunk.data(), static_cast<size_t>(n));
+      transfer.bundle_digest.Update(bytes);
+      link->SendBundleChunk(wire::BundleChunk{transfer.key.first, transfer.key.second, transfer.bundle_offset,
+                                              std::string(bytes)});
+      transfer.bundle_offset += static_cast<uint64_t>(n);
+    }
+  }
   if (transfer.fd >= 0) {
     std::string chunk(wire::kMaxStreamChunk, '\0');
     for (;;) {
@@ -140,6 +160,11 @@ bool EndReporter::Continue(Transfer& transfer) {
   if (transfer.fd >= 0) {
     ended.output_size = transfer.offset;
     ended.output_sha256 = transfer.digest.Final();
+  }
+  ended.checkpointed = r.checkpointed;
+  if (transfer.bundle_fd >= 0) {
+    ended.bundle_size = transfer.bundle_offset;
+    ended.bundle_sha256 = transfer.bundle_digest.Final();
   }
   link->SendJobEnded(ended);
   return true;

@@ -8,6 +8,7 @@
 
 #include <iostream>
 
+#include "daemon/bundle_sender.h"
 #include "daemon/job_mail.h"
 #include "daemon/mailer.h"
 #include "spool/output_file.h"
@@ -40,16 +41,89 @@ bool IsPlacedOn(const spool::JobRecord& record, const std::string& peer) {
          (record.state == spool::JobState::kRunning || record.state == spool::JobState::kWaiting);
 }
 
+// Appends all of `from` (read from offset 0) to `to`, which is open O_APPEND
+// (sendfile refuses such a target).
+Status AppendFile(int to, int from) {
+  std::string buffer(1 << 16, '\0');
+  for (off_t offset = 0;;) {
+    ssize_t n = pread(from, buffer.data(), buffer.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Fail("cannot read output: " + ErrnoText(errno));
+    if (n == 0) return Status::Ok();
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = write(to, buffer.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Fail("cannot keep output: " + ErrnoText(errno));
+      done += w;
+    }
+    offset += n;
+  }
+}
+
 }  // namespace
 
 Status JobFinisher::Prepare() {
-  std::string dir = spool_dir_ + "/.queued/incoming";
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
+  for (const char* sub : {"/.queued/incoming", "/.queued/restart"}) {
+    std::string dir = spool_dir_ + sub;
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
+  }
   return Status::Ok();
 }
 
 std::string JobFinisher::IncomingFile(uint64_t record_id) const {
   return spool_dir_ + "/.queued/incoming/" + std::to_string(record_id) + ".out";
+}
+
+std::string JobFinisher::IncomingBundle(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/incoming/" + std::to_string(record_id) + ".qrb";
+}
+
+std::string JobFinisher::RestartBundle(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".qrb";
+}
+
+std::string JobFinisher::PartialOutput(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".out";
+}
+
+void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk) {
+  auto record = store_.Get(chunk.origin_job_id);
+  if (!record.ok() || !record->has_value() || !IsPlacedOn(**record, peer)) return;
+  if (auto stored = StoreChunk(IncomingBundle(chunk.origin_job_id), chunk.offset, chunk.bytes); !stored.ok())
+    std::cerr << "queued: job " << chunk.origin_job_id << ": " << stored.message() << "\n";
+}
+
+void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const std::string& bundle,
+                               int output_fd) {
+  if (!bundle.empty() && ::rename(bundle.c_str(), RestartBundle(r.id).c_str()) != 0)
+    std::cerr << "queued: job " << r.id << ": cannot keep its restart files: " << ErrnoText(errno) << "\n";
+  if (output_fd >= 0 && r.batch) {
+    // The output so far stays here and is put before the rest when the job ends.
+    int partial = open(PartialOutput(r.id).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (partial >= 0) {
+      if (auto appended = AppendFile(partial, output_fd); !appended.ok())
+        std::cerr << "queued: job " << r.id << ": output before its checkpoint: " << appended.message() << "\n";
+      close(partial);
+    }
+  }
+  const bool has_bundle = ::access(RestartBundle(r.id).c_str(), F_OK) == 0;
+  r.state = spool::JobState::kWaiting;
+  r.exec_host.clear();
+  r.checkpointed = false;
+  ++r.restarts;
+  r.start_time = r.end_time = 0;
+  r.wait_status = -1;
+  if (r.message.empty()) r.message = "checkpointed on " + from_host;
+  if (bundle.empty())
+    r.message += has_bundle ? "; it goes on from its previous restart files" : "; it starts again from the beginning";
+  r.end_reported = false;
+  batch_.Join();
+  if (auto updated = store_.Update(r); !updated.ok()) {
+    std::cerr << "queued: spool: " << updated.message() << "\n";
+    return;
+  }
+  std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
+  if (on_requeue_) on_requeue_(r.id, from_host);
 }
 
 void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& output) {
@@ -82,6 +156,28 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     Lost(r, "it was lost on " + peer + " (" + ended.message + ")");
     return batch_.AfterCommit([acknowledge](const Status& ok) {
       if (ok.ok()) acknowledge();
+    });
+  }
+  if (ended.checkpointed) {
+    std::string bundle = IncomingBundle(r.id);
+    if (!ended.bundle_sha256.empty() && !FileMatches(bundle, ended.bundle_size, ended.bundle_sha256)) {
+      std::cerr << "queued: job " << r.id << ": its restart files from " << peer
+                << " arrived incomplete or damaged; waiting for them to be sent again\n";
+      return;
+    }
+    std::string output = IncomingFile(r.id);
+    int output_fd = -1;
+    if (r.batch && !ended.output_sha256.empty()) {
+      if (!FileMatches(output, ended.output_size, ended.output_sha256)) return;
+      output_fd = open(output.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    r.message = ended.message;
+    Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output_fd);
+    if (output_fd >= 0) close(output_fd);
+    return batch_.AfterCommit([acknowledge, output](const Status& ok) {
+      if (!ok.ok()) return;
+      ::unlink(output.c_str());
+      acknowledge();
     });
   }
   std::string incoming = IncomingFile(r.id);
@@ -127,6 +223,14 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
 }
 
 void JobFinisher::FinishLocal(spool::JobRecord r) {
+  if (r.checkpointed) {
+    int output_fd = r.batch ? open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+    std::string bundle = runner_.BundleFile(r.id);
+    Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "", output_fd);
+    if (output_fd >= 0) close(output_fd);
+    ::unlink(runner_.OutputFile(r.id).c_str());
+    return;
+  }
   if (!r.batch || r.end_reported) return;
   if (WasLost(r)) return Lost(r, r.message);
   int fd = open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -183,18 +287,35 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
   }
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
   if (r.batch) Mail(r, -1);
-  if (restart && on_requeue_) on_requeue_(r.id);
+  if (restart && on_requeue_) on_requeue_(r.id, "");
 }
 
 std::string JobFinisher::Deliver(const spool::JobRecord& record, int fd) {
   auto spec = SpecOf(record);
   if (!spec.ok()) return spec.message();
+  int whole = -1;  // the output from before its checkpoints, then this run's
+  if (int partial = open(PartialOutput(record.id).c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW); partial >= 0) {
+    if (fd >= 0) {
+      if (auto appended = AppendFile(partial, fd); !appended.ok())
+        std::cerr << "queued: job " << record.id << ": " << appended.message() << "\n";
+    }
+    whole = partial;
+    fd = partial;
+  }
   if (!record.output_path.empty() && fd >= 0) {
     spool::FileOwner owner{spec->uid, spec->gid, spec->groups};
-    if (auto delivered = spool::DeliverOutputFile(fd, record.output_path, owner); !delivered.ok())
+    auto delivered = spool::DeliverOutputFile(fd, record.output_path, owner);
+    if (!delivered.ok()) {
+      if (whole >= 0) close(whole);
       return delivered.message();
+    }
   }
   Mail(record, fd);
+  if (whole >= 0) {
+    close(whole);
+    ::unlink(PartialOutput(record.id).c_str());
+  }
+  ::unlink(RestartBundle(record.id).c_str());
   return "";
 }
 

@@ -26,8 +26,17 @@ class JobFinisher {
 
   Status Prepare();
 
-  // Called with the id of a job that must be placed again (restart).
-  void OnRequeue(std::function<void(uint64_t record_id)> callback) { on_requeue_ = std::move(callback); }
+  // Called with the id of a job that must be placed again (restart, or a
+  // checkpoint to go on elsewhere), and a host it should not go back to ("" = any).
+  void OnRequeue(std::function<void(uint64_t record_id, const std::string& avoid)> callback) {
+    on_requeue_ = std::move(callback);
+  }
+
+  // A piece of the restart-file bundle of a job this host placed on `peer`.
+  void OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk);
+  // The bundle a restarted job starts from, if it has one: the restart files of
+  // its last checkpoint, kept at its submit host.
+  std::string RestartBundle(uint64_t record_id) const;
 
   // A piece of the output of a job this host placed on `peer`.
   void OnOutput(const std::string& peer, const wire::JobOutput& output);
@@ -47,6 +56,11 @@ class JobFinisher {
 
  private:
   std::string IncomingFile(uint64_t record_id) const;
+  std::string IncomingBundle(uint64_t record_id) const;
+  std::string PartialOutput(uint64_t record_id) const;
+  // The job stopped on `from_host` to go on elsewhere: keeps its new restart
+  // files (`bundle`, "" when it wrote none) and its output so far, and queues it.
+  void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle, int output_fd);
   // Delivers the output in `fd` (may be -1: none) and mails the owner; returns a
   // note for the record when something could not be done.
   std::string Deliver(const spool::JobRecord& record, int fd);
@@ -57,7 +71,7 @@ class JobFinisher {
   JobRunner& runner_;
   QueueTable& queues_;
   std::string spool_dir_;
-  std::function<void(uint64_t)> on_requeue_;
+  std::function<void(uint64_t, const std::string&)> on_requeue_;
 };
 
 }  // namespace queue::daemon

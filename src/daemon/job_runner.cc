@@ -9,10 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <iostream>
 
 #include "exec/shepherd_status.h"
+#include "migrate/restart_bundle.h"
+#include "spool/output_file.h"
 
 extern char** environ;
 
@@ -68,6 +71,33 @@ Result<int> ListenAt(const std::string& path) {
   return fd;
 }
 
+// The restart file a job is told about: the profile's first plain `restartfile`
+// name, else `<jobname>.restart`, in the job's cwd.
+std::string RestartFilePath(const wire::JobSpec& spec, const profile::QueuePolicy& policy) {
+  std::string name = spec.job_name.empty() ? "job" : spec.job_name;
+  for (char& c : name)
+    if (c == '/') c = '_';
+  name += ".restart";
+  if (!policy.restart_files.empty() && policy.restart_files.front().find_first_of("*?[") == std::string::npos)
+    name = policy.restart_files.front();
+  if (!name.empty() && name.front() == '/') return name;
+  return spec.cwd + (spec.cwd.ends_with('/') ? "" : "/") + name;
+}
+
+// What travels when the job checkpoints: the profile's `restartfile` names, or
+// the file it was told about.
+std::vector<std::string> RestartPatterns(const wire::JobSpec& spec, const profile::QueuePolicy& policy) {
+  if (!policy.restart_files.empty()) return policy.restart_files;
+  for (const auto& variable : spec.env)
+    if (variable.starts_with("QUEUE_RESTART_FILE=")) {
+      std::string path = variable.substr(19);
+      if (path.starts_with(spec.cwd + "/")) return {path.substr(spec.cwd.size() + 1)};
+      return {};
+    }
+  std::string path = RestartFilePath(spec, policy);
+  return {path.substr(spec.cwd.size() + (spec.cwd.ends_with('/') ? 0 : 1))};
+}
+
 }  // namespace
 
 bool WasLost(const spool::JobRecord& record) {
@@ -80,7 +110,7 @@ JobRunner::JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& 
       shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)) {}
 
 Status JobRunner::Prepare() {
-  for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output"}) {
+  for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output", "/.queued/bundle"}) {
     std::string dir = spool_dir_ + sub;
     if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
   }
@@ -95,7 +125,12 @@ std::string JobRunner::OutputFile(uint64_t record_id) const {
   return spool_dir_ + "/.queued/output/" + std::to_string(record_id) + ".out";
 }
 
+std::string JobRunner::BundleFile(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/bundle/" + std::to_string(record_id) + ".qrb";
+}
+
 void JobRunner::RemoveJobFiles(uint64_t record_id) const {
+  ::unlink(BundleFile(record_id).c_str());
   ::unlink(RunFile(record_id, ".sock").c_str());
   ::unlink(RunFile(record_id, ".status").c_str());
   ::unlink(OutputFile(record_id).c_str());
@@ -117,6 +152,11 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   }
   *permanent = false;
   if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
+  if (!request.bundle.empty()) {
+    if (queue->policy.restart_mode == profile::RestartMode::kRefuse)
+      return Fail("queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)");
+    if (auto restored = RestoreRestartFiles(request.bundle, request.spec); !restored.ok()) return Fail(restored.message());
+  }
   ApplyProfileLimits(request.spec, queue->policy);
 
   spool::JobRecord record;
@@ -143,6 +183,7 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   record.wait_status = -1;
   record.shepherd_pid = 0;
   record.end_reported = false;
+  record.checkpointed = false;
   batch_.Join();
   uint64_t id = record.id;
   if (request.local_record_id != 0) {
@@ -152,7 +193,7 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
     if (!added.ok()) return Fail("spool: " + added.message());
     id = *added;
   }
-  Track(id, queue->name);
+  Track(id, queue->name, !request.spec.only_host.empty());
   uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : id;
   if (request.spec.batch) {
     batch_.AfterCommit([this, id, job_id, spec = std::move(request.spec)](const Status& committed) {
@@ -175,7 +216,14 @@ void JobRunner::StartShepherd(uint64_t record_id, uint64_t job_id, const wire::J
   if (running == shepherds_.end() || running->second.finished) return;  // cancelled meanwhile
   const QueueState* queue = queues_.Find(spec.queue);
   profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
-  if (auto spawned = SpawnShepherd(record_id, job_id, spec, policy); !spawned.ok())
+  wire::JobSpec job = spec;
+  if (policy.checkpoint_mode != profile::CheckpointMode::kOff) {
+    // Where the job is to save its state, unless the user chose already.
+    bool chosen = false;
+    for (const auto& variable : job.env) chosen |= variable.starts_with("QUEUE_RESTART_FILE=");
+    if (!chosen) job.env.push_back("QUEUE_RESTART_FILE=" + RestartFilePath(job, policy));
+  }
+  if (auto spawned = SpawnShepherd(record_id, job_id, job, policy); !spawned.ok())
     OnShepherdEvent(record_id, wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, spawned.message()});
 }
 
@@ -227,8 +275,10 @@ Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire:
   return Status::Ok();
 }
 
-void JobRunner::Track(uint64_t record_id, const std::string& queue) {
-  if (!shepherds_.try_emplace(record_id, Running{record_id, queue, nullptr}).second) return;
+void JobRunner::Track(uint64_t record_id, const std::string& queue, bool pinned) {
+  Running running{record_id, queue, nullptr};
+  running.pinned = pinned;
+  if (!shepherds_.try_emplace(record_id, running).second) return;
   if (QueueState* q = queues_.Find(queue); q != nullptr) ++q->running;
 }
 
@@ -348,8 +398,18 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   if (state == spool::JobState::kDone) r.wait_status = event.wait_status;
   // Lost: it ran (the shepherd was started) and its end cannot be known.
   if (state == spool::JobState::kFailed && event.kind != wire::ShepherdEventKind::kFailed) r.wait_status = kLostWaitStatus;
+  // A job that stops after a checkpoint request, or exits with the queue's
+  // `checkpointexit` code on its own, goes on elsewhere from its restart files.
+  const QueueState* queue = queues_.Find(r.queue);
+  bool self_checkpoint = state == spool::JobState::kDone && queue != nullptr && queue->policy.checkpoint_exit &&
+                         WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == *queue->policy.checkpoint_exit;
+  r.checkpointed = state == spool::JobState::kDone && (event.checkpointed || self_checkpoint);
+  if (r.checkpointed) {
+    int64_t since = event.checkpointed ? event.signal_time_ms : r.start_time * 1000;
+    r.message = PackCheckpoint(r, since);
+  }
   // Interactive jobs submitted here have nobody else to tell.
-  r.end_reported = r.origin_host.empty() && !r.batch;
+  r.end_reported = r.origin_host.empty() && !r.batch && !r.checkpointed;
   if (auto updated = store_.Update(r); !updated.ok()) std::cerr << "queued: spool: " << updated.message() << "\n";
   batch_.AfterCommit([this, record_id](const Status& committed) {
     if (!committed.ok()) return;
@@ -362,6 +422,37 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
       ((state == spool::JobState::kDone && q->policy.mail_supervisor.end) ||
        (state == spool::JobState::kFailed && q->policy.mail_supervisor.crash)))
     on_notice_(r.queue, DescribeEnd(r));
+}
+
+Status JobRunner::RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const {
+  int fd = open(bundle.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Fail("its restart files are missing here: " + ErrnoText(errno));
+  auto restored = migrate::UnpackRestartFiles(fd, spec.cwd, spool::FileOwner{spec.uid, spec.gid, spec.groups});
+  close(fd);
+  if (!restored.ok()) return Fail("cannot restore its restart files: " + restored.message());
+  return Status::Ok();
+}
+
+std::string JobRunner::PackCheckpoint(const spool::JobRecord& record, int64_t since_ms) {
+  const std::string path = BundleFile(record.id);
+  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
+  if (!request.ok()) return "checkpointed, but its stored spec is unreadable";
+  const QueueState* queue = queues_.Find(record.queue);
+  profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
+  const wire::JobSpec& spec = request->spec;
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return "checkpointed on " + self_host_ + ", but its restart files could not be kept: " + ErrnoText(errno);
+  spool::FileOwner owner{spec.uid, spec.gid, spec.groups};
+  auto packed = migrate::PackRestartFiles(fd, spec.cwd, RestartPatterns(spec, policy), owner, since_ms);
+  close(fd);
+  if (!packed.ok() || packed->files == 0 || !packed->any_modified_since) {
+    ::unlink(path.c_str());
+    std::string why = !packed.ok() ? packed.message()
+                                   : "it wrote no restart file after the checkpoint signal";
+    return "checkpointed on " + self_host_ + " without restart files (" + why + ")";
+  }
+  return "checkpointed on " + self_host_ + " with " + std::to_string(packed->files) + " restart file(s), " +
+         std::to_string(packed->bytes) + " bytes";
 }
 
 void JobRunner::Release(uint64_t record_id) {
@@ -380,6 +471,41 @@ bool JobRunner::ControlJob(uint64_t record_id, wire::ShepherdAction action, cons
   if (it == shepherds_.end() || it->second.finished || !it->second.channel) return false;
   it->second.channel->Send(wire::ShepherdControl{action, message});
   return true;
+}
+
+bool JobRunner::Checkpoint(uint64_t record_id, const std::string& reason) {
+  auto it = shepherds_.find(record_id);
+  if (it == shepherds_.end() || it->second.finished || !it->second.channel || it->second.checkpoint_requested)
+    return false;
+  const QueueState* queue = queues_.Find(it->second.queue);
+  if (queue == nullptr || queue->policy.checkpoint_mode != profile::CheckpointMode::kUser) return false;
+  it->second.checkpoint_requested = true;
+  wire::ShepherdControl control{wire::ShepherdAction::kCheckpoint, reason, queue->policy.checkpoint_signal,
+                                queue->policy.checkpoint_grace_seconds};
+  it->second.channel->Send(control);
+  return true;
+}
+
+std::vector<uint64_t> JobRunner::CheckpointCandidates(const std::string& queue) const {
+  std::vector<std::pair<std::chrono::steady_clock::time_point, uint64_t>> jobs;
+  for (const auto& [id, running] : shepherds_)
+    if (running.queue == queue && !running.finished && running.channel && !running.checkpoint_requested &&
+        !running.pinned)
+      jobs.emplace_back(running.started, id);
+  std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) { return a > b; });
+  std::vector<uint64_t> ids;
+  for (const auto& [started, id] : jobs) ids.push_back(id);
+  return ids;
+}
+
+std::vector<uint64_t> JobRunner::DueForPeriodicCheckpoint(const std::string& queue, std::chrono::seconds period) const {
+  std::vector<uint64_t> due;
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, running] : shepherds_)
+    if (running.queue == queue && !running.finished && running.channel && !running.checkpoint_requested &&
+        now - running.started >= period)
+      due.push_back(id);
+  return due;
 }
 
 void JobRunner::ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message) {

@@ -10,7 +10,9 @@
 // Lives on the daemon's event loop; not thread-safe.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <vector>
 #include <map>
 #include <memory>
 #include <string>
@@ -31,6 +33,7 @@ struct AdmitRequest {
   uint32_t attempt = 0;           // how many times the origin has run it before
   uint64_t local_record_id = 0;   // submitted here: the waiting record to run
   wire::JobSpec spec;
+  std::string bundle;             // restart files to put in its cwd first (a path), or ""
 };
 
 // A job that was running and vanished with its shepherd (host reboot, shepherd
@@ -71,6 +74,18 @@ class JobRunner {
   // Sends one running job this action; false when it does not run here.
   bool ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message);
 
+  // Asks the job for a checkpoint (the queue's checkpointsignal, once; SIGKILL
+  // after checkpointgrace): it is to save its restart files and exit, to go on
+  // elsewhere. False when it does not run here or was already asked.
+  bool Checkpoint(uint64_t record_id, const std::string& reason);
+  // The queue's running jobs that could be asked for a checkpoint, newest first.
+  std::vector<uint64_t> CheckpointCandidates(const std::string& queue) const;
+  // Running jobs of the queue asked for a periodic checkpoint now (checkpointperiod).
+  std::vector<uint64_t> DueForPeriodicCheckpoint(const std::string& queue, std::chrono::seconds period) const;
+
+  // Where a checkpointed job's restart files wait (a migrate/restart_bundle file).
+  std::string BundleFile(uint64_t record_id) const;
+
   // Sends every running job of the queue this action (and the user the message).
   void ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message);
 
@@ -86,6 +101,9 @@ class JobRunner {
     std::string queue;
     std::shared_ptr<ShepherdChannel> channel;
     bool finished = false;
+    bool checkpoint_requested = false;
+    bool pinned = false;  // submitted with -h: the load does not move it
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
 
   std::string RunFile(uint64_t record_id, const char* suffix) const;
@@ -93,7 +111,7 @@ class JobRunner {
   Status SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec,
                        const profile::QueuePolicy& policy);
   // Counts the job against its queue, once.
-  void Track(uint64_t record_id, const std::string& queue);
+  void Track(uint64_t record_id, const std::string& queue, bool pinned = false);
   void Attach(uint64_t record_id, const std::string& queue, std::shared_ptr<ShepherdChannel> channel);
   void OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& event);
   void OnShepherdGone(uint64_t record_id, const std::string& reason);
@@ -101,6 +119,11 @@ class JobRunner {
   Absence OnShepherdAbsent(const spool::JobRecord& record, const std::string& why);
   void EndRecord(uint64_t record_id, spool::JobState state, const wire::ShepherdEvent& event,
                  const std::string& message);
+  // A job that stopped to go on elsewhere: packs its restart files (as its
+  // owner) into its bundle; returns what the user should know.
+  std::string PackCheckpoint(const spool::JobRecord& record, int64_t since_ms);
+  // Writes a restarted job's restart files into its cwd, as its owner.
+  Status RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const;
   void Release(uint64_t record_id);
 
   asio::io_context& io_;

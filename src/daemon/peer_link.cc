@@ -130,6 +130,18 @@ bool PeerLink::SendJobOutput(wire::JobOutput output) {
   return true;
 }
 
+bool PeerLink::SendBundleChunk(wire::BundleChunk chunk) {
+  if (!connected()) return false;
+  channel_->Send(chunk);
+  return true;
+}
+
+bool PeerLink::SendMigrate(const wire::MigrateJob& migrate) {
+  if (!connected()) return false;
+  channel_->Send(migrate);
+  return true;
+}
+
 size_t PeerLink::pending_bytes() const { return connected() ? channel_->pending_bytes() : 0; }
 
 bool PeerLink::SendCancel(const wire::CancelJob& cancel) {

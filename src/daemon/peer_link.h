@@ -43,6 +43,8 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // again until the peer acknowledges them (OnEndAcknowledged).
   bool SendJobEnded(const wire::JobEnded& ended);
   bool SendJobOutput(wire::JobOutput output);
+  bool SendBundleChunk(wire::BundleChunk chunk);
+  bool SendMigrate(const wire::MigrateJob& migrate);
   bool SendCancel(const wire::CancelJob& cancel);
   // Bytes queued on the link and not yet written: senders of bulk output pace on it.
   size_t pending_bytes() const;

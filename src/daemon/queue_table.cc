@@ -99,6 +99,7 @@ std::vector<wire::QueueLoad> QueueTable::Loads(double load1) const {
     auto refusal = StateRefusal(q, load1);
     l.accepting = !refusal.has_value();
     l.refusal = refusal.value_or("");
+    l.takes_restarts = q.policy.restart_mode != profile::RestartMode::kRefuse;
     loads.push_back(std::move(l));
   }
   return loads;

@@ -382,9 +382,40 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         });
         break;
       }
+      case wire::ShepherdAction::kCheckpoint:
+        if (!RequestCheckpoint(control)) return;
+        break;
     }
     if (stub_ && !stub_->closed() && !control.reason.empty()) stub_->Send(wire::Notice{control.reason});
   }
+
+  // Sends the checkpoint signal, once for the job's life: many programs take a
+  // second one as "stop now, without saving". A job the queue holds stopped is
+  // continued so that it can act on it. Whatever way the job then ends, it
+  // ends checkpointed (MaybeFinish). Returns false when there is nothing to do.
+  bool RequestCheckpoint(const wire::ShepherdControl& control) {
+    if (checkpoint_signal_time_ms_ != 0 || job_.pid <= 0 || reaped_ || finished_) return false;
+    checkpoint_signal_time_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+    // 0 is no signal at all; SIGUSR2 is the checkpointsignal of SPEC §7 by default.
+    SignalJob(control.signo > 0 ? control.signo : SIGUSR2);
+    if (suspended_) {
+      suspended_ = false;
+      SignalJob(SIGCONT);
+    }
+    if (control.grace_seconds > 0) {
+      auto self = shared_from_this();
+      checkpoint_kill_timer_ =
+          std::make_unique<asio::steady_timer>(io_, std::chrono::seconds(control.grace_seconds));
+      checkpoint_kill_timer_->async_wait([self](const asio::error_code& e) {
+        if (!e) self->SignalJob(SIGKILL);
+      });
+    }
+    return true;
+  }
+
+  bool checkpointed() const { return checkpoint_signal_time_ms_ != 0; }
 
   void WriteStdin(std::shared_ptr<std::string> bytes) {
     if (!stdin_ || bytes->empty()) return;
@@ -464,8 +495,17 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       status.value = WEXITSTATUS(wait_status_);
       exit_status_ = status.value;
     }
+    if (checkpoint_kill_timer_) checkpoint_kill_timer_->cancel();
     // The daemon hears first, so the slot is free before the user's next command.
-    ReportEnd(wire::ShepherdEvent{wire::ShepherdEventKind::kFinished, job_.pid, wait_status_, cpu_seconds_, ""});
+    wire::ShepherdEvent event{wire::ShepherdEventKind::kFinished, job_.pid, wait_status_, cpu_seconds_, ""};
+    event.checkpointed = checkpointed();
+    event.signal_time_ms = checkpoint_signal_time_ms_;
+    ReportEnd(event);
+    // A checkpointed job goes on elsewhere, with the same stub: its status here
+    // is not the end the user waits for.
+    if (checkpointed())
+      status = wire::JobStatus{wire::JobStatusKind::kMoved, 0,
+                               "checkpointed on " + start_.exec_host + "; it carries on elsewhere"};
     if (stub_) stub_->Send(status);
     Finish();
   }
@@ -562,6 +602,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   asio::steady_timer drain_timer_;
   asio::steady_timer accept_retry_timer_;
   std::unique_ptr<asio::steady_timer> hangup_timer_;
+  std::unique_ptr<asio::steady_timer> checkpoint_kill_timer_;  // checkpointgrace
   std::optional<asio::posix::stream_descriptor> stdin_;
   LaunchedJob job_;
   std::string launch_error_;
@@ -573,6 +614,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   bool daemon_settled_ = true;
   bool suspended_ = false;
   bool terminating_ = false;
+  int64_t checkpoint_signal_time_ms_ = 0;  // Unix ms when the checkpoint signal went; 0: never
   int wait_status_ = 0;
   double cpu_seconds_ = 0;
   int exit_status_ = 0;

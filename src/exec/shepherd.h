@@ -16,6 +16,12 @@
 // shepherd started as) connects there to become the shepherd's daemon channel,
 // and is told at once kStarted{pid}, then the job's end if it has come.
 // The shepherd exits soon after the job ends, with or without a daemon.
+//
+// Checkpoint (SPEC §7, ShepherdAction::kCheckpoint): the job's process group
+// gets the queue's checkpoint signal exactly once, and SIGKILL after the grace
+// period if it is still there. However it then ends, its kFinished event says
+// checkpointed (with the signal's time) and its stub is told kMoved instead of
+// an exit status: the stub stays to wait for the job's next shepherd.
 #pragma once
 
 #include <chrono>

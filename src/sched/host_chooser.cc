@@ -48,6 +48,11 @@ Ranking HostChooser::Rank(const load::LoadTable& table, const PlacementRequest& 
       ranking.refusals.push_back(host + ": has no queue \"" + request.queue + "\"");
       continue;
     }
+    if (request.restart && !queue->takes_restarts) {
+      ++ranking.temporary_refusals;  // a profile may change
+      ranking.refusals.push_back(host + ": queue \"" + request.queue + "\" takes no restarted jobs (restartmode 0)");
+      continue;
+    }
     uint32_t running = queue->running + entry->placements_since_report;
     if (!queue->accepting) {
       ++ranking.temporary_refusals;

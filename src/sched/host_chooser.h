@@ -15,6 +15,7 @@ struct PlacementRequest {
   std::string only_host;       // -h: that host or none
   std::string preferred_host;  // -H: that host first
   std::vector<std::string> exclude;
+  bool restart = false;  // a checkpointed job: only hosts whose queue takes restarts (restartmode)
 };
 
 struct Ranking {

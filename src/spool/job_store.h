@@ -56,6 +56,9 @@ struct JobRecord {
   // Execution side: the submit host has acknowledged the job's end (JobEndedAck),
   // so nothing about it remains to be sent. Always true for jobs submitted here.
   bool end_reported = false;
+  // Execution side: it ended because it was checkpointed (to go on elsewhere);
+  // its restart files, if it wrote any, wait in the spool's bundle.
+  bool checkpointed = false;
 
   bool operator==(const JobRecord&) const = default;
 };

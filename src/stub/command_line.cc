@@ -21,7 +21,7 @@ namespace {
 size_t FindCommandStart(const std::vector<std::string>& args) {
   static constexpr std::string_view kValued[] = {"--host", "--robust-host", "--queuedir", "--spooldir",
                                                  "--jobname", "--socket", "--username", "--cancel",
-                                                 "--output"};
+                                                 "--output", "--migrate"};
   static constexpr std::string_view kValuedShort = "hHdjl";
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -65,14 +65,20 @@ Result<uint64_t> ParseJobId(const std::string& option, const std::string& text) 
   return id;
 }
 
-// At most one of --status, --jobs, --cancel and --output; none of them takes
-// a command, so a stray word (`--cancel 12 13`) is an error, not ignored.
-Result<Verb> ChooseVerb(bool status, bool jobs, bool cancel, bool output, const Invocation& inv) {
-  int verbs = static_cast<int>(status) + static_cast<int>(jobs) + static_cast<int>(cancel) + static_cast<int>(output);
-  if (verbs > 1) return Fail("--status, --jobs, --cancel and --output exclude each other");
+// At most one of --status, --jobs, --cancel, --output and --migrate; none of
+// them takes a command, so a stray word (`--cancel 12 13`) is an error, not
+// ignored. --migrate alone takes one more word: the host to move to.
+Result<Verb> ChooseVerb(bool status, bool jobs, bool cancel, bool output, bool migrate, const Invocation& inv) {
+  int verbs = static_cast<int>(status) + static_cast<int>(jobs) + static_cast<int>(cancel) + static_cast<int>(output) +
+              static_cast<int>(migrate);
+  if (verbs > 1) return Fail("--status, --jobs, --cancel, --output and --migrate exclude each other");
   if (verbs == 0) {
     if (inv.command.empty()) return Fail("no command given (usage: queue [options] -- command args; see --help)");
     return Verb::kRun;
+  }
+  if (migrate) {
+    if (inv.command.size() > 1) return Fail("--migrate ID [HOST] takes one host (\"" + inv.command[1] + "\" given)");
+    return Verb::kMigrate;
   }
   std::string name = status ? "--status" : jobs ? "--jobs" : cancel ? "--cancel" : "--output";
   if (!inv.command.empty()) return Fail(name + " takes no command (\"" + inv.command.front() + "\" given)");
@@ -105,9 +111,12 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   app.add_flag("--jobs", jobs, "list your waiting and running jobs");
   app.add_flag("--all", inv.all, "with --jobs: finished jobs too (exit code, host, times, CPU)");
   // Job ids are read as text: CLI11 would wrap "-5" round to a huge id.
-  std::optional<std::string> cancel, output;
+  std::optional<std::string> cancel, output, migrate;
   app.add_option("--cancel", cancel, "cancel your job ID (SIGTERM, then SIGKILL)")->type_name("ID");
   app.add_option("--output", output, "print the output of your finished batch (-r) job ID")
+      ->type_name("ID");
+  app.add_option("--migrate", migrate,
+                 "move your running job ID (checkpoint it and restart it elsewhere); a host may follow the ID")
       ->type_name("ID");
   app.add_flag("--json", inv.json, "with --status or --jobs: machine-readable JSON");
   app.add_option("--socket", inv.socket_path, "the local queued's socket (default: $QUEUE_SOCKET)");
@@ -131,13 +140,20 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   if (version) {
     inv.verb = Verb::kVersion;
   } else {
-    auto verb = ChooseVerb(status, jobs, cancel.has_value(), output.has_value(), inv);
+    auto verb = ChooseVerb(status, jobs, cancel.has_value(), output.has_value(), migrate.has_value(), inv);
     if (!verb.ok()) return verb.error();
     inv.verb = *verb;
     if (cancel || output) {
       auto id = ParseJobId(cancel ? "--cancel" : "--output", cancel ? *cancel : *output);
       if (!id.ok()) return id.error();
       (cancel ? inv.cancel_id : inv.output_id) = *id;
+    }
+    if (migrate) {
+      auto id = ParseJobId("--migrate", *migrate);
+      if (!id.ok()) return id.error();
+      inv.migrate_id = *id;
+      if (!inv.command.empty()) inv.migrate_host = inv.command.front();
+      inv.command.clear();
     }
   }
   if (immediate && wait_queue) return Fail("-i and -q exclude each other");

@@ -10,7 +10,7 @@
 
 namespace queue::stub {
 
-enum class Verb { kRun, kStatus, kJobs, kCancel, kOutput, kVersion, kHelp };
+enum class Verb { kRun, kStatus, kJobs, kCancel, kOutput, kMigrate, kVersion, kHelp };
 
 struct Invocation {
   Verb verb = Verb::kRun;
@@ -24,6 +24,8 @@ struct Invocation {
   bool all = false;         // --jobs --all: finished jobs too
   uint64_t cancel_id = 0;   // --cancel ID
   uint64_t output_id = 0;   // --output ID: the batch job whose output to show
+  uint64_t migrate_id = 0;  // --migrate ID [HOST]: the job to move
+  std::string migrate_host; //   and where to ("" = any host that takes it)
   std::string socket_path;
   std::string help_text;
 };

@@ -1,4 +1,7 @@
 // The stub's event loop: submit, accept the shepherd, relay, mirror the job's end.
+// A job that checkpoints (JobStatus kMoved) leaves its shepherd; the stub keeps
+// its listener, holds the user's signals and input, and attaches the job's next
+// shepherd, on whichever host it restarts, the same way as the first.
 #include "stub/stub_session.h"
 
 #include <signal.h>
@@ -30,6 +33,9 @@ using TlsStream = asio::ssl::stream<tcp::socket>;
 using JobChannel = wire::Channel<TlsStream>;
 
 constexpr size_t kStdinHighWater = 1 << 20;
+// A connection that does not finish its TLS handshake in this time is dropped,
+// so that a silent stranger cannot keep the job's shepherd out.
+constexpr std::chrono::seconds kHandshakeLimit{10};
 
 // Signals the stub forwards to the job. SIGCHLD, SIGPIPE and the unblockable
 // ones are not forwarded.
@@ -84,7 +90,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
       std::cerr << "[" << options_.program_name << ": job " << job_id_ << " is waiting: " << reply->waiting_reason
                 << "]\n";
     } else {
-      StartTimer();
+      StartTimer(NotStartedMessage());
     }
     AcceptShepherd();
     return std::nullopt;
@@ -117,75 +123,186 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     return Status::Ok();
   }
 
-  // The daemon may tell us the job failed before a shepherd could reach us.
+  // The daemon tells us where a waiting or moved job goes, or that it failed
+  // before a shepherd could reach us.
   void WatchDaemon() {
     auto self = shared_from_this();
-    daemon_->Start(
-        [self](wire::MessageType type, std::string_view payload) {
-          if (self->job_) return;
-          if (type == wire::MessageType::kSubmitReply) {  // a waiting job was placed
-            auto placed = wire::DecodePayload<wire::SubmitReply>(payload);
-            if (!placed.ok() || placed->host.empty()) return;
-            self->waiting_ = false;
-            self->exec_host_ = placed->host;
-            self->StartTimer();
-            return;
-          }
-          if (type != wire::MessageType::kErrorReply) return;
-          auto error = wire::DecodePayload<wire::ErrorReply>(payload);
-          self->Finish(self->Error(error.ok() ? error->message : error.message()));
-        },
-        [self](const std::string&) {
-          // Only a waiting job needs its daemon; a placed one is the shepherd's.
-          if (self->waiting_ && !self->job_)
-            self->Finish(self->Error("queued went away while job " + std::to_string(self->job_id_) + " was waiting"));
-        });
+    daemon_->Start([self](wire::MessageType type, std::string_view payload) { self->OnDaemonFrame(type, payload); },
+                   [self](const std::string&) { self->OnDaemonLost(); });
   }
 
-  void StartTimer() {
+  // What the daemon says while a shepherd is attached is about the job's next
+  // placement: the daemon hears of a checkpoint before the shepherd's kMoved
+  // reaches us, so the news waits for that kMoved (OnMoved).
+  void OnDaemonFrame(wire::MessageType type, std::string_view payload) {
+    if (type == wire::MessageType::kSubmitReply) {
+      auto placed = wire::DecodePayload<wire::SubmitReply>(payload);
+      if (!placed.ok()) return;
+      if (job_) {
+        next_placement_ = std::move(placed.value());
+        return;
+      }
+      return OnPlaced(*placed);
+    }
+    if (type != wire::MessageType::kErrorReply) return;
+    auto error = wire::DecodePayload<wire::ErrorReply>(payload);
+    std::string message = error.ok() ? error->message : error.message();
+    if (job_) {
+      restart_error_ = std::move(message);
+      return;
+    }
+    Finish(Error(message));
+  }
+
+  // A waiting job was placed, or a moved one placed again; the host's shepherd
+  // now has start_timeout to reach us. A moved job may wait for a host too.
+  void OnPlaced(const wire::SubmitReply& placed) {
+    if (placed.host.empty()) {
+      if (moving_) PrintNotice("job " + std::to_string(job_id_) + " is waiting: " + placed.waiting_reason);
+      return;
+    }
+    waiting_ = false;
+    exec_host_ = placed.host;
+    StartTimer(NotStartedMessage());
+  }
+
+  void OnDaemonLost() {
+    daemon_lost_ = true;
+    if (finished_ || job_) return;  // a running job is the shepherd's, not the daemon's
+    if (waiting_)
+      return Finish(Error("queued went away while job " + std::to_string(job_id_) + " was waiting"));
+    // Moving with no word of where to: a restarted daemon may still place it,
+    // but nobody will tell us, so give it start_timeout and no more.
+    if (moving_ && !timer_armed_) StartTimer(NotRestartedMessage());
+  }
+
+  std::string NotStartedMessage() const {
+    return "job " + std::to_string(job_id_) + " was accepted by " + exec_host_ + " but did not start within " +
+           std::to_string(options_.start_timeout.count()) + " s";
+  }
+
+  std::string NotRestartedMessage() const {
+    return "queued went away while job " + std::to_string(job_id_) + " was moving, and it did not restart within " +
+           std::to_string(options_.start_timeout.count()) + " s";
+  }
+
+  // Until a shepherd attaches: then gives up with message.
+  void StartTimer(std::string message) {
     auto self = shared_from_this();
+    timer_armed_ = true;
     timer_.expires_after(options_.start_timeout);
-    timer_.async_wait([self](const asio::error_code& e) {
-      if (e || self->job_) return;
-      self->Finish(self->Error("job " + std::to_string(self->job_id_) + " was accepted by " +
-                               self->exec_host_ + " but did not start within " +
-                               std::to_string(self->options_.start_timeout.count()) + " s"));
+    timer_.async_wait([self, message = std::move(message)](const asio::error_code& e) {
+      if (e) return;
+      self->timer_armed_ = false;
+      if (!self->job_) self->Finish(self->Error(message));
     });
   }
 
+  void StopTimer() {
+    timer_armed_ = false;
+    timer_.cancel();
+  }
+
+  // Accepts while no shepherd is attached; the listener stays open for the
+  // stub's life, so the job's next shepherd (after a move) waits in its
+  // backlog meanwhile. Each connection gets its own handshake, so that one
+  // stranger cannot hold up the others.
   void AcceptShepherd() {
+    if (accepting_ || job_ || finished_) return;
+    accepting_ = true;
     auto self = shared_from_this();
     acceptor_.async_accept([self](const asio::error_code& e, tcp::socket socket) {
-      if (e) return;
-      socket.set_option(tcp::no_delay(true));
-      auto channel = std::make_shared<JobChannel>(TlsStream(std::move(socket), self->tls_.context()));
-      channel->stream().async_handshake(asio::ssl::stream_base::server, [self, channel](const asio::error_code& he) {
-        if (he) {  // a stranger, or a stale shepherd: keep waiting for ours
-          self->AcceptShepherd();
-          return;
-        }
-        self->Attach(channel);
-      });
+      self->accepting_ = false;
+      if (e == asio::error::operation_aborted) return;
+      if (!e) self->Handshake(std::move(socket));
+      if (!e) return self->AcceptShepherd();
+      // Out of fds, say: try again shortly rather than spin or give up.
+      auto retry = std::make_shared<asio::steady_timer>(self->io_, std::chrono::milliseconds(100));
+      retry->async_wait([self, retry](const asio::error_code&) { self->AcceptShepherd(); });
     });
   }
 
+  void Handshake(tcp::socket socket) {
+    asio::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto channel = std::make_shared<JobChannel>(TlsStream(std::move(socket), tls_.context()));
+    auto deadline = std::make_shared<asio::steady_timer>(io_, kHandshakeLimit);
+    deadline->async_wait([channel](const asio::error_code& e) {
+      asio::error_code ignored_close;
+      if (!e) channel->stream().lowest_layer().close(ignored_close);
+    });
+    auto self = shared_from_this();
+    channel->stream().async_handshake(asio::ssl::stream_base::server,
+                                      [self, channel, deadline](const asio::error_code& he) {
+                                        deadline->cancel();
+                                        // A stranger or a stale shepherd is ignored; so is a
+                                        // second shepherd while one is attached.
+                                        if (he || self->job_ || self->finished_) return;
+                                        self->Attach(channel);
+                                      });
+  }
+
+  // The first shepherd and every one after a move attach alike: held signals
+  // are delivered and stdin flows again, from where it stopped.
   void Attach(std::shared_ptr<JobChannel> channel) {
-    timer_.cancel();
-    acceptor_.close();
+    StopTimer();
+    asio::error_code ignored;
+    acceptor_.cancel(ignored);  // one shepherd at a time
+    const bool again = attachments_++ > 0;
+    moving_ = false;
+    next_placement_.reset();
+    restart_error_.reset();
     job_ = channel;
     auto self = shared_from_this();
-    job_->Start([self](wire::MessageType type, std::string_view payload) { self->OnJobFrame(type, payload); },
-                [self](const std::string& reason) { self->OnJobLost(reason); });
-    if (options_.spec.pty != wire::PtyMode::kNone && isatty(0)) {
+    // Frames from a shepherd already let go (moved) are not the job's any more.
+    const JobChannel* attached = channel.get();
+    job_->Start(
+        [self, attached](wire::MessageType type, std::string_view payload) {
+          if (attached == self->job_.get()) self->OnJobFrame(type, payload);
+        },
+        [self, attached](const std::string& reason) { self->OnJobLost(attached, reason); });
+    if (!raw_mode_ && options_.spec.pty != wire::PtyMode::kNone && isatty(0)) {
       // Only a full pty turns the job's newlines into CRLF; with -o the output
       // arrives raw from pipes and our terminal must keep doing it.
       bool remote_does_output = options_.spec.pty == wire::PtyMode::kFull && isatty(1) != 0;
       auto raw = term::RawModeGuard::Enter(0, remote_does_output);
       if (raw.ok()) raw_mode_.emplace(std::move(raw.value()));
     }
-    for (int signo : held_signals_) OnSignal(signo);
-    held_signals_.clear();
-    StartStdinReader();
+    // The restarted job's pty was sized from the spec captured at submission.
+    if (again && options_.spec.pty != wire::PtyMode::kNone) SendWindowSize();
+    auto held = std::exchange(held_signals_, {});
+    for (int signo : held) OnSignal(signo);
+    ResumeStdin();
+  }
+
+  // The job checkpointed and goes on elsewhere: let this shepherd go and wait
+  // for the next one, keeping the terminal as it is.
+  void OnMoved(const wire::JobStatus& status) {
+    PrintNotice("job " + std::to_string(job_id_) + " " + status.message);
+    // Closed from the loop, not from inside the channel's own frame handler.
+    auto moved = std::exchange(job_, nullptr);
+    asio::post(io_, [moved] { moved->Close("the job moved"); });
+    moving_ = true;
+    if (restart_error_) return Finish(Error(*restart_error_));
+    if (next_placement_) {
+      auto placed = std::move(*next_placement_);
+      next_placement_.reset();
+      OnPlaced(placed);
+    } else if (daemon_lost_) {
+      StartTimer(NotRestartedMessage());
+    }
+    AcceptShepherd();
+  }
+
+  // A line of our own on stderr, on a line of its own even in raw mode.
+  void PrintNotice(const std::string& text) {
+    std::string line = "[" + options_.program_name + ": " + text + "]";
+    WriteAll(2, raw_mode_ ? "\r\n" + line + "\r\n" : line + "\n");
+  }
+
+  void SendWindowSize() {
+    auto size = term::ReadWindowSize(isatty(0) ? 0 : 1);
+    if (size.ok()) job_->Send(size.value());
   }
 
   void OnJobFrame(wire::MessageType type, std::string_view payload) {
@@ -222,6 +339,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
         died_by_signal_ = status.value;
         return Finish(128 + status.value);
       case wire::JobStatusKind::kStopped: return StopSelf(status.value);
+      case wire::JobStatusKind::kMoved: return OnMoved(status);
     }
   }
 
@@ -263,13 +381,59 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
       held_signals_.push_back(signo);
       return;
     }
-    if (signo == SIGWINCH) {
-      auto size = term::ReadWindowSize(isatty(0) ? 0 : 1);
-      if (size.ok()) job_->Send(size.value());
-    }
+    if (signo == SIGWINCH) SendWindowSize();
     // Continued in the background (bg) the terminal is the shell's: only `fg` gets raw mode back.
     if (signo == SIGCONT && raw_mode_ && term::IsForegroundOf(0)) (void)raw_mode_->Reapply();
     job_->Send(wire::Signal{signo});
+  }
+
+  // On each attach: the first starts the reader; later ones get what was read
+  // while no shepherd was attached, and the end of input again if it came (the
+  // restarted job has a stdin of its own to close).
+  void ResumeStdin() {
+    if (!stdin_reader_started_) {
+      stdin_reader_started_ = true;
+      return StartStdinReader();
+    }
+    if (parked_stdin_) {
+      job_->Send(wire::StreamData{wire::StreamId::kStdin, std::move(*parked_stdin_)});
+      parked_stdin_.reset();
+    }
+    if (stdin_ended_) job_->Send(wire::StreamEof{wire::StreamId::kStdin});
+    ReleaseStdinReaderWhenDrained();
+  }
+
+  // The reader thread waits on `reader` after each chunk. With no shepherd
+  // attached the chunk is kept and the reader stays waiting, which bounds what
+  // is held to one chunk and loses none of it.
+  void OnStdinChunk(std::string chunk, std::shared_ptr<std::promise<void>> reader) {
+    stdin_reader_ = std::move(reader);
+    if (!job_) {
+      parked_stdin_ = std::move(chunk);
+      return;
+    }
+    job_->Send(wire::StreamData{wire::StreamId::kStdin, std::move(chunk)});
+    ReleaseStdinReaderWhenDrained();
+  }
+
+  void OnStdinEnd() {
+    stdin_ended_ = true;
+    if (job_) job_->Send(wire::StreamEof{wire::StreamId::kStdin});
+  }
+
+  void ReleaseStdinReaderWhenDrained() {
+    if (!stdin_reader_ || !job_) return;
+    if (job_->pending_bytes() < kStdinHighWater || job_->closed()) return ReleaseStdinReader();
+    auto self = shared_from_this();
+    const JobChannel* channel = job_.get();
+    // A channel let go (moved) never drains; the next attach releases the reader.
+    job_->OnDrained([self, channel] {
+      if (channel == self->job_.get()) self->ReleaseStdinReader();
+    });
+  }
+
+  void ReleaseStdinReader() {
+    if (auto reader = std::exchange(stdin_reader_, nullptr)) reader->set_value();
   }
 
   // stdin may be a file, a pipe or a tty, not all of which epoll can watch; a
@@ -295,25 +459,21 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
           continue;
         }
         if (n <= 0) {
-          asio::post(self->io_, [self] { self->job_->Send(wire::StreamEof{wire::StreamId::kStdin}); });
+          asio::post(self->io_, [self] { self->OnStdinEnd(); });
           return;
         }
         auto sent = std::make_shared<std::promise<void>>();
         auto ready = sent->get_future();
         asio::post(self->io_, [self, sent, chunk = buffer.substr(0, static_cast<size_t>(n))]() mutable {
-          self->job_->Send(wire::StreamData{wire::StreamId::kStdin, std::move(chunk)});
-          if (self->job_->pending_bytes() < kStdinHighWater || self->job_->closed())
-            sent->set_value();
-          else
-            self->job_->OnDrained([sent] { sent->set_value(); });
+          self->OnStdinChunk(std::move(chunk), std::move(sent));
         });
         ready.wait();
       }
     }).detach();
   }
 
-  void OnJobLost(const std::string& reason) {
-    if (finished_) return;
+  void OnJobLost(const JobChannel* channel, const std::string& reason) {
+    if (finished_ || channel != job_.get()) return;  // a moved job's old shepherd may go
     Finish(Error("lost the connection to job " + std::to_string(job_id_) + " on " + exec_host_ + ": " + reason));
   }
 
@@ -338,8 +498,21 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   std::shared_ptr<wire::Channel<asio::local::stream_protocol::socket>> daemon_;
   std::shared_ptr<JobChannel> job_;
   std::optional<term::RawModeGuard> raw_mode_;
-  std::vector<int> held_signals_;  // arrived before the shepherd attached
+  std::vector<int> held_signals_;  // arrived while no shepherd was attached
   bool waiting_ = false;            // no host has taken the job yet
+  bool moving_ = false;             // checkpointed (kMoved), until the next shepherd attaches
+  bool accepting_ = false;
+  bool timer_armed_ = false;
+  bool daemon_lost_ = false;
+  int attachments_ = 0;
+  // The daemon's word on the next placement, heard before the shepherd's kMoved.
+  std::optional<wire::SubmitReply> next_placement_;
+  std::optional<std::string> restart_error_;
+  // stdin: the reader thread's wait, a chunk read while detached, and its end.
+  bool stdin_reader_started_ = false;
+  std::shared_ptr<std::promise<void>> stdin_reader_;
+  std::optional<std::string> parked_stdin_;
+  bool stdin_ended_ = false;
   uint64_t job_id_ = 0;
   std::string exec_host_;
   int exit_status_ = 2;

@@ -3,6 +3,9 @@
 // TLS keyed by a fresh per-job session key, relays stdin/stdout/stderr, signals
 // and window size, and finally exits the way the job did: the same exit code,
 // or death/stop by the same signal, so the user's shell cannot tell.
+// A job that checkpoints to move (SPEC §7) tells the stub kMoved: the stub
+// stays, holding signals and input, until the job's next shepherd connects to
+// the same listener with the same key, or the daemon says it cannot restart.
 #pragma once
 
 #include <chrono>

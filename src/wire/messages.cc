@@ -62,6 +62,7 @@ void LoadReport::Encode(Writer& w) const {
     w.f64(q.pfactor);
     w.boolean(q.accepting);
     w.str(q.refusal);
+    w.boolean(q.takes_restarts);
   }
 }
 
@@ -80,6 +81,7 @@ LoadReport LoadReport::Decode(Reader& r) {
     q.pfactor = r.f64();
     q.accepting = r.boolean();
     q.refusal = r.str(1024);
+    q.takes_restarts = r.boolean();
     if (!IsFinite(q.pfactor) || q.pfactor <= 0) r.fail("pfactor out of range");
     l.queues.push_back(std::move(q));
   }
@@ -92,6 +94,8 @@ void PlaceJob::Encode(Writer& w) const {
   w.str(origin_host);
   w.u64(origin_job_id);
   w.u32(attempt);
+  w.u64(bundle_size);
+  w.str(bundle_sha256);
   spec.Encode(w);
 }
 
@@ -101,6 +105,9 @@ PlaceJob PlaceJob::Decode(Reader& r) {
   p.origin_host = r.str(kMaxNameBytes);
   p.origin_job_id = r.u64();
   p.attempt = r.u32();
+  p.bundle_size = r.u64();
+  p.bundle_sha256 = r.str(32);
+  if (!p.bundle_sha256.empty() && p.bundle_sha256.size() != 32) r.fail("bundle digest is not 32 bytes");
   p.spec = JobSpec::Decode(r);
   return p;
 }
@@ -132,6 +139,9 @@ void JobEnded::Encode(Writer& w) const {
   w.i64(end_time);
   w.u64(output_size);
   w.str(output_sha256);
+  w.boolean(checkpointed);
+  w.u64(bundle_size);
+  w.str(bundle_sha256);
 }
 
 JobEnded JobEnded::Decode(Reader& r) {
@@ -146,6 +156,10 @@ JobEnded JobEnded::Decode(Reader& r) {
   e.end_time = r.i64();
   e.output_size = r.u64();
   e.output_sha256 = r.str(32);
+  e.checkpointed = r.boolean();
+  e.bundle_size = r.u64();
+  e.bundle_sha256 = r.str(32);
+  if (!e.bundle_sha256.empty() && e.bundle_sha256.size() != 32) r.fail("bundle digest is not 32 bytes");
   if (!IsFinite(e.cpu_seconds) || e.cpu_seconds < 0) r.fail("cpu time out of range");
   if (!e.output_sha256.empty() && e.output_sha256.size() != 32) r.fail("output digest is not 32 bytes");
   return e;
@@ -163,6 +177,46 @@ JobOutput JobOutput::Decode(Reader& r) {
   o.offset = r.u64();
   o.bytes = r.str(kMaxStreamChunk);
   return o;
+}
+
+void BundleChunk::Encode(Writer& w) const {
+  w.str(origin_host);
+  w.u64(origin_job_id);
+  w.u64(offset);
+  w.str(bytes);
+}
+
+BundleChunk BundleChunk::Decode(Reader& r) {
+  BundleChunk c;
+  c.origin_host = r.str(kMaxNameBytes);
+  c.origin_job_id = r.u64();
+  c.offset = r.u64();
+  c.bytes = r.str(kMaxStreamChunk);
+  return c;
+}
+
+void MigrateRequest::Encode(Writer& w) const {
+  w.u64(job_id);
+  w.str(host);
+}
+
+MigrateRequest MigrateRequest::Decode(Reader& r) {
+  MigrateRequest m;
+  m.job_id = r.u64();
+  m.host = r.str(kMaxNameBytes);
+  return m;
+}
+
+void MigrateJob::Encode(Writer& w) const {
+  w.u64(origin_job_id);
+  w.str(reason);
+}
+
+MigrateJob MigrateJob::Decode(Reader& r) {
+  MigrateJob m;
+  m.origin_job_id = r.u64();
+  m.reason = r.str(4096);
+  return m;
 }
 
 void OutputReply::Encode(Writer& w) const {
@@ -209,6 +263,8 @@ void ShepherdEvent::Encode(Writer& w) const {
   w.i32(wait_status);
   w.f64(cpu_seconds);
   w.str(message);
+  w.boolean(checkpointed);
+  w.i64(signal_time_ms);
 }
 
 ShepherdEvent ShepherdEvent::Decode(Reader& r) {
@@ -218,6 +274,8 @@ ShepherdEvent ShepherdEvent::Decode(Reader& r) {
   e.wait_status = r.i32();
   e.cpu_seconds = r.f64();
   e.message = r.str(4096);
+  e.checkpointed = r.boolean();
+  e.signal_time_ms = r.i64();
   if (kind < 1 || kind > 3) r.fail("unknown shepherd event");
   e.kind = static_cast<ShepherdEventKind>(kind);
   return e;
@@ -226,13 +284,18 @@ ShepherdEvent ShepherdEvent::Decode(Reader& r) {
 void ShepherdControl::Encode(Writer& w) const {
   w.u8(static_cast<uint8_t>(action));
   w.str(reason);
+  w.i32(signo);
+  w.u32(grace_seconds);
 }
 
 ShepherdControl ShepherdControl::Decode(Reader& r) {
   ShepherdControl c;
   uint8_t action = r.u8();
   c.reason = r.str(4096);
-  if (action < 1 || action > 3) r.fail("unknown shepherd action");
+  c.signo = r.i32();
+  c.grace_seconds = r.u32();
+  if (action < 1 || action > 4) r.fail("unknown shepherd action");
+  if (c.signo < 0 || c.signo > 64) r.fail("signal out of range");
   c.action = static_cast<ShepherdAction>(action);
   return c;
 }
@@ -308,7 +371,7 @@ JobStatus JobStatus::Decode(Reader& r) {
   uint8_t kind = r.u8();
   s.value = r.i32();
   s.message = r.str(4096);
-  if (kind < 1 || kind > 4) r.fail("unknown job status");
+  if (kind < 1 || kind > 5) r.fail("unknown job status");
   s.kind = static_cast<JobStatusKind>(kind);
   if (s.value < 0 || s.value > 255) r.fail("status value out of range");
   return s;

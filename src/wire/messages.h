@@ -31,6 +31,7 @@ enum class MessageType : uint16_t {
   kCancelRequest = 15,
   kOutputRequest = 16,
   kOutputReply = 17,
+  kMigrateRequest = 18,
   // daemon <-> daemon, over TLS keyed by the cluster key
   kLoadReport = 20,
   kPlaceJob = 21,
@@ -39,6 +40,8 @@ enum class MessageType : uint16_t {
   kCancelJob = 24,
   kJobOutput = 25,
   kJobEndedAck = 26,
+  kBundleChunk = 27,
+  kMigrateJob = 28,
   // daemon <-> shepherd, over a Unix socket pair
   kShepherdStart = 30,
   kShepherdEvent = 31,
@@ -150,6 +153,7 @@ struct QueueLoad {
   double pfactor = 1.0;
   bool accepting = true;
   std::string refusal;  // why not, when !accepting
+  bool takes_restarts = false;  // restartmode is not 0: checkpointed jobs may restart here
   bool operator==(const QueueLoad&) const = default;
 };
 
@@ -173,6 +177,10 @@ struct PlaceJob {
   // How many times the origin ran this job before (a batch job re-run after its
   // host died): a repeated offer of the same attempt is not run twice.
   uint32_t attempt = 0;
+  // A restarted job's restart files: a bundle (migrate/restart_bundle) of this
+  // size and SHA-256 was sent just before, in BundleChunks; 0 / empty: none.
+  uint64_t bundle_size = 0;
+  std::string bundle_sha256;
   JobSpec spec;
   void Encode(Writer& w) const;
   static PlaceJob Decode(Reader& r);
@@ -202,6 +210,12 @@ struct JobEnded {
   int64_t start_time = 0, end_time = 0;  // unix seconds, on the execution host's clock
   uint64_t output_size = 0;  // bytes of batch output sent before this message
   std::string output_sha256;  // 32 raw bytes, or empty when no output travels
+  // It stopped after a checkpoint request (or exited with `checkpointexit`) to
+  // be restarted: from the restart-file bundle sent before this message when
+  // bundle_sha256 is set, else from its previous bundle or from the start.
+  bool checkpointed = false;
+  uint64_t bundle_size = 0;
+  std::string bundle_sha256;
   void Encode(Writer& w) const;
   static JobEnded Decode(Reader& r);
 };
@@ -212,6 +226,38 @@ struct JobEndedAck {
   uint64_t origin_job_id = 0;
   void Encode(Writer& w) const { w.u64(origin_job_id); }
   static JobEndedAck Decode(Reader& r) { return {r.u64()}; }
+};
+
+// A piece of a restart-file bundle, in order, ahead of the JobEnded (execution ->
+// submit host) or PlaceJob (submit -> new execution host) that names it. Offset
+// 0 starts the bundle afresh.
+struct BundleChunk {
+  static constexpr MessageType kType = MessageType::kBundleChunk;
+  std::string origin_host;  // the job's submit host
+  uint64_t origin_job_id = 0;
+  uint64_t offset = 0;
+  std::string bytes;  // at most kMaxStreamChunk
+  void Encode(Writer& w) const;
+  static BundleChunk Decode(Reader& r);
+};
+
+// Client -> its daemon: move one of my jobs (to `host`, or wherever fits).
+// Answered with a StatusReply (a sentence) or an ErrorReply.
+struct MigrateRequest {
+  static constexpr MessageType kType = MessageType::kMigrateRequest;
+  uint64_t job_id = 0;
+  std::string host;  // "" = any host that takes restarts
+  void Encode(Writer& w) const;
+  static MigrateRequest Decode(Reader& r);
+};
+
+// Submit daemon -> execution daemon: checkpoint this job so that it moves.
+struct MigrateJob {
+  static constexpr MessageType kType = MessageType::kMigrateJob;
+  uint64_t origin_job_id = 0;
+  std::string reason;
+  void Encode(Writer& w) const;
+  static MigrateJob Decode(Reader& r);
 };
 
 // Execution daemon -> submit daemon: a piece of a batch job's output, in order.
@@ -256,6 +302,10 @@ struct ShepherdEvent {
   int32_t wait_status = 0;  // as from waitpid, for kFinished
   double cpu_seconds = 0;
   std::string message;  // for kFailed
+  // kFinished after the shepherd sent the checkpoint signal (kCheckpoint); the
+  // signal's time, Unix milliseconds, tells restart files written since apart.
+  bool checkpointed = false;
+  int64_t signal_time_ms = 0;
   void Encode(Writer& w) const;
   static ShepherdEvent Decode(Reader& r);
 };
@@ -264,6 +314,7 @@ enum class ShepherdAction : uint8_t {
   kSuspend = 1,    // the queue's loadstop/timestop holds: SIGSTOP the job, tell the user
   kResume = 2,     // it cleared: SIGCONT, tell the user
   kTerminate = 3,  // exec off: SIGTERM, SIGKILL a second later
+  kCheckpoint = 4, // send `signo` once; SIGKILL after `grace_seconds`; the job moves
 };
 
 // Daemon -> shepherd: act on the job for the queue's sake.
@@ -271,6 +322,8 @@ struct ShepherdControl {
   static constexpr MessageType kType = MessageType::kShepherdControl;
   ShepherdAction action = ShepherdAction::kSuspend;
   std::string reason;  // shown to the user
+  int32_t signo = 0;           // kCheckpoint: the queue's checkpointsignal
+  uint32_t grace_seconds = 0;  // kCheckpoint: then SIGKILL (0: never)
   void Encode(Writer& w) const;
   static ShepherdControl Decode(Reader& r);
 };
@@ -322,7 +375,9 @@ enum class JobStatusKind : uint8_t {
   kExited = 1,     // value = exit code 0..255
   kSignaled = 2,   // value = signal number
   kStopped = 3,    // value = stop signal
-  kStartFailed = 4 // value = exit code the stub should use (2), message says why
+  kStartFailed = 4, // value = exit code the stub should use (2), message says why
+  kMoved = 5        // the job stopped here to go on elsewhere: keep waiting for the
+                    // next shepherd (message says why); value unused
 };
 
 // Shepherd -> stub: the job's fate.

@@ -355,6 +355,89 @@ TEST_F(ShepherdTest, UnwritableOutputFailsTheJobInBothPlaces) {
   EXPECT_EQ(status->kind, ShepherdEventKind::kFailed);
 }
 
+// Unix time in milliseconds, as ShepherdEvent::signal_time_ms.
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A job that traps the checkpoint signal must have set its trap before it gets
+// one: these jobs touch `ready` once it is set.
+constexpr char kReadyAfterTrap[] = "echo > ready; while :; do sleep 0.1; done";
+
+TEST_F(ShepherdTest, CheckpointedJobSavesAndItsEndSaysSo) {
+  auto daemon =
+      Spawn(BatchStart({"sh", "-c", std::string("trap 'echo saved > state; exit 0' USR2; ") + kReadyAfterTrap}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  int64_t before = NowMs();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpoint, "moving", SIGUSR2, 0}));
+  auto finished = daemon->NextEvent(10s);
+  int64_t after = NowMs();
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);
+  EXPECT_TRUE(finished->checkpointed);
+  EXPECT_GE(finished->signal_time_ms, before);
+  EXPECT_LE(finished->signal_time_ms, after);
+  EXPECT_TRUE(WIFEXITED(finished->wait_status) && WEXITSTATUS(finished->wait_status) == 0);
+  EXPECT_EQ(ReadFile(dir_ + "/state"), "saved\n");
+  ASSERT_TRUE(ShepherdExit(5s));
+  auto status = StatusFile();
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->checkpointed);
+  EXPECT_EQ(status->signal_time_ms, finished->signal_time_ms);
+}
+
+TEST_F(ShepherdTest, JobThatIgnoresTheCheckpointSignalIsKilledAfterTheGrace) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", std::string("trap '' USR2; ") + kReadyAfterTrap}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpoint, "", SIGUSR2, 1}));
+  EXPECT_FALSE(daemon->NextEvent(700ms)) << "killed before its grace was over";
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);
+  EXPECT_TRUE(finished->checkpointed);
+  EXPECT_GT(finished->signal_time_ms, 0);
+  EXPECT_TRUE(WIFSIGNALED(finished->wait_status) && WTERMSIG(finished->wait_status) == SIGKILL);
+}
+
+TEST_F(ShepherdTest, SecondCheckpointRequestSendsNoSecondSignal) {
+  auto daemon = Spawn(
+      BatchStart({"sh", "-c", std::string("n=0; trap 'n=$((n+1)); echo $n > count' USR2; ") + kReadyAfterTrap}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpoint, "", SIGUSR2, 0}));
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(dir_ + "/count") == "1\n"; }, 5s)) << ShepherdLog();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpoint, "", SIGUSR2, 0}));
+  EXPECT_FALSE(daemon->NextEvent(1s));
+  EXPECT_EQ(ReadFile(dir_ + "/count"), "1\n");
+  // However it ends after the signal, it ends checkpointed.
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kTerminate, ""}));
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished && finished->kind == ShepherdEventKind::kFinished) << ShepherdLog();
+  EXPECT_TRUE(finished->checkpointed);
+  EXPECT_TRUE(WIFSIGNALED(finished->wait_status) && WTERMSIG(finished->wait_status) == SIGTERM);
+}
+
+TEST_F(ShepherdTest, CheckpointContinuesASuspendedJob) {
+  auto daemon =
+      Spawn(BatchStart({"sh", "-c", std::string("trap 'echo saved > state; exit 0' USR2; ") + kReadyAfterTrap}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kSuspend, "load too high"}));
+  EXPECT_FALSE(daemon->NextEvent(300ms));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpoint, "", SIGUSR2, 0}));
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished && finished->kind == ShepherdEventKind::kFinished) << ShepherdLog();
+  EXPECT_TRUE(finished->checkpointed);
+  EXPECT_EQ(ReadFile(dir_ + "/state"), "saved\n");
+}
+
 TEST_F(ShepherdTest, StrangersCannotAdopt) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
   chmod(dir_.c_str(), 0755);

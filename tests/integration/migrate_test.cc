@@ -1,0 +1,225 @@
+// End-to-end tests of checkpoint migration (SPEC §7): jobs that move off a
+// loaded host, on demand, and when things go wrong, with the same stub attached.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "cluster_fixture.h"
+
+namespace queue::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kCheckpointing =
+    "checkpointmode 2\nloadcheckpoint 3\nrestartflag --resume\nrestartmode 1\ncheckpointgrace 10\n";
+
+std::string Counter() { return BinDir() + "/queue-example-counter"; }
+
+// The last "result N" line of a counter's output.
+std::string ResultLine(const std::string& output) {
+  size_t at = output.rfind("result ");
+  if (at == std::string::npos) return "";
+  return output.substr(at, output.find('\n', at) - at);
+}
+
+nlohmann::json JobOn(TestCluster& cluster, int host, uint64_t id) {
+  auto run = cluster.Queue(host, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
+  auto list = nlohmann::json::parse(run.out, nullptr, false);
+  if (list.is_discarded()) return {};
+  for (const auto& job : list)
+    if (job["id"] == id && job["origin"] == cluster.entry(host)) return job;
+  return {};
+}
+
+// The host job `id` (submitted on host 0) runs on now, or "" when it is not running.
+std::string RunningOn(TestCluster& cluster, uint64_t id) {
+  auto job = JobOn(cluster, 0, id);
+  if (job.is_null() || job["state"] != "running") return "";
+  return job["host"];
+}
+
+// Starts `queue ARGS` through host 0 in the background, from `cwd` (where the
+// job's restart files live).
+Background StartStub(TestCluster& cluster, const std::string& cwd, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, BinDir() + "/queue"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return StartBackground(argv, {"QUEUE_SOCKET=" + cluster.socket(0)}, cwd + "/stub.out", cwd + "/stub.err");
+}
+
+int IndexOf(TestCluster& cluster, const std::string& entry) {
+  for (int i = 0; i < cluster.size(); ++i)
+    if (cluster.entry(i) == entry) return i;
+  return -1;
+}
+
+class MigrateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access(Counter().c_str(), X_OK) != 0) GTEST_SKIP() << "queue-example-counter is not built";
+  }
+};
+
+TEST_F(MigrateTest, AComputationMovedTwiceEndsWithTheUninterruptedResult) {
+  auto cluster = TestCluster::Start(3, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  const std::vector<std::string> job = {Counter(), "3000", "0.002"};
+  auto alone = RunCommand({Counter(), "3000", "0"}, {{}, "", 60s, cwd});
+  ASSERT_EQ(alone.exit_code, 0) << alone.err;
+
+  std::vector<std::string> args = {"-n", "-H", cluster->entry(0), "--"};
+  args.insert(args.end(), job.begin(), job.end());
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd, args);
+  uint64_t id = 1;
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  std::this_thread::sleep_for(1s);
+
+  std::vector<std::string> path{cluster->entry(0)};
+  for (int move = 0; move < 2; ++move) {
+    int from = IndexOf(*cluster, path.back());
+    auto crossed = std::chrono::steady_clock::now();
+    cluster->SetLoad(from, 5.0);
+    std::string to;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          to = RunningOn(*cluster, id);
+          return !to.empty() && to != path.back();
+        },
+        20s))
+        << "move " << move << "\n" << ReadFile(err) << cluster->log(from);
+    std::cerr << "move " << move << ": " << path.back() << " -> " << to << " in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - crossed).count()
+              << " ms from the load crossing the threshold\n";
+    cluster->SetLoad(from, 0.0);
+    for (const auto& seen : path) EXPECT_NE(to, seen) << "a job went back to a host it left";
+    path.push_back(to);
+    std::this_thread::sleep_for(1s);
+  }
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  EXPECT_EQ(ResultLine(ReadFile(out)), ResultLine(alone.out)) << ReadFile(out) << ReadFile(err);
+  EXPECT_NE(ReadFile(err).find("checkpointed"), std::string::npos) << ReadFile(err);
+  // It went on from its restart file each time, not from the start.
+  std::string shown = ReadFile(out);
+  size_t resumed = 0;
+  for (size_t at = 0; (at = shown.find("resum", at)) != std::string::npos; ++at) ++resumed;
+  EXPECT_EQ(resumed, 2u) << shown;
+  auto record = JobOn(*cluster, 0, id);
+  EXPECT_EQ(record["state"], "done") << record.dump();
+  EXPECT_EQ(record["restarts"], 2) << record.dump();
+}
+
+TEST_F(MigrateTest, MigrateOnDemandToANamedHost) {
+  auto cluster = TestCluster::Start(3, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(1), "--", Counter(), "2000", "0.002"});
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 15s)) << ReadFile(err);
+  std::this_thread::sleep_for(500ms);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(2)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  EXPECT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(2); }, 20s)) << ReadFile(err);
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  auto alone = RunCommand({Counter(), "2000", "0"});
+  EXPECT_EQ(ResultLine(ReadFile(out)), ResultLine(alone.out));
+  // A job that is not running cannot be moved, and says why.
+  auto again = cluster->Queue(0, {"--migrate", "1"});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("not running"), std::string::npos) << again.err;
+}
+
+TEST_F(MigrateTest, AJobThatWritesNoRestartFileStartsAgainFromTheBeginning) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, "checkpointmode 2\nrestartmode 1\ncheckpointgrace 1\n"});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string script = "echo start on $QUEUE_HOST; trap '' USR2; sleep 3; echo done";
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd, {"-n", "-H", cluster->entry(0), "--", "sh", "-c", script});
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  auto asked = cluster->Queue(0, {"--migrate", "1"});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  auto status = WaitChild(stub.pid, 30s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  EXPECT_EQ(ReadFile(out), "start on " + cluster->entry(0) + "\nstart on " + cluster->entry(1) + "\ndone\n");
+  auto record = JobOn(*cluster, 0, 1);
+  EXPECT_EQ(record["restarts"], 1) << record.dump();
+}
+
+TEST_F(MigrateTest, ABatchJobMovesAndItsOutputFileIsWhole) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  auto submitted = cluster->Queue(0, {"-r", "-h", cluster->entry(0), "-j", "count", "--", Counter(), "2000", "0.002"},
+                                  {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  uint64_t id = std::stoull(submitted.out);
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(0); }, 15s));
+  std::this_thread::sleep_for(1s);
+  // -h pins the first run; a moved job may go anywhere that takes restarts.
+  auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = JobOn(*cluster, 0, id);
+        return !job.is_null() && job["state"] == "done";
+      },
+      60s))
+      << cluster->log(0) << cluster->log(1);
+  auto alone = RunCommand({Counter(), "2000", "0"});
+  std::string output = ReadFile(cwd + "/count.o" + std::to_string(id));
+  EXPECT_EQ(ResultLine(output), ResultLine(alone.out)) << output << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
+  EXPECT_NE(output.find("resum"), std::string::npos) << output;
+}
+
+// The big file: 1 GiB of restart state moves, checked by digest on arrival.
+TEST_F(MigrateTest, AOneGibRestartFileMovesIntact) {
+  // Both files travel (the profile names them), and the flag goes last: the
+  // command is `sh -c SCRIPT sh`, whose first argument is the script.
+  auto cluster = TestCluster::Start(
+      2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\nrestartfile big.restart state.sha256\n"
+                                               "checkpointgrace 300\n"});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  // On the signal: write 1 GiB of pseudo-random state, then its digest beside it.
+  std::string script =
+      "if [ \"$1\" = --resume ]; then sha256sum -c state.sha256 >/dev/null && echo restored intact; exit; fi; "
+      "trap 'head -c 1073741824 /dev/urandom > \"$QUEUE_RESTART_FILE\"; "
+      "sha256sum \"$(basename \"$QUEUE_RESTART_FILE\")\" > state.sha256; exit 0' USR2; "
+      "echo running; while :; do sleep 0.1; done";
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(0), "-j", "big", "--", "sh", "-c", script, "sh"});
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  auto asked_at = std::chrono::steady_clock::now();
+  auto status = WaitChild(stub.pid, 240s);
+  std::cerr << "1 GiB restart file: checkpoint asked to job ended on the new host in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked_at).count()
+            << " ms (writing and hashing 1 GiB twice included)\n";
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err) << cluster->log(0) << cluster->log(1);
+  EXPECT_EQ(ReadFile(out), "running\nrestored intact\n") << ReadFile(err);
+}
+
+}  // namespace
+}  // namespace queue::testing

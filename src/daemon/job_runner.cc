@@ -202,7 +202,11 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
       OnShepherdEvent(id, failed);
     });
   } else {
+    // Its stub is waiting: start at once, and have the record on disk within
+    // the loop's turn rather than the commit window, for a daemon restarted
+    // meanwhile to re-adopt it.
     StartShepherd(id, job_id, request.spec);
+    batch_.AfterCommit([](const Status&) {});
   }
   if (on_notice_)
     on_notice_(queue->name, "START job " + std::to_string(job_id) + " (" + record.job_name + ") for uid " +
@@ -217,11 +221,14 @@ void JobRunner::StartShepherd(uint64_t record_id, uint64_t job_id, const wire::J
   const QueueState* queue = queues_.Find(spec.queue);
   profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
   wire::JobSpec job = spec;
-  if (policy.checkpoint_mode != profile::CheckpointMode::kOff) {
-    // Where the job is to save its state, unless the user chose already.
+  if (policy.checkpoint_mode != profile::CheckpointMode::kOff || policy.restart_mode != profile::RestartMode::kRefuse) {
+    // Where the job is to save (or find) its state, unless the user chose
+    // already, and the signal that asks for it.
     bool chosen = false;
     for (const auto& variable : job.env) chosen |= variable.starts_with("QUEUE_RESTART_FILE=");
     if (!chosen) job.env.push_back("QUEUE_RESTART_FILE=" + RestartFilePath(job, policy));
+    std::erase_if(job.env, [](const std::string& v) { return v.starts_with("QUEUE_CHECKPOINT_SIGNAL="); });
+    job.env.push_back("QUEUE_CHECKPOINT_SIGNAL=" + std::to_string(policy.checkpoint_signal));
   }
   if (auto spawned = SpawnShepherd(record_id, job_id, job, policy); !spawned.ok())
     OnShepherdEvent(record_id, wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, spawned.message()});
@@ -405,7 +412,10 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
                          WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == *queue->policy.checkpoint_exit;
   r.checkpointed = state == spool::JobState::kDone && (event.checkpointed || self_checkpoint);
   if (r.checkpointed) {
-    int64_t since = event.checkpointed ? event.signal_time_ms : r.start_time * 1000;
+    // File times come from the kernel's coarse clock, which may lag the
+    // shepherd's by a tick: a file written just after the signal must count.
+    constexpr int64_t kClockSlackMs = 50;
+    int64_t since = (event.checkpointed ? event.signal_time_ms : r.start_time * 1000) - kClockSlackMs;
     r.message = PackCheckpoint(r, since);
   }
   // Interactive jobs submitted here have nobody else to tell.

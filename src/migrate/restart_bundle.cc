@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 #include <utility>
 
@@ -505,6 +506,10 @@ void SyncDirectories(int root, const std::vector<BundleEntry>& entries) {
 
 Result<std::string> UnpackAsOwner(const UnpackPlan& plan) {
   umask(077);
+  // No shared file system: the job's directory may not exist on this host yet.
+  // The owner makes it (and what leads to it), with the owner's rights.
+  std::error_code ignored;
+  std::filesystem::create_directories(plan.cwd, ignored);
   Fd root(open(plan.cwd.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root.get() < 0) return OpenJobDirectoryFailed(plan.cwd, errno);
   uint64_t nonce = 0;

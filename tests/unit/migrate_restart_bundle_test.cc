@@ -225,6 +225,17 @@ TEST_F(MigrateRestartBundleTest, RoundTripOfFilesSubdirectoriesAndGlobs) {
   EXPECT_EQ(ModeOf(to + "/ckpt"), 0700u);
 }
 
+// No shared file system: the job's directory may not exist on the new host.
+TEST_F(MigrateRestartBundleTest, UnpackCreatesAMissingJobDirectory) {
+  std::string from = MakeDir("from");
+  WriteFile(from + "/job.restart", "state\n");
+  ASSERT_TRUE(PackRestartFiles(bundle_, from, {"job.restart"}, Myself(), 0).ok());
+  std::string to = dir_ + "/not/there/yet";
+  Status unpacked = UnpackRestartFiles(bundle_, to, Myself());
+  ASSERT_TRUE(unpacked.ok()) << unpacked.message();
+  EXPECT_EQ(Contents(to + "/job.restart"), "state\n");
+}
+
 TEST_F(MigrateRestartBundleTest, EmptyPatternsGiveAnEmptyBundle) {
   std::string from = MakeDir("from"), to = MakeDir("to");
   WriteFile(from + "/job.restart", "x");

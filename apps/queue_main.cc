@@ -54,7 +54,9 @@ int ShowStatus(const Invocation& inv, const std::string& program) {
                 alive ? h["load1"].get<double>() : 0.0, alive ? h["cpus"].get<unsigned>() : 0U, queues.c_str());
   }
   for (const auto& q : status["queues"])
-    if (q.contains("error")) std::printf("queue %s: %s\n", q["name"].get<std::string>().c_str(), q["error"].get<std::string>().c_str());
+    for (const char* note : {"error", "warning"})
+      if (q.contains(note))
+        std::printf("queue %s: %s\n", q["name"].get<std::string>().c_str(), q[note].get<std::string>().c_str());
   if (!status["jobs"].empty()) {
     std::printf("\n%-8s %-8s %-10s %-24s %s\n", "JOB", "STATE", "QUEUE", "HOST", "NAME");
     for (const auto& j : status["jobs"])

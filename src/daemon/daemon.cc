@@ -73,6 +73,11 @@ int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 // times per heartbeat.
 constexpr size_t kMaxPlacementsInFlight = 32;
 
+// Said wherever a queue asks for `checkpointmode 1`.
+constexpr const char* kNoTransparentCheckpoints =
+    "checkpointmode 1 (transparent checkpoints with CRIU) is not supported by this queued; "
+    "its jobs are not checkpointed or moved (use checkpointmode 2: the job saves its own state)";
+
 // A job that moved off a host is not sent back there sooner than this.
 constexpr auto kNoMoveBack = std::chrono::seconds(60);
 // How long a job moved away for the load counts against it (the 1-minute load's memory).
@@ -263,8 +268,11 @@ Status DaemonImpl::Init() {
   supervisor_log_.emplace(self_.entry);
   queues_ = std::make_unique<QueueTable>(config_.spool_dir, self_.entry, cpus_);
   queues_->Refresh(true);
-  for (const auto& [name, q] : queues_->queues())
+  for (const auto& [name, q] : queues_->queues()) {
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
+    if (q.policy.checkpoint_mode == profile::CheckpointMode::kTransparent)
+      std::cerr << "queued: queue " << name << ": " << kNoTransparentCheckpoints << "\n";
+  }
   runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path,
                                         config_.spool_dir);
   if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
@@ -884,10 +892,16 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, const std::string& key, co
   }
   if (outcome.host.empty()) FailRecord(record_id, outcome.why);
   if (client) {
-    if (outcome.host.empty())
+    if (outcome.host.empty()) {
       client->Send(wire::ErrorReply{outcome.why});
-    else
-      client->Send(wire::SubmitReply{record_id, outcome.host, ""});
+    } else {
+      // A job placed again after a checkpoint: say where, and from what.
+      std::string note;
+      if (found->second.stored)
+        if (auto record = store_->Get(record_id); record.ok() && record->has_value() && (*record)->restarts > 0)
+          note = "job " + std::to_string(record_id) + " goes on on " + outcome.host + " (" + (*record)->message + ")";
+      client->Send(wire::SubmitReply{record_id, outcome.host, note});
+    }
   }
   waiting_.erase(found);
   if (!outcome.host.empty()) {
@@ -983,6 +997,8 @@ std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
   for (const auto& [name, q] : queues_->queues()) {
     json entry{{"name", name}, {"running", q.running}, {"policy", profile::DescribePolicy(q.policy)}};
     if (!q.error.empty()) entry["error"] = q.error;
+    if (q.policy.checkpoint_mode == profile::CheckpointMode::kTransparent)
+      entry["warning"] = kNoTransparentCheckpoints;
     queues.push_back(entry);
   }
   out["queues"] = queues;
@@ -1118,7 +1134,7 @@ void DaemonImpl::CheckpointForPolicy() {
     if (p.checkpoint_mode != profile::CheckpointMode::kUser || !q.error.empty()) continue;
     if (p.checkpoint_period_seconds > 0)
       for (uint64_t id : runner_->DueForPeriodicCheckpoint(name, std::chrono::seconds(p.checkpoint_period_seconds)))
-        runner_->Checkpoint(id, "");
+        runner_->Checkpoint(id, "", /*in_place=*/true);
     if (!SomeHostTakesRestarts(name)) continue;
     if (p.exec == profile::ExecState::kDrain) {
       for (uint64_t id : runner_->CheckpointCandidates(name))

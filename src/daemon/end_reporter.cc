@@ -162,6 +162,7 @@ bool EndReporter::Continue(Transfer& transfer) {
     ended.output_sha256 = transfer.digest.Final();
   }
   ended.checkpointed = r.checkpointed;
+  ended.checkpoint_in_place = r.checkpoint_in_place;
   if (transfer.bundle_fd >= 0) {
     ended.bundle_size = transfer.bundle_offset;
     ended.bundle_sha256 = transfer.bundle_digest.Final();

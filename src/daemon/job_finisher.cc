@@ -94,7 +94,7 @@ void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk
 }
 
 void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const std::string& bundle,
-                               int output_fd) {
+                               int output_fd, bool in_place) {
   if (!bundle.empty() && ::rename(bundle.c_str(), RestartBundle(r.id).c_str()) != 0)
     std::cerr << "queued: job " << r.id << ": cannot keep its restart files: " << ErrnoText(errno) << "\n";
   if (output_fd >= 0 && r.batch) {
@@ -110,6 +110,7 @@ void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host,
   r.state = spool::JobState::kWaiting;
   r.exec_host.clear();
   r.checkpointed = false;
+  r.checkpoint_in_place = false;
   ++r.restarts;
   r.start_time = r.end_time = 0;
   r.wait_status = -1;
@@ -123,7 +124,7 @@ void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host,
     return;
   }
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
-  if (on_requeue_) on_requeue_(r.id, from_host);
+  if (on_requeue_) on_requeue_(r.id, in_place ? "" : from_host);
 }
 
 void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& output) {
@@ -172,7 +173,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
       output_fd = open(output.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     }
     r.message = ended.message;
-    Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output_fd);
+    Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output_fd, ended.checkpoint_in_place);
     if (output_fd >= 0) close(output_fd);
     return batch_.AfterCommit([acknowledge, output](const Status& ok) {
       if (!ok.ok()) return;
@@ -226,7 +227,8 @@ void JobFinisher::FinishLocal(spool::JobRecord r) {
   if (r.checkpointed) {
     int output_fd = r.batch ? open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
     std::string bundle = runner_.BundleFile(r.id);
-    Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "", output_fd);
+    Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "", output_fd,
+                 r.checkpoint_in_place);
     if (output_fd >= 0) close(output_fd);
     ::unlink(runner_.OutputFile(r.id).c_str());
     return;
@@ -265,7 +267,10 @@ void JobFinisher::LoadUnfinished() {
 
 void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
   const QueueState* queue = queues_.Find(r.queue);
-  bool restart = r.batch && queue != nullptr && queue->policy.restart;
+  // A job with restart files kept here (a checkpointperiod copy, or an earlier
+  // move) goes on from them: at most one period of work is lost with the host.
+  bool has_copy = ::access(RestartBundle(r.id).c_str(), F_OK) == 0;
+  bool restart = r.batch && ((queue != nullptr && queue->policy.restart) || has_copy);
   runner_.RemoveJobFiles(r.id);  // a partial output of the lost run is not the job's output
   if (restart) {
     r.state = spool::JobState::kWaiting;

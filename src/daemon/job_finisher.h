@@ -60,7 +60,9 @@ class JobFinisher {
   std::string PartialOutput(uint64_t record_id) const;
   // The job stopped on `from_host` to go on elsewhere: keeps its new restart
   // files (`bundle`, "" when it wrote none) and its output so far, and queues it.
-  void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle, int output_fd);
+  // `in_place`: it checkpointed for its own sake and may restart anywhere.
+  void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle, int output_fd,
+                    bool in_place);
   // Delivers the output in `fd` (may be -1: none) and mails the owner; returns a
   // note for the record when something could not be done.
   std::string Deliver(const spool::JobRecord& record, int fd);

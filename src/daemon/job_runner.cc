@@ -277,7 +277,11 @@ Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire:
       asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), fds[0]));
   Attach(record_id, spec.queue, channel);
   wire::ShepherdStart start{job_id, self_host_, policy.nice, policy.allow_root,
-                            spec.batch ? OutputFile(record_id) : "", RunFile(record_id, ".status"), true, spec};
+                            spec.batch ? OutputFile(record_id) : "", RunFile(record_id, ".status"), true,
+                            policy.checkpoint_mode == profile::CheckpointMode::kUser && policy.checkpoint_exit
+                                ? *policy.checkpoint_exit
+                                : -1,
+                            spec};
   channel->Send(start);
   return Status::Ok();
 }
@@ -392,6 +396,7 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
                           const std::string& message) {
   auto it = shepherds_.find(record_id);
   if (it == shepherds_.end() || it->second.finished) return;  // already recorded
+  const bool asked_in_place = it->second.checkpoint_in_place;
   Release(record_id);
   batch_.Join();
   auto record = store_.Get(record_id);
@@ -411,6 +416,7 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   bool self_checkpoint = state == spool::JobState::kDone && queue != nullptr && queue->policy.checkpoint_exit &&
                          WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == *queue->policy.checkpoint_exit;
   r.checkpointed = state == spool::JobState::kDone && (event.checkpointed || self_checkpoint);
+  r.checkpoint_in_place = r.checkpointed && (self_checkpoint || asked_in_place);
   if (r.checkpointed) {
     // File times come from the kernel's coarse clock, which may lag the
     // shepherd's by a tick: a file written just after the signal must count.
@@ -483,13 +489,14 @@ bool JobRunner::ControlJob(uint64_t record_id, wire::ShepherdAction action, cons
   return true;
 }
 
-bool JobRunner::Checkpoint(uint64_t record_id, const std::string& reason) {
+bool JobRunner::Checkpoint(uint64_t record_id, const std::string& reason, bool in_place) {
   auto it = shepherds_.find(record_id);
   if (it == shepherds_.end() || it->second.finished || !it->second.channel || it->second.checkpoint_requested)
     return false;
   const QueueState* queue = queues_.Find(it->second.queue);
   if (queue == nullptr || queue->policy.checkpoint_mode != profile::CheckpointMode::kUser) return false;
   it->second.checkpoint_requested = true;
+  it->second.checkpoint_in_place = in_place;
   wire::ShepherdControl control{wire::ShepherdAction::kCheckpoint, reason, queue->policy.checkpoint_signal,
                                 queue->policy.checkpoint_grace_seconds};
   it->second.channel->Send(control);

@@ -77,7 +77,7 @@ class JobRunner {
   // Asks the job for a checkpoint (the queue's checkpointsignal, once; SIGKILL
   // after checkpointgrace): it is to save its restart files and exit, to go on
   // elsewhere. False when it does not run here or was already asked.
-  bool Checkpoint(uint64_t record_id, const std::string& reason);
+  bool Checkpoint(uint64_t record_id, const std::string& reason, bool in_place = false);
   // The queue's running jobs that could be asked for a checkpoint, newest first.
   std::vector<uint64_t> CheckpointCandidates(const std::string& queue) const;
   // Running jobs of the queue asked for a periodic checkpoint now (checkpointperiod).
@@ -102,6 +102,7 @@ class JobRunner {
     std::shared_ptr<ShepherdChannel> channel;
     bool finished = false;
     bool checkpoint_requested = false;
+    bool checkpoint_in_place = false;  // asked for a periodic checkpoint, not to leave
     bool pinned = false;  // submitted with -h: the load does not move it
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };

@@ -301,6 +301,9 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     if (batch_output_fd_ >= 0) close(std::exchange(batch_output_fd_, -1));  // the job has its own copy
     if (!launched.ok()) return FailToStart(launched.message());
     job_ = launched.value();
+    launched_at_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
     daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kStarted, job_.pid, 0, 0, ""});
   }
 
@@ -498,12 +501,15 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     if (checkpoint_kill_timer_) checkpoint_kill_timer_->cancel();
     // The daemon hears first, so the slot is free before the user's next command.
     wire::ShepherdEvent event{wire::ShepherdEventKind::kFinished, job_.pid, wait_status_, cpu_seconds_, ""};
-    event.checkpointed = checkpointed();
-    event.signal_time_ms = checkpoint_signal_time_ms_;
+    // `checkpointexit CODE`: the job checkpointed by itself, since it began.
+    bool self_checkpoint = start_.checkpoint_exit >= 0 && WIFEXITED(wait_status_) &&
+                           WEXITSTATUS(wait_status_) == start_.checkpoint_exit;
+    event.checkpointed = checkpointed() || self_checkpoint;
+    event.signal_time_ms = checkpointed() ? checkpoint_signal_time_ms_ : launched_at_ms_;
     ReportEnd(event);
     // A checkpointed job goes on elsewhere, with the same stub: its status here
     // is not the end the user waits for.
-    if (checkpointed())
+    if (event.checkpointed)
       status = wire::JobStatus{wire::JobStatusKind::kMoved, 0,
                                "checkpointed on " + start_.exec_host + "; it carries on elsewhere"};
     if (stub_) stub_->Send(status);
@@ -615,6 +621,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   bool suspended_ = false;
   bool terminating_ = false;
   int64_t checkpoint_signal_time_ms_ = 0;  // Unix ms when the checkpoint signal went; 0: never
+  int64_t launched_at_ms_ = 0;
   int wait_status_ = 0;
   double cpu_seconds_ = 0;
   int exit_status_ = 0;

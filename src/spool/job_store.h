@@ -59,6 +59,9 @@ struct JobRecord {
   // Execution side: it ended because it was checkpointed (to go on elsewhere);
   // its restart files, if it wrote any, wait in the spool's bundle.
   bool checkpointed = false;
+  // ...for its own sake (checkpointperiod, checkpointexit), not to leave this
+  // host: it may restart anywhere, here included.
+  bool checkpoint_in_place = false;
 
   bool operator==(const JobRecord&) const = default;
 };

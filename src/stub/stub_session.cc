@@ -163,6 +163,9 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     }
     waiting_ = false;
     exec_host_ = placed.host;
+    // A moved job placed again: where it goes, and from what (its restart
+    // files, or the beginning when it wrote none).
+    if (moving_ && !placed.waiting_reason.empty()) PrintNotice(placed.waiting_reason);
     StartTimer(NotStartedMessage());
   }
 

@@ -140,6 +140,7 @@ void JobEnded::Encode(Writer& w) const {
   w.u64(output_size);
   w.str(output_sha256);
   w.boolean(checkpointed);
+  w.boolean(checkpoint_in_place);
   w.u64(bundle_size);
   w.str(bundle_sha256);
 }
@@ -157,6 +158,7 @@ JobEnded JobEnded::Decode(Reader& r) {
   e.output_size = r.u64();
   e.output_sha256 = r.str(32);
   e.checkpointed = r.boolean();
+  e.checkpoint_in_place = r.boolean();
   e.bundle_size = r.u64();
   e.bundle_sha256 = r.str(32);
   if (!e.bundle_sha256.empty() && e.bundle_sha256.size() != 32) r.fail("bundle digest is not 32 bytes");
@@ -241,6 +243,7 @@ void ShepherdStart::Encode(Writer& w) const {
   w.str(output_path);
   w.str(status_path);
   w.boolean(adoptable);
+  w.i32(checkpoint_exit);
   spec.Encode(w);
 }
 
@@ -253,6 +256,8 @@ ShepherdStart ShepherdStart::Decode(Reader& r) {
   s.output_path = r.str(kMaxPathBytes);
   s.status_path = r.str(kMaxPathBytes);
   s.adoptable = r.boolean();
+  s.checkpoint_exit = r.i32();
+  if (s.checkpoint_exit < -1 || s.checkpoint_exit > 255) r.fail("checkpoint exit code out of range");
   s.spec = JobSpec::Decode(r);
   return s;
 }

@@ -214,6 +214,7 @@ struct JobEnded {
   // be restarted: from the restart-file bundle sent before this message when
   // bundle_sha256 is set, else from its previous bundle or from the start.
   bool checkpointed = false;
+  bool checkpoint_in_place = false;  // periodic or self-checkpoint: it may restart anywhere
   uint64_t bundle_size = 0;
   std::string bundle_sha256;
   void Encode(Writer& w) const;
@@ -287,6 +288,9 @@ struct ShepherdStart {
   // The shepherd was given a listening Unix socket as fd 4, on which a restarted
   // daemon reconnects to re-adopt the job.
   bool adoptable = false;
+  // The queue's `checkpointexit` code (0..255), or -1: a job that exits with it
+  // checkpointed by itself and goes on from its restart files.
+  int32_t checkpoint_exit = -1;
   JobSpec spec;
   void Encode(Writer& w) const;
   static ShepherdStart Decode(Reader& r);

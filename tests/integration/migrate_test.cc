@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -159,6 +160,8 @@ TEST_F(MigrateTest, AJobThatWritesNoRestartFileStartsAgainFromTheBeginning) {
   ASSERT_TRUE(status.has_value()) << ReadFile(err);
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
   EXPECT_EQ(ReadFile(out), "start on " + cluster->entry(0) + "\nstart on " + cluster->entry(1) + "\ndone\n");
+  // The user is told it starts over, and why.
+  EXPECT_NE(ReadFile(err).find("starts again from the beginning"), std::string::npos) << ReadFile(err);
   auto record = JobOn(*cluster, 0, 1);
   EXPECT_EQ(record["restarts"], 1) << record.dump();
 }
@@ -188,6 +191,121 @@ TEST_F(MigrateTest, ABatchJobMovesAndItsOutputFileIsWhole) {
   std::string output = ReadFile(cwd + "/count.o" + std::to_string(id));
   EXPECT_EQ(ResultLine(output), ResultLine(alone.out)) << output << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
   EXPECT_NE(output.find("resum"), std::string::npos) << output;
+}
+
+// A full-pty job (the stub's terminal in raw mode) moves with its stub attached.
+TEST_F(MigrateTest, APtyJobMovesWithItsTerminal) {
+  if (access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) is not installed";
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  // script(1) gives the stub a terminal of its own; -p asks for a remote pty.
+  std::string line = BinDir() + "/queue -p -H " + cluster->entry(0) + " -- " + Counter() +
+                     " 2000 0.002; echo stub-exit=$?";
+  auto stub = StartBackground({"/bin/sh", "-c", "cd \"$0\" && exec script -qefc \"$1\" /dev/null", cwd, line},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, cwd + "/tty.out", cwd + "/tty.err");
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s))
+      << ReadFile(cwd + "/tty.out");
+  std::this_thread::sleep_for(1s);
+  auto asked = cluster->Queue(0, {"--migrate", "1"});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(cwd + "/tty.out");
+  std::string screen = ReadFile(cwd + "/tty.out");
+  auto alone = RunCommand({Counter(), "2000", "0"});
+  EXPECT_NE(screen.find("resumed"), std::string::npos) << screen;
+  EXPECT_NE(screen.find(ResultLine(alone.out)), std::string::npos) << screen;
+  EXPECT_NE(screen.find("stub-exit=0"), std::string::npos) << screen;
+  auto record = JobOn(*cluster, 0, 1);
+  EXPECT_EQ(record["host"], cluster->entry(1)) << record.dump();
+}
+
+// A job that checkpoints by itself exits with the queue's `checkpointexit` code
+// and goes on from its restart file (here on the same host: it asked to stay).
+TEST_F(MigrateTest, CheckpointExitRestartsTheJobFromItsRestartFile) {
+  // restartflagpos last: argv[1] of `sh -c SCRIPT sh` is -c, so the flag goes at the end.
+  auto cluster = TestCluster::Start(1, ClusterOptions{{}, "checkpointmode 2\nrestartmode 1\ncheckpointexit 85\n"
+                                                          "restartflag --resume\nrestartflagpos last\n"});
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  // First run: save "half" and exit 85. Restarted (--resume): finish from the file.
+  std::string script =
+      "if [ \"$1\" = --resume ]; then echo \"resumed from $(cat \"$QUEUE_RESTART_FILE\")"
+      " after $QUEUE_RESTART_COUNT restart(s)\"; exit 0; fi; echo half > \"$QUEUE_RESTART_FILE\"; exit 85";
+  auto run = cluster->Queue(0, {"-n", "-j", "selfck", "--", "sh", "-c", script, "sh"}, {{}, "", 30s, cwd});
+  EXPECT_EQ(run.exit_code, 0) << run.err << cluster->log(0);
+  EXPECT_EQ(run.out, "resumed from half after 1 restart(s)\n") << run.err;
+}
+
+// Pids of running processes whose command line has `needle`.
+std::vector<pid_t> PidsRunning(const std::string& needle) {
+  std::vector<pid_t> pids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFile(entry.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle) != std::string::npos) pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+pid_t ParentOf(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return 0;
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  char state;
+  pid_t parent = 0;
+  fields >> state >> parent;
+  return parent;
+}
+
+// checkpointperiod: the job's restart files are copied off its host every
+// period, so when the host dies the job goes on elsewhere from the last copy.
+TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {
+  auto cluster = TestCluster::Start(
+      2, ClusterOptions{{}, "checkpointmode 2\nrestartmode 1\ncheckpointperiod 2\nrestartflag --resume\n",
+                        {}, {}, {}, {"--host-timeout", "3"}});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  cluster->SetLoad(0, 20);  // host 1 is the better place while it lives
+  std::this_thread::sleep_for(1500ms);
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  const std::string steps = "4001";
+  auto submitted = cluster->Queue(0, {"-r", "-j", "periodic", "--", Counter(), steps, "0.002"}, {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  uint64_t id = std::stoull(submitted.out);
+  // At least one periodic copy made, and running on host 1 again.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = JobOn(*cluster, 0, id);
+        return !job.is_null() && job.value("restarts", 0) >= 1 && job["state"] == "running" &&
+               job["host"] == cluster->entry(1);
+      },
+      20s))
+      << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
+  std::this_thread::sleep_for(500ms);
+  // Host 1 dies: its daemon, the job's shepherd and the job.
+  cluster->StopDaemon(1, SIGKILL);
+  for (pid_t job : PidsRunning("queue-example-counter " + steps)) {
+    if (pid_t shepherd = ParentOf(job); shepherd > 1) kill(shepherd, SIGKILL);
+    kill(job, SIGKILL);
+  }
+  cluster->SetLoad(0, 0);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = JobOn(*cluster, 0, id);
+        return !job.is_null() && job["state"] == "done";
+      },
+      60s))
+      << JobOn(*cluster, 0, id).dump() << cluster->log(0);
+  std::string output = ReadFile(cwd + "/periodic.o" + std::to_string(id));
+  auto alone = RunCommand({Counter(), steps, "0"});
+  EXPECT_EQ(ResultLine(output), ResultLine(alone.out)) << output;
+  EXPECT_NE(output.find("resumed"), std::string::npos) << output;
+  EXPECT_EQ(JobOn(*cluster, 0, id)["host"], cluster->entry(0));
 }
 
 // The issue's big file: 1 GiB of restart state moves, checked by digest on arrival.

@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <thread>
 
@@ -90,6 +93,46 @@ TEST(Netns, ThreeHostsInTheirOwnNetworkNamespaces) {
   auto fallback = cluster->Queue(1, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
   EXPECT_EQ(fallback.exit_code, 0) << fallback.err;
   EXPECT_TRUE(fallback.out == cluster->entry(0) + "\n" || fallback.out == cluster->entry(1) + "\n") << fallback.out;
+}
+
+// SPEC §7 across real network stacks: a job checkpointed in one namespace goes
+// on in another, its restart file carried by the daemons, its stub (in host 0's
+// namespace) attached throughout.
+TEST(Netns, AJobMovesBetweenNamespacesWithItsStubAttached) {
+  if (geteuid() != 0 || access("/usr/sbin/ip", X_OK) != 0) GTEST_SKIP() << "needs root and iproute2";
+  std::string counter = BinDir() + "/queue-example-counter";
+  if (access(counter.c_str(), X_OK) != 0) GTEST_SKIP() << "queue-example-counter is not built";
+  NamespaceLab lab(2);
+  ASSERT_TRUE(lab.ok()) << "could not build the namespaces";
+  ClusterOptions options;
+  options.profile_extra = "checkpointmode 2\nloadcheckpoint 3\nrestartflag --resume\nrestartmode 1\n";
+  for (int i = 0; i < 2; ++i) {
+    options.host_entries.push_back(NamespaceLab::Address(i) + ":1421");
+    options.host_wrappers[i] = lab.Wrapper(i);
+  }
+  auto cluster = TestCluster::Start(2, options);
+  ASSERT_TRUE(cluster->WaitForView(20s)) << cluster->log(0) << cluster->log(1);
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::vector<std::string> argv = cluster->OnHost(0);
+  for (const char* word : {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\""}) argv.push_back(word);
+  argv.push_back(cwd);
+  for (const std::string& word : {BinDir() + "/queue", std::string("-n"), std::string("-H"), cluster->entry(0),
+                                  std::string("--"), counter, std::string("2000"), std::string("0.002")})
+    argv.push_back(word);
+  auto stub = StartBackground(argv, {"QUEUE_SOCKET=" + cluster->socket(0)}, cwd + "/out", cwd + "/err");
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(cwd + "/out").find("step") != std::string::npos; }, 15s))
+      << ReadFile(cwd + "/err");
+  cluster->SetLoad(0, 5.0);  // the job's host passes loadcheckpoint; host 1 takes restarts
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(cwd + "/err");
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(cwd + "/err");
+  std::string out = ReadFile(cwd + "/out");
+  auto alone = RunCommand({counter, "2000", "0"});
+  EXPECT_NE(out.find("resumed"), std::string::npos) << out << ReadFile(cwd + "/err");
+  EXPECT_EQ(out.substr(out.rfind("result")), alone.out.substr(alone.out.rfind("result")));
+  EXPECT_NE(ReadFile(cwd + "/err").find("checkpointed on " + cluster->entry(0)), std::string::npos)
+      << ReadFile(cwd + "/err");
 }
 
 }  // namespace

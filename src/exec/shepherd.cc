@@ -128,6 +128,15 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
 
   int exit_status() const { return exit_status_; }
 
+  // After the loop has stopped: drops the channels, whose stored handlers hold
+  // this session, so that the session and they are freed with the io_context.
+  void Release() {
+    daemon_.reset();
+    stub_.reset();
+    acceptor_.reset();
+    stdin_.reset();
+  }
+
  private:
   // The stub's TLS context first (without it no failure reaches the user),
   // then the status file, then a batch job's output. A failure here means the
@@ -644,7 +653,9 @@ int RunShepherd(const ShepherdOptions& options) {
   auto session = std::make_shared<ShepherdSession>(io, options, std::move(start.value()), starting_uid);
   session->Begin();
   io.run();
-  return session->exit_status();
+  int status = session->exit_status();
+  session->Release();
+  return status;
 }
 
 }  // namespace queue::exec

@@ -219,7 +219,7 @@ TEST_F(ShepherdTest, BatchJobReportsItsEndToTheDaemonAndTheStatusFile) {
 
   auto exit = ShepherdExit(5s);
   ASSERT_TRUE(exit) << "the shepherd did not exit after its job";
-  EXPECT_EQ(WEXITSTATUS(*exit), 3);
+  EXPECT_EQ(WEXITSTATUS(*exit), 3) << ShepherdLog();
   EXPECT_EQ(ReadFile(output_path_), "out\nerr\n");
   struct stat info {};
   ASSERT_EQ(stat(output_path_.c_str(), &info), 0);

@@ -36,7 +36,7 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
       if (n == 0) return done(SentBundle{offset, digest.Final()});
       std::string_view bytes(chunk.data(), static_cast<size_t>(n));
       digest.Update(bytes);
-      link->SendBundleChunk(wire::BundleChunk{origin_host, origin_id, offset, std::string(bytes)});
+      link->SendBundleChunk(wire::BundleChunk{origin_host, origin_id, attempt, offset, std::string(bytes)});
       offset += static_cast<uint64_t>(n);
     }
   }
@@ -45,6 +45,7 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
   std::shared_ptr<PeerLink> link;
   std::string origin_host;
   uint64_t origin_id = 0;
+  uint32_t attempt = 0;
   int fd = -1;
   uint64_t offset = 0;
   Sha256 digest;
@@ -54,10 +55,11 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
 }  // namespace
 
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
-                const std::string& path, std::function<void(Result<SentBundle>)> done) {
+                uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done) {
   auto stream = std::make_shared<BundleStream>(io, std::move(link));
   stream->origin_host = std::move(origin_host);
   stream->origin_id = origin_id;
+  stream->attempt = attempt;
   stream->done = std::move(done);
   stream->fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (stream->fd < 0) return stream->done(Fail("cannot open the restart bundle " + path + ": " + ErrnoText(errno)));

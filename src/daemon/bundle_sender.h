@@ -24,7 +24,7 @@ struct SentBundle {
 // Calls `done` once: with the bundle's size and digest when every chunk is
 // queued on the link, or an error (the file cannot be read, the link dropped).
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
-                const std::string& path, std::function<void(Result<SentBundle>)> done);
+                uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done);
 
 // Receiving side: writes one chunk at `offset` of the file at `path` (offset 0
 // starts it afresh). A chunk that does not follow on from the file's end is

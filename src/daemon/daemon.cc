@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <sstream>
@@ -158,7 +159,11 @@ class DaemonImpl {
     wire::JobSpec spec;  // interactive only
     std::weak_ptr<ClientChannel> client;  // an interactive job's stub, to tell it where the job goes
     bool in_flight = false;
+    // Which time the job entered the list: a placement started for an earlier
+    // entry (before a restart re-queued it) reports to nobody.
+    uint64_t generation = 0;
   };
+  uint64_t next_generation_ = 0;
   static std::string WaitKey(const wire::JobSpec& spec) { return spec.queue + "|" + spec.only_host; }
   void AddWaitingStored(uint64_t record_id);
   // The spec a restarted job runs with: QUEUE_RESTART_COUNT, and with restart
@@ -182,14 +187,18 @@ class DaemonImpl {
   void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, const PlacementOptions& options,
                       PlacementCallback done);
   void SetOffer(uint64_t record_id, const std::string& host);
+  // The job is still waiting, in the same run: a cancel or a restart may have
+  // come while its placement was under way.
+  bool StillWaiting(const PlacementAttempt& attempt);
   void ScheduleWaitingPass();
   void TakeWaiting(uint64_t record_id);
-  void OnWaitingOutcome(uint64_t record_id, const std::string& key, const PlacementOutcome& outcome);
+  void OnWaitingOutcome(uint64_t record_id, uint64_t generation, const std::string& key,
+                        const PlacementOutcome& outcome);
   void Recover();
   void WatchSilentHosts();
   Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
-  void Placed(uint64_t record_id, const std::string& host);
+  void Placed(uint64_t record_id, const std::string& host, uint32_t attempt);
   void FailRecord(uint64_t record_id, const std::string& why, spool::JobState state = spool::JobState::kFailed);
   void RetryWaiting();
   Result<std::string> ResolveHostOption(const std::string& option) const;
@@ -363,7 +372,8 @@ void DaemonImpl::StartLinks() {
     auto link = std::make_shared<PeerLink>(io_, *client_tls_, host, self_.entry);
     links_[host.entry] = link;
     link->OnReady([this, peer = host.entry] { reporter_->Resume(peer); });
-    link->OnEndAcknowledged([this, peer = host.entry](uint64_t id) { reporter_->OnAcknowledged(peer, id); });
+    link->OnEndAcknowledged(
+        [this, peer = host.entry](uint64_t id, uint32_t attempt) { reporter_->OnAcknowledged(peer, id, attempt); });
     link->Start();
   }
 }
@@ -594,7 +604,7 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
       FailRecord(record_id, outcome.why);
       return channel->Send(wire::ErrorReply{outcome.why});
     }
-    waiting_[record_id] = WaitingJob{false, WaitKey(spec), spec, channel, false};
+    waiting_[record_id] = WaitingJob{false, WaitKey(spec), spec, channel, false, ++next_generation_};
     channel->Send(wire::SubmitReply{record_id, "", outcome.why});
   });
 }
@@ -634,7 +644,7 @@ void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire
     }
     channel->Send(wire::SubmitReply{record_id, "", ""});
   });
-  waiting_[record_id] = WaitingJob{true, WaitKey(spec), {}, {}, false};
+  waiting_[record_id] = WaitingJob{true, WaitKey(spec), {}, {}, false, ++next_generation_};
   ScheduleWaitingPass();
 }
 
@@ -683,7 +693,7 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
         AdmitRequest{"", 0, attempt->attempt, attempt->record_id, attempt->spec, attempt->bundle}, CurrentLoad(),
         &permanent);
     if (!admitted.ok()) return refused(admitted.message(), permanent);
-    Placed(attempt->record_id, host);
+    Placed(attempt->record_id, host, attempt->attempt);
     return done(PlacementOutcome{host, false, ""});
   }
   auto link = links_.find(host);
@@ -694,6 +704,7 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   // A batch job, or any job restarted from the spool: the offer is two-phase.
   const bool batch = attempt->spec.batch || attempt->attempt > 0;
   auto send = [this, attempt, done, host, refused, batch, link = link->second](const SentBundle& bundle) {
+    if (batch && !StillWaiting(*attempt)) return refused("the job is no longer waiting", true);
     wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->attempt, bundle.size, bundle.sha256,
                          attempt->spec};
     link->Place(std::move(place), config_.place_timeout,
@@ -706,17 +717,21 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
                     if (batch) SetOffer(attempt->record_id, "");
                     return refused(reply.reason, reply.permanent);
                   }
-                  Placed(attempt->record_id, host);
+                  Placed(attempt->record_id, host, attempt->attempt);
                   done(PlacementOutcome{host, false, ""});
                 });
   };
   // Restart files go first, so that the host has them when it takes the job.
   auto ship = [this, attempt, send, refused, link = link->second] {
     if (attempt->bundle.empty()) return send(SentBundle{});
-    SendBundle(io_, link, self_.entry, attempt->record_id, attempt->bundle, [send, refused](Result<SentBundle> sent) {
-      if (!sent.ok()) return refused(sent.message(), false);
-      send(*sent);
-    });
+    SendBundle(io_, link, self_.entry, attempt->record_id, attempt->attempt, attempt->bundle,
+               [this, attempt, send, refused](Result<SentBundle> sent) {
+                 if (!sent.ok()) {
+                   SetOffer(attempt->record_id, "");  // the host never saw an offer
+                   return refused(sent.message(), false);
+                 }
+                 send(*sent);
+               });
   };
   if (!batch) return ship();
   // Two-phase hand-off: the spool says where the job was offered before the
@@ -728,6 +743,12 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   });
 }
 
+bool DaemonImpl::StillWaiting(const PlacementAttempt& attempt) {
+  auto record = store_->Get(attempt.record_id);
+  return record.ok() && record->has_value() && (*record)->state == spool::JobState::kWaiting &&
+         (*record)->restarts == attempt.attempt;
+}
+
 void DaemonImpl::SetOffer(uint64_t record_id, const std::string& host) {
   batch_->Join();
   auto record = store_->Get(record_id);
@@ -736,7 +757,7 @@ void DaemonImpl::SetOffer(uint64_t record_id, const std::string& host) {
   (void)store_->Update(**record);
 }
 
-void DaemonImpl::Placed(uint64_t record_id, const std::string& host) {
+void DaemonImpl::Placed(uint64_t record_id, const std::string& host, uint32_t attempt) {
   if (host == self_.entry) {  // a remote placement was counted when offered
     table_.AddPlacement(host, load::Clock::now());
     table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
@@ -746,8 +767,14 @@ void DaemonImpl::Placed(uint64_t record_id, const std::string& host) {
   if (!record.ok() || !record->has_value()) return;
   spool::JobRecord& r = **record;
   if (host != self_.entry) {
-    // Its end may have come first (the answer to an earlier offer was lost).
-    if (r.state != spool::JobState::kWaiting) return;
+    // Cancelled while the offer was out: the host must not run it.
+    if (r.state == spool::JobState::kCancelled) {
+      if (auto link = links_.find(host); link != links_.end()) link->second->SendCancel(wire::CancelJob{record_id});
+      return;
+    }
+    // Its end may have come first (the answer to an earlier offer was lost),
+    // or it was queued again meanwhile: a stale acceptance changes nothing.
+    if (r.state != spool::JobState::kWaiting || r.restarts != attempt) return;
     // The execution host keeps its own record too; this one says where the job went.
     r.state = spool::JobState::kRunning;
     r.exec_host = host;
@@ -766,6 +793,9 @@ void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::J
   (*record)->end_time = Now();
   (*record)->end_reported = true;
   (void)store_->Update(**record);
+  batch_->AfterCommit([this, record_id](const Status& ok) {
+    if (ok.ok()) finisher_->DiscardOriginFiles(record_id);
+  });
 }
 
 void DaemonImpl::ScheduleWaitingPass() {
@@ -806,7 +836,7 @@ void DaemonImpl::AddWaitingStored(uint64_t record_id) {
   if (!spec.ok()) return FailRecord(record_id, spec.message());
   std::weak_ptr<ClientChannel> stub;
   if (auto found = stubs_.find(record_id); found != stubs_.end()) stub = found->second;
-  waiting_[record_id] = WaitingJob{true, WaitKey(*spec), {}, stub, false};
+  waiting_[record_id] = WaitingJob{true, WaitKey(*spec), {}, stub, false, ++next_generation_};
 }
 
 // Starts placing one waiting job, or drops it from the list when it is gone.
@@ -858,9 +888,10 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
     spec = job.spec;
   }
   job.in_flight = true;
-  StartPlacement(record_id, spec, options, [this, record_id, key = job.key](const PlacementOutcome& outcome) {
-    OnWaitingOutcome(record_id, key, outcome);
-  });
+  StartPlacement(record_id, spec, options,
+                 [this, record_id, generation = job.generation, key = job.key](const PlacementOutcome& outcome) {
+                   OnWaitingOutcome(record_id, generation, key, outcome);
+                 });
 }
 
 wire::JobSpec DaemonImpl::RestartSpec(const spool::JobRecord& record, wire::JobSpec spec, bool from_bundle) const {
@@ -880,9 +911,10 @@ wire::JobSpec DaemonImpl::RestartSpec(const spool::JobRecord& record, wire::JobS
   return spec;
 }
 
-void DaemonImpl::OnWaitingOutcome(uint64_t record_id, const std::string& key, const PlacementOutcome& outcome) {
+void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const std::string& key,
+                                  const PlacementOutcome& outcome) {
   auto found = waiting_.find(record_id);
-  if (found == waiting_.end()) return;  // cancelled meanwhile
+  if (found == waiting_.end() || found->second.generation != generation) return;  // cancelled or re-queued meanwhile
   found->second.in_flight = false;
   if (outcome.unresolved) return;  // asked there again on the next pass
   auto client = found->second.client.lock();
@@ -1048,6 +1080,9 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
   auto list = store_->List(filter);
   if (!list.ok()) return Fail("spool: " + list.message());
   const std::string id_text = std::to_string(job_id);
+  // The number names the job submitted here first; a job from another host
+  // with the same number only when there is none.
+  std::stable_partition(list->begin(), list->end(), [](const spool::JobRecord& r) { return r.origin_host.empty(); });
   for (const auto& r : *list) {
     if (UserJobId(r) != job_id || !(r.origin_host.empty() || r.exec_host == self_.entry)) continue;
     const std::string notice = "[job " + id_text + " cancelled by its owner]";
@@ -1311,9 +1346,9 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
     case wire::MessageType::kJobEnded: {
       auto ended = wire::DecodePayload<wire::JobEnded>(payload);
       if (!ended.ok()) return channel->Close(ended.message());
-      uint64_t id = ended->origin_job_id;
-      return finisher_->OnEnded(*peer_name, *ended, [weak = std::weak_ptr<PeerChannel>(channel), id] {
-        if (auto c = weak.lock()) c->Send(wire::JobEndedAck{id});
+      wire::JobEndedAck ack{ended->origin_job_id, ended->attempt};
+      return finisher_->OnEnded(*peer_name, *ended, [weak = std::weak_ptr<PeerChannel>(channel), ack] {
+        if (auto c = weak.lock()) c->Send(ack);
       });
     }
     default:

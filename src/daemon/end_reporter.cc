@@ -20,7 +20,7 @@ constexpr auto kResendAfter = std::chrono::seconds(15);
 }  // namespace
 
 struct EndReporter::Transfer {
-  std::pair<std::string, uint64_t> key;
+  Key key;
   spool::JobRecord record;
   int fd = -1;  // the output file; -1 when no output travels
   uint64_t offset = 0;
@@ -36,11 +36,12 @@ struct EndReporter::Transfer {
 
 void EndReporter::Report(const spool::JobRecord& record) {
   if (record.origin_host.empty() || record.end_reported) return;
-  auto key = std::make_pair(record.origin_host, record.origin_id);
+  Key key{record.origin_host, record.origin_id, record.restarts};
   Owed& owed = owed_[key];
   owed.record_id = record.id;
   owed.peer = record.origin_host;
   owed.origin_id = record.origin_id;
+  owed.attempt = record.restarts;
   Enqueue(owed);
 }
 
@@ -65,13 +66,13 @@ void EndReporter::Resume(const std::string& peer) {
 void EndReporter::Tick() {
   auto now = std::chrono::steady_clock::now();
   for (auto& [key, owed] : owed_)
-    if (!owed.queued && now - owed.sent_at > kResendAfter) Enqueue(owed);
+    if (!owed.queued && !owed.sending && now - owed.sent_at > kResendAfter) Enqueue(owed);
 }
 
 void EndReporter::Enqueue(Owed& owed) {
   if (owed.queued) return;
   owed.queued = true;
-  queue_.emplace_back(owed.peer, owed.origin_id);
+  queue_.emplace_back(owed.peer, owed.origin_id, owed.attempt);
   Pump();
 }
 
@@ -84,7 +85,7 @@ void EndReporter::Pump() {
       auto owed = owed_.find(key);
       if (owed == owed_.end()) continue;  // acknowledged meanwhile
       owed->second.queued = false;
-      auto link = links_(key.first);
+      auto link = links_(std::get<0>(key));
       if (!link || !link->connected()) continue;  // Resume() brings it back
       auto record = store_.Get(owed->second.record_id);
       if (!record.ok() || !record->has_value()) {
@@ -94,7 +95,7 @@ void EndReporter::Pump() {
       active_ = std::make_shared<Transfer>();
       active_->key = key;
       active_->record = **record;
-      owed->second.sent_at = std::chrono::steady_clock::now();
+      owed->second.sending = true;
       if (active_->record.checkpointed)
         active_->bundle_fd = open(runner_.BundleFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
       if (active_->record.batch && active_->record.state != spool::JobState::kCancelled) {
@@ -113,12 +114,18 @@ void EndReporter::Pump() {
       });
       return;
     }
+    // Sent: the resend clock starts now, not when a long transfer began.
+    if (auto owed = owed_.find(active_->key); owed != owed_.end()) {
+      owed->second.sending = false;
+      owed->second.sent_at = std::chrono::steady_clock::now();
+    }
     active_.reset();
   }
 }
 
 bool EndReporter::Continue(Transfer& transfer) {
-  auto link = links_(transfer.key.first);
+  const auto& [peer, origin_id, attempt] = transfer.key;
+  auto link = links_(peer);
   if (!link || !link->connected()) return true;  // dropped; sent again on Resume()
   if (transfer.bundle_fd >= 0) {
     std::string chunk(wire::kMaxStreamChunk, '\0');
@@ -129,8 +136,7 @@ bool EndReporter::Continue(Transfer& transfer) {
       if (n <= 0) break;
       std::string_view bytes(chunk.data(), static_cast<size_t>(n));
       transfer.bundle_digest.Update(bytes);
-      link->SendBundleChunk(wire::BundleChunk{transfer.key.first, transfer.key.second, transfer.bundle_offset,
-                                              std::string(bytes)});
+      link->SendBundleChunk(wire::BundleChunk{peer, origin_id, attempt, transfer.bundle_offset, std::string(bytes)});
       transfer.bundle_offset += static_cast<uint64_t>(n);
     }
   }
@@ -143,13 +149,14 @@ bool EndReporter::Continue(Transfer& transfer) {
       if (n <= 0) break;
       std::string_view bytes(chunk.data(), static_cast<size_t>(n));
       transfer.digest.Update(bytes);
-      link->SendJobOutput(wire::JobOutput{transfer.key.second, transfer.offset, std::string(bytes)});
+      link->SendJobOutput(wire::JobOutput{origin_id, attempt, transfer.offset, std::string(bytes)});
       transfer.offset += static_cast<uint64_t>(n);
     }
   }
   const spool::JobRecord& r = transfer.record;
   wire::JobEnded ended;
   ended.origin_job_id = r.origin_id;
+  ended.attempt = r.restarts;
   ended.failed = r.state != spool::JobState::kDone;
   ended.lost = WasLost(r);
   ended.wait_status = r.wait_status;
@@ -171,8 +178,8 @@ bool EndReporter::Continue(Transfer& transfer) {
   return true;
 }
 
-void EndReporter::OnAcknowledged(const std::string& peer, uint64_t origin_job_id) {
-  auto owed = owed_.find({peer, origin_job_id});
+void EndReporter::OnAcknowledged(const std::string& peer, uint64_t origin_job_id, uint32_t attempt) {
+  auto owed = owed_.find({peer, origin_job_id, attempt});
   if (owed == owed_.end()) return;
   uint64_t record_id = owed->second.record_id;
   owed_.erase(owed);

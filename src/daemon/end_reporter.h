@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include <asio.hpp>
 
@@ -38,7 +39,7 @@ class EndReporter {
   void Resume(const std::string& peer);
   // Periodically: reports sent long ago and never acknowledged go again.
   void Tick();
-  void OnAcknowledged(const std::string& peer, uint64_t origin_job_id);
+  void OnAcknowledged(const std::string& peer, uint64_t origin_job_id, uint32_t attempt);
 
   size_t owed() const { return owed_.size(); }
 
@@ -47,7 +48,9 @@ class EndReporter {
     uint64_t record_id = 0;
     std::string peer;
     uint64_t origin_id = 0;
+    uint32_t attempt = 0;
     bool queued = false;
+    bool sending = false;  // its transfer is under way
     std::chrono::steady_clock::time_point sent_at{};
   };
   struct Transfer;
@@ -64,8 +67,10 @@ class EndReporter {
   LinkFinder links_;
   asio::steady_timer pace_;
   bool pacing_ = false;
-  std::map<std::pair<std::string, uint64_t>, Owed> owed_;  // by (peer, origin id)
-  std::deque<std::pair<std::string, uint64_t>> queue_;
+  // By (peer, origin id, attempt): each run of a job has its own end.
+  using Key = std::tuple<std::string, uint64_t, uint32_t>;
+  std::map<Key, Owed> owed_;
+  std::deque<Key> queue_;
   std::shared_ptr<Transfer> active_;
 };
 

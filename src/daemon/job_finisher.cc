@@ -36,8 +36,10 @@ int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 // Running on `peer`, or offered to it with the answer lost: either way that
 // host's word on the job is the one to take.
-bool IsPlacedOn(const spool::JobRecord& record, const std::string& peer) {
-  return record.exec_host == peer &&
+// `attempt` is the run the message is about: an earlier run's end (sent again
+// after its ack was lost) is not this run's.
+bool IsPlacedOn(const spool::JobRecord& record, const std::string& peer, uint32_t attempt) {
+  return record.exec_host == peer && record.restarts == attempt &&
          (record.state == spool::JobState::kRunning || record.state == spool::JobState::kWaiting);
 }
 
@@ -86,9 +88,15 @@ std::string JobFinisher::PartialOutput(uint64_t record_id) const {
   return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".out";
 }
 
+void JobFinisher::DiscardOriginFiles(uint64_t record_id) const {
+  for (const std::string& path :
+       {IncomingFile(record_id), IncomingBundle(record_id), RestartBundle(record_id), PartialOutput(record_id)})
+    ::unlink(path.c_str());
+}
+
 void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk) {
   auto record = store_.Get(chunk.origin_job_id);
-  if (!record.ok() || !record->has_value() || !IsPlacedOn(**record, peer)) return;
+  if (!record.ok() || !record->has_value() || !IsPlacedOn(**record, peer, chunk.attempt)) return;
   if (auto stored = StoreChunk(IncomingBundle(chunk.origin_job_id), chunk.offset, chunk.bytes); !stored.ok())
     std::cerr << "queued: job " << chunk.origin_job_id << ": " << stored.message() << "\n";
 }
@@ -131,7 +139,7 @@ void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& outpu
   auto record = store_.Get(output.origin_job_id);
   if (!record.ok() || !record->has_value()) return;
   const spool::JobRecord& r = **record;
-  if (!r.batch || !IsPlacedOn(r, peer)) return;
+  if (!r.batch || !IsPlacedOn(r, peer, output.attempt)) return;
   std::string path = IncomingFile(r.id);
   int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (output.offset == 0 ? O_CREAT | O_TRUNC : 0);
   int fd = open(path.c_str(), flags, 0600);
@@ -151,7 +159,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   if (!record.ok()) return;  // the spool is failing: no ack, the peer asks again
   // Unknown, already ended, or moved elsewhere since: nothing to keep, but the
   // peer must stop sending it.
-  if (!record->has_value() || !IsPlacedOn(**record, peer)) return acknowledge();
+  if (!record->has_value() || !IsPlacedOn(**record, peer, ended.attempt)) return acknowledge();
   spool::JobRecord r = **record;
   if (ended.lost) {
     Lost(r, "it was lost on " + peer + " (" + ended.message + ")");
@@ -216,9 +224,10 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     std::cerr << "queued: spool: " << updated.message() << "\n";
     return;
   }
-  batch_.AfterCommit([acknowledge, incoming](const Status& ok) {
+  uint64_t id = r.id;
+  batch_.AfterCommit([this, acknowledge, id](const Status& ok) {
     if (!ok.ok()) return;
-    ::unlink(incoming.c_str());
+    DiscardOriginFiles(id);
     acknowledge();
   });
 }
@@ -247,7 +256,9 @@ void JobFinisher::FinishLocal(spool::JobRecord r) {
   }
   uint64_t id = r.id;
   batch_.AfterCommit([this, id](const Status& ok) {
-    if (ok.ok()) runner_.RemoveJobFiles(id);
+    if (!ok.ok()) return;
+    runner_.RemoveJobFiles(id);
+    DiscardOriginFiles(id);
   });
 }
 
@@ -271,7 +282,6 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
   // move) goes on from them: at most one period of work is lost with the host.
   bool has_copy = ::access(RestartBundle(r.id).c_str(), F_OK) == 0;
   bool restart = r.batch && ((queue != nullptr && queue->policy.restart) || has_copy);
-  runner_.RemoveJobFiles(r.id);  // a partial output of the lost run is not the job's output
   if (restart) {
     r.state = spool::JobState::kWaiting;
     r.exec_host.clear();
@@ -291,6 +301,13 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
     return;
   }
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
+  uint64_t id = r.id;
+  // Once that is on disk: a partial output of the lost run is not the job's.
+  batch_.AfterCommit([this, id, restart](const Status& ok) {
+    if (!ok.ok()) return;
+    runner_.RemoveJobFiles(id);
+    if (!restart) DiscardOriginFiles(id);
+  });
   if (r.batch) Mail(r, -1);
   if (restart && on_requeue_) on_requeue_(r.id, "");
 }
@@ -316,11 +333,7 @@ std::string JobFinisher::Deliver(const spool::JobRecord& record, int fd) {
     }
   }
   Mail(record, fd);
-  if (whole >= 0) {
-    close(whole);
-    ::unlink(PartialOutput(record.id).c_str());
-  }
-  ::unlink(RestartBundle(record.id).c_str());
+  if (whole >= 0) close(whole);
   return "";
 }
 

@@ -51,6 +51,9 @@ class JobFinisher {
   // A batch job just started on `host`: mails the owner when the queue's `mail`
   // has `s`.
   void MailStart(const spool::JobRecord& record, const std::string& host);
+  // Deletes what this host keeps for a job submitted here (output pieces,
+  // restart files): call once its final state is on disk.
+  void DiscardOriginFiles(uint64_t record_id) const;
   // A job that vanished with its host or shepherd while it ran.
   void Lost(spool::JobRecord record, const std::string& why);
 

@@ -137,19 +137,20 @@ void JobRunner::RemoveJobFiles(uint64_t record_id) const {
 }
 
 Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* permanent) {
-  QueueState* queue = queues_.Find(request.spec.queue);
   *permanent = true;
+  if (!request.origin_host.empty()) {
+    // An offer repeated because its answer was lost: this host already has the
+    // job, whatever its queue says now.
+    auto existing = store_.FindByOrigin(request.origin_host, request.origin_job_id);
+    if (existing.ok() && existing->has_value() && (*existing)->restarts == request.attempt) return (*existing)->id;
+  }
+  QueueState* queue = queues_.Find(request.spec.queue);
   if (queue == nullptr) return Fail("has no queue \"" + request.spec.queue + "\"");
   if (request.spec.uid == 0 && !queue->policy.allow_root)
     return Fail("queue \"" + queue->name + "\" does not run root's jobs (no allowroot in its profile)");
   if (geteuid() != 0 && request.spec.uid != geteuid())
     return Fail("this daemon runs as a single user (uid " + std::to_string(geteuid()) +
                 ") and cannot run jobs for uid " + std::to_string(request.spec.uid));
-  if (!request.origin_host.empty()) {
-    // An offer repeated because its answer was lost: this host already has the job.
-    auto existing = store_.FindByOrigin(request.origin_host, request.origin_job_id);
-    if (existing.ok() && existing->has_value() && (*existing)->restarts == request.attempt) return (*existing)->id;
-  }
   *permanent = false;
   if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
   if (!request.bundle.empty()) {
@@ -163,6 +164,11 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   if (request.local_record_id != 0) {
     auto found = store_.Get(request.local_record_id);
     if (!found.ok() || !found->has_value()) return Fail("spool: the job's record is gone");
+    // Cancelled (or placed elsewhere) while this placement was under way.
+    if ((*found)->state != spool::JobState::kWaiting || (*found)->restarts != request.attempt) {
+      *permanent = true;
+      return Fail("the job is no longer waiting");
+    }
     record = **found;
   } else {
     record.origin_host = request.origin_host;
@@ -217,7 +223,10 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
 
 void JobRunner::StartShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec) {
   auto running = shepherds_.find(record_id);
-  if (running == shepherds_.end() || running->second.finished) return;  // cancelled meanwhile
+  if (running == shepherds_.end() || running->second.finished) return;
+  if (running->second.cancelled_before_start)
+    return OnShepherdEvent(record_id, wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0,
+                                                          "cancelled by its owner before it started"});
   const QueueState* queue = queues_.Find(spec.queue);
   profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
   wire::JobSpec job = spec;
@@ -423,6 +432,14 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
     constexpr int64_t kClockSlackMs = 50;
     int64_t since = (event.checkpointed ? event.signal_time_ms : r.start_time * 1000) - kClockSlackMs;
     r.message = PackCheckpoint(r, since);
+    // Asked for a periodic copy, it left none: it ended on its own (or died of
+    // the signal), and is not run again for it, or it would loop for ever.
+    if (asked_in_place && !self_checkpoint && ::access(BundleFile(r.id).c_str(), F_OK) != 0) {
+      r.checkpointed = r.checkpoint_in_place = false;
+      bool clean = WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0;
+      r.message = clean ? "" : "it ended at its periodic checkpoint without writing a restart file";
+      if (!clean) r.state = spool::JobState::kFailed;
+    }
   }
   // Interactive jobs submitted here have nobody else to tell.
   r.end_reported = r.origin_host.empty() && !r.batch && !r.checkpointed;
@@ -484,7 +501,13 @@ void JobRunner::Release(uint64_t record_id) {
 
 bool JobRunner::ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message) {
   auto it = shepherds_.find(record_id);
-  if (it == shepherds_.end() || it->second.finished || !it->second.channel) return false;
+  if (it == shepherds_.end() || it->second.finished) return false;
+  if (!it->second.channel) {
+    // Admitted, its shepherd not yet started (its record is being written).
+    if (action != wire::ShepherdAction::kTerminate) return false;
+    it->second.cancelled_before_start = true;
+    return true;
+  }
   it->second.channel->Send(wire::ShepherdControl{action, message});
   return true;
 }

@@ -104,6 +104,7 @@ class JobRunner {
     bool checkpoint_requested = false;
     bool checkpoint_in_place = false;  // asked for a periodic checkpoint, not to leave
     bool pinned = false;  // submitted with -h: the load does not move it
+    bool cancelled_before_start = false;  // a batch job cancelled before its record was on disk
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
 

@@ -80,7 +80,7 @@ void PeerLink::OnFrame(wire::MessageType type, std::string_view payload) {
     case wire::MessageType::kJobEndedAck: {
       auto ack = wire::DecodePayload<wire::JobEndedAck>(payload);
       if (!ack.ok()) return channel_->Close(ack.message());
-      if (on_end_ack_) on_end_ack_(ack->origin_job_id);
+      if (on_end_ack_) on_end_ack_(ack->origin_job_id, ack->attempt);
       return;
     }
     default:

@@ -49,7 +49,9 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // Bytes queued on the link and not yet written: senders of bulk output pace on it.
   size_t pending_bytes() const;
   // Called when the peer acknowledges a job's end.
-  void OnEndAcknowledged(std::function<void(uint64_t origin_job_id)> callback) { on_end_ack_ = std::move(callback); }
+  void OnEndAcknowledged(std::function<void(uint64_t origin_job_id, uint32_t attempt)> callback) {
+    on_end_ack_ = std::move(callback);
+  }
   // Called each time the link comes up (again).
   void OnReady(std::function<void()> callback) { on_ready_ = std::move(callback); }
   // Calls back exactly once: with the peer's reply, or a refusal if the link
@@ -82,7 +84,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
     std::shared_ptr<asio::steady_timer> timer;
   };
   std::map<uint64_t, Pending> pending_;
-  std::function<void(uint64_t)> on_end_ack_;
+  std::function<void(uint64_t, uint32_t)> on_end_ack_;
   std::function<void()> on_ready_;
 };
 

@@ -130,6 +130,7 @@ PlaceReply PlaceReply::Decode(Reader& r) {
 
 void JobEnded::Encode(Writer& w) const {
   w.u64(origin_job_id);
+  w.u32(attempt);
   w.boolean(failed);
   w.boolean(lost);
   w.i32(wait_status);
@@ -148,6 +149,7 @@ void JobEnded::Encode(Writer& w) const {
 JobEnded JobEnded::Decode(Reader& r) {
   JobEnded e;
   e.origin_job_id = r.u64();
+  e.attempt = r.u32();
   e.failed = r.boolean();
   e.lost = r.boolean();
   e.wait_status = r.i32();
@@ -169,6 +171,7 @@ JobEnded JobEnded::Decode(Reader& r) {
 
 void JobOutput::Encode(Writer& w) const {
   w.u64(origin_job_id);
+  w.u32(attempt);
   w.u64(offset);
   w.str(bytes);
 }
@@ -176,6 +179,7 @@ void JobOutput::Encode(Writer& w) const {
 JobOutput JobOutput::Decode(Reader& r) {
   JobOutput o;
   o.origin_job_id = r.u64();
+  o.attempt = r.u32();
   o.offset = r.u64();
   o.bytes = r.str(kMaxStreamChunk);
   return o;
@@ -184,6 +188,7 @@ JobOutput JobOutput::Decode(Reader& r) {
 void BundleChunk::Encode(Writer& w) const {
   w.str(origin_host);
   w.u64(origin_job_id);
+  w.u32(attempt);
   w.u64(offset);
   w.str(bytes);
 }
@@ -192,6 +197,7 @@ BundleChunk BundleChunk::Decode(Reader& r) {
   BundleChunk c;
   c.origin_host = r.str(kMaxNameBytes);
   c.origin_job_id = r.u64();
+  c.attempt = r.u32();
   c.offset = r.u64();
   c.bytes = r.str(kMaxStreamChunk);
   return c;

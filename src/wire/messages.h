@@ -202,6 +202,7 @@ struct PlaceReply {
 struct JobEnded {
   static constexpr MessageType kType = MessageType::kJobEnded;
   uint64_t origin_job_id = 0;
+  uint32_t attempt = 0;     // which run of the job (its restarts when placed): an old run's end is not the job's
   bool failed = false;      // never ran, or its shepherd died
   bool lost = false;        // it was running and vanished with its host or shepherd
   int32_t wait_status = 0;  // as from waitpid, when !failed
@@ -225,8 +226,17 @@ struct JobEnded {
 struct JobEndedAck {
   static constexpr MessageType kType = MessageType::kJobEndedAck;
   uint64_t origin_job_id = 0;
-  void Encode(Writer& w) const { w.u64(origin_job_id); }
-  static JobEndedAck Decode(Reader& r) { return {r.u64()}; }
+  uint32_t attempt = 0;
+  void Encode(Writer& w) const {
+    w.u64(origin_job_id);
+    w.u32(attempt);
+  }
+  static JobEndedAck Decode(Reader& r) {
+    JobEndedAck a;
+    a.origin_job_id = r.u64();
+    a.attempt = r.u32();
+    return a;
+  }
 };
 
 // A piece of a restart-file bundle, in order, ahead of the JobEnded (execution ->
@@ -236,6 +246,7 @@ struct BundleChunk {
   static constexpr MessageType kType = MessageType::kBundleChunk;
   std::string origin_host;  // the job's submit host
   uint64_t origin_job_id = 0;
+  uint32_t attempt = 0;
   uint64_t offset = 0;
   std::string bytes;  // at most kMaxStreamChunk
   void Encode(Writer& w) const;
@@ -266,6 +277,7 @@ struct MigrateJob {
 struct JobOutput {
   static constexpr MessageType kType = MessageType::kJobOutput;
   uint64_t origin_job_id = 0;
+  uint32_t attempt = 0;
   uint64_t offset = 0;
   std::string bytes;  // at most kMaxStreamChunk
   void Encode(Writer& w) const;

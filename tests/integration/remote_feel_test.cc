@@ -923,12 +923,10 @@ TEST_F(RemoteFeelQsh, QueueOptionAndWaitMode) {
   EXPECT_EQ(no_pty.out, "plain\n") << no_pty.err;
 }
 
-// DISABLED: batch mode is not implemented yet; `qsh -r HOST true` exits 2 with
-// "qsh: batch mode (-r) is not available yet; run the job with -w" instead of
-// printing the job id.
-TEST_F(RemoteFeelQsh, DISABLED_BatchModePrintsTheJobId) {
+TEST_F(RemoteFeelQsh, BatchModePrintsTheJobId) {
   CommandOptions options;
-  options.env = {Socket()};
+  options.env = {Socket(), "QMAIL=FALSE"};
+  options.cwd = WorkDir();
   auto batch = RunCommand({BinDir() + "/qsh", "-r", Remote(), "true"}, options);
   EXPECT_EQ(batch.exit_code, 0) << batch.err;
   EXPECT_TRUE(std::regex_match(batch.out, std::regex("[0-9]+\n"))) << batch.out;

@@ -84,12 +84,6 @@ constexpr auto kNoMoveBack = std::chrono::seconds(60);
 // How long a job moved away for the load counts against it (the 1-minute load's memory).
 constexpr double kMovedLoadSeconds = 60;
 
-Result<wire::JobSpec> SpecOf(const spool::JobRecord& record) {
-  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
-  if (!request.ok()) return Fail("the job's stored spec is unreadable: " + request.message());
-  return std::move(request->spec);
-}
-
 // `<cwd>/<jobname>.o<id>`, the original's name for a batch job's output.
 std::string OutputPathFor(const wire::JobSpec& spec, uint64_t id) {
   if (wire::DiscardsOutput(spec)) return "";
@@ -174,6 +168,8 @@ class DaemonImpl {
   void CheckpointForPolicy();
   bool SomeHostTakesRestarts(const std::string& queue) const;
   Result<std::string> Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host);
+  // The caller's job `job_id` submitted here (any job, for root).
+  Result<spool::JobRecord> CallersJob(const PeerCredentials& who, uint64_t job_id);
   std::string ArrivingBundle(const std::string& origin, uint64_t origin_id) const {
     return config_.spool_dir + "/.queued/arriving/" + origin + "-" + std::to_string(origin_id) + ".qrb";
   }
@@ -592,7 +588,7 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   record.job_name = spec.job_name;
   record.state = spool::JobState::kWaiting;
   record.submit_time = Now();
-  record.spec = wire::EncodePayload(wire::SubmitRequest{spec});  // kept to restart it elsewhere
+  record.spec = wire::EncodeStoredSpec(spec);  // kept to restart it elsewhere
   batch_->Join();
   auto id = store_->Add(record);
   if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
@@ -628,7 +624,7 @@ void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire
   record.batch = true;
   record.state = spool::JobState::kWaiting;
   record.submit_time = Now();
-  record.spec = wire::EncodePayload(wire::SubmitRequest{spec});
+  record.spec = wire::EncodeStoredSpec(spec);
   batch_->Join();
   auto id = store_->Add(record);
   if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
@@ -832,7 +828,7 @@ void DaemonImpl::RetryWaiting() {
 void DaemonImpl::AddWaitingStored(uint64_t record_id) {
   auto record = store_->Get(record_id);
   if (!record.ok() || !record->has_value()) return;
-  auto spec = SpecOf(**record);
+  auto spec = wire::DecodeStoredSpec((*record)->spec);
   if (!spec.ok()) return FailRecord(record_id, spec.message());
   std::weak_ptr<ClientChannel> stub;
   if (auto found = stubs_.find(record_id); found != stubs_.end()) stub = found->second;
@@ -851,7 +847,7 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
       waiting_.erase(record_id);
       return;
     }
-    auto decoded = SpecOf(**record);
+    auto decoded = wire::DecodeStoredSpec((*record)->spec);
     if (!decoded.ok()) {
       FailRecord(record_id, decoded.message());
       waiting_.erase(record_id);
@@ -1107,13 +1103,19 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
   return Fail("you have no waiting or running job " + id_text + " on this host");
 }
 
-Result<std::string> DaemonImpl::Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host) {
+Result<spool::JobRecord> DaemonImpl::CallersJob(const PeerCredentials& who, uint64_t job_id) {
   auto record = store_->Get(job_id);
   if (!record.ok()) return Fail("spool: " + record.message());
-  const std::string id_text = std::to_string(job_id);
   if (!record->has_value() || !(*record)->origin_host.empty() || (who.uid != 0 && (*record)->uid != who.uid))
-    return Fail("you have no job " + id_text + " submitted on this host");
-  const spool::JobRecord& r = **record;
+    return Fail("you have no job " + std::to_string(job_id) + " submitted on this host");
+  return std::move(**record);
+}
+
+Result<std::string> DaemonImpl::Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host) {
+  auto record = CallersJob(who, job_id);
+  if (!record.ok()) return record.error();
+  const std::string id_text = std::to_string(job_id);
+  const spool::JobRecord& r = *record;
   if (r.state != spool::JobState::kRunning) return Fail("job " + id_text + " is not running");
   std::string target;
   if (!host.empty()) {
@@ -1197,12 +1199,10 @@ void DaemonImpl::ForgetFinishedJobs() {
 }
 
 Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint64_t job_id) {
-  auto record = store_->Get(job_id);
-  if (!record.ok()) return Fail("spool: " + record.message());
+  auto record = CallersJob(who, job_id);
+  if (!record.ok()) return record.error();
   const std::string id_text = std::to_string(job_id);
-  if (!record->has_value() || !(*record)->origin_host.empty() || (who.uid != 0 && (*record)->uid != who.uid))
-    return Fail("you have no job " + id_text + " submitted on this host");
-  const spool::JobRecord& r = **record;
+  const spool::JobRecord& r = *record;
   if (!r.batch) return Fail("job " + id_text + " is interactive: its output went to its terminal");
   if (r.output_path.empty()) return wire::OutputReply{"", true, "job " + id_text + " discards its output (QMAIL=FALSE)"};
   switch (r.state) {

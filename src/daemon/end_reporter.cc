@@ -99,8 +99,8 @@ void EndReporter::Pump() {
       if (active_->record.checkpointed)
         active_->bundle_fd = open(runner_.BundleFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
       if (active_->record.batch && active_->record.state != spool::JobState::kCancelled) {
-        auto request = wire::DecodePayload<wire::SubmitRequest>(active_->record.spec);
-        if (request.ok() && !wire::DiscardsOutput(request->spec))
+        auto spec = wire::DecodeStoredSpec(active_->record.spec);
+        if (spec.ok() && !wire::DiscardsOutput(*spec))
           active_->fd = open(runner_.OutputFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
       }
     }

@@ -18,12 +18,6 @@ namespace queue::daemon {
 
 namespace {
 
-Result<wire::JobSpec> SpecOf(const spool::JobRecord& record) {
-  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
-  if (!request.ok()) return Fail("the job's stored spec is unreadable: " + request.message());
-  return std::move(request->spec);
-}
-
 std::string UserName(uint32_t uid) {
   passwd entry{};
   passwd* found = nullptr;
@@ -313,7 +307,7 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
 }
 
 std::string JobFinisher::Deliver(const spool::JobRecord& record, int fd) {
-  auto spec = SpecOf(record);
+  auto spec = wire::DecodeStoredSpec(record.spec);
   if (!spec.ok()) return spec.message();
   int whole = -1;  // the output from before its checkpoints, then this run's
   if (int partial = open(PartialOutput(record.id).c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW); partial >= 0) {
@@ -339,7 +333,7 @@ std::string JobFinisher::Deliver(const spool::JobRecord& record, int fd) {
 
 void JobFinisher::MailStart(const spool::JobRecord& record, const std::string& host) {
   const QueueState* queue = queues_.Find(record.queue);
-  auto spec = SpecOf(record);
+  auto spec = wire::DecodeStoredSpec(record.spec);
   if (!record.batch || queue == nullptr || !spec.ok() || wire::DiscardsOutput(*spec)) return;
   JobMailInput input;
   input.job_name = record.job_name;
@@ -355,7 +349,7 @@ void JobFinisher::MailStart(const spool::JobRecord& record, const std::string& h
 
 void JobFinisher::Mail(const spool::JobRecord& record, int fd) {
   const QueueState* queue = queues_.Find(record.queue);
-  auto spec = SpecOf(record);
+  auto spec = wire::DecodeStoredSpec(record.spec);
   if (queue == nullptr || !spec.ok() || wire::DiscardsOutput(*spec)) return;
   JobMailInput input;
   input.job_name = record.job_name;

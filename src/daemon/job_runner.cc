@@ -182,7 +182,7 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   record.job_name = request.spec.job_name;
   record.batch = request.spec.batch;
   record.state = spool::JobState::kRunning;
-  record.spec = wire::EncodePayload(wire::SubmitRequest{request.spec});
+  record.spec = wire::EncodeStoredSpec(request.spec);
   record.exec_host = self_host_;
   record.start_time = Now();
   record.end_time = 0;
@@ -361,11 +361,11 @@ JobRunner::Absence JobRunner::OnShepherdAbsent(const spool::JobRecord& record, c
     EndRecord(record.id, spool::JobState::kFailed, wire::ShepherdEvent{}, why + ": the job was lost with it");
     return Absence::kLost;
   }
-  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
-  if (record.batch && request.ok()) {
+  auto spec = wire::DecodeStoredSpec(record.spec);
+  if (record.batch && spec.ok()) {
     // Admitted and on disk, but the daemon stopped before its shepherd began:
     // it is still this host's to run.
-    StartShepherd(record.id, record.origin_id != 0 ? record.origin_id : record.id, request->spec);
+    StartShepherd(record.id, record.origin_id != 0 ? record.origin_id : record.id, *spec);
     return Absence::kNeverStarted;
   }
   wire::ShepherdEvent never{wire::ShepherdEventKind::kFailed, 0, 0, 0, ""};
@@ -468,11 +468,11 @@ Status JobRunner::RestoreRestartFiles(const std::string& bundle, const wire::Job
 
 std::string JobRunner::PackCheckpoint(const spool::JobRecord& record, int64_t since_ms) {
   const std::string path = BundleFile(record.id);
-  auto request = wire::DecodePayload<wire::SubmitRequest>(record.spec);
-  if (!request.ok()) return "checkpointed, but its stored spec is unreadable";
+  auto stored = wire::DecodeStoredSpec(record.spec);
+  if (!stored.ok()) return "checkpointed, but " + stored.message();
   const QueueState* queue = queues_.Find(record.queue);
   profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
-  const wire::JobSpec& spec = request->spec;
+  const wire::JobSpec& spec = *stored;
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return "checkpointed on " + self_host_ + ", but its restart files could not be kept: " + ErrnoText(errno);
   spool::FileOwner owner{spec.uid, spec.gid, spec.groups};

@@ -391,4 +391,12 @@ JobStatus JobStatus::Decode(Reader& r) {
 void Notice::Encode(Writer& w) const { w.str(text); }
 Notice Notice::Decode(Reader& r) { return {r.str(4096)}; }
 
+std::string EncodeStoredSpec(const JobSpec& spec) { return EncodePayload(SubmitRequest{spec}); }
+
+Result<JobSpec> DecodeStoredSpec(std::string_view blob) {
+  auto request = DecodePayload<SubmitRequest>(blob);
+  if (!request.ok()) return Fail("the job's stored spec is unreadable: " + request.message());
+  return std::move(request->spec);
+}
+
 }  // namespace queue::wire

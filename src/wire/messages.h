@@ -81,6 +81,11 @@ struct SubmitRequest {
   static SubmitRequest Decode(Reader& r);
 };
 
+// A job's spec as the spool keeps it (an encoded SubmitRequest), for every
+// part of the daemon that stores or reads one back.
+std::string EncodeStoredSpec(const JobSpec& spec);
+Result<JobSpec> DecodeStoredSpec(std::string_view blob);
+
 struct SubmitReply {
   static constexpr MessageType kType = MessageType::kSubmitReply;
   uint64_t job_id = 0;

@@ -95,18 +95,10 @@ int ShowJobs(const Invocation& inv, const std::string& program) {
   return 0;
 }
 
-int CancelJob(const Invocation& inv, const std::string& program) {
-  auto reply = Ask(inv, queue::wire::CancelRequest{inv.cancel_id});
-  if (!reply.ok()) {
-    std::cerr << program << ": " << reply.message() << "\n";
-    return 2;
-  }
-  std::cout << *reply << "\n";
-  return 0;
-}
-
-int MigrateJob(const Invocation& inv, const std::string& program) {
-  auto reply = Ask(inv, queue::wire::MigrateRequest{inv.migrate_id, inv.migrate_host});
+// Verbs whose answer is one sentence: --cancel, --migrate.
+template <class Request>
+int PrintAnswer(const Invocation& inv, const Request& request, const std::string& program) {
+  auto reply = Ask(inv, request);
   if (!reply.ok()) {
     std::cerr << program << ": " << reply.message() << "\n";
     return 2;
@@ -189,9 +181,10 @@ int main(int argc, char** argv) {
     case queue::stub::Verb::kVersion: std::cout << program << " " << QUEUE_VERSION << "\n"; return 0;
     case queue::stub::Verb::kStatus: return ShowStatus(inv, program);
     case queue::stub::Verb::kJobs: return ShowJobs(inv, program);
-    case queue::stub::Verb::kCancel: return CancelJob(inv, program);
+    case queue::stub::Verb::kCancel: return PrintAnswer(inv, queue::wire::CancelRequest{inv.cancel_id}, program);
     case queue::stub::Verb::kOutput: return ShowOutput(inv, program);
-    case queue::stub::Verb::kMigrate: return MigrateJob(inv, program);
+    case queue::stub::Verb::kMigrate:
+      return PrintAnswer(inv, queue::wire::MigrateRequest{inv.migrate_id, inv.migrate_host}, program);
     case queue::stub::Verb::kRun: break;
   }
   auto spec = queue::stub::CaptureLocalContext(inv.command);

@@ -138,7 +138,6 @@ class DaemonImpl {
     uint32_t attempt = 0;  // the job's restarts so far
     bool resolving = false;  // asking again where an earlier offer went unanswered
     std::string bundle;      // restart files that go with it (a path), or ""
-    std::vector<std::string> avoid;  // hosts it just left
     wire::JobSpec spec;
     std::vector<std::string> candidates;
     size_t next = 0;

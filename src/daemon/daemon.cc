@@ -779,10 +779,13 @@ void DaemonImpl::Placed(uint64_t record_id, const std::string& host, uint32_t at
   finisher_->MailStart(r, host);
 }
 
+// Ends a job that never left this host's waiting list. One that moved on
+// meanwhile (placed, ended, cancelled) is someone else's to end: a placement
+// that gave up because of that must not overwrite its record.
 void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::JobState state) {
   batch_->Join();
   auto record = store_->Get(record_id);
-  if (!record.ok() || !record->has_value()) return;
+  if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kWaiting) return;
   (*record)->state = state;
   (*record)->message = why;
   (*record)->end_time = Now();

@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--loadavg-file", config.loadavg_file, "read the load from FILE (/proc/loadavg format)")->capture_default_str();
   app.add_option("-p,--pidfile", pidfile, "write the daemon's pid to FILE");
   app.add_option("--clock-file", config.clock_file, "tests: take the time (Unix seconds) from FILE");
+  app.add_option("--criu", config.criu_path, "the criu binary for checkpointmode 1 (default: found in PATH)");
   double host_timeout = 60;
   app.add_option("--host-timeout", host_timeout,
                  "seconds a silent peer may take (a daemon restart, say) before its jobs from here count as lost")

@@ -31,6 +31,7 @@
 #include "daemon/supervisor_log.h"
 #include "load/load_sampler.h"
 #include "load/load_table.h"
+#include "migrate/criu.h"
 #include "profile/queue_policy.h"
 #include "sched/host_chooser.h"
 #include "spool/job_store.h"
@@ -74,10 +75,11 @@ int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 // times per heartbeat.
 constexpr size_t kMaxPlacementsInFlight = 32;
 
-// Said wherever a queue asks for `checkpointmode 1`.
-constexpr const char* kNoTransparentCheckpoints =
-    "checkpointmode 1 (transparent checkpoints with CRIU) is not supported by this queued; "
-    "its jobs are not checkpointed or moved (use checkpointmode 2: the job saves its own state)";
+// Said wherever a queue asks for `checkpointmode 1` and CRIU cannot serve it.
+std::string NoTransparentCheckpoints(const migrate::CriuAvailability& criu) {
+  return "checkpointmode 1 (transparent checkpoints with CRIU) is not available: " + criu.reason +
+         "; its jobs are not checkpointed or moved (checkpointmode 2 needs no CRIU: the job saves its own state)";
+}
 
 // A job that moved off a host is not sent back there sooner than this.
 constexpr auto kNoMoveBack = std::chrono::seconds(60);
@@ -115,6 +117,9 @@ class DaemonImpl {
   void Heartbeat();
   void ApplyQueuePolicies();
   void ReapChildren();
+  // Checks CRIU (`criu check`, about a second) when some queue has
+  // checkpointmode 1: at start-up, and again on every reload.
+  void ProbeCriuIfNeeded();
   void Notify(const std::string& queue, const std::string& text);
   std::tm LocalTime() const;
   wire::LoadReport SelfReport();
@@ -272,13 +277,11 @@ Status DaemonImpl::Init() {
   supervisor_log_.emplace(self_.entry);
   queues_ = std::make_unique<QueueTable>(config_.spool_dir, self_.entry, cpus_);
   queues_->Refresh(true);
-  for (const auto& [name, q] : queues_->queues()) {
+  for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
-    if (q.policy.checkpoint_mode == profile::CheckpointMode::kTransparent)
-      std::cerr << "queued: queue " << name << ": " << kNoTransparentCheckpoints << "\n";
-  }
   runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path,
                                         config_.spool_dir);
+  ProbeCriuIfNeeded();
   if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
   finisher_ = std::make_unique<JobFinisher>(*store_, *batch_, *runner_, *queues_, config_.spool_dir);
   if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
@@ -429,7 +432,21 @@ void DaemonImpl::Notify(const std::string& queue, const std::string& text) {
 // ends arrive over their channels, so only the programs' statuses matter here.
 void DaemonImpl::ReapChildren() {
   int status = 0;
-  for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) programs_.OnChildExit(pid, status);
+  for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;)
+    if (!programs_.OnChildExit(pid, status)) runner_->OnChildExit(pid, status);
+}
+
+void DaemonImpl::ProbeCriuIfNeeded() {
+  std::vector<std::string> transparent;
+  for (const auto& [name, q] : queues_->queues())
+    if (q.policy.checkpoint_mode == profile::CheckpointMode::kTransparent) transparent.push_back(name);
+  if (transparent.empty()) return;
+  migrate::CriuAvailability criu = migrate::ProbeCriu(config_.criu_path);
+  for (const auto& name : transparent)
+    std::cerr << "queued: queue " << name << ": checkpointmode 1: "
+              << (criu.usable ? migrate::DescribeCriu(criu) : NoTransparentCheckpoints(criu)) << "\n";
+  queues_->SetCriuUsable(criu.usable);
+  runner_->SetCriu(std::move(criu));
 }
 
 void DaemonImpl::ApplyQueuePolicies() {
@@ -902,6 +919,9 @@ wire::JobSpec DaemonImpl::RestartSpec(const spool::JobRecord& record, wire::JobS
   set_env("RESTARTED", "1");
   const QueueState* queue = queues_->Find(record.queue);
   if (queue == nullptr || queue->policy.restart_flag.empty() || spec.argv.empty()) return spec;
+  // Restored from its CRIU image, the job never sees its argv again; started
+  // afresh when the image cannot be restored, it has no restart file to read.
+  if (queue->policy.checkpoint_mode == profile::CheckpointMode::kTransparent) return spec;
   if (queue->policy.restart_flag_pos == profile::RestartFlagPosition::kLast)
     spec.argv.push_back(queue->policy.restart_flag);
   else
@@ -1027,8 +1047,12 @@ std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
   for (const auto& [name, q] : queues_->queues()) {
     json entry{{"name", name}, {"running", q.running}, {"policy", profile::DescribePolicy(q.policy)}};
     if (!q.error.empty()) entry["error"] = q.error;
-    if (q.policy.checkpoint_mode == profile::CheckpointMode::kTransparent)
-      entry["warning"] = kNoTransparentCheckpoints;
+    if (q.policy.checkpoint_mode == profile::CheckpointMode::kTransparent) {
+      if (runner_->criu().usable)
+        entry["criu"] = migrate::DescribeCriu(runner_->criu());
+      else
+        entry["warning"] = NoTransparentCheckpoints(runner_->criu());
+    }
     queues.push_back(entry);
   }
   out["queues"] = queues;
@@ -1137,7 +1161,8 @@ Result<std::string> DaemonImpl::Migrate(const PeerCredentials& who, uint64_t job
   }
   if (!asked)
     return Fail("job " + id_text + " cannot be checkpointed on " + r.exec_host +
-                " (its queue needs checkpointmode 2 there, and the host must be reachable)");
+                " (its queue needs checkpointmode 2 there, or 1 with a working CRIU; the host must be reachable; "
+                "its log says more)");
   if (!target.empty()) migrate_to_[r.id] = target;
   return "asked job " + id_text + " on " + r.exec_host + " to checkpoint; it will go on " +
          (target.empty() ? "on another host" : "on " + target);
@@ -1170,7 +1195,9 @@ void DaemonImpl::CheckpointForPolicy() {
   const double load = std::max(0.0, CurrentLoad() - moved);
   for (const auto& [name, q] : queues_->queues()) {
     const profile::QueuePolicy& p = q.policy;
-    if (p.checkpoint_mode != profile::CheckpointMode::kUser || !q.error.empty()) continue;
+    bool checkpoints = p.checkpoint_mode == profile::CheckpointMode::kUser ||
+                       (p.checkpoint_mode == profile::CheckpointMode::kTransparent && runner_->criu().usable);
+    if (!checkpoints || !q.error.empty()) continue;
     if (p.checkpoint_period_seconds > 0)
       for (uint64_t id : runner_->DueForPeriodicCheckpoint(name, std::chrono::seconds(p.checkpoint_period_seconds)))
         runner_->Checkpoint(id, "", /*in_place=*/true);
@@ -1370,6 +1397,7 @@ void DaemonImpl::WatchSignals() {
         std::cerr << "queued: keeping the old hosts list: " << reloaded.message() << "\n";
       StartLinks();
       queues_->Refresh(true);
+      ProbeCriuIfNeeded();
     } else {
       std::cerr << "queued: signal " << signo << ": stopping; running jobs stay with their shepherds\n";
       return Stop();

@@ -24,6 +24,7 @@ struct DaemonConfig {
   std::string loadavg_file = "/proc/loadavg";
   std::string clock_file;  // tests: the time as Unix seconds, read on every pass
   std::string shepherd_path;  // the queue-shepherd binary
+  std::string criu_path;      // checkpointmode 1; empty: look for criu in PATH, /usr/local/sbin, /usr/sbin
   std::chrono::milliseconds report_interval{1000};
   std::chrono::milliseconds stale_after{3500};
   std::chrono::milliseconds place_timeout{5000};

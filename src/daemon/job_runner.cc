@@ -11,9 +11,13 @@
 
 #include <algorithm>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "exec/shepherd_status.h"
+#include "migrate/criu.h"
 #include "migrate/restart_bundle.h"
 #include "spool/output_file.h"
 
@@ -110,7 +114,7 @@ JobRunner::JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& 
       shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)) {}
 
 Status JobRunner::Prepare() {
-  for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output", "/.queued/bundle"}) {
+  for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output", "/.queued/bundle", "/.queued/criu"}) {
     std::string dir = spool_dir_ + sub;
     if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
   }
@@ -129,7 +133,13 @@ std::string JobRunner::BundleFile(uint64_t record_id) const {
   return spool_dir_ + "/.queued/bundle/" + std::to_string(record_id) + ".qrb";
 }
 
+std::string JobRunner::ImageDir(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/criu/" + std::to_string(record_id);
+}
+
 void JobRunner::RemoveJobFiles(uint64_t record_id) const {
+  std::error_code ignored;
+  std::filesystem::remove_all(ImageDir(record_id), ignored);
   ::unlink(BundleFile(record_id).c_str());
   ::unlink(RunFile(record_id, ".sock").c_str());
   ::unlink(RunFile(record_id, ".status").c_str());
@@ -153,10 +163,21 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
                 ") and cannot run jobs for uid " + std::to_string(request.spec.uid));
   *permanent = false;
   if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
+  std::string staged_image;  // checkpointmode 1: the job's CRIU image, until its record has an id
   if (!request.bundle.empty()) {
     if (queue->policy.restart_mode == profile::RestartMode::kRefuse)
       return Fail("queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)");
-    if (auto restored = RestoreRestartFiles(request.bundle, request.spec); !restored.ok()) return Fail(restored.message());
+    auto image = StageImage(request.bundle);
+    if (!image.ok()) return Fail(image.message());
+    staged_image = *image;
+    if (staged_image.empty()) {
+      if (auto restored = RestoreRestartFiles(request.bundle, request.spec); !restored.ok())
+        return Fail(restored.message());
+    } else if (queue->policy.checkpoint_mode != profile::CheckpointMode::kTransparent) {
+      std::error_code ignored;
+      std::filesystem::remove_all(staged_image, ignored);
+      return Fail("queue \"" + queue->name + "\" does not restore CRIU images here (no checkpointmode 1)");
+    }
   }
   ApplyProfileLimits(request.spec, queue->policy);
 
@@ -198,6 +219,15 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
     auto added = store_.Add(record);
     if (!added.ok()) return Fail("spool: " + added.message());
     id = *added;
+  }
+  if (!staged_image.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(ImageDir(id), ignored);
+    if (::rename(staged_image.c_str(), ImageDir(id).c_str()) != 0) {
+      std::cerr << "queued: cannot keep the CRIU image of job record " << id << ": " << ErrnoText(errno)
+                << "; it starts again from the beginning\n";
+      std::filesystem::remove_all(staged_image, ignored);
+    }
   }
   Track(id, queue->name, !request.spec.only_host.empty());
   uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : id;
@@ -285,12 +315,18 @@ Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire:
   auto channel = std::make_shared<ShepherdChannel>(
       asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), fds[0]));
   Attach(record_id, spec.queue, channel);
+  shepherds_.at(record_id).shepherd_pid = pid;
   wire::ShepherdStart start{job_id, self_host_, policy.nice, policy.allow_root,
                             spec.batch ? OutputFile(record_id) : "", RunFile(record_id, ".status"), true,
                             policy.checkpoint_mode == profile::CheckpointMode::kUser && policy.checkpoint_exit
                                 ? *policy.checkpoint_exit
                                 : -1,
                             spec};
+  const std::string image = ImageDir(record_id);
+  if (criu_.usable && ::access((image + "/" + migrate::kCriuStreamsFile).c_str(), F_OK) == 0) {
+    start.restore_images = image;
+    start.criu_path = criu_.path;
+  }
   channel->Send(start);
   return Status::Ok();
 }
@@ -329,7 +365,11 @@ void JobRunner::Adopt() {
     asio::error_code ec;
     socket.connect(asio::local::stream_protocol::endpoint(RunFile(r.id, ".sock")), ec);
     if (!ec) {
+      ucred peer{};
+      socklen_t length = sizeof peer;
+      bool known = getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0;
       Attach(r.id, r.queue, std::make_shared<ShepherdChannel>(std::move(socket)));
+      if (known) shepherds_.at(r.id).shepherd_pid = peer.pid;
       ++adopted;
       continue;
     }
@@ -376,6 +416,7 @@ JobRunner::Absence JobRunner::OnShepherdAbsent(const spool::JobRecord& record, c
 void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& event) {
   switch (event.kind) {
     case wire::ShepherdEventKind::kStarted: {
+      if (auto it = shepherds_.find(record_id); it != shepherds_.end()) it->second.job_pid = event.pid;
       batch_.Join();
       auto record = store_.Get(record_id);
       if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kRunning) return;
@@ -385,6 +426,11 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& e
       return;
     }
     case wire::ShepherdEventKind::kFinished:
+      // CRIU kills the job once its image is complete, and only then exits.
+      if (auto it = shepherds_.find(record_id); it != shepherds_.end() && it->second.criu_dump != 0) {
+        it->second.held_end = event;
+        return;
+      }
       return EndRecord(record_id, spool::JobState::kDone, event, "");
     case wire::ShepherdEventKind::kFailed:
       return EndRecord(record_id, spool::JobState::kFailed, event, event.message);
@@ -472,6 +518,7 @@ std::string JobRunner::PackCheckpoint(const spool::JobRecord& record, int64_t si
   if (!stored.ok()) return "checkpointed, but " + stored.message();
   const QueueState* queue = queues_.Find(record.queue);
   profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
+  if (policy.checkpoint_mode == profile::CheckpointMode::kTransparent) return PackImage(record);
   const wire::JobSpec& spec = *stored;
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return "checkpointed on " + self_host_ + ", but its restart files could not be kept: " + ErrnoText(errno);
@@ -486,6 +533,62 @@ std::string JobRunner::PackCheckpoint(const spool::JobRecord& record, int64_t si
   }
   return "checkpointed on " + self_host_ + " with " + std::to_string(packed->files) + " restart file(s), " +
          std::to_string(packed->bytes) + " bytes";
+}
+
+std::string JobRunner::PackImage(const spool::JobRecord& record) {
+  const std::string dir = ImageDir(record.id);
+  const std::string path = BundleFile(record.id);
+  const std::string where = "checkpointed on " + self_host_;
+  std::error_code ignored;
+  if (::access((dir + "/inventory.img").c_str(), F_OK) != 0) {
+    std::string why = migrate::CriuLogError(dir + "/dump.log");
+    std::filesystem::remove_all(dir, ignored);
+    return where + " without a CRIU image (" + (why.empty() ? "CRIU wrote none" : why) + ")";
+  }
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    std::filesystem::remove_all(dir, ignored);
+    return where + ", but its CRIU image could not be kept: " + ErrnoText(errno);
+  }
+  // The image is root's, in the daemon's directory: root packs it.
+  auto packed = migrate::PackRestartFiles(fd, dir, {"*"}, spool::FileOwner{0, 0, {}}, 0,
+                                          migrate::BundleKind::kCriuImage);
+  close(fd);
+  std::filesystem::remove_all(dir, ignored);
+  if (!packed.ok()) {
+    ::unlink(path.c_str());
+    return where + ", but its CRIU image could not be packed (" + packed.message() + ")";
+  }
+  return where + " by CRIU, an image of " + std::to_string(packed->files) + " file(s), " +
+         std::to_string(packed->bytes) + " bytes";
+}
+
+Result<std::string> JobRunner::StageImage(const std::string& bundle) const {
+  int fd = open(bundle.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Fail("its restart files are missing here: " + ErrnoText(errno));
+  migrate::BundleKind kind = migrate::BundleKind::kRestartFiles;
+  auto scanned = migrate::ScanBundle(fd, &kind);
+  if (!scanned.ok() || kind != migrate::BundleKind::kCriuImage) {
+    close(fd);
+    return std::string();  // the job's own restart files (RestoreRestartFiles says what is wrong)
+  }
+  if (!criu_.usable) {
+    close(fd);
+    return Fail("cannot restore its CRIU image here: " + criu_.reason);
+  }
+  std::string dir = spool_dir_ + "/.queued/criu/incoming-XXXXXX";
+  if (mkdtemp(dir.data()) == nullptr) {
+    close(fd);
+    return Fail("cannot make room for its CRIU image: " + ErrnoText(errno));
+  }
+  auto unpacked = migrate::UnpackRestartFiles(fd, dir, spool::FileOwner{0, 0, {}});
+  close(fd);
+  if (!unpacked.ok()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+    return Fail("cannot unpack its CRIU image: " + unpacked.message());
+  }
+  return dir;
 }
 
 void JobRunner::Release(uint64_t record_id) {
@@ -517,12 +620,82 @@ bool JobRunner::Checkpoint(uint64_t record_id, const std::string& reason, bool i
   if (it == shepherds_.end() || it->second.finished || !it->second.channel || it->second.checkpoint_requested)
     return false;
   const QueueState* queue = queues_.Find(it->second.queue);
-  if (queue == nullptr || queue->policy.checkpoint_mode != profile::CheckpointMode::kUser) return false;
+  if (queue == nullptr || queue->policy.checkpoint_mode == profile::CheckpointMode::kOff) return false;
+  if (queue->policy.checkpoint_mode == profile::CheckpointMode::kTransparent) {
+    if (!CheckpointWithCriu(record_id, it->second, reason)) return false;
+    it->second.checkpoint_requested = true;
+    it->second.checkpoint_in_place = in_place;
+    return true;
+  }
   it->second.checkpoint_requested = true;
   it->second.checkpoint_in_place = in_place;
   wire::ShepherdControl control{wire::ShepherdAction::kCheckpoint, reason, queue->policy.checkpoint_signal,
                                 queue->policy.checkpoint_grace_seconds};
   it->second.channel->Send(control);
+  return true;
+}
+
+// The job's pid is trusted only while it is still its shepherd's child: a pid
+// read from an event may have been reused once the shepherd reaped the job.
+bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason) {
+  auto refuse = [&](const std::string& why) {
+    std::cerr << "queued: job record " << record_id << " cannot be checkpointed with CRIU: " << why << "\n";
+    return false;
+  };
+  if (!criu_.usable) return refuse(criu_.reason);
+  if (running.job_pid <= 0 || running.shepherd_pid <= 0) return refuse("its process is not known yet");
+  std::ifstream stat_file("/proc/" + std::to_string(running.job_pid) + "/stat");
+  std::string stat_line;
+  std::getline(stat_file, stat_line);
+  std::istringstream after_name(stat_line.substr(std::min(stat_line.size(), stat_line.rfind(')') + 1)));
+  std::string state;
+  pid_t parent = 0;
+  if (!(after_name >> state >> parent) || parent != running.shepherd_pid || state == "Z")
+    return refuse("it has already ended");
+  auto streams = migrate::ReadJobStreams(running.job_pid);
+  if (!streams.ok()) return refuse(streams.message());
+  for (const auto& target : streams->targets)
+    if (target.starts_with("/dev/pts/") || target.starts_with("/dev/ptmx"))
+      return refuse("it has a terminal, which does not travel with a CRIU image");
+  const std::string dir = ImageDir(record_id);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  if (mkdir(dir.c_str(), 0700) != 0) return refuse("cannot create " + dir + ": " + ErrnoText(errno));
+  if (auto written = migrate::WriteCriuStreams(dir, *streams); !written.ok()) return refuse(written.message());
+  running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, reason});
+  auto dump = migrate::Spawn(migrate::CriuDumpCommand(criu_.path, running.job_pid, dir));
+  if (!dump.ok()) {
+    running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, ""});
+    return refuse(dump.message());
+  }
+  running.criu_dump = *dump;
+  criu_dumps_[*dump] = record_id;
+  return true;
+}
+
+bool JobRunner::OnChildExit(pid_t pid, int wait_status) {
+  auto dump = criu_dumps_.find(pid);
+  if (dump == criu_dumps_.end()) return false;
+  const uint64_t record_id = dump->second;
+  criu_dumps_.erase(dump);
+  auto it = shepherds_.find(record_id);
+  if (it == shepherds_.end() || it->second.finished) return true;
+  Running& running = it->second;
+  running.criu_dump = 0;
+  if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
+    std::string why = migrate::CriuLogError(ImageDir(record_id) + "/dump.log");
+    if (why.empty()) why = "criu dump failed";
+    std::cerr << "queued: job record " << record_id << ": CRIU could not checkpoint it: " << why << "\n";
+    std::error_code ignored;
+    std::filesystem::remove_all(ImageDir(record_id), ignored);
+    running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,
+                                                "[CRIU could not checkpoint the job on " + self_host_ + " (" +
+                                                    why + "); it carries on there]"});
+  }
+  if (running.held_end) {
+    wire::ShepherdEvent end = *std::exchange(running.held_end, std::nullopt);
+    OnShepherdEvent(record_id, end);
+  }
   return true;
 }
 

@@ -15,12 +15,14 @@
 #include <vector>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <asio.hpp>
 
 #include "daemon/group_commit.h"
 #include "daemon/queue_table.h"
+#include "migrate/criu.h"
 #include "spool/job_store.h"
 #include "util/result.h"
 #include "wire/channel.h"
@@ -50,6 +52,12 @@ class JobRunner {
   // Creates the runner's spool directories.
   Status Prepare();
 
+  // checkpointmode 1: the criu this host dumps and restores jobs with.
+  void SetCriu(migrate::CriuAvailability criu) { criu_ = std::move(criu); }
+  const migrate::CriuAvailability& criu() const { return criu_; }
+  // Every child the daemon reaps; true when it was a CRIU dump of ours.
+  bool OnChildExit(pid_t pid, int wait_status);
+
   // Called with a notice for the queue's supervisor (a job started or ended).
   void OnNotice(std::function<void(const std::string& queue, const std::string& text)> callback) {
     on_notice_ = std::move(callback);
@@ -76,7 +84,9 @@ class JobRunner {
 
   // Asks the job for a checkpoint (the queue's checkpointsignal, once; SIGKILL
   // after checkpointgrace): it is to save its restart files and exit, to go on
-  // elsewhere. False when it does not run here or was already asked.
+  // elsewhere. In a `checkpointmode 1` queue CRIU dumps it instead, and kills it
+  // once its image is complete. False when it does not run here, was already
+  // asked, or cannot be checkpointed (the log says why).
   bool Checkpoint(uint64_t record_id, const std::string& reason, bool in_place = false);
   // The queue's running jobs that could be asked for a checkpoint, newest first.
   std::vector<uint64_t> CheckpointCandidates(const std::string& queue) const;
@@ -85,6 +95,9 @@ class JobRunner {
 
   // Where a checkpointed job's restart files wait (a migrate/restart_bundle file).
   std::string BundleFile(uint64_t record_id) const;
+  // Where a job's CRIU image is written when it is dumped here, and where an
+  // image that came with it waits for its shepherd to restore it.
+  std::string ImageDir(uint64_t record_id) const;
 
   // Sends every running job of the queue this action (and the user the message).
   void ControlQueue(const std::string& queue, wire::ShepherdAction action, const std::string& message);
@@ -105,6 +118,10 @@ class JobRunner {
     bool checkpoint_in_place = false;  // asked for a periodic checkpoint, not to leave
     bool pinned = false;  // submitted with -h: the load does not move it
     bool cancelled_before_start = false;  // a batch job cancelled before its record was on disk
+    pid_t shepherd_pid = 0;
+    pid_t job_pid = 0;     // as the shepherd said (kStarted)
+    pid_t criu_dump = 0;   // a CRIU dump of the job under way
+    std::optional<wire::ShepherdEvent> held_end;  // its end, come before the dump's
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
 
@@ -124,8 +141,13 @@ class JobRunner {
   // A job that stopped to go on elsewhere: packs its restart files (as its
   // owner) into its bundle; returns what the user should know.
   std::string PackCheckpoint(const spool::JobRecord& record, int64_t since_ms);
+  // checkpointmode 1: the same with CRIU's image, packed as root.
+  std::string PackImage(const spool::JobRecord& record);
+  bool CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason);
   // Writes a restarted job's restart files into its cwd, as its owner.
   Status RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const;
+  // Unpacks a CRIU image bundle into a new directory of the daemon's: its path.
+  Result<std::string> StageImage(const std::string& bundle) const;
   void Release(uint64_t record_id);
 
   asio::io_context& io_;
@@ -136,6 +158,8 @@ class JobRunner {
   std::string shepherd_path_;
   std::string spool_dir_;
   std::map<uint64_t, Running> shepherds_;  // by spool record id
+  std::map<pid_t, uint64_t> criu_dumps_;   // CRIU dumps under way: the job's record id
+  migrate::CriuAvailability criu_;
   std::function<void(const spool::JobRecord&)> on_ended_;
   std::function<void(const std::string&, const std::string&)> on_notice_;
 };

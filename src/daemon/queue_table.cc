@@ -99,7 +99,8 @@ std::vector<wire::QueueLoad> QueueTable::Loads(double load1) const {
     auto refusal = StateRefusal(q, load1);
     l.accepting = !refusal.has_value();
     l.refusal = refusal.value_or("");
-    l.takes_restarts = q.policy.restart_mode != profile::RestartMode::kRefuse;
+    l.takes_restarts = q.policy.restart_mode != profile::RestartMode::kRefuse &&
+                       (q.policy.checkpoint_mode != profile::CheckpointMode::kTransparent || criu_usable_);
     loads.push_back(std::move(l));
   }
   return loads;

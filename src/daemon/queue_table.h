@@ -56,6 +56,8 @@ class QueueTable {
   std::optional<std::string> RefusalReason(const std::string& name, double load1) const;
 
   std::vector<wire::QueueLoad> Loads(double load1) const;
+  // Whether CRIU works here: a `checkpointmode 1` queue takes restarted jobs only then.
+  void SetCriuUsable(bool usable) { criu_usable_ = usable; }
 
   // Applies loadstop, timestop, timesched and exec off at this load and local
   // time; returns what must be done to the queues' running jobs.
@@ -70,6 +72,7 @@ class QueueTable {
   std::string spool_dir_;
   std::string local_host_;
   unsigned cpu_count_;
+  bool criu_usable_ = false;
   std::map<std::string, QueueState> queues_;
 };
 

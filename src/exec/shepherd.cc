@@ -19,6 +19,7 @@
 
 #include "auth/psk_tls.h"
 #include "exec/job_launcher.h"
+#include "exec/job_restorer.h"
 #include "exec/shepherd_status.h"
 #include "wire/channel.h"
 #include "wire/frame.h"
@@ -287,6 +288,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       exit_status_ = 2;
       return Finish();
     }
+    if (!pending_notice_.empty()) stub_->Send(wire::Notice{std::exchange(pending_notice_, "")});
     if (job_.stdin_fd >= 0) stdin_.emplace(io_, job_.stdin_fd);
     // Outputs first: a job that has already exited must still have its output relayed.
     StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
@@ -306,7 +308,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     options.allow_root = start_.allow_root;
     options.share_session = getsid(0) == getpid();  // spawned by queued with POSIX_SPAWN_SETSID
     options.batch_output_fd = batch_output_fd_;
-    auto launched = LaunchJob(start_.spec, options);
+    auto launched = start_.restore_images.empty() ? LaunchJob(start_.spec, options) : RestoreOrLaunch(options);
     if (batch_output_fd_ >= 0) close(std::exchange(batch_output_fd_, -1));  // the job has its own copy
     if (!launched.ok()) return FailToStart(launched.message());
     job_ = launched.value();
@@ -314,6 +316,18 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
     daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kStarted, job_.pid, 0, 0, ""});
+  }
+
+  // checkpointmode 1: the job goes on from its CRIU image; if that cannot be,
+  // it starts again from the beginning, and the user is told so.
+  Result<LaunchedJob> RestoreOrLaunch(const LaunchOptions& options) {
+    auto restored = RestoreJob(start_.spec, {start_.restore_images, start_.criu_path, batch_output_fd_});
+    if (restored.ok()) return restored;
+    std::string note = "[job " + std::to_string(start_.job_id) + " could not be restored on " + start_.exec_host +
+                       " (" + restored.message() + "); it starts again from the beginning]";
+    std::cerr << "queue-shepherd: " << note << "\n";
+    pending_notice_ = note;
+    return LaunchJob(start_.spec, options);
   }
 
   void StartOutput(int fd, wire::StreamId id) {
@@ -397,6 +411,20 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       case wire::ShepherdAction::kCheckpoint:
         if (!RequestCheckpoint(control)) return;
         break;
+      case wire::ShepherdAction::kCheckpointByDaemon:
+        if (checkpointed() || job_.pid <= 0 || reaped_ || finished_) return;
+        checkpoint_signal_time_ms_ = NowMs();
+        checkpoint_by_daemon_ = true;
+        if (suspended_) {  // a stopped job would be restored stopped, with nobody to continue it
+          suspended_ = false;
+          SignalJob(SIGCONT);
+        }
+        break;
+      case wire::ShepherdAction::kCheckpointAbandoned:
+        if (!checkpoint_by_daemon_ || reaped_) return;
+        checkpoint_signal_time_ms_ = 0;
+        checkpoint_by_daemon_ = false;
+        break;
     }
     if (stub_ && !stub_->closed() && !control.reason.empty()) stub_->Send(wire::Notice{control.reason});
   }
@@ -428,6 +456,18 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   }
 
   bool checkpointed() const { return checkpoint_signal_time_ms_ != 0; }
+
+  static int64_t NowMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // A checkpoint the daemon takes ends with CRIU's SIGKILL; any other end
+  // (the job exited before CRIU froze it) is the job's own.
+  bool EndedCheckpointed() const {
+    if (!checkpointed()) return false;
+    return !checkpoint_by_daemon_ || (WIFSIGNALED(wait_status_) && WTERMSIG(wait_status_) == SIGKILL);
+  }
 
   void WriteStdin(std::shared_ptr<std::string> bytes) {
     if (!stdin_ || bytes->empty()) return;
@@ -513,8 +553,8 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     // `checkpointexit CODE`: the job checkpointed by itself, since it began.
     bool self_checkpoint = start_.checkpoint_exit >= 0 && WIFEXITED(wait_status_) &&
                            WEXITSTATUS(wait_status_) == start_.checkpoint_exit;
-    event.checkpointed = checkpointed() || self_checkpoint;
-    event.signal_time_ms = checkpointed() ? checkpoint_signal_time_ms_ : launched_at_ms_;
+    event.checkpointed = EndedCheckpointed() || self_checkpoint;
+    event.signal_time_ms = EndedCheckpointed() ? checkpoint_signal_time_ms_ : launched_at_ms_;
     ReportEnd(event);
     // A checkpointed job goes on elsewhere, with the same stub: its status here
     // is not the end the user waits for.
@@ -621,6 +661,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   std::optional<asio::posix::stream_descriptor> stdin_;
   LaunchedJob job_;
   std::string launch_error_;
+  std::string pending_notice_;  // for the stub, once it is connected
   std::optional<wire::ShepherdEvent> end_event_;  // kFinished or kFailed, once known
   int open_outputs_ = 0;
   bool reaped_ = false;
@@ -630,6 +671,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   bool suspended_ = false;
   bool terminating_ = false;
   int64_t checkpoint_signal_time_ms_ = 0;  // Unix ms when the checkpoint signal went; 0: never
+  bool checkpoint_by_daemon_ = false;      // ShepherdAction::kCheckpointByDaemon
   int64_t launched_at_ms_ = 0;
   int wait_status_ = 0;
   double cpu_seconds_ = 0;

@@ -366,6 +366,7 @@ struct PackPlan {
   std::string cwd;
   std::vector<std::string> patterns;
   int64_t since_ms = 0;
+  BundleKind kind = BundleKind::kRestartFiles;
 };
 
 int64_t MtimeMs(const struct stat& info) {
@@ -427,7 +428,7 @@ Result<std::string> PackAsOwner(const PackPlan& plan) {
   BundleWriter writer(plan.bundle_fd);
   PackResult result;
   result.skipped = std::move(collector.skipped);
-  if (Status put = writer.Put(kBundleMagic); !put.ok()) return Error{put.message()};
+  if (Status put = writer.Put(BundleMagic(plan.kind)); !put.ok()) return Error{put.message()};
   for (const std::string& path : collector.files) {
     if (Status packed = PackFile(root.get(), path, writer, plan.since_ms, result); !packed.ok()) {
       return Error{packed.message()};
@@ -544,12 +545,12 @@ Result<std::string> UnpackAsOwner(const UnpackPlan& plan) {
 
 Result<PackResult> PackRestartFiles(int bundle_fd, const std::string& cwd,
                                     const std::vector<std::string>& patterns,
-                                    const spool::FileOwner& owner, int64_t since_ms) {
+                                    const spool::FileOwner& owner, int64_t since_ms, BundleKind kind) {
   if (Status ok = CheckJobDirectory(cwd); !ok.ok()) return Error{ok.message()};
   Result<std::vector<std::string>> checked = CheckPatterns(patterns);
   if (!checked) return checked.error();
   if (ftruncate(bundle_fd, 0) != 0) return Fail("cannot write the restart bundle: " + ErrnoText(errno));
-  PackPlan plan{bundle_fd, cwd, std::move(*checked), since_ms};
+  PackPlan plan{bundle_fd, cwd, std::move(*checked), since_ms, kind};
   Result<std::string> report = RunAsOwner(owner, {bundle_fd}, "packing the restart files in " + cwd,
                                           [&plan] { return PackAsOwner(plan); });
   if (!report) return report.error();

@@ -52,11 +52,15 @@ inline constexpr size_t kMaxSkippedNames = 100;
 // checkpoint signal". File times come from the kernel's coarse clock, which may lag
 // CLOCK_REALTIME by a scheduler tick, so take `since_ms` from CLOCK_REALTIME_COARSE.
 //
+// `kind` is written as the bundle's magic: kCriuImage only for a daemon's own
+// CRIU image directory, packed as root.
+//
 // Errors name the path: "restart file ckpt/state.bin: Permission denied".
 // REQUIRES: this process runs as root, or as owner.uid (otherwise refused).
 Result<PackResult> PackRestartFiles(int bundle_fd, const std::string& cwd,
                                     const std::vector<std::string>& patterns,
-                                    const spool::FileOwner& owner, int64_t since_ms);
+                                    const spool::FileOwner& owner, int64_t since_ms,
+                                    BundleKind kind = BundleKind::kRestartFiles);
 
 // Writes every file of the bundle at `bundle_fd` (read with pread) into the absolute
 // directory `cwd`, as `owner`. The whole bundle is validated first (ScanBundle): a

@@ -142,13 +142,15 @@ Result<BundleEntry> ReadEntry(const BundleBytes& bytes, size_t number, uint32_t 
   return entry;
 }
 
-Result<std::vector<BundleEntry>> Scan(const BundleBytes& bytes) {
+Result<std::vector<BundleEntry>> Scan(const BundleBytes& bytes, BundleKind* kind) {
   std::string field;
   if (bytes.size() < kBundleMagic.size()) {
     return Fail("not a restart bundle: it is shorter than its QRB1 header");
   }
   if (Status read = bytes.Read(0, kBundleMagic.size(), field); !read.ok()) return Error{read.message()};
-  if (field != kBundleMagic) return Fail("not a restart bundle: it does not start with QRB1");
+  if (field != kBundleMagic && field != kImageBundleMagic)
+    return Fail("not a restart bundle: it does not start with QRB1 or QRI1");
+  if (kind != nullptr) *kind = field == kImageBundleMagic ? BundleKind::kCriuImage : BundleKind::kRestartFiles;
   uint64_t pos = kBundleMagic.size();
   std::vector<BundleEntry> entries;
   for (size_t number = 1;; ++number) {
@@ -223,15 +225,15 @@ std::string EncodeBundleEnd() {
   return out.take();
 }
 
-Result<std::vector<BundleEntry>> ParseBundle(std::string_view bytes) {
-  return Scan(MemoryBytes(bytes));
+Result<std::vector<BundleEntry>> ParseBundle(std::string_view bytes, BundleKind* kind) {
+  return Scan(MemoryBytes(bytes), kind);
 }
 
-Result<std::vector<BundleEntry>> ScanBundle(int fd) {
+Result<std::vector<BundleEntry>> ScanBundle(int fd, BundleKind* kind) {
   struct stat info {};
   if (fstat(fd, &info) != 0) return Fail("cannot read the restart bundle: " + ErrnoText(errno));
   if (!S_ISREG(info.st_mode)) return Fail("the restart bundle is not a regular file");
-  return Scan(FileBytes(fd, static_cast<uint64_t>(info.st_size)));
+  return Scan(FileBytes(fd, static_cast<uint64_t>(info.st_size)), kind);
 }
 
 }  // namespace queue::migrate

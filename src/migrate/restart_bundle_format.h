@@ -4,7 +4,8 @@
 // restart_bundle.h. It needs nothing but the wire codec, so the fuzzer builds it.
 //
 // Layout (integers big-endian, as everywhere in Queue):
-//   "QRB1"
+//   "QRB1" (a job's own restart files) or "QRI1" (a CRIU image, checkpointmode 1;
+//          only a daemon writes one, and only a daemon's directory takes one)
 //   per file: u32 path length, path bytes, u32 mode, u64 size, `size` bytes
 //   u32 0 (the end entry)
 // and nothing after. A path is relative to the job's cwd and normalised: no
@@ -23,6 +24,12 @@
 namespace queue::migrate {
 
 inline constexpr std::string_view kBundleMagic = "QRB1";
+inline constexpr std::string_view kImageBundleMagic = "QRI1";
+
+enum class BundleKind : uint8_t { kRestartFiles, kCriuImage };
+inline std::string_view BundleMagic(BundleKind kind) {
+  return kind == BundleKind::kCriuImage ? kImageBundleMagic : kBundleMagic;
+}
 inline constexpr size_t kMaxBundlePathBytes = 4096;
 inline constexpr size_t kMaxBundleEntries = 10000;
 inline constexpr uint32_t kBundleModeBits = 0777;
@@ -49,11 +56,12 @@ std::string EncodeBundleEnd();
 
 // Parses and validates a whole bundle held in memory: its entries in order, or a
 // one-line reason ("restart bundle truncated at entry 3 (ckpt/state.bin)").
-Result<std::vector<BundleEntry>> ParseBundle(std::string_view bytes);
+// `kind`, when given, is set to what the bundle's magic says.
+Result<std::vector<BundleEntry>> ParseBundle(std::string_view bytes, BundleKind* kind = nullptr);
 
 // The same for the bundle in file `fd` (read with pread; its offset is left
 // alone): only the entry headers are read, the contents are skipped, so a bundle
 // of any size is checked in little memory.
-Result<std::vector<BundleEntry>> ScanBundle(int fd);
+Result<std::vector<BundleEntry>> ScanBundle(int fd, BundleKind* kind = nullptr);
 
 }  // namespace queue::migrate

@@ -251,6 +251,8 @@ void ShepherdStart::Encode(Writer& w) const {
   w.boolean(adoptable);
   w.i32(checkpoint_exit);
   spec.Encode(w);
+  w.str(restore_images);
+  w.str(criu_path);
 }
 
 ShepherdStart ShepherdStart::Decode(Reader& r) {
@@ -265,6 +267,11 @@ ShepherdStart ShepherdStart::Decode(Reader& r) {
   s.checkpoint_exit = r.i32();
   if (s.checkpoint_exit < -1 || s.checkpoint_exit > 255) r.fail("checkpoint exit code out of range");
   s.spec = JobSpec::Decode(r);
+  s.restore_images = r.str(kMaxPathBytes);
+  s.criu_path = r.str(kMaxPathBytes);
+  if (!s.restore_images.empty() && (s.restore_images.front() != '/' || s.criu_path.empty() ||
+                                    s.criu_path.front() != '/'))
+    r.fail("a restore needs an absolute image directory and criu path");
   return s;
 }
 
@@ -305,7 +312,7 @@ ShepherdControl ShepherdControl::Decode(Reader& r) {
   c.reason = r.str(4096);
   c.signo = r.i32();
   c.grace_seconds = r.u32();
-  if (action < 1 || action > 4) r.fail("unknown shepherd action");
+  if (action < 1 || action > 6) r.fail("unknown shepherd action");
   if (c.signo < 0 || c.signo > 64) r.fail("signal out of range");
   c.action = static_cast<ShepherdAction>(action);
   return c;

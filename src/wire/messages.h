@@ -309,6 +309,10 @@ struct ShepherdStart {
   // checkpointed by itself and goes on from its restart files.
   int32_t checkpoint_exit = -1;
   JobSpec spec;
+  // checkpointmode 1: the job is not launched but restored by `criu_path` from
+  // this image directory of the daemon's, which CRIU leaves in its place.
+  std::string restore_images;
+  std::string criu_path;
   void Encode(Writer& w) const;
   static ShepherdStart Decode(Reader& r);
 };
@@ -336,6 +340,10 @@ enum class ShepherdAction : uint8_t {
   kResume = 2,     // it cleared: SIGCONT, tell the user
   kTerminate = 3,  // exec off: SIGTERM, SIGKILL a second later
   kCheckpoint = 4, // send `signo` once; SIGKILL after `grace_seconds`; the job moves
+  // The daemon checkpoints the job itself (CRIU, checkpointmode 1), which kills
+  // it once its image is complete: a SIGKILL end from now on is that checkpoint.
+  kCheckpointByDaemon = 5,
+  kCheckpointAbandoned = 6,  // that checkpoint failed: the job carries on here
 };
 
 // Daemon -> shepherd: act on the job for the queue's sake.

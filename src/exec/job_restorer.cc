@@ -1,0 +1,125 @@
+// Restoring a dumped job with CRIU, with new streams in place of the old.
+#include "exec/job_restorer.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "migrate/criu.h"
+
+namespace queue::exec {
+
+namespace {
+
+// A pid still taken on this host (the job's old one, when it moves between
+// two daemons of one machine and a zombie of its tree lingers) clears soon.
+constexpr int kRestoreAttempts = 5;
+constexpr auto kPidBusyPause = std::chrono::milliseconds(400);
+// Where a daemon keeps batch output (daemon/job_runner): the old host's file
+// the job wrote to, whose place the new host's takes.
+constexpr const char* kBatchOutputDir = "/.queued/output/";
+
+struct NewStreams {
+  std::vector<int> child_ends;                   // passed to criu as fd 3, 4, ...
+  std::vector<migrate::InheritedStream> inherit;  // what each takes the place of
+  std::array<int, 3> parent_ends{-1, -1, -1};    // the shepherd's side of fds 0-2
+};
+
+void CloseAll(NewStreams& streams) {
+  for (int fd : streams.child_ends) close(fd);
+  for (int fd : streams.parent_ends)
+    if (fd >= 0) close(fd);
+  streams.child_ends.clear();
+  streams.parent_ends = {-1, -1, -1};
+}
+
+// CRIU names a regular file without its leading '/'.
+std::string InheritKey(const std::string& target) { return target.front() == '/' ? target.substr(1) : target; }
+
+// What stands in for each old stream: a new pipe for a pipe (the shepherd keeps
+// the other end), the new output file for a batch job's old one. /dev/null and
+// other files the job opened itself are reopened by CRIU at their paths.
+Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_output_fd) {
+  NewStreams streams;
+  std::map<std::string, int> given;  // an old target shared by two fds gets one new stream
+  for (int fd = 0; fd < 3; ++fd) {
+    const std::string& target = old.targets[static_cast<size_t>(fd)];
+    if (target.empty() || target == "/dev/null") continue;
+    if (auto seen = given.find(target); seen != given.end()) continue;
+    int child_end = -1;
+    if (batch_output_fd >= 0 && target.find(kBatchOutputDir) != std::string::npos) {
+      child_end = fcntl(batch_output_fd, F_DUPFD_CLOEXEC, 3);
+      if (child_end < 0) return CloseAll(streams), Fail("cannot pass on the output file: " + ErrnoText(errno));
+    } else if (batch_output_fd < 0 && target.starts_with("pipe:[")) {
+      int ends[2];
+      if (pipe2(ends, O_CLOEXEC) != 0) return CloseAll(streams), Fail("pipe: " + ErrnoText(errno));
+      int parent = fd == 0 ? ends[1] : ends[0];
+      child_end = fd == 0 ? ends[0] : ends[1];
+      fcntl(parent, F_SETFL, fcntl(parent, F_GETFL) | O_NONBLOCK);
+      streams.parent_ends[static_cast<size_t>(fd)] = parent;
+    } else if (target.front() != '/') {
+      CloseAll(streams);
+      return Fail("its fd " + std::to_string(fd) + " was " + target + ", which cannot be handed over");
+    } else {
+      continue;  // a file of the job's own
+    }
+    given[target] = child_end;
+    streams.inherit.push_back({static_cast<int>(3 + streams.child_ends.size()), InheritKey(target)});
+    streams.child_ends.push_back(child_end);
+  }
+  return streams;
+}
+
+Result<pid_t> ReadRestoredPid(const std::string& image_dir) {
+  std::ifstream in(image_dir + "/restored.pid");
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) return Fail("criu restore said nothing of the restored job's pid");
+  return static_cast<pid_t>(pid);
+}
+
+Result<pid_t> RunRestore(const std::vector<std::string>& command, const NewStreams& streams,
+                         const std::string& image_dir) {
+  std::string why;
+  for (int attempt = 1; attempt <= kRestoreAttempts; ++attempt) {
+    ::unlink((image_dir + "/restored.pid").c_str());
+    auto status = migrate::RunAndWait(command, streams.child_ends);
+    if (!status.ok()) return status.error();
+    if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return ReadRestoredPid(image_dir);
+    why = migrate::CriuLogError(image_dir + "/restore.log");
+    if (why.find("File exists") == std::string::npos) break;
+    std::this_thread::sleep_for(kPidBusyPause);
+  }
+  return Fail("criu restore failed: " + (why.empty() ? std::string("see ") + image_dir + "/restore.log" : why));
+}
+
+}  // namespace
+
+Result<LaunchedJob> RestoreJob(const wire::JobSpec& spec, const RestoreOptions& options) {
+  if (spec.pty != wire::PtyMode::kNone && options.batch_output_fd < 0)
+    return Fail("a job with a terminal cannot be restored from a CRIU image");
+  auto old = migrate::ReadCriuStreams(options.image_dir);
+  if (!old.ok()) return old.error();
+  auto streams = PrepareStreams(*old, options.batch_output_fd);
+  if (!streams.ok()) return streams.error();
+  auto command = migrate::CriuRestoreCommand(options.criu_path, options.image_dir, streams->inherit);
+  auto pid = RunRestore(command, *streams, options.image_dir);
+  for (int fd : streams->child_ends) close(fd);
+  if (!pid.ok()) {
+    streams->child_ends.clear();
+    CloseAll(*streams);
+    return pid.error();
+  }
+  LaunchedJob job;
+  job.pid = *pid;
+  job.stdin_fd = streams->parent_ends[0];
+  job.stdout_fd = streams->parent_ends[1];
+  job.stderr_fd = streams->parent_ends[2];
+  return job;
+}
+
+}  // namespace queue::exec

@@ -1,0 +1,243 @@
+// CRIU's command lines, its availability, and the streams file of an image set.
+#include "migrate/criu.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace queue::migrate {
+
+namespace {
+
+constexpr size_t kMaxStreamTargetBytes = 4096;
+
+bool IsExecutable(const std::string& path) { return !path.empty() && ::access(path.c_str(), X_OK) == 0; }
+
+std::vector<std::string> CriuCandidates(const std::string& requested) {
+  if (!requested.empty()) return {requested};
+  std::vector<std::string> found;
+  if (const char* path = std::getenv("PATH"); path != nullptr) {
+    std::stringstream dirs(path);
+    for (std::string dir; std::getline(dirs, dir, ':');)
+      if (!dir.empty()) found.push_back(dir + "/criu");
+  }
+  found.push_back("/usr/local/sbin/criu");
+  found.push_back("/usr/sbin/criu");
+  return found;
+}
+
+// Runs argv with stdout and stderr captured (at most 64 KiB kept).
+Result<std::pair<int, std::string>> RunCapturing(const std::vector<std::string>& argv) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return Fail("pipe: " + ErrnoText(errno));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  if (rc != 0) {
+    close(pipe_fds[0]);
+    return Fail("cannot run " + argv[0] + ": " + ErrnoText(rc));
+  }
+  std::string output;
+  char buffer[4096];
+  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof buffer)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    if (output.size() < 65536) output.append(buffer, static_cast<size_t>(n));
+  }
+  close(pipe_fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return std::make_pair(status, output);
+}
+
+// The message of CRIU's first "Error (file:line): message" line in `text`: the
+// cause, where the last ones are "Restoring FAILED." and its like. The harmless
+// complaint about its own RLIMIT_NOFILE is skipped.
+std::string CriuErrorIn(const std::string& text) {
+  std::stringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    auto at = line.find("Error (");
+    if (at == std::string::npos) continue;
+    auto colon = line.find("): ", at);
+    std::string message = colon == std::string::npos ? line.substr(at) : line.substr(colon + 3);
+    if (message.find("RLIMIT_NOFILE") != std::string::npos || message.ends_with("FAILED.")) continue;
+    return message;
+  }
+  return "";
+}
+
+}  // namespace
+
+CriuAvailability ProbeCriu(const std::string& requested) {
+  CriuAvailability criu;
+  std::string first_failure;
+  for (const auto& candidate : CriuCandidates(requested)) {
+    if (!IsExecutable(candidate)) continue;
+    CriuAvailability tried;
+    tried.path = candidate;
+    if (auto version = RunCapturing({candidate, "--version"}); version.ok()) {
+      const std::string& text = version->second;
+      if (auto at = text.find("Version: "); at != std::string::npos)
+        tried.version = text.substr(at + 9, text.find('\n', at) - at - 9);
+    }
+    auto check = RunCapturing({candidate, "check"});
+    if (check.ok() && WIFEXITED(check->first) && WEXITSTATUS(check->first) == 0) {
+      tried.usable = true;
+      return tried;
+    }
+    std::string why = !check.ok() ? check.message() : CriuErrorIn(check->second);
+    if (why.empty()) why = "`criu check` failed";
+    tried.reason = "criu " + (tried.version.empty() ? std::string() : tried.version + " ") + "(" + candidate +
+                   ") cannot checkpoint on this host: " + why;
+    if (geteuid() != 0) tried.reason += " (criu needs root, and queued does not run as root)";
+    if (first_failure.empty()) criu = tried, first_failure = tried.reason;
+  }
+  if (first_failure.empty())
+    criu.reason = requested.empty() ? "criu is not installed (not in PATH, /usr/local/sbin or /usr/sbin)"
+                                    : "criu " + requested + " is not an executable file";
+  return criu;
+}
+
+std::string DescribeCriu(const CriuAvailability& criu) {
+  if (!criu.usable) return criu.reason;
+  return "criu " + criu.version + " (" + criu.path + ") works here";
+}
+
+Result<CriuStreams> ReadJobStreams(pid_t pid) {
+  CriuStreams streams;
+  for (int fd = 0; fd < 3; ++fd) {
+    std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+    std::string target(kMaxStreamTargetBytes, '\0');
+    ssize_t n = readlink(link.c_str(), target.data(), target.size());
+    if (n < 0) {
+      if (errno == ENOENT) continue;  // a closed stream stays closed
+      return Fail("cannot read " + link + ": " + ErrnoText(errno));
+    }
+    target.resize(static_cast<size_t>(n));
+    streams.targets[static_cast<size_t>(fd)] = target;
+  }
+  return streams;
+}
+
+Status WriteCriuStreams(const std::string& image_dir, const CriuStreams& streams) {
+  std::string path = image_dir + "/" + kCriuStreamsFile;
+  std::ofstream out(path, std::ios::trunc);
+  for (const auto& target : streams.targets) {
+    if (target.find('\n') != std::string::npos) return Fail("a stream's name holds a newline: " + path);
+    out << target << "\n";
+  }
+  out.flush();
+  if (!out) return Fail("cannot write " + path);
+  return Status::Ok();
+}
+
+Result<CriuStreams> ReadCriuStreams(const std::string& image_dir) {
+  std::string path = image_dir + "/" + kCriuStreamsFile;
+  std::ifstream in(path);
+  if (!in) return Fail("the image has no " + std::string(kCriuStreamsFile) + " file");
+  CriuStreams streams;
+  for (auto& target : streams.targets) {
+    if (!std::getline(in, target)) return Fail(path + " is truncated");
+    if (target.size() > kMaxStreamTargetBytes) return Fail(path + " names a stream too long");
+  }
+  return streams;
+}
+
+std::vector<std::string> CriuDumpCommand(const std::string& criu, pid_t pid, const std::string& image_dir) {
+  return {criu, "dump", "--tree", std::to_string(pid), "--images-dir", image_dir, "--shell-job",
+          "--log-file", "dump.log", "-v2"};
+}
+
+std::vector<std::string> CriuRestoreCommand(const std::string& criu, const std::string& image_dir,
+                                            const std::vector<InheritedStream>& inherit) {
+  std::vector<std::string> command{criu,           "restore",        "--images-dir",    image_dir,
+                                   "--shell-job",  "--restore-detached", "--restore-sibling",
+                                   "--pidfile",    image_dir + "/restored.pid",
+                                   "--log-file",   "restore.log",    "-v2"};
+  for (const auto& stream : inherit) {
+    command.push_back("--inherit-fd");
+    command.push_back("fd[" + std::to_string(stream.fd) + "]:" + stream.target);
+  }
+  return command;
+}
+
+std::string CriuLogError(const std::string& log_path) {
+  std::ifstream in(log_path);
+  if (!in) return "";
+  std::stringstream text;
+  text << in.rdbuf();
+  return CriuErrorIn(text.str());
+}
+
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<int>& pass_fds) {
+  // Out of the way first, so that placing one at 3+i cannot overwrite another.
+  std::vector<int> moved;
+  auto close_moved = [&] {
+    for (int fd : moved) close(fd);
+  };
+  for (int fd : pass_fds) {
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 64);
+    if (high < 0) {
+      std::string why = ErrnoText(errno);
+      close_moved();
+      return Fail("cannot pass fd " + std::to_string(fd) + " to " + argv[0] + ": " + why);
+    }
+    moved.push_back(high);
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  for (int fd = 0; fd < 3; ++fd)
+    posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
+  for (size_t i = 0; i < moved.size(); ++i)
+    posix_spawn_file_actions_adddup2(&actions, moved[i], static_cast<int>(3 + i));
+  posix_spawn_file_actions_addclosefrom_np(&actions, static_cast<int>(3 + moved.size()));
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0], &actions, &attributes, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  close_moved();
+  if (rc != 0) return Fail("cannot run " + argv[0] + ": " + ErrnoText(rc));
+  return pid;
+}
+
+Result<int> RunAndWait(const std::vector<std::string>& argv, const std::vector<int>& pass_fds) {
+  auto pid = Spawn(argv, pass_fds);
+  if (!pid.ok()) return pid.error();
+  int status = 0;
+  while (waitpid(*pid, &status, 0) < 0) {
+    if (errno != EINTR) return Fail("cannot wait for " + argv[0] + ": " + ErrnoText(errno));
+  }
+  return status;
+}
+
+}  // namespace queue::migrate

@@ -1,0 +1,169 @@
+// End-to-end tests of `checkpointmode 1` (SPEC §7.8): programs that know
+// nothing of checkpoints move between hosts with CRIU and carry on where they
+// were. They need a criu that works here (scripts/install-criu.sh) and root,
+// and say so when skipped; what Queue says without CRIU is tested regardless.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cluster_fixture.h"
+#include "migrate/criu.h"
+
+namespace queue::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kTransparent = "checkpointmode 1\nloadcheckpoint 3\nrestartmode 1\n";
+
+// Counts to `n`, one line every 0.1 s, its count held only in the shell's memory:
+// a run started again from the beginning would print "1" twice.
+std::vector<std::string> MemoryCounter(int n) {
+  return {"/bin/sh", "-c", "i=0; while [ $i -lt " + std::to_string(n) + " ]; do i=$((i+1)); echo $i; sleep 0.1; done"};
+}
+
+std::string CountTo(int n) {
+  std::string lines;
+  for (int i = 1; i <= n; ++i) lines += std::to_string(i) + "\n";
+  return lines;
+}
+
+nlohmann::json JobOn(TestCluster& cluster, uint64_t id) {
+  auto run = cluster.Queue(0, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
+  auto list = nlohmann::json::parse(run.out, nullptr, false);
+  if (list.is_discarded()) return {};
+  for (const auto& job : list)
+    if (job["id"] == id && job["origin"] == cluster.entry(0)) return job;
+  return {};
+}
+
+std::string RunningOn(TestCluster& cluster, uint64_t id) {
+  auto job = JobOn(cluster, id);
+  if (job.is_null() || job["state"] != "running") return "";
+  return job["host"];
+}
+
+int IndexOf(TestCluster& cluster, const std::string& entry) {
+  for (int i = 0; i < cluster.size(); ++i)
+    if (cluster.entry(i) == entry) return i;
+  return -1;
+}
+
+Background StartStub(TestCluster& cluster, const std::string& cwd, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, BinDir() + "/queue"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return StartBackground(argv, {"QUEUE_SOCKET=" + cluster.socket(0)}, cwd + "/stub.out", cwd + "/stub.err");
+}
+
+class CriuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "CRIU needs root";
+    auto criu = migrate::ProbeCriu("");
+    if (!criu.usable) GTEST_SKIP() << criu.reason << " (scripts/install-criu.sh builds one that works)";
+  }
+};
+
+TEST_F(CriuTest, AProgramThatKnowsNothingOfCheckpointsMovesTwiceAndCarriesOn) {
+  auto cluster = TestCluster::Start(3, ClusterOptions{{}, kTransparent});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  constexpr int kLines = 90;
+  std::vector<std::string> args = {"-n", "-H", cluster->entry(0), "--"};
+  for (const auto& word : MemoryCounter(kLines)) args.push_back(word);
+  auto stub = StartStub(*cluster, cwd, args);
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  std::this_thread::sleep_for(1s);
+
+  std::vector<std::string> path{cluster->entry(0)};
+  for (int move = 0; move < 2; ++move) {
+    int from = IndexOf(*cluster, path.back());
+    auto crossed = std::chrono::steady_clock::now();
+    cluster->SetLoad(from, 5.0);
+    std::string to;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          to = RunningOn(*cluster, 1);
+          return !to.empty() && to != path.back();
+        },
+        20s))
+        << "move " << move << "\n" << ReadFile(err) << cluster->log(from);
+    std::cerr << "move " << move << ": " << path.back() << " -> " << to << " in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - crossed).count()
+              << " ms from the load crossing the threshold\n";
+    cluster->SetLoad(from, 0.0);
+    path.push_back(to);
+    std::this_thread::sleep_for(1500ms);
+  }
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  // Every number once, in order: it never started over and lost no output.
+  EXPECT_EQ(ReadFile(out), CountTo(kLines)) << ReadFile(err) << cluster->log(0) << cluster->log(1);
+  EXPECT_NE(ReadFile(err).find("by CRIU"), std::string::npos) << ReadFile(err);
+  EXPECT_EQ(ReadFile(err).find("starts again"), std::string::npos) << ReadFile(err);
+  auto record = JobOn(*cluster, 1);
+  EXPECT_EQ(record["state"], "done") << record.dump();
+  EXPECT_EQ(record["restarts"], 2) << record.dump();
+}
+
+TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  constexpr int kLines = 40;
+  std::vector<std::string> args = {"-r", "-h", cluster->entry(0), "-j", "count", "--"};
+  for (const auto& word : MemoryCounter(kLines)) args.push_back(word);
+  auto submitted = cluster->Queue(0, args, {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  uint64_t id = std::stoull(submitted.out);
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(0); }, 15s));
+  std::this_thread::sleep_for(1s);
+  auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  EXPECT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(1); }, 20s))
+      << cluster->log(0) << cluster->log(1);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = JobOn(*cluster, id);
+        return !job.is_null() && job["state"] == "done";
+      },
+      60s))
+      << cluster->log(0) << cluster->log(1);
+  EXPECT_EQ(ReadFile(cwd + "/count.o" + std::to_string(id)), CountTo(kLines)) << JobOn(*cluster, id).dump();
+  EXPECT_EQ(JobOn(*cluster, id)["restarts"], 1);
+}
+
+// Without a working criu nothing is moved, and Queue says why, where the user
+// and the administrator look.
+TEST(CriuMissing, StatusAndMigrateSayThatCriuIsNotThere) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent, {}, {}, {}, {"--criu", "/nonexistent/criu"}});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  auto status = cluster->Queue(0, {"--status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("checkpointmode 1 (transparent checkpoints with CRIU) is not available: criu "
+                            "/nonexistent/criu is not an executable file"),
+            std::string::npos)
+      << status.out;
+  EXPECT_NE(cluster->log(0).find("/nonexistent/criu is not an executable file"), std::string::npos);
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  auto submitted = cluster->Queue(0, {"-r", "-h", cluster->entry(0), "--", "sleep", "5"}, {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  uint64_t id = std::stoull(submitted.out);
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(0); }, 15s));
+  auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(1)});
+  EXPECT_NE(asked.exit_code, 0);
+  EXPECT_EQ(RunningOn(*cluster, id), cluster->entry(0));
+}
+
+}  // namespace
+}  // namespace queue::testing

@@ -655,8 +655,10 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
   auto streams = migrate::ReadJobStreams(running.job_pid);
   if (!streams.ok()) return refuse(streams.message());
   for (const auto& target : streams->targets)
-    if (target.starts_with("/dev/pts/") || target.starts_with("/dev/ptmx"))
+    if (target.starts_with("/dev/pts/") || target.starts_with("/dev/ptmx")) {
+      running.uncheckpointable = true;  // said once, not at every heartbeat
       return refuse("it has a terminal, which does not travel with a CRIU image");
+    }
   const std::string dir = ImageDir(record_id);
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
@@ -703,7 +705,7 @@ std::vector<uint64_t> JobRunner::CheckpointCandidates(const std::string& queue) 
   std::vector<std::pair<std::chrono::steady_clock::time_point, uint64_t>> jobs;
   for (const auto& [id, running] : shepherds_)
     if (running.queue == queue && !running.finished && running.channel && !running.checkpoint_requested &&
-        !running.pinned)
+        !running.pinned && !running.uncheckpointable)
       jobs.emplace_back(running.started, id);
   std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) { return a > b; });
   std::vector<uint64_t> ids;
@@ -716,7 +718,7 @@ std::vector<uint64_t> JobRunner::DueForPeriodicCheckpoint(const std::string& que
   auto now = std::chrono::steady_clock::now();
   for (const auto& [id, running] : shepherds_)
     if (running.queue == queue && !running.finished && running.channel && !running.checkpoint_requested &&
-        now - running.started >= period)
+        !running.uncheckpointable && now - running.started >= period)
       due.push_back(id);
   return due;
 }

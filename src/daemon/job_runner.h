@@ -121,6 +121,7 @@ class JobRunner {
     pid_t shepherd_pid = 0;
     pid_t job_pid = 0;     // as the shepherd said (kStarted)
     pid_t criu_dump = 0;   // a CRIU dump of the job under way
+    bool uncheckpointable = false;  // CRIU cannot take it (it has a terminal)
     std::optional<wire::ShepherdEvent> held_end;  // its end, come before the dump's
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };

@@ -3,6 +3,7 @@
 // were. They need a criu that works here (scripts/install-criu.sh) and root,
 // and say so when skipped; what Queue says without CRIU is tested regardless.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,6 +141,89 @@ TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
       << cluster->log(0) << cluster->log(1);
   EXPECT_EQ(ReadFile(cwd + "/count.o" + std::to_string(id)), CountTo(kLines)) << JobOn(*cluster, id).dump();
   EXPECT_EQ(JobOn(*cluster, id)["restarts"], 1);
+}
+
+// A criu that works for `check` and `--version` and fails one command with a
+// logged cause: CRIU failing in the middle of a move, on purpose.
+std::string CriuFailingAt(const std::string& dir, const std::string& command, const std::string& cause) {
+  std::string path = dir + "/criu-failing-" + command;
+  std::string real = migrate::ProbeCriu("").path;
+  WriteFile(path,
+            "#!/bin/sh\n"
+            "if [ \"$1\" = " + command + " ]; then\n"
+            "  while [ $# -gt 0 ] && [ \"$1\" != --images-dir ]; do shift; done\n"
+            "  echo 'Error (test.c:1): " + cause + "' > \"$2/" + command + ".log\"\n"
+            "  exit 1\n"
+            "fi\n"
+            "exec " + real + " \"$@\"\n");
+  chmod(path.c_str(), 0755);
+  return path;
+}
+
+TEST_F(CriuTest, AJobCriuCannotDumpCarriesOnWhereItIs) {
+  std::string tools = std::filesystem::temp_directory_path() / ("queue-criu-tools-" + std::to_string(getpid()));
+  std::filesystem::create_directories(tools);
+  std::string criu = CriuFailingAt(tools, "dump", "the kernel would not let go");
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent, {}, {}, {}, {"--criu", criu}});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  constexpr int kLines = 30;
+  std::vector<std::string> args = {"-n", "-h", cluster->entry(0), "--"};
+  for (const auto& word : MemoryCounter(kLines)) args.push_back(word);
+  auto stub = StartStub(*cluster, cwd, args);
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  std::this_thread::sleep_for(500ms);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  EXPECT_EQ(ReadFile(out), CountTo(kLines)) << ReadFile(err);
+  EXPECT_NE(ReadFile(err).find("CRIU could not checkpoint the job on " + cluster->entry(0) +
+                               " (the kernel would not let go); it carries on there"),
+            std::string::npos)
+      << ReadFile(err);
+  auto record = JobOn(*cluster, 1);
+  EXPECT_EQ(record["state"], "done") << record.dump();
+  EXPECT_EQ(record["host"], cluster->entry(0)) << record.dump();
+  EXPECT_EQ(record.value("restarts", 0), 0) << record.dump();
+  std::filesystem::remove_all(tools);
+}
+
+TEST_F(CriuTest, AnImageThatCannotBeRestoredStartsTheJobAgainAndSaysWhy) {
+  std::string tools = std::filesystem::temp_directory_path() / ("queue-criu-tools-" + std::to_string(getpid()));
+  std::filesystem::create_directories(tools);
+  std::string criu = CriuFailingAt(tools, "restore", "no room for the job here");
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent, {}, {}, {}, {"--criu", criu}});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  constexpr int kLines = 20;
+  std::vector<std::string> args = {"-n", "-h", cluster->entry(0), "--"};
+  for (const auto& word : MemoryCounter(kLines)) args.push_back(word);
+  auto stub = StartStub(*cluster, cwd, args);
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  std::this_thread::sleep_for(500ms);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  std::string shown = ReadFile(out);
+  // The first run's lines, then the whole count again from 1 on the other host.
+  EXPECT_TRUE(shown.ends_with(CountTo(kLines))) << shown;
+  EXPECT_GT(shown.size(), CountTo(kLines).size()) << shown;
+  EXPECT_NE(ReadFile(err).find("could not be restored on " + cluster->entry(1) +
+                               " (criu restore failed: no room for the job here); it starts again from the beginning"),
+            std::string::npos)
+      << ReadFile(err);
+  auto record = JobOn(*cluster, 1);
+  EXPECT_EQ(record["state"], "done") << record.dump();
+  EXPECT_EQ(record["host"], cluster->entry(1)) << record.dump();
+  std::filesystem::remove_all(tools);
 }
 
 // Without a working criu nothing is moved, and Queue says why, where the user

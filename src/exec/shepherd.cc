@@ -415,6 +415,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         if (checkpointed() || job_.pid <= 0 || reaped_ || finished_) return;
         checkpoint_signal_time_ms_ = NowMs();
         checkpoint_by_daemon_ = true;
+        suspended_before_checkpoint_ = suspended_;
         if (suspended_) {  // a stopped job would be restored stopped, with nobody to continue it
           suspended_ = false;
           SignalJob(SIGCONT);
@@ -424,6 +425,10 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         if (!checkpoint_by_daemon_ || reaped_) return;
         checkpoint_signal_time_ms_ = 0;
         checkpoint_by_daemon_ = false;
+        if (std::exchange(suspended_before_checkpoint_, false)) {  // the queue's hold still stands
+          suspended_ = true;
+          SignalJob(SIGSTOP);
+        }
         break;
     }
     if (stub_ && !stub_->closed() && !control.reason.empty()) stub_->Send(wire::Notice{control.reason});
@@ -463,7 +468,10 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   }
 
   // A checkpoint the daemon takes ends with CRIU's SIGKILL; any other end
-  // (the job exited before CRIU froze it) is the job's own.
+  // (the job exited before CRIU froze it) is the job's own. A SIGKILL from
+  // elsewhere in that moment counts as the checkpoint too, as a death after the
+  // checkpoint signal does in checkpointmode 2: with no image to go on from, the
+  // job starts again from the beginning, and its stub, told kMoved, waits for it.
   bool EndedCheckpointed() const {
     if (!checkpointed()) return false;
     return !checkpoint_by_daemon_ || (WIFSIGNALED(wait_status_) && WTERMSIG(wait_status_) == SIGKILL);
@@ -672,6 +680,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   bool terminating_ = false;
   int64_t checkpoint_signal_time_ms_ = 0;  // Unix ms when the checkpoint signal went; 0: never
   bool checkpoint_by_daemon_ = false;      // ShepherdAction::kCheckpointByDaemon
+  bool suspended_before_checkpoint_ = false;
   int64_t launched_at_ms_ = 0;
   int wait_status_ = 0;
   double cpu_seconds_ = 0;

@@ -123,6 +123,8 @@ std::string DescribeCriu(const CriuAvailability& criu) {
 }
 
 Result<CriuStreams> ReadJobStreams(pid_t pid) {
+  std::string proc = "/proc/" + std::to_string(pid);
+  if (::access(proc.c_str(), F_OK) != 0) return Fail("process " + std::to_string(pid) + " is gone");
   CriuStreams streams;
   for (int fd = 0; fd < 3; ++fd) {
     std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);

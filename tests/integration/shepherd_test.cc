@@ -15,8 +15,10 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster_fixture.h"
@@ -436,6 +438,117 @@ TEST_F(ShepherdTest, CheckpointContinuesASuspendedJob) {
   ASSERT_TRUE(finished && finished->kind == ShepherdEventKind::kFinished) << ShepherdLog();
   EXPECT_TRUE(finished->checkpointed);
   EXPECT_EQ(ReadFile(dir_ + "/state"), "saved\n");
+}
+
+// checkpointmode 1: the daemon dumps the job with CRIU, which SIGKILLs it once
+// its image is complete. These jobs wait for the file `go`, then exit 0.
+constexpr char kReadyThenWaitForGo[] = "echo > ready; while [ ! -e go ]; do sleep 0.05; done; echo done";
+
+// The shepherd acknowledges no control: give it time to read one before acting on the job.
+void LetTheShepherdRead() { std::this_thread::sleep_for(300ms); }
+
+TEST_F(ShepherdTest, SigkillAfterTheDaemonsCheckpointIsThatCheckpoint) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  int64_t before = NowMs();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, "moving"}));
+  LetTheShepherdRead();
+  int64_t killed_at = NowMs();
+  ASSERT_EQ(kill(started->pid, SIGKILL), 0);  // as CRIU does once the image is complete
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);
+  EXPECT_TRUE(WIFSIGNALED(finished->wait_status) && WTERMSIG(finished->wait_status) == SIGKILL);
+  EXPECT_TRUE(finished->checkpointed);
+  EXPECT_GE(finished->signal_time_ms, before);
+  EXPECT_LE(finished->signal_time_ms, killed_at);
+  ASSERT_TRUE(ShepherdExit(5s));
+  auto status = StatusFile();
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->checkpointed);
+  EXPECT_EQ(status->signal_time_ms, finished->signal_time_ms);
+}
+
+TEST_F(ShepherdTest, AbandonedCheckpointLeavesTheJobsOwnEnd) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  int64_t before = NowMs();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  LetTheShepherdRead();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, "CRIU failed"}));
+  EXPECT_FALSE(daemon->NextEvent(300ms)) << "the job carries on";
+  std::ofstream(dir_ + "/go").flush();
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);
+  EXPECT_TRUE(WIFEXITED(finished->wait_status) && WEXITSTATUS(finished->wait_status) == 0);
+  EXPECT_FALSE(finished->checkpointed);
+  EXPECT_LE(finished->signal_time_ms, before) << "not checkpointed: the time is the job's start";
+  ASSERT_TRUE(ShepherdExit(5s));
+  EXPECT_EQ(ReadFile(output_path_), "done\n");
+  auto status = StatusFile();
+  ASSERT_TRUE(status);
+  EXPECT_FALSE(status->checkpointed);
+}
+
+// The same, ended by a SIGKILL that is not CRIU's: only the abandonment tells them apart.
+TEST_F(ShepherdTest, SigkillAfterAnAbandonedCheckpointIsNoCheckpoint) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  LetTheShepherdRead();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, ""}));
+  LetTheShepherdRead();
+  ASSERT_EQ(kill(started->pid, SIGKILL), 0);
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);
+  EXPECT_TRUE(WIFSIGNALED(finished->wait_status) && WTERMSIG(finished->wait_status) == SIGKILL);
+  EXPECT_FALSE(finished->checkpointed);
+}
+
+// The job exited before CRIU froze it: its end is its own, and it does not move.
+TEST_F(ShepherdTest, JobThatExitsDuringTheDaemonsCheckpointEndsAsItself) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  LetTheShepherdRead();
+  std::ofstream(dir_ + "/go").flush();
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);
+  EXPECT_TRUE(WIFEXITED(finished->wait_status) && WEXITSTATUS(finished->wait_status) == 0);
+  EXPECT_FALSE(finished->checkpointed);
+  ASSERT_TRUE(ShepherdExit(5s));
+  auto status = StatusFile();
+  ASSERT_TRUE(status);
+  EXPECT_FALSE(status->checkpointed);
+}
+
+// A stopped job would be dumped stopped and restored stopped, with nobody to continue it.
+TEST_F(ShepherdTest, DaemonsCheckpointContinuesASuspendedJob) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kSuspend, "load too high"}));
+  LetTheShepherdRead();
+  std::ofstream(dir_ + "/go").flush();
+  EXPECT_FALSE(daemon->NextEvent(700ms)) << "a stopped job must not end";
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog() << "the job was not continued";
+  EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);
+  EXPECT_TRUE(WIFEXITED(finished->wait_status) && WEXITSTATUS(finished->wait_status) == 0);
+  EXPECT_FALSE(finished->checkpointed);
 }
 
 TEST_F(ShepherdTest, StrangersCannotAdopt) {

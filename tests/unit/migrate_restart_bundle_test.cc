@@ -184,6 +184,35 @@ TEST_F(MigrateRestartBundleTest, ParseBoundsTheNumberOfEntries) {
   EXPECT_NE(over.message().find("more than 10000"), std::string::npos) << over.message();
 }
 
+// The magic says what the bundle holds: a job's own restart files or a CRIU image.
+TEST_F(MigrateRestartBundleTest, ParseTellsTheKindFromTheMagic) {
+  std::string files = BundleBuilder().File("a", "alpha").End();
+  BundleKind kind = BundleKind::kCriuImage;
+  ASSERT_TRUE(ParseBundle(files, &kind).ok());
+  EXPECT_EQ(kind, BundleKind::kRestartFiles);
+
+  std::string image = std::string(kImageBundleMagic) + files.substr(kBundleMagic.size());
+  kind = BundleKind::kRestartFiles;
+  Result<std::vector<BundleEntry>> entries = ParseBundle(image, &kind);
+  ASSERT_TRUE(entries.ok()) << entries.message();
+  EXPECT_EQ(kind, BundleKind::kCriuImage);
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].path, "a");
+  EXPECT_TRUE(ParseBundle(image).ok()) << "the kind is optional";
+
+  for (const char* magic : {"QRI2", "QRX1", "qri1", "QRB0"}) {
+    Result<std::vector<BundleEntry>> other = ParseBundle(magic + files.substr(4), &kind);
+    ASSERT_FALSE(other.ok()) << magic;
+    EXPECT_NE(other.message().find("does not start with QRB1 or QRI1"), std::string::npos) << other.message();
+  }
+  // An image bundle is checked as strictly as any other.
+  EXPECT_FALSE(ParseBundle(image.substr(0, image.size() - 1)).ok());
+  EXPECT_FALSE(ParseBundle(std::string(kImageBundleMagic) + EncodeEntryHeader("../x", 0644, 0) + EncodeBundleEnd())
+                   .ok());
+  EXPECT_EQ(BundleMagic(BundleKind::kCriuImage), "QRI1");
+  EXPECT_EQ(BundleMagic(BundleKind::kRestartFiles), "QRB1");
+}
+
 // ---- Packing and unpacking as this process's own user ----
 
 TEST_F(MigrateRestartBundleTest, RoundTripOfFilesSubdirectoriesAndGlobs) {
@@ -223,6 +252,31 @@ TEST_F(MigrateRestartBundleTest, RoundTripOfFilesSubdirectoriesAndGlobs) {
                                               "ckpt/sub/b.bin", "job.restart", "part.1",   "part.2"};
   EXPECT_EQ(Tree(to), want_tree);
   EXPECT_EQ(ModeOf(to + "/ckpt"), 0700u);
+}
+
+TEST_F(MigrateRestartBundleTest, ImageBundleIsWrittenWithItsOwnMagicAndUnpacksAlike) {
+  std::string from = MakeDir("from"), to = MakeDir("to");
+  WriteFile(from + "/inventory.img", std::string("\0\1img", 5), 0600);
+  WriteFile(from + "/" + "queue-streams", "/dev/null\npipe:[12]\npipe:[12]\n", 0600);
+  Result<PackResult> packed = PackRestartFiles(bundle_, from, {"*"}, Myself(), 0, BundleKind::kCriuImage);
+  ASSERT_TRUE(packed.ok()) << packed.message();
+  EXPECT_EQ(packed->files, 2u);
+  EXPECT_EQ(BundleBytes().substr(0, 4), "QRI1");
+  BundleKind kind = BundleKind::kRestartFiles;
+  Result<std::vector<BundleEntry>> scanned = ScanBundle(bundle_, &kind);
+  ASSERT_TRUE(scanned.ok()) << scanned.message();
+  EXPECT_EQ(kind, BundleKind::kCriuImage);
+  EXPECT_EQ(scanned->size(), 2u);
+  ASSERT_TRUE(UnpackRestartFiles(bundle_, to, Myself()).ok());
+  EXPECT_EQ(Contents(to + "/inventory.img"), Contents(from + "/inventory.img"));
+  EXPECT_EQ(Contents(to + "/queue-streams"), Contents(from + "/queue-streams"));
+
+  // Without a kind, a job's own restart files, as before.
+  ASSERT_TRUE(PackRestartFiles(bundle_, from, {"*"}, Myself(), 0).ok());
+  EXPECT_EQ(BundleBytes().substr(0, 4), "QRB1");
+  kind = BundleKind::kCriuImage;
+  ASSERT_TRUE(ScanBundle(bundle_, &kind).ok());
+  EXPECT_EQ(kind, BundleKind::kRestartFiles);
 }
 
 // No shared file system: the job's directory may not exist on the new host.

@@ -131,6 +131,88 @@ TEST(Messages, HelloNeedsMagic) {
   EXPECT_FALSE(DecodePayload<Hello>(w.data()).ok());
 }
 
+ShepherdStart SampleStart() {
+  ShepherdStart s;
+  s.job_id = 77;
+  s.exec_host = "10.0.0.2:2222";
+  s.profile_nice = 3;
+  s.allow_root = true;
+  s.output_path = "/var/spool/queue/.queued/output/5.out";
+  s.status_path = "/var/spool/queue/.queued/run/5.status";
+  s.adoptable = true;
+  s.checkpoint_exit = 42;
+  s.spec = SampleSpec();
+  return s;
+}
+
+TEST(Messages, ShepherdStartRoundTripsARestore) {
+  ShepherdStart start = SampleStart();
+  start.restore_images = "/var/spool/queue/.queued/criu/5";
+  start.criu_path = "/usr/local/sbin/criu";
+  auto decoded = DecodePayload<ShepherdStart>(EncodePayload(start));
+  ASSERT_TRUE(decoded.ok()) << decoded.message();
+  EXPECT_EQ(decoded->job_id, start.job_id);
+  EXPECT_EQ(decoded->exec_host, start.exec_host);
+  EXPECT_EQ(decoded->profile_nice, start.profile_nice);
+  EXPECT_EQ(decoded->allow_root, start.allow_root);
+  EXPECT_EQ(decoded->output_path, start.output_path);
+  EXPECT_EQ(decoded->status_path, start.status_path);
+  EXPECT_EQ(decoded->adoptable, start.adoptable);
+  EXPECT_EQ(decoded->checkpoint_exit, start.checkpoint_exit);
+  EXPECT_EQ(decoded->spec, start.spec);
+  EXPECT_EQ(decoded->restore_images, start.restore_images);
+  EXPECT_EQ(decoded->criu_path, start.criu_path);
+}
+
+TEST(Messages, ShepherdStartWithoutARestoreRoundTrips) {
+  auto decoded = DecodePayload<ShepherdStart>(EncodePayload(SampleStart()));
+  ASSERT_TRUE(decoded.ok()) << decoded.message();
+  EXPECT_EQ(decoded->restore_images, "");
+  EXPECT_EQ(decoded->criu_path, "");
+}
+
+TEST(Messages, ShepherdStartRefusesABadRestore) {
+  struct Case {
+    std::string images, criu;
+  };
+  const std::vector<Case> cases = {
+      {"criu/5", "/usr/local/sbin/criu"},          // relative image directory
+      {"/var/spool/queue/.queued/criu/5", ""},     // no criu to restore with
+      {"/var/spool/queue/.queued/criu/5", "criu"}, // a criu found who knows where
+  };
+  for (const Case& c : cases) {
+    ShepherdStart start = SampleStart();
+    start.restore_images = c.images;
+    start.criu_path = c.criu;
+    auto decoded = DecodePayload<ShepherdStart>(EncodePayload(start));
+    ASSERT_FALSE(decoded.ok()) << c.images << " " << c.criu;
+    EXPECT_NE(decoded.message().find("absolute image directory and criu path"), std::string::npos)
+        << decoded.message();
+  }
+  ShepherdStart oversized = SampleStart();
+  oversized.restore_images = "/" + std::string(kMaxPathBytes + 10, 'x');
+  oversized.criu_path = "/usr/sbin/criu";
+  EXPECT_FALSE(DecodePayload<ShepherdStart>(EncodePayload(oversized)).ok());
+}
+
+TEST(Messages, ShepherdControlCarriesTheCriuActions) {
+  for (ShepherdAction action : {ShepherdAction::kCheckpointByDaemon, ShepherdAction::kCheckpointAbandoned}) {
+    ShepherdControl control{action, "moving to a quieter host"};
+    auto decoded = DecodePayload<ShepherdControl>(EncodePayload(control));
+    ASSERT_TRUE(decoded.ok()) << decoded.message();
+    EXPECT_EQ(decoded->action, action);
+    EXPECT_EQ(decoded->reason, control.reason);
+  }
+  EXPECT_EQ(static_cast<int>(ShepherdAction::kCheckpointByDaemon), 5);
+  EXPECT_EQ(static_cast<int>(ShepherdAction::kCheckpointAbandoned), 6);
+  for (int action : {0, 7, 255}) {
+    auto decoded = DecodePayload<ShepherdControl>(
+        EncodePayload(ShepherdControl{static_cast<ShepherdAction>(action), ""}));
+    ASSERT_FALSE(decoded.ok()) << action;
+    EXPECT_NE(decoded.message().find("unknown shepherd action"), std::string::npos) << decoded.message();
+  }
+}
+
 TEST(Frames, SplitterYieldsFramesAcrossChunks) {
   std::string stream = MakeFrame(Signal{2}) + MakeFrame(Notice{"hello"});
   FrameSplitter splitter;

@@ -3,12 +3,16 @@
 // the link's bandwidth). Measured in the same run:
 //   - baseline: the same number of bytes through a plain TCP connection on
 //     127.0.0.1 (what the link can do, with no TLS, no disk, no checksum);
+//   - baseline: a plain copy of a file of that size over 127.0.0.1, read from
+//     one file and written to another, synced (what the link and the disk can
+//     do together, with no TLS and no checksum: nc or rcp would do no better);
 //   - queue: the job's exit after writing its restart file (it stamps the time)
 //     to its restart on the other host (it stamps the time again): packing as the
 //     owner, the stream over TLS, the SHA-256 check and the unpack are all inside.
 //
 // Usage: bench_migrate_transfer [MiB]   (default 512)
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,6 +62,45 @@ double LoopbackSeconds(size_t bytes) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Reads `from` and sends it over TCP on 127.0.0.1 to a reader that writes it to
+// `to` and syncs it: a plain file copy across the loopback link.
+double LoopbackFileCopySeconds(const std::string& from, const std::string& to) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || listen(listener, 1) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+    return -1;
+  bool written = false;
+  std::thread reader([listener, &to, &written] {
+    int peer = accept(listener, nullptr, nullptr);
+    int out = open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::string buffer(1 << 20, '\0');
+    bool ok = out >= 0;
+    for (ssize_t n; ok && (n = read(peer, buffer.data(), buffer.size())) > 0;)
+      ok = write(out, buffer.data(), static_cast<size_t>(n)) == n;
+    written = ok && fsync(out) == 0;
+    if (out >= 0) close(out);
+    close(peer);
+  });
+  int in = open(from.c_str(), O_RDONLY);
+  int writer = socket(AF_INET, SOCK_STREAM, 0);
+  if (in < 0 || connect(writer, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return -1;
+  std::string chunk(1 << 20, '\0');
+  auto start = Clock::now();
+  bool ok = true;
+  for (ssize_t n; ok && (n = read(in, chunk.data(), chunk.size())) > 0;)
+    ok = write(writer, chunk.data(), static_cast<size_t>(n)) == n;
+  close(writer);
+  reader.join();
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  close(in);
+  close(listener);
+  return ok && written ? seconds : -1;
+}
+
 double StampAt(const std::string& path) {
   std::ifstream in(path);
   double seconds = -1;
@@ -103,15 +146,22 @@ int main(int argc, char** argv) {
   }
   double moved = StampAt(cwd + "/restarted.at") - StampAt(cwd + "/exited.at");
   double loopback = LoopbackSeconds(bytes);
-  if (moved <= 0 || loopback <= 0) {
+  std::string copy_from = cwd + "/copy.from", copy_to = cwd + "/copy.to";
+  std::filesystem::rename(cwd + "/big.restart", copy_from);  // in the page cache, as the job's file was
+  double file_copy = LoopbackFileCopySeconds(copy_from, copy_to);
+  if (moved <= 0 || loopback <= 0 || file_copy <= 0) {
     std::fprintf(stderr, "measurement failed (moved %.3f, loopback %.3f)\n%s", moved, loopback,
                  ReadFile(cwd + "/stub.err").c_str());
     return 1;
   }
   double queue_rate = static_cast<double>(mib) / moved, link_rate = static_cast<double>(mib) / loopback;
+  double copy_rate = static_cast<double>(mib) / file_copy;
   std::printf("restart file                         %zu MiB\n", mib);
   std::printf("baseline: plain TCP on 127.0.0.1     %8.0f MiB/s (%.2f s)\n", link_rate, loopback);
+  std::printf("baseline: file copy over 127.0.0.1   %8.0f MiB/s (%.2f s, read, sent, written, synced)\n", copy_rate,
+              file_copy);
   std::printf("job exit -> restart on the new host  %8.0f MiB/s (%.2f s)\n", queue_rate, moved);
   std::printf("ratio queue/link                     %.3f\n", queue_rate / link_rate);
+  std::printf("ratio queue/file copy                %.3f\n", queue_rate / copy_rate);
   return 0;
 }

@@ -1,43 +1,43 @@
-// Paced streaming of a restart-file bundle to a peer.
+// Files in chunks between daemons: paced reading, and in-order writing.
 #include "daemon/bundle_sender.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/sha256.h"
-
 namespace queue::daemon {
 
 namespace {
 
-constexpr size_t kLinkHighWater = 4 << 20;
+// Past this much unsent data the sender waits: large enough to keep a fast
+// link busy between two looks, small enough to bound memory per link.
+constexpr size_t kLinkHighWater = 8 << 20;
+constexpr auto kPaceInterval = std::chrono::milliseconds(1);
+constexpr size_t kMaxOpenIncoming = 32;
+// Read, hashed, framed and encrypted while it is still in the CPU's cache:
+// measured here, 1 MiB pieces moved a restart file slower than 64 KiB ones.
+constexpr size_t kReadChunk = 64 * 1024;
 
 struct BundleStream : std::enable_shared_from_this<BundleStream> {
   BundleStream(asio::io_context& io, std::shared_ptr<PeerLink> peer) : timer(io), link(std::move(peer)) {}
   ~BundleStream() {
-    if (fd >= 0) close(fd);
+    if (file.fd >= 0) close(file.fd);
   }
 
   void Continue() {
-    std::string chunk(wire::kMaxStreamChunk, '\0');
-    for (;;) {
-      if (!link->connected()) return done(Fail("the link to " + link->peer().entry + " dropped"));
-      if (link->pending_bytes() > kLinkHighWater) {
-        timer.expires_after(std::chrono::milliseconds(2));
+    if (!link->connected()) return done(Fail("the link to " + link->peer().entry + " dropped"));
+    auto send = [this](uint64_t offset, std::string bytes) {
+      link->SendBundleChunk(wire::BundleChunk{origin_host, origin_id, attempt, offset, std::move(bytes)});
+    };
+    switch (SendChunks(file, *link, send)) {
+      case ChunkPace::kEnd: return done(SentBundle{file.offset, file.digest.Final()});
+      case ChunkPace::kReadError: return done(Fail("cannot read the restart bundle: " + ErrnoText(errno)));
+      case ChunkPace::kLinkFull:
+        timer.expires_after(kPaceInterval);
         timer.async_wait([self = shared_from_this()](const asio::error_code& ec) {
           if (!ec) self->Continue();
         });
         return;
-      }
-      ssize_t n = pread(fd, chunk.data(), chunk.size(), static_cast<off_t>(offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return done(Fail("cannot read the restart bundle: " + ErrnoText(errno)));
-      if (n == 0) return done(SentBundle{offset, digest.Final()});
-      std::string_view bytes(chunk.data(), static_cast<size_t>(n));
-      digest.Update(bytes);
-      link->SendBundleChunk(wire::BundleChunk{origin_host, origin_id, attempt, offset, std::string(bytes)});
-      offset += static_cast<uint64_t>(n);
     }
   }
 
@@ -46,13 +46,28 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
   std::string origin_host;
   uint64_t origin_id = 0;
   uint32_t attempt = 0;
-  int fd = -1;
-  uint64_t offset = 0;
-  Sha256 digest;
+  OutgoingFile file;
   std::function<void(Result<SentBundle>)> done;
 };
 
 }  // namespace
+
+ChunkPace SendChunks(OutgoingFile& file, const PeerLink& link,
+                     const std::function<void(uint64_t offset, std::string bytes)>& send) {
+  for (;;) {
+    if (link.pending_bytes() > kLinkHighWater) return ChunkPace::kLinkFull;
+    std::string chunk(kReadChunk, '\0');
+    ssize_t n = pread(file.fd, chunk.data(), chunk.size(), static_cast<off_t>(file.offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ChunkPace::kReadError;
+    if (n == 0) return ChunkPace::kEnd;
+    chunk.resize(static_cast<size_t>(n));
+    file.digest.Update(chunk);
+    uint64_t at = file.offset;
+    file.offset += static_cast<uint64_t>(n);
+    send(at, std::move(chunk));
+  }
+}
 
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
                 uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done) {
@@ -61,12 +76,72 @@ void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::strin
   stream->origin_id = origin_id;
   stream->attempt = attempt;
   stream->done = std::move(done);
-  stream->fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (stream->fd < 0) return stream->done(Fail("cannot open the restart bundle " + path + ": " + ErrnoText(errno)));
+  stream->file.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (stream->file.fd < 0)
+    return stream->done(Fail("cannot open the restart bundle " + path + ": " + ErrnoText(errno)));
   stream->Continue();
 }
 
-bool FileMatches(const std::string& path, uint64_t size, const std::string& sha256) {
+IncomingFiles::~IncomingFiles() {
+  for (auto& [path, file] : arriving_) close(file.fd);
+}
+
+void IncomingFiles::Close(std::map<std::string, Arriving>::iterator it) {
+  close(it->second.fd);
+  arriving_.erase(it);
+}
+
+void IncomingFiles::CloseIdlest() {
+  auto idlest = arriving_.begin();
+  for (auto it = arriving_.begin(); it != arriving_.end(); ++it)
+    if (it->second.touched < idlest->second.touched) idlest = it;
+  if (idlest != arriving_.end()) Close(idlest);
+}
+
+Status IncomingFiles::Store(const std::string& path, uint64_t offset, std::string_view bytes) {
+  auto it = arriving_.find(path);
+  if (offset == 0 && it != arriving_.end()) {
+    Close(it);
+    it = arriving_.end();
+  }
+  if (it == arriving_.end()) {
+    if (arriving_.size() >= kMaxOpenIncoming) CloseIdlest();
+    int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (offset == 0 ? O_CREAT | O_TRUNC : 0);
+    int fd = open(path.c_str(), flags, 0600);
+    if (fd < 0) return Fail("cannot open " + path + ": " + ErrnoText(errno));
+    struct stat info{};
+    if (fstat(fd, &info) != 0) {
+      std::string why = ErrnoText(errno);
+      close(fd);
+      return Fail("cannot read " + path + ": " + why);
+    }
+    Arriving file;
+    file.fd = fd;
+    file.size = static_cast<uint64_t>(info.st_size);
+    file.hashed = file.size == 0;
+    it = arriving_.emplace(path, std::move(file)).first;
+  }
+  Arriving& file = it->second;
+  file.touched = std::chrono::steady_clock::now();
+  if (file.size != offset) return Status::Ok();  // stale: not where the file ends
+  ssize_t written = pwrite(file.fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+  if (written != static_cast<ssize_t>(bytes.size())) {
+    std::string why = written < 0 ? ErrnoText(errno) : "short write";
+    Close(it);
+    return Fail("cannot write " + path + ": " + why);
+  }
+  file.size += bytes.size();
+  if (file.hashed) file.digest.Update(bytes);
+  return Status::Ok();
+}
+
+bool IncomingFiles::Matches(const std::string& path, uint64_t size, const std::string& sha256) {
+  if (auto it = arriving_.find(path); it != arriving_.end()) {
+    bool known = it->second.hashed;
+    bool matches = known && it->second.size == size && it->second.digest.Final() == sha256;
+    Close(it);
+    if (known) return matches;
+  }
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return false;
   struct stat info{};
@@ -74,20 +149,6 @@ bool FileMatches(const std::string& path, uint64_t size, const std::string& sha2
   bool ok = fstat(fd, &info) == 0 && static_cast<uint64_t>(info.st_size) == size && digest.ok() && *digest == sha256;
   close(fd);
   return ok;
-}
-
-Status StoreChunk(const std::string& path, uint64_t offset, std::string_view bytes) {
-  int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (offset == 0 ? O_CREAT | O_TRUNC : 0);
-  int fd = open(path.c_str(), flags, 0600);
-  if (fd < 0) return Fail("cannot open " + path + ": " + ErrnoText(errno));
-  struct stat info{};
-  Status stored = Status::Ok();
-  if (fstat(fd, &info) == 0 && static_cast<uint64_t>(info.st_size) == offset) {
-    ssize_t written = pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
-    if (written != static_cast<ssize_t>(bytes.size())) stored = Fail("cannot write " + path + ": " + ErrnoText(errno));
-  }
-  close(fd);
-  return stored;
 }
 
 }  // namespace queue::daemon

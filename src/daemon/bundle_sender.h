@@ -1,11 +1,15 @@
-// BundleSender: streams a restarted job's restart-file bundle to the host that
-// is to run it, in BundleChunks paced on the link's backlog (a 1 GiB bundle must
-// neither fill memory nor starve the link's load reports), and says when the
-// whole file is on its way, with its size and SHA-256 for the PlaceJob that
-// follows. Event-loop only.
+// Files that travel between daemons in chunks: restart-file bundles (to the
+// host that is to run a restarted job) and batch output (home to the submit
+// host). The sending side reads a file in chunks paced on the link's backlog (a
+// 1 GiB bundle must neither fill memory nor starve the link's load reports),
+// hashing as it reads; the receiving side writes the chunks in order, hashing
+// as they come, so that checking the whole file against the sender's SHA-256
+// costs no second read. Event-loop only.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -13,8 +17,24 @@
 
 #include "daemon/peer_link.h"
 #include "util/result.h"
+#include "util/sha256.h"
 
 namespace queue::daemon {
+
+// A file being read out to a peer, from `offset` on.
+struct OutgoingFile {
+  int fd = -1;
+  uint64_t offset = 0;
+  Sha256 digest;  // of everything read so far
+};
+
+enum class ChunkPace { kEnd, kLinkFull, kReadError };
+
+// Hands `send` chunks of `file` (at most wire::kMaxFileChunk each, with their
+// offsets) until the end of the file (kEnd), or until the link's backlog is
+// full (kLinkFull: call again later), or a read fails (kReadError, errno set).
+ChunkPace SendChunks(OutgoingFile& file, const PeerLink& link,
+                     const std::function<void(uint64_t offset, std::string bytes)>& send);
 
 struct SentBundle {
   uint64_t size = 0;
@@ -26,12 +46,38 @@ struct SentBundle {
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
                 uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done);
 
-// Receiving side: writes one chunk at `offset` of the file at `path` (offset 0
-// starts it afresh). A chunk that does not follow on from the file's end is
-// stale (from a transfer that was cut off) and is dropped.
-Status StoreChunk(const std::string& path, uint64_t offset, std::string_view bytes);
+// The receiving side: files arriving in chunks, each kept open and hashed
+// while it grows. A daemon restarted in the middle of a transfer knows nothing
+// of it; it still writes what follows on, and checks such a file by reading it.
+class IncomingFiles {
+ public:
+  IncomingFiles() = default;
+  IncomingFiles(const IncomingFiles&) = delete;
+  IncomingFiles& operator=(const IncomingFiles&) = delete;
+  ~IncomingFiles();
 
-// Whether the file at `path` is exactly `size` bytes with this SHA-256 (32 raw bytes).
-bool FileMatches(const std::string& path, uint64_t size, const std::string& sha256);
+  // Writes one chunk at `offset` of the file at `path` (offset 0 starts it
+  // afresh). A chunk that does not follow on from the file's end is stale (from
+  // a transfer that was cut off) and is dropped.
+  Status Store(const std::string& path, uint64_t offset, std::string_view bytes);
+
+  // Whether the file at `path` is exactly `size` bytes with this SHA-256 (32
+  // raw bytes). Done with it either way: a later chunk starts from the disk.
+  bool Matches(const std::string& path, uint64_t size, const std::string& sha256);
+
+ private:
+  struct Arriving {
+    int fd = -1;
+    uint64_t size = 0;
+    Sha256 digest;
+    bool hashed = false;  // digest covers bytes [0, size)
+    std::chrono::steady_clock::time_point touched;
+  };
+  void Close(std::map<std::string, Arriving>::iterator it);
+  // Bounds the open files: transfers that stopped for good leave theirs behind.
+  void CloseIdlest();
+
+  std::map<std::string, Arriving> arriving_;
+};
 
 }  // namespace queue::daemon

@@ -229,6 +229,7 @@ class DaemonImpl {
   std::unique_ptr<QueueTable> queues_;
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<JobFinisher> finisher_;
+  IncomingFiles arriving_;  // restart bundles sent ahead of the PlaceJob that needs them
   std::unique_ptr<EndReporter> reporter_;
   QueueProgram programs_;
   std::optional<SupervisorLog> supervisor_log_;
@@ -1320,7 +1321,7 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       std::string bundle;
       if (!place->bundle_sha256.empty()) {
         bundle = ArrivingBundle(*peer_name, place->origin_job_id);
-        if (!FileMatches(bundle, place->bundle_size, place->bundle_sha256))
+        if (!arriving_.Matches(bundle, place->bundle_size, place->bundle_sha256))
           return channel->Send(wire::PlaceReply{place->request_id, false, false,
                                                 "its restart files did not arrive whole"});
       }
@@ -1354,7 +1355,7 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       if (!chunk.ok()) return channel->Close(chunk.message());
       if (chunk->origin_host != *peer_name) return finisher_->OnBundleChunk(*peer_name, *chunk);
       // Restart files of a job that peer is about to place here.
-      if (auto stored = StoreChunk(ArrivingBundle(*peer_name, chunk->origin_job_id), chunk->offset, chunk->bytes);
+      if (auto stored = arriving_.Store(ArrivingBundle(*peer_name, chunk->origin_job_id), chunk->offset, chunk->bytes);
           !stored.ok())
         std::cerr << "queued: " << stored.message() << "\n";
       return;

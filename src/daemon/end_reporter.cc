@@ -6,15 +6,13 @@
 
 #include <iostream>
 
+#include "daemon/bundle_sender.h"
 #include "util/sha256.h"
 
 namespace queue::daemon {
 
 namespace {
 
-// Output waits on the link past this much unsent data, so that a large output
-// neither floods memory nor starves the link's load reports for long.
-constexpr size_t kLinkHighWater = 4 << 20;
 constexpr auto kResendAfter = std::chrono::seconds(15);
 
 }  // namespace
@@ -22,15 +20,11 @@ constexpr auto kResendAfter = std::chrono::seconds(15);
 struct EndReporter::Transfer {
   Key key;
   spool::JobRecord record;
-  int fd = -1;  // the output file; -1 when no output travels
-  uint64_t offset = 0;
-  Sha256 digest;
-  int bundle_fd = -1;  // a checkpointed job's restart files; -1 when none travel
-  uint64_t bundle_offset = 0;
-  Sha256 bundle_digest;
+  OutgoingFile output;  // fd -1 when no output travels
+  OutgoingFile bundle;  // a checkpointed job's restart files; fd -1 when none travel
   ~Transfer() {
-    if (fd >= 0) close(fd);
-    if (bundle_fd >= 0) close(bundle_fd);
+    if (output.fd >= 0) close(output.fd);
+    if (bundle.fd >= 0) close(bundle.fd);
   }
 };
 
@@ -97,16 +91,16 @@ void EndReporter::Pump() {
       active_->record = **record;
       owed->second.sending = true;
       if (active_->record.checkpointed)
-        active_->bundle_fd = open(runner_.BundleFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
+        active_->bundle.fd = open(runner_.BundleFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
       if (active_->record.batch && active_->record.state != spool::JobState::kCancelled) {
         auto spec = wire::DecodeStoredSpec(active_->record.spec);
         if (spec.ok() && !wire::DiscardsOutput(*spec))
-          active_->fd = open(runner_.OutputFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
+          active_->output.fd = open(runner_.OutputFile(active_->record.id).c_str(), O_RDONLY | O_CLOEXEC);
       }
     }
     if (!Continue(*active_)) {
       pacing_ = true;
-      pace_.expires_after(std::chrono::milliseconds(5));
+      pace_.expires_after(std::chrono::milliseconds(1));
       pace_.async_wait([this](const asio::error_code& ec) {
         if (ec) return;
         pacing_ = false;
@@ -127,31 +121,19 @@ bool EndReporter::Continue(Transfer& transfer) {
   const auto& [peer, origin_id, attempt] = transfer.key;
   auto link = links_(peer);
   if (!link || !link->connected()) return true;  // dropped; sent again on Resume()
-  if (transfer.bundle_fd >= 0) {
-    std::string chunk(wire::kMaxStreamChunk, '\0');
-    for (;;) {
-      if (link->pending_bytes() > kLinkHighWater) return false;
-      ssize_t n = pread(transfer.bundle_fd, chunk.data(), chunk.size(), static_cast<off_t>(transfer.bundle_offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      std::string_view bytes(chunk.data(), static_cast<size_t>(n));
-      transfer.bundle_digest.Update(bytes);
-      link->SendBundleChunk(wire::BundleChunk{peer, origin_id, attempt, transfer.bundle_offset, std::string(bytes)});
-      transfer.bundle_offset += static_cast<uint64_t>(n);
-    }
+  // A file that cannot be read is sent as far as it could be; the size and
+  // digest that follow say so, and the submit host waits for a resend.
+  if (transfer.bundle.fd >= 0) {
+    auto send = [&](uint64_t offset, std::string bytes) {
+      link->SendBundleChunk(wire::BundleChunk{peer, origin_id, attempt, offset, std::move(bytes)});
+    };
+    if (SendChunks(transfer.bundle, *link, send) == ChunkPace::kLinkFull) return false;
   }
-  if (transfer.fd >= 0) {
-    std::string chunk(wire::kMaxStreamChunk, '\0');
-    for (;;) {
-      if (link->pending_bytes() > kLinkHighWater) return false;
-      ssize_t n = pread(transfer.fd, chunk.data(), chunk.size(), static_cast<off_t>(transfer.offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      std::string_view bytes(chunk.data(), static_cast<size_t>(n));
-      transfer.digest.Update(bytes);
-      link->SendJobOutput(wire::JobOutput{origin_id, attempt, transfer.offset, std::string(bytes)});
-      transfer.offset += static_cast<uint64_t>(n);
-    }
+  if (transfer.output.fd >= 0) {
+    auto send = [&](uint64_t offset, std::string bytes) {
+      link->SendJobOutput(wire::JobOutput{origin_id, attempt, offset, std::move(bytes)});
+    };
+    if (SendChunks(transfer.output, *link, send) == ChunkPace::kLinkFull) return false;
   }
   const spool::JobRecord& r = transfer.record;
   wire::JobEnded ended;
@@ -164,15 +146,15 @@ bool EndReporter::Continue(Transfer& transfer) {
   ended.message = r.message;
   ended.start_time = r.start_time;
   ended.end_time = r.end_time;
-  if (transfer.fd >= 0) {
-    ended.output_size = transfer.offset;
-    ended.output_sha256 = transfer.digest.Final();
+  if (transfer.output.fd >= 0) {
+    ended.output_size = transfer.output.offset;
+    ended.output_sha256 = transfer.output.digest.Final();
   }
   ended.checkpointed = r.checkpointed;
   ended.checkpoint_in_place = r.checkpoint_in_place;
-  if (transfer.bundle_fd >= 0) {
-    ended.bundle_size = transfer.bundle_offset;
-    ended.bundle_sha256 = transfer.bundle_digest.Final();
+  if (transfer.bundle.fd >= 0) {
+    ended.bundle_size = transfer.bundle.offset;
+    ended.bundle_sha256 = transfer.bundle.digest.Final();
   }
   link->SendJobEnded(ended);
   return true;

@@ -91,7 +91,7 @@ void JobFinisher::DiscardOriginFiles(uint64_t record_id) const {
 void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk) {
   auto record = store_.Get(chunk.origin_job_id);
   if (!record.ok() || !record->has_value() || !IsPlacedOn(**record, peer, chunk.attempt)) return;
-  if (auto stored = StoreChunk(IncomingBundle(chunk.origin_job_id), chunk.offset, chunk.bytes); !stored.ok())
+  if (auto stored = incoming_.Store(IncomingBundle(chunk.origin_job_id), chunk.offset, chunk.bytes); !stored.ok())
     std::cerr << "queued: job " << chunk.origin_job_id << ": " << stored.message() << "\n";
 }
 
@@ -134,18 +134,9 @@ void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& outpu
   if (!record.ok() || !record->has_value()) return;
   const spool::JobRecord& r = **record;
   if (!r.batch || !IsPlacedOn(r, peer, output.attempt)) return;
-  std::string path = IncomingFile(r.id);
-  int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (output.offset == 0 ? O_CREAT | O_TRUNC : 0);
-  int fd = open(path.c_str(), flags, 0600);
-  if (fd < 0) return;
-  struct stat info{};
   // Pieces come in order on one link; one that does not follow on is stale.
-  if (fstat(fd, &info) == 0 && static_cast<uint64_t>(info.st_size) == output.offset) {
-    ssize_t written = pwrite(fd, output.bytes.data(), output.bytes.size(), static_cast<off_t>(output.offset));
-    if (written != static_cast<ssize_t>(output.bytes.size()))
-      std::cerr << "queued: cannot store output of job " << r.id << " in " << path << ": " << ErrnoText(errno) << "\n";
-  }
-  close(fd);
+  if (auto stored = incoming_.Store(IncomingFile(r.id), output.offset, output.bytes); !stored.ok())
+    std::cerr << "queued: cannot store the output of job " << r.id << ": " << stored.message() << "\n";
 }
 
 void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, std::function<void()> acknowledge) {
@@ -163,7 +154,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   }
   if (ended.checkpointed) {
     std::string bundle = IncomingBundle(r.id);
-    if (!ended.bundle_sha256.empty() && !FileMatches(bundle, ended.bundle_size, ended.bundle_sha256)) {
+    if (!ended.bundle_sha256.empty() && !incoming_.Matches(bundle, ended.bundle_size, ended.bundle_sha256)) {
       std::cerr << "queued: job " << r.id << ": its restart files from " << peer
                 << " arrived incomplete or damaged; waiting for them to be sent again\n";
       return;
@@ -171,7 +162,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     std::string output = IncomingFile(r.id);
     int output_fd = -1;
     if (r.batch && !ended.output_sha256.empty()) {
-      if (!FileMatches(output, ended.output_size, ended.output_sha256)) return;
+      if (!incoming_.Matches(output, ended.output_size, ended.output_sha256)) return;
       output_fd = open(output.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     }
     r.message = ended.message;
@@ -187,14 +178,10 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   int fd = -1;
   std::string note;
   if (r.batch && !ended.output_sha256.empty()) {
-    fd = open(incoming.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat info{};
-    auto digest = fd >= 0 ? Sha256OfFile(fd) : Result<std::string>(Fail("missing"));
-    if (fd < 0 || fstat(fd, &info) != 0 || static_cast<uint64_t>(info.st_size) != ended.output_size ||
-        !digest.ok() || *digest != ended.output_sha256) {
+    if (!incoming_.Matches(incoming, ended.output_size, ended.output_sha256) ||
+        (fd = open(incoming.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
       std::cerr << "queued: job " << r.id << ": its output from " << peer
                 << " arrived incomplete or damaged; waiting for it to be sent again\n";
-      if (fd >= 0) close(fd);
       return;
     }
   } else if (r.batch && !r.output_path.empty()) {

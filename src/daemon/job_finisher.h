@@ -10,6 +10,7 @@
 #include <functional>
 #include <string>
 
+#include "daemon/bundle_sender.h"
 #include "daemon/group_commit.h"
 #include "daemon/job_runner.h"
 #include "daemon/queue_table.h"
@@ -76,6 +77,7 @@ class JobFinisher {
   JobRunner& runner_;
   QueueTable& queues_;
   std::string spool_dir_;
+  IncomingFiles incoming_;  // outputs and restart bundles coming home
   std::function<void(uint64_t, const std::string&)> on_requeue_;
 };
 

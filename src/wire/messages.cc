@@ -181,7 +181,7 @@ JobOutput JobOutput::Decode(Reader& r) {
   o.origin_job_id = r.u64();
   o.attempt = r.u32();
   o.offset = r.u64();
-  o.bytes = r.str(kMaxStreamChunk);
+  o.bytes = r.str(kMaxFileChunk);
   return o;
 }
 
@@ -199,7 +199,7 @@ BundleChunk BundleChunk::Decode(Reader& r) {
   c.origin_job_id = r.u64();
   c.attempt = r.u32();
   c.offset = r.u64();
-  c.bytes = r.str(kMaxStreamChunk);
+  c.bytes = r.str(kMaxFileChunk);
   return c;
 }
 

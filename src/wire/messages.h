@@ -253,7 +253,7 @@ struct BundleChunk {
   uint64_t origin_job_id = 0;
   uint32_t attempt = 0;
   uint64_t offset = 0;
-  std::string bytes;  // at most kMaxStreamChunk
+  std::string bytes;  // at most kMaxFileChunk
   void Encode(Writer& w) const;
   static BundleChunk Decode(Reader& r);
 };
@@ -284,7 +284,7 @@ struct JobOutput {
   uint64_t origin_job_id = 0;
   uint32_t attempt = 0;
   uint64_t offset = 0;
-  std::string bytes;  // at most kMaxStreamChunk
+  std::string bytes;  // at most kMaxFileChunk
   void Encode(Writer& w) const;
   static JobOutput Decode(Reader& r);
 };
@@ -367,6 +367,9 @@ struct Attach {
 };
 
 inline constexpr size_t kMaxStreamChunk = 64 * 1024;
+// Files that travel between daemons (restart bundles, batch output) go in
+// larger pieces: fewer frames, writes and handler turns per byte.
+inline constexpr size_t kMaxFileChunk = 1024 * 1024;
 
 enum class StreamId : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 

@@ -425,6 +425,10 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& e
         std::cerr << "queued: spool: " << updated.message() << "\n";
       return;
     }
+    case wire::ShepherdEventKind::kCheckpointArmed:
+      if (auto it = shepherds_.find(record_id); it != shepherds_.end() && !it->second.finished)
+        StartCriuDump(record_id, it->second);
+      return;
     case wire::ShepherdEventKind::kFinished:
       // CRIU kills the job once its image is complete, and only then exits.
       if (auto it = shepherds_.find(record_id); it != shepherds_.end() && it->second.criu_dump != 0) {
@@ -664,15 +668,26 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
   std::filesystem::remove_all(dir, ignored);
   if (mkdir(dir.c_str(), 0700) != 0) return refuse("cannot create " + dir + ": " + ErrnoText(errno));
   if (auto written = migrate::WriteCriuStreams(dir, *streams); !written.ok()) return refuse(written.message());
+  // The dump waits for the shepherd's word: CRIU's SIGKILL must never reach a
+  // shepherd that would take it for the job's death.
   running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, reason});
-  auto dump = migrate::Spawn(migrate::CriuDumpCommand(criu_.path, running.job_pid, dir));
+  running.criu_arming = true;
+  return true;
+}
+
+void JobRunner::StartCriuDump(uint64_t record_id, Running& running) {
+  if (!running.criu_arming) return;
+  running.criu_arming = false;
+  auto dump = migrate::Spawn(migrate::CriuDumpCommand(criu_.path, running.job_pid, ImageDir(record_id)));
   if (!dump.ok()) {
-    running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, ""});
-    return refuse(dump.message());
+    std::cerr << "queued: job record " << record_id << ": cannot run CRIU: " << dump.message() << "\n";
+    running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,
+                                                "[CRIU could not checkpoint the job on " + self_host_ + " (" +
+                                                    dump.message() + "); it carries on there]"});
+    return;
   }
   running.criu_dump = *dump;
   criu_dumps_[*dump] = record_id;
-  return true;
 }
 
 bool JobRunner::OnChildExit(pid_t pid, int wait_status) {

@@ -121,6 +121,7 @@ class JobRunner {
     pid_t shepherd_pid = 0;
     pid_t job_pid = 0;     // as the shepherd said (kStarted)
     pid_t criu_dump = 0;   // a CRIU dump of the job under way
+    bool criu_arming = false;  // kCheckpointByDaemon sent, its kCheckpointArmed not yet come
     bool uncheckpointable = false;  // CRIU cannot take it (it has a terminal)
     std::optional<wire::ShepherdEvent> held_end;  // its end, come before the dump's
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -145,6 +146,8 @@ class JobRunner {
   // checkpointmode 1: the same with CRIU's image, packed as root.
   std::string PackImage(const spool::JobRecord& record);
   bool CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason);
+  // The shepherd counts a SIGKILL as the checkpoint now: CRIU may begin.
+  void StartCriuDump(uint64_t record_id, Running& running);
   // Writes a restarted job's restart files into its cwd, as its owner.
   Status RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const;
   // Unpacks a CRIU image bundle into a new directory of the daemon's: its path.

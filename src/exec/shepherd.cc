@@ -420,6 +420,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
           suspended_ = false;
           SignalJob(SIGCONT);
         }
+        daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kCheckpointArmed, job_.pid, 0, 0, ""});
         break;
       case wire::ShepherdAction::kCheckpointAbandoned:
         if (!checkpoint_by_daemon_ || reaped_) return;

@@ -294,7 +294,7 @@ ShepherdEvent ShepherdEvent::Decode(Reader& r) {
   e.message = r.str(4096);
   e.checkpointed = r.boolean();
   e.signal_time_ms = r.i64();
-  if (kind < 1 || kind > 3) r.fail("unknown shepherd event");
+  if (kind < 1 || kind > 4) r.fail("unknown shepherd event");
   e.kind = static_cast<ShepherdEventKind>(kind);
   return e;
 }

@@ -317,7 +317,9 @@ struct ShepherdStart {
   static ShepherdStart Decode(Reader& r);
 };
 
-enum class ShepherdEventKind : uint8_t { kStarted = 1, kFinished = 2, kFailed = 3 };
+// kCheckpointArmed answers ShepherdAction::kCheckpointByDaemon: only then may
+// the daemon's CRIU dump (and its SIGKILL) begin.
+enum class ShepherdEventKind : uint8_t { kStarted = 1, kFinished = 2, kFailed = 3, kCheckpointArmed = 4 };
 
 // Shepherd -> daemon: the job started, finished or could not start.
 struct ShepherdEvent {

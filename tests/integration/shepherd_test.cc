@@ -444,8 +444,13 @@ TEST_F(ShepherdTest, CheckpointContinuesASuspendedJob) {
 // its image is complete. These jobs wait for the file `go`, then exit 0.
 constexpr char kReadyThenWaitForGo[] = "echo > ready; while [ ! -e go ]; do sleep 0.05; done; echo done";
 
-// The shepherd acknowledges no control: give it time to read one before acting on the job.
+// The shepherd acknowledges no other control: give it time to read one before acting on the job.
 void LetTheShepherdRead() { std::this_thread::sleep_for(300ms); }
+
+// Its answer to kCheckpointByDaemon, after which the daemon's CRIU may kill the job.
+bool Armed(const std::optional<ShepherdEvent>& event, pid_t job) {
+  return event && event->kind == ShepherdEventKind::kCheckpointArmed && event->pid == job;
+}
 
 TEST_F(ShepherdTest, SigkillAfterTheDaemonsCheckpointIsThatCheckpoint) {
   auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
@@ -454,7 +459,7 @@ TEST_F(ShepherdTest, SigkillAfterTheDaemonsCheckpointIsThatCheckpoint) {
   ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
   int64_t before = NowMs();
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, "moving"}));
-  LetTheShepherdRead();
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
   int64_t killed_at = NowMs();
   ASSERT_EQ(kill(started->pid, SIGKILL), 0);  // as CRIU does once the image is complete
   auto finished = daemon->NextEvent(10s);
@@ -478,7 +483,7 @@ TEST_F(ShepherdTest, AbandonedCheckpointLeavesTheJobsOwnEnd) {
   ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
   int64_t before = NowMs();
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
-  LetTheShepherdRead();
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, "CRIU failed"}));
   EXPECT_FALSE(daemon->NextEvent(300ms)) << "the job carries on";
   std::ofstream(dir_ + "/go").flush();
@@ -502,7 +507,7 @@ TEST_F(ShepherdTest, SigkillAfterAnAbandonedCheckpointIsNoCheckpoint) {
   ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
   ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
-  LetTheShepherdRead();
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, ""}));
   LetTheShepherdRead();
   ASSERT_EQ(kill(started->pid, SIGKILL), 0);
@@ -520,7 +525,7 @@ TEST_F(ShepherdTest, JobThatExitsDuringTheDaemonsCheckpointEndsAsItself) {
   ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
   ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
-  LetTheShepherdRead();
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
   std::ofstream(dir_ + "/go").flush();
   auto finished = daemon->NextEvent(10s);
   ASSERT_TRUE(finished) << ShepherdLog();
@@ -544,6 +549,7 @@ TEST_F(ShepherdTest, DaemonsCheckpointContinuesASuspendedJob) {
   std::ofstream(dir_ + "/go").flush();
   EXPECT_FALSE(daemon->NextEvent(700ms)) << "a stopped job must not end";
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
   auto finished = daemon->NextEvent(10s);
   ASSERT_TRUE(finished) << ShepherdLog() << "the job was not continued";
   EXPECT_EQ(finished->kind, ShepherdEventKind::kFinished);

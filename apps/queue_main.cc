@@ -54,7 +54,7 @@ int ShowStatus(const Invocation& inv, const std::string& program) {
                 alive ? h["load1"].get<double>() : 0.0, alive ? h["cpus"].get<unsigned>() : 0U, queues.c_str());
   }
   for (const auto& q : status["queues"])
-    for (const char* note : {"error", "warning"})
+    for (const char* note : {"error", "warning", "criu"})
       if (q.contains(note))
         std::printf("queue %s: %s\n", q["name"].get<std::string>().c_str(), q[note].get<std::string>().c_str());
   if (!status["jobs"].empty()) {

@@ -1050,7 +1050,7 @@ std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
     if (!q.error.empty()) entry["error"] = q.error;
     if (q.policy.checkpoint_mode == profile::CheckpointMode::kTransparent) {
       if (runner_->criu().usable)
-        entry["criu"] = migrate::DescribeCriu(runner_->criu());
+        entry["criu"] = "checkpointmode 1: " + migrate::DescribeCriu(runner_->criu());
       else
         entry["warning"] = NoTransparentCheckpoints(runner_->criu());
     }

@@ -18,8 +18,8 @@ namespace {
 
 // A pid still taken on this host (the job's old one, when it moves between
 // two daemons of one machine and a zombie of its tree lingers) clears soon.
-constexpr int kRestoreAttempts = 5;
-constexpr auto kPidBusyPause = std::chrono::milliseconds(400);
+constexpr int kRestoreAttempts = 10;
+constexpr auto kPidBusyPause = std::chrono::milliseconds(500);
 // Where a daemon keeps batch output (daemon/job_runner): the old host's file
 // the job wrote to, whose place the new host's takes.
 constexpr const char* kBatchOutputDir = "/.queued/output/";

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -510,17 +511,26 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     signals_.async_wait([self](const asio::error_code& e, int) {
       if (e) return;
       self->ReapChild();
-      if (!self->reaped_) self->WatchChild();
+      if (!self->finished_) self->WatchChild();
     });
     ReapChild();  // the job may have ended before the handler was installed
   }
 
+  // The shepherd is a subreaper (RunShepherd): the job's orphans are its
+  // children too, and are reaped as they die. A zombie left to init would keep
+  // the job's process group id, and with it the job's pid, taken for a while:
+  // CRIU restores a job under its old pid, on the same machine too.
   void ReapChild() {
-    if (reaped_ || job_.pid <= 0) return;
-    int status = 0;
-    rusage usage{};
-    pid_t pid = wait4(job_.pid, &status, WNOHANG | WUNTRACED | WCONTINUED, &usage);
-    if (pid != job_.pid) return;
+    for (;;) {
+      int status = 0;
+      rusage usage{};
+      pid_t pid = wait4(-1, &status, WNOHANG | WUNTRACED | WCONTINUED, &usage);
+      if (pid <= 0) return;
+      if (pid == job_.pid && !reaped_) OnJobStatus(status, usage);
+    }
+  }
+
+  void OnJobStatus(int status, const rusage& usage) {
     if (WIFSTOPPED(status)) {
       if (!suspended_ && stub_) stub_->Send(wire::JobStatus{wire::JobStatusKind::kStopped, WSTOPSIG(status), ""});
       return;
@@ -696,6 +706,7 @@ int RunShepherd(const ShepherdOptions& options) {
   // closed after a failed start, say) is news to relay, not a reason to die.
   signal(SIGHUP, SIG_IGN);
   uid_t starting_uid = getuid();
+  prctl(PR_SET_CHILD_SUBREAPER, 1);  // see ShepherdSession::ReapChild
   auto start = ReadStart(options.daemon_fd);
   if (!start.ok()) {
     std::cerr << "queue-shepherd: " << start.message() << "\n";
@@ -707,6 +718,8 @@ int RunShepherd(const ShepherdOptions& options) {
   io.run();
   int status = session->exit_status();
   session->Release();
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
   return status;
 }
 

@@ -139,7 +139,8 @@ TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
       },
       60s))
       << cluster->log(0) << cluster->log(1);
-  EXPECT_EQ(ReadFile(cwd + "/count.o" + std::to_string(id)), CountTo(kLines)) << JobOn(*cluster, id).dump();
+  EXPECT_EQ(ReadFile(cwd + "/count.o" + std::to_string(id)), CountTo(kLines))
+      << JobOn(*cluster, id).dump() << cluster->log(0) << cluster->log(1);
   EXPECT_EQ(JobOn(*cluster, id)["restarts"], 1);
 }
 

@@ -14,13 +14,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   using namespace queue::migrate;
 
-  auto entries = ParseBundle(bytes);
+  BundleKind kind = BundleKind::kRestartFiles;
+  auto entries = ParseBundle(bytes, &kind);
   if (!entries.ok()) {
     if (entries.message().empty() || entries.message().find('\n') != std::string::npos) std::abort();
     return 0;
   }
   if (entries->size() > kMaxBundleEntries) std::abort();
-  std::string again(kBundleMagic);
+  std::string again(BundleMagic(kind));
   for (const BundleEntry& entry : *entries) {
     if (!CheckBundlePath(entry.path).ok() || (entry.mode & ~kBundleModeBits) != 0) std::abort();
     if (entry.data_offset > size || entry.size > size - entry.data_offset) std::abort();

@@ -167,7 +167,7 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   if (!request.bundle.empty()) {
     if (queue->policy.restart_mode == profile::RestartMode::kRefuse)
       return Fail("queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)");
-    auto image = StageImage(request.bundle);
+    auto image = StageImage(request.bundle, request.spec);
     if (!image.ok()) return Fail(image.message());
     staged_image = *image;
     if (staged_image.empty()) {
@@ -567,7 +567,7 @@ std::string JobRunner::PackImage(const spool::JobRecord& record) {
          std::to_string(packed->bytes) + " bytes";
 }
 
-Result<std::string> JobRunner::StageImage(const std::string& bundle) const {
+Result<std::string> JobRunner::StageImage(const std::string& bundle, const wire::JobSpec& spec) const {
   int fd = open(bundle.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return Fail("its restart files are missing here: " + ErrnoText(errno));
   migrate::BundleKind kind = migrate::BundleKind::kRestartFiles;
@@ -587,10 +587,12 @@ Result<std::string> JobRunner::StageImage(const std::string& bundle) const {
   }
   auto unpacked = migrate::UnpackRestartFiles(fd, dir, spool::FileOwner{0, 0, {}});
   close(fd);
-  if (!unpacked.ok()) {
+  Status given = unpacked.ok() ? migrate::GiveImageTo(dir, migrate::CriuIdentity{spec.uid, spec.gid, spec.groups})
+                              : Status::Ok();
+  if (!unpacked.ok() || !given.ok()) {
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);
-    return Fail("cannot unpack its CRIU image: " + unpacked.message());
+    return Fail("cannot unpack its CRIU image: " + (unpacked.ok() ? given.message() : unpacked.message()));
   }
   return dir;
 }
@@ -656,6 +658,11 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
   pid_t parent = 0;
   if (!(after_name >> state >> parent) || parent != running.shepherd_pid || state == "Z")
     return refuse("it has already ended");
+  auto record = store_.Get(record_id);
+  auto spec = record.ok() && record->has_value() ? wire::DecodeStoredSpec((*record)->spec)
+                                                 : Result<wire::JobSpec>(Fail("its record is gone"));
+  if (!spec.ok()) return refuse(spec.message());
+  running.criu_as = migrate::CriuIdentity{spec->uid, spec->gid, spec->groups};
   auto streams = migrate::ReadJobStreams(running.job_pid);
   if (!streams.ok()) return refuse(streams.message());
   for (const auto& target : streams->targets)
@@ -668,6 +675,7 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
   std::filesystem::remove_all(dir, ignored);
   if (mkdir(dir.c_str(), 0700) != 0) return refuse("cannot create " + dir + ": " + ErrnoText(errno));
   if (auto written = migrate::WriteCriuStreams(dir, *streams); !written.ok()) return refuse(written.message());
+  if (auto given = migrate::GiveImageTo(dir, running.criu_as); !given.ok()) return refuse(given.message());
   // The dump waits for the shepherd's word: CRIU's SIGKILL must never reach a
   // shepherd that would take it for the job's death.
   running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, reason});
@@ -678,7 +686,12 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
 void JobRunner::StartCriuDump(uint64_t record_id, Running& running) {
   if (!running.criu_arming) return;
   running.criu_arming = false;
-  auto dump = migrate::Spawn(migrate::CriuDumpCommand(criu_.path, running.job_pid, ImageDir(record_id)));
+  int dir = open(ImageDir(record_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  auto dump = dir < 0 ? Result<pid_t>(Fail("cannot open " + ImageDir(record_id) + ": " + ErrnoText(errno)))
+                      : migrate::SpawnCriu(migrate::CriuDumpCommand(criu_.path, running.job_pid, migrate::kCriuImageDirFd,
+                                                                    running.criu_as.unprivileged()),
+                                           {dir}, running.criu_as, migrate::CriuStep::kDump);
+  if (dir >= 0) close(dir);
   if (!dump.ok()) {
     std::cerr << "queued: job record " << record_id << ": cannot run CRIU: " << dump.message() << "\n";
     running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,

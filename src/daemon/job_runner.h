@@ -122,6 +122,7 @@ class JobRunner {
     pid_t job_pid = 0;     // as the shepherd said (kStarted)
     pid_t criu_dump = 0;   // a CRIU dump of the job under way
     bool criu_arming = false;  // kCheckpointByDaemon sent, its kCheckpointArmed not yet come
+    migrate::CriuIdentity criu_as;  // the job's owner
     bool uncheckpointable = false;  // CRIU cannot take it (it has a terminal)
     std::optional<wire::ShepherdEvent> held_end;  // its end, come before the dump's
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -151,7 +152,7 @@ class JobRunner {
   // Writes a restarted job's restart files into its cwd, as its owner.
   Status RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const;
   // Unpacks a CRIU image bundle into a new directory of the daemon's: its path.
-  Result<std::string> StageImage(const std::string& bundle) const;
+  Result<std::string> StageImage(const std::string& bundle, const wire::JobSpec& spec) const;
   void Release(uint64_t record_id);
 
   asio::io_context& io_;

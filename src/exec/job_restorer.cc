@@ -25,7 +25,7 @@ constexpr auto kPidBusyPause = std::chrono::milliseconds(500);
 constexpr const char* kBatchOutputDir = "/.queued/output/";
 
 struct NewStreams {
-  std::vector<int> child_ends;                   // passed to criu as fd 3, 4, ...
+  std::vector<int> child_ends;                   // passed to criu as fd 4, 5, ... (3 is the image directory)
   std::vector<migrate::InheritedStream> inherit;  // what each takes the place of
   std::array<int, 3> parent_ends{-1, -1, -1};    // the shepherd's side of fds 0-2
 };
@@ -44,7 +44,8 @@ std::string InheritKey(const std::string& target) { return target.front() == '/'
 // What stands in for each old stream: a new pipe for a pipe (the shepherd keeps
 // the other end), the new output file for a batch job's old one. /dev/null and
 // other files the job opened itself are reopened by CRIU at their paths.
-Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_output_fd) {
+Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_output_fd,
+                                  const migrate::CriuIdentity& as) {
   NewStreams streams;
   std::map<std::string, int> given;  // an old target shared by two fds gets one new stream
   for (int fd = 0; fd < 3; ++fd) {
@@ -60,6 +61,12 @@ Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_out
       if (pipe2(ends, O_CLOEXEC) != 0) return CloseAll(streams), Fail("pipe: " + ErrnoText(errno));
       int parent = fd == 0 ? ends[1] : ends[0];
       child_end = fd == 0 ? ends[0] : ends[1];
+      // CRIU reopens the pipe through /proc, as the owner.
+      if (fchown(child_end, as.uid, as.gid) != 0) {
+        close(parent);
+        close(child_end);
+        return CloseAll(streams), Fail("cannot give a pipe to the job's owner: " + ErrnoText(errno));
+      }
       fcntl(parent, F_SETFL, fcntl(parent, F_GETFL) | O_NONBLOCK);
       streams.parent_ends[static_cast<size_t>(fd)] = parent;
     } else if (target.front() != '/') {
@@ -69,7 +76,7 @@ Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_out
       continue;  // a file of the job's own
     }
     given[target] = child_end;
-    streams.inherit.push_back({static_cast<int>(3 + streams.child_ends.size()), InheritKey(target)});
+    streams.inherit.push_back({static_cast<int>(4 + streams.child_ends.size()), InheritKey(target)});
     streams.child_ends.push_back(child_end);
   }
   return streams;
@@ -82,18 +89,42 @@ Result<pid_t> ReadRestoredPid(const std::string& image_dir) {
   return static_cast<pid_t>(pid);
 }
 
+Result<int> RunCriu(const std::vector<std::string>& command, const std::vector<int>& fds,
+                    const migrate::CriuIdentity& as) {
+  auto pid = migrate::SpawnCriu(command, fds, as, migrate::CriuStep::kRestore);
+  if (!pid.ok()) return pid.error();
+  int status = 0;
+  while (waitpid(*pid, &status, 0) < 0)
+    if (errno != EINTR) return Fail("cannot wait for criu: " + ErrnoText(errno));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 125)
+    return Fail("criu could not take the identity of uid " + std::to_string(as.uid));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return Fail("cannot run " + command[0]);
+  return status;
+}
+
 Result<pid_t> RunRestore(const std::vector<std::string>& command, const NewStreams& streams,
-                         const std::string& image_dir) {
+                         const std::string& image_dir, const migrate::CriuIdentity& as) {
+  int dir = open(image_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (dir < 0) return Fail("cannot open " + image_dir + ": " + ErrnoText(errno));
+  std::vector<int> fds{dir};
+  fds.insert(fds.end(), streams.child_ends.begin(), streams.child_ends.end());
   std::string why;
   for (int attempt = 1; attempt <= kRestoreAttempts; ++attempt) {
     ::unlink((image_dir + "/restored.pid").c_str());
-    auto status = migrate::RunAndWait(command, streams.child_ends);
-    if (!status.ok()) return status.error();
-    if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return ReadRestoredPid(image_dir);
+    auto status = RunCriu(command, fds, as);
+    if (!status.ok()) {
+      close(dir);
+      return status.error();
+    }
+    if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) {
+      close(dir);
+      return ReadRestoredPid(image_dir);
+    }
     why = migrate::CriuLogError(image_dir + "/restore.log");
     if (why.find("File exists") == std::string::npos) break;
     std::this_thread::sleep_for(kPidBusyPause);
   }
+  close(dir);
   return Fail("criu restore failed: " + (why.empty() ? std::string("see ") + image_dir + "/restore.log" : why));
 }
 
@@ -104,10 +135,11 @@ Result<LaunchedJob> RestoreJob(const wire::JobSpec& spec, const RestoreOptions& 
     return Fail("a job with a terminal cannot be restored from a CRIU image");
   auto old = migrate::ReadCriuStreams(options.image_dir);
   if (!old.ok()) return old.error();
-  auto streams = PrepareStreams(*old, options.batch_output_fd);
+  auto streams = PrepareStreams(*old, options.batch_output_fd, options.as);
   if (!streams.ok()) return streams.error();
-  auto command = migrate::CriuRestoreCommand(options.criu_path, options.image_dir, streams->inherit);
-  auto pid = RunRestore(command, *streams, options.image_dir);
+  auto command = migrate::CriuRestoreCommand(options.criu_path, migrate::kCriuImageDirFd, streams->inherit,
+                                             options.as.unprivileged());
+  auto pid = RunRestore(command, *streams, options.image_dir, options.as);
   for (int fd : streams->child_ends) close(fd);
   if (!pid.ok()) {
     streams->child_ends.clear();

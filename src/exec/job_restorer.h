@@ -7,6 +7,7 @@
 #include <string>
 
 #include "exec/job_launcher.h"
+#include "migrate/criu.h"
 #include "util/result.h"
 #include "wire/job_spec.h"
 
@@ -15,6 +16,7 @@ namespace queue::exec {
 struct RestoreOptions {
   std::string image_dir;  // the daemon's, holding CRIU's images and migrate::kCriuStreamsFile
   std::string criu_path;
+  migrate::CriuIdentity as;  // the job's owner: criu runs as them (migrate/criu.h)
   // As LaunchOptions::batch_output_fd: the job's stdout and stderr, stdin /dev/null.
   int batch_output_fd = -1;
 };

@@ -2,12 +2,17 @@
 #include "migrate/criu.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -164,17 +169,22 @@ Result<CriuStreams> ReadCriuStreams(const std::string& image_dir) {
   return streams;
 }
 
-std::vector<std::string> CriuDumpCommand(const std::string& criu, pid_t pid, const std::string& image_dir) {
-  return {criu, "dump", "--tree", std::to_string(pid), "--images-dir", image_dir, "--shell-job",
-          "--log-file", "dump.log", "-v2"};
+std::vector<std::string> CriuDumpCommand(const std::string& criu, pid_t pid, const std::string& image_dir,
+                                         bool unprivileged) {
+  std::vector<std::string> command{criu,         "dump",       "--no-default-config", "--tree", std::to_string(pid),
+                                   "--images-dir", image_dir,  "--shell-job",         "--log-file", "dump.log",
+                                   "-v2"};
+  if (unprivileged) command.push_back("--unprivileged");
+  return command;
 }
 
 std::vector<std::string> CriuRestoreCommand(const std::string& criu, const std::string& image_dir,
-                                            const std::vector<InheritedStream>& inherit) {
-  std::vector<std::string> command{criu,           "restore",        "--images-dir",    image_dir,
-                                   "--shell-job",  "--restore-detached", "--restore-sibling",
+                                            const std::vector<InheritedStream>& inherit, bool unprivileged) {
+  std::vector<std::string> command{criu,           "restore",        "--no-default-config", "--images-dir",
+                                   image_dir,      "--shell-job",    "--restore-detached",  "--restore-sibling",
                                    "--pidfile",    image_dir + "/restored.pid",
                                    "--log-file",   "restore.log",    "-v2"};
+  if (unprivileged) command.push_back("--unprivileged");
   for (const auto& stream : inherit) {
     command.push_back("--inherit-fd");
     command.push_back("fd[" + std::to_string(stream.fd) + "]:" + stream.target);
@@ -230,6 +240,74 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<int>
   close_moved();
   if (rc != 0) return Fail("cannot run " + argv[0] + ": " + ErrnoText(rc));
   return pid;
+}
+
+namespace {
+
+// In the child between fork and exec: system calls only.
+[[noreturn]] void BecomeCriu(char* const* argv, char* const* env, const std::vector<int>& moved, int null_fd,
+                             const CriuIdentity& as, const std::vector<gid_t>& groups, uint64_t capabilities) {
+  for (int fd = 0; fd < 3; ++fd) dup2(null_fd, fd);
+  for (size_t i = 0; i < moved.size(); ++i) dup2(moved[i], static_cast<int>(3 + i));
+  close_range(static_cast<unsigned>(3 + moved.size()), ~0U, 0);
+  if (as.unprivileged()) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    for (int word = 0; word < 2; ++word) {
+      auto bits = static_cast<uint32_t>(capabilities >> (32 * word));
+      data[word].effective = data[word].permitted = data[word].inheritable = bits;
+    }
+    if (setgroups(groups.size(), groups.data()) != 0 || setresgid(as.gid, as.gid, as.gid) != 0 ||
+        prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 || setresuid(as.uid, as.uid, as.uid) != 0 ||
+        syscall(SYS_capset, &header, data) != 0)
+      _exit(125);
+    for (int cap = 0; cap < 64; ++cap)
+      if ((capabilities >> cap) & 1)
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) _exit(125);
+  }
+  execve(argv[0], argv, env);
+  _exit(127);
+}
+
+}  // namespace
+
+Result<pid_t> SpawnCriu(const std::vector<std::string>& argv, const std::vector<int>& pass_fds,
+                        const CriuIdentity& as, CriuStep step) {
+  uint64_t capabilities = uint64_t{1} << CAP_CHECKPOINT_RESTORE;
+  if (step == CriuStep::kRestore) capabilities |= uint64_t{1} << CAP_SETPCAP;
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::string path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  char* env[] = {path.data(), nullptr};
+  std::vector<gid_t> groups(as.groups.begin(), as.groups.end());
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return Fail("cannot open /dev/null: " + ErrnoText(errno));
+  std::vector<int> moved;  // out of the way of 3, 4, ...
+  for (int fd : pass_fds) {
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 64);
+    if (high >= 0) moved.push_back(high);
+  }
+  pid_t pid = moved.size() == pass_fds.size() ? fork() : -1;
+  if (pid == 0) BecomeCriu(args.data(), env, moved, null_fd, as, groups, capabilities);
+  int err = errno;
+  for (int fd : moved) close(fd);
+  close(null_fd);
+  if (pid < 0) return Fail("cannot start " + argv[0] + ": " + ErrnoText(err));
+  return pid;
+}
+
+Status GiveImageTo(const std::string& image_dir, const CriuIdentity& as) {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(image_dir, error)) {
+    if (::lchown(entry.path().c_str(), as.uid, as.gid) != 0)
+      return Fail("cannot give " + entry.path().string() + " to uid " + std::to_string(as.uid) + ": " +
+                  ErrnoText(errno));
+  }
+  if (error) return Fail("cannot read " + image_dir + ": " + error.message());
+  if (::chown(image_dir.c_str(), as.uid, as.gid) != 0)
+    return Fail("cannot give " + image_dir + " to uid " + std::to_string(as.uid) + ": " + ErrnoText(errno));
+  return Status::Ok();
 }
 
 Result<int> RunAndWait(const std::vector<std::string>& argv, const std::vector<int>& pass_fds) {

@@ -4,15 +4,20 @@
 // beside CRIU's own files: what the job's standard streams were, so that a new
 // shepherd can hand it fresh ones in their place.
 //
-// The daemon (root) runs the dump, as only it may; the job's shepherd runs the
-// restore while it is still root, with `--restore-sibling`, so that the restored
-// job is the shepherd's own child, in the shepherd's session, as a launched job
-// would be. The job's open files other than its streams must exist at the same
+// The daemon starts the dump; the job's shepherd starts the restore while it is
+// still root, with `--restore-sibling`, so that the restored job is the
+// shepherd's own child, in the shepherd's session, as a launched job would be.
+// Either way criu runs as the job's owner with only the capabilities it needs
+// (`--unprivileged`, CriuIdentity): CRIU reopens the job's files by path, and
+// as root it would open whatever a path leads to by then (the owner may have
+// put a symbolic link to /etc/shadow where their file was). The job's open files other than its streams must exist at the same
 // paths on the new host (CRIU reopens them), which is true of programs and of
 // files on a shared filesystem; its restart state is the image itself.
 //
-// An image directory is the daemon's alone (0700, root): CRIU restores the
-// credentials written in it, so nothing in it may come from the job's owner.
+// An image directory lives in the daemon's spool, out of the owner's reach; it
+// is the owner's (criu writes and reads it as the owner) and criu is handed it
+// as an open directory (/proc/self/fd/3). Only a root job is dumped and
+// restored by criu as root.
 #pragma once
 
 #include <sys/types.h>
@@ -53,10 +58,24 @@ inline constexpr const char* kCriuStreamsFile = "queue-streams";
 Status WriteCriuStreams(const std::string& image_dir, const CriuStreams& streams);
 Result<CriuStreams> ReadCriuStreams(const std::string& image_dir);
 
+// Who criu runs as: the job's owner, or root for a root job.
+struct CriuIdentity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  bool unprivileged() const { return uid != 0; }
+};
+
+enum class CriuStep { kDump, kRestore };
+
+// Where criu finds the image directory passed to it as fd 3.
+inline constexpr const char* kCriuImageDirFd = "/proc/self/fd/3";
+
 // `criu dump` of the process tree led by `pid` (a process group inside its
 // shepherd's session, hence --shell-job) into `image_dir`, logging to
 // image_dir/dump.log. CRIU kills the tree once the images are complete.
-std::vector<std::string> CriuDumpCommand(const std::string& criu, pid_t pid, const std::string& image_dir);
+std::vector<std::string> CriuDumpCommand(const std::string& criu, pid_t pid, const std::string& image_dir,
+                                         bool unprivileged = false);
 
 // A new stream for one of the dumped job's: `fd` in criu's process takes the
 // place of what the job's stream `target` was.
@@ -69,7 +88,20 @@ struct InheritedStream {
 // writing the restored job's pid to image_dir/restored.pid, logging to
 // image_dir/restore.log. Only pipes need `inherit`; files are reopened by path.
 std::vector<std::string> CriuRestoreCommand(const std::string& criu, const std::string& image_dir,
-                                            const std::vector<InheritedStream>& inherit);
+                                            const std::vector<InheritedStream>& inherit, bool unprivileged = false);
+
+// Starts criu (argv[0]) as `as` with `pass_fds[i]` as fd 3+i, fds 0-2 on
+// /dev/null, no other fd, a bare environment and no configuration file of
+// anyone's. For an unprivileged identity it keeps only the capabilities `step`
+// needs: CAP_CHECKPOINT_RESTORE, and CAP_SETPCAP to restore (CRIU drops from
+// the restored job's bounding set what its image says it had dropped). A child
+// that cannot become `as` exits 125; one that cannot run criu, 127.
+// REQUIRES: root.
+Result<pid_t> SpawnCriu(const std::vector<std::string>& argv, const std::vector<int>& pass_fds,
+                        const CriuIdentity& as, CriuStep step);
+
+// Gives the image directory (and what is in it) to `as`.
+Status GiveImageTo(const std::string& image_dir, const CriuIdentity& as);
 
 // The first error CRIU logged in `log_path`, its cause, one line ("Can't fork
 // for 4242: File exists"), or "" when it logged none. Its complaint that it

@@ -227,6 +227,96 @@ TEST_F(CriuTest, AnImageThatCannotBeRestoredStartsTheJobAgainAndSaysWhy) {
   std::filesystem::remove_all(tools);
 }
 
+// The cluster directory is the test's (0700): a submitter other than root must
+// reach host 0's socket through it, and have a directory of its own to work in.
+std::string WorkDirOf(TestCluster& cluster, uid_t uid) {
+  chmod(cluster.dir().c_str(), 0755);
+  std::string cwd = cluster.dir() + "/work-" + std::to_string(uid);
+  std::filesystem::create_directories(cwd);
+  chown(cwd.c_str(), uid, uid);
+  return cwd;
+}
+
+Background StartStubAs(TestCluster& cluster, uid_t uid, const std::string& cwd, const std::vector<std::string>& args) {
+  std::string id = std::to_string(uid);
+  std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=" + id, "--regid=" + id, "--clear-groups", "--",
+                                   "/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, BinDir() + "/queue"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return StartBackground(argv, {"QUEUE_SOCKET=" + cluster.socket(0)}, cluster.dir() + "/stub-" + id + ".out",
+                         cluster.dir() + "/stub-" + id + ".err");
+}
+
+constexpr uid_t kNobody = 65534;
+
+// CRIU runs as the job's owner, with only the capabilities it needs: a job of
+// somebody else than root moves as well as root's.
+TEST_F(CriuTest, AJobOfAnOrdinaryUserMovesAndCarriesOn) {
+  if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs setpriv";
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = WorkDirOf(*cluster, kNobody);
+  constexpr int kLines = 40;
+  std::vector<std::string> args = {"-n", "-h", cluster->entry(0), "--", "/bin/sh", "-c",
+                                   "id -u; i=0; while [ $i -lt " + std::to_string(kLines) +
+                                       " ]; do i=$((i+1)); echo $i; sleep 0.1; done"};
+  auto stub = StartStubAs(*cluster, kNobody, cwd, args);
+  std::string out = cluster->dir() + "/stub-65534.out", err = cluster->dir() + "/stub-65534.err";
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  std::this_thread::sleep_for(1s);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  EXPECT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 20s))
+      << ReadFile(err) << cluster->log(0);
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  EXPECT_EQ(ReadFile(out), "65534\n" + CountTo(kLines)) << ReadFile(err) << cluster->log(0) << cluster->log(1);
+  EXPECT_NE(ReadFile(err).find("by CRIU"), std::string::npos) << ReadFile(err);
+}
+
+// CRIU reopens a restored job's files by their paths. Between the dump and the
+// restore the owner puts a symbolic link to a file only root may read where
+// their own file of the same size and mode was: the restored job must not get
+// the secret (criu as root would open it for them).
+TEST_F(CriuTest, ARestoreOpensTheJobsFilesWithItsOwnersRightsOnly) {
+  if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs setpriv";
+  std::string tools = std::filesystem::temp_directory_path() / ("queue-criu-swap-" + std::to_string(getpid()));
+  std::filesystem::create_directories(tools);
+  chmod(tools.c_str(), 0755);
+  std::string secret = tools + "/secret";
+  WriteFile(secret, "SECRET-4711\n", 0600);  // root's
+  // The owner's swap, done as the owner (criu runs as them) just before the
+  // restore, of the file named in `swap` (written once the cluster is up).
+  std::string criu = tools + "/criu-swapping";
+  WriteFile(criu,
+            "#!/bin/sh\n"
+            "if [ \"$1\" = restore ]; then data=$(/bin/cat " + tools + "/swap); /bin/rm -f \"$data\"; "
+            "/bin/ln -s " + secret + " \"$data\"; fi\n"
+            "exec " + migrate::ProbeCriu("").path + " \"$@\"\n",
+            0755);
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent, {}, {}, {}, {"--criu", criu}});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = WorkDirOf(*cluster, kNobody);
+  WriteFile(tools + "/swap", cwd + "/data", 0644);
+  WriteFile(cwd + "/data", "public-data\n", 0600);
+  chown((cwd + "/data").c_str(), kNobody, kNobody);
+  std::vector<std::string> args = {"-n", "-h", cluster->entry(0), "--", "/bin/sh", "-c",
+                                   "exec 3< data; i=0; while [ $i -lt 30 ]; do i=$((i+1)); sleep 0.1; done; "
+                                   "echo \"read: $(cat <&3)\""};
+  auto stub = StartStubAs(*cluster, kNobody, cwd, args);
+  std::string out = cluster->dir() + "/stub-65534.out", err = cluster->dir() + "/stub-65534.err";
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  std::this_thread::sleep_for(1s);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_EQ(ReadFile(out).find("SECRET"), std::string::npos) << ReadFile(out);
+  EXPECT_NE(ReadFile(err).find("could not be restored on " + cluster->entry(1)), std::string::npos)
+      << ReadFile(out) << ReadFile(err) << cluster->log(1);
+  std::filesystem::remove_all(tools);
+}
+
 // Without a working criu nothing is moved, and Queue says why, where the user
 // and the administrator look.
 TEST(CriuMissing, StatusAndMigrateSayThatCriuIsNotThere) {

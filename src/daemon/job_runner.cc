@@ -665,10 +665,11 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
   running.criu_as = migrate::CriuIdentity{spec->uid, spec->gid, spec->groups};
   auto streams = migrate::ReadJobStreams(running.job_pid);
   if (!streams.ok()) return refuse(streams.message());
+  // What a new shepherd can hand over: pipes, a terminal, files (reopened by path).
   for (const auto& target : streams->targets)
-    if (target.starts_with("/dev/pts/") || target.starts_with("/dev/ptmx")) {
+    if (!target.empty() && target.front() != '/' && !target.starts_with("pipe:")) {
       running.uncheckpointable = true;  // said once, not at every heartbeat
-      return refuse("it has a terminal, which does not travel with a CRIU image");
+      return refuse("one of its standard streams is " + target + ", which a new host cannot hand it");
     }
   const std::string dir = ImageDir(record_id);
   std::error_code ignored;

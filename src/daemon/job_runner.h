@@ -123,7 +123,7 @@ class JobRunner {
     pid_t criu_dump = 0;   // a CRIU dump of the job under way
     bool criu_arming = false;  // kCheckpointByDaemon sent, its kCheckpointArmed not yet come
     migrate::CriuIdentity criu_as;  // the job's owner
-    bool uncheckpointable = false;  // CRIU cannot take it (it has a terminal)
+    bool uncheckpointable = false;  // its streams cannot be handed over (a socket, say)
     std::optional<wire::ShepherdEvent> held_end;  // its end, come before the dump's
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };

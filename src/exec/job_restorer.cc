@@ -2,7 +2,10 @@
 #include "exec/job_restorer.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -28,9 +31,16 @@ struct NewStreams {
   std::vector<int> child_ends;                   // passed to criu as fd 4, 5, ... (3 is the image directory)
   std::vector<migrate::InheritedStream> inherit;  // what each takes the place of
   std::array<int, 3> parent_ends{-1, -1, -1};    // the shepherd's side of fds 0-2
+  // A job that had a terminal gets a new pty: CRIU (--shell-job) hands the
+  // job its own stdin, the slave, in place of the old one.
+  int pty_master = -1;
+  int pty_slave = -1;
 };
 
 void CloseAll(NewStreams& streams) {
+  for (int fd : {streams.pty_master, streams.pty_slave})
+    if (fd >= 0) close(fd);
+  streams.pty_master = streams.pty_slave = -1;
   for (int fd : streams.child_ends) close(fd);
   for (int fd : streams.parent_ends)
     if (fd >= 0) close(fd);
@@ -41,16 +51,43 @@ void CloseAll(NewStreams& streams) {
 // CRIU names a regular file without its leading '/'.
 std::string InheritKey(const std::string& target) { return target.front() == '/' ? target.substr(1) : target; }
 
+bool IsTerminal(const std::string& target) { return target.starts_with("/dev/pts/"); }
+
+// A new pty whose slave becomes this session's controlling terminal, as the
+// launcher's does (LaunchOptions::share_session): the shepherd leads its session.
+Status OpenTerminal(NewStreams& streams, const migrate::CriuIdentity& as) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return Fail("cannot allocate a pty: " + ErrnoText(errno));
+  streams.pty_master = master;
+  char name[128];
+  if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, name, sizeof name) != 0)
+    return Fail("cannot unlock the pty: " + ErrnoText(errno));
+  streams.pty_slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (streams.pty_slave < 0) return Fail(std::string("cannot open ") + name + ": " + ErrnoText(errno));
+  if (fchown(streams.pty_slave, as.uid, static_cast<gid_t>(-1)) != 0 || ioctl(streams.pty_slave, TIOCSCTTY, 0) != 0)
+    return Fail(std::string("cannot make ") + name + " the job's terminal: " + ErrnoText(errno));
+  fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+  return Status::Ok();
+}
+
 // What stands in for each old stream: a new pipe for a pipe (the shepherd keeps
-// the other end), the new output file for a batch job's old one. /dev/null and
-// other files the job opened itself are reopened by CRIU at their paths.
+// the other end), the new output file for a batch job's old one, a new pty for
+// the old one. /dev/null and other files the job opened itself are reopened by
+// CRIU at their paths.
 Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_output_fd,
                                   const migrate::CriuIdentity& as) {
   NewStreams streams;
+  for (int fd = 0; fd < 3; ++fd) {
+    if (!IsTerminal(old.targets[static_cast<size_t>(fd)])) continue;
+    if (streams.pty_master < 0)
+      if (auto opened = OpenTerminal(streams, as); !opened.ok()) return CloseAll(streams), Fail(opened.message());
+    // stderr through the pty is read with stdout, as a launched job's is.
+    if (fd < 2) streams.parent_ends[static_cast<size_t>(fd)] = fcntl(streams.pty_master, F_DUPFD_CLOEXEC, 3);
+  }
   std::map<std::string, int> given;  // an old target shared by two fds gets one new stream
   for (int fd = 0; fd < 3; ++fd) {
     const std::string& target = old.targets[static_cast<size_t>(fd)];
-    if (target.empty() || target == "/dev/null") continue;
+    if (target.empty() || target == "/dev/null" || IsTerminal(target)) continue;
     if (auto seen = given.find(target); seen != given.end()) continue;
     int child_end = -1;
     if (batch_output_fd >= 0 && target.find(kBatchOutputDir) != std::string::npos) {
@@ -90,8 +127,8 @@ Result<pid_t> ReadRestoredPid(const std::string& image_dir) {
 }
 
 Result<int> RunCriu(const std::vector<std::string>& command, const std::vector<int>& fds,
-                    const migrate::CriuIdentity& as) {
-  auto pid = migrate::SpawnCriu(command, fds, as, migrate::CriuStep::kRestore);
+                    const migrate::CriuIdentity& as, int stdin_fd) {
+  auto pid = migrate::SpawnCriu(command, fds, as, migrate::CriuStep::kRestore, stdin_fd);
   if (!pid.ok()) return pid.error();
   int status = 0;
   while (waitpid(*pid, &status, 0) < 0)
@@ -111,7 +148,7 @@ Result<pid_t> RunRestore(const std::vector<std::string>& command, const NewStrea
   std::string why;
   for (int attempt = 1; attempt <= kRestoreAttempts; ++attempt) {
     ::unlink((image_dir + "/restored.pid").c_str());
-    auto status = RunCriu(command, fds, as);
+    auto status = RunCriu(command, fds, as, streams.pty_slave);
     if (!status.ok()) {
       close(dir);
       return status.error();
@@ -131,8 +168,6 @@ Result<pid_t> RunRestore(const std::vector<std::string>& command, const NewStrea
 }  // namespace
 
 Result<LaunchedJob> RestoreJob(const wire::JobSpec& spec, const RestoreOptions& options) {
-  if (spec.pty != wire::PtyMode::kNone && options.batch_output_fd < 0)
-    return Fail("a job with a terminal cannot be restored from a CRIU image");
   auto old = migrate::ReadCriuStreams(options.image_dir);
   if (!old.ok()) return old.error();
   auto streams = PrepareStreams(*old, options.batch_output_fd, options.as);
@@ -142,12 +177,19 @@ Result<LaunchedJob> RestoreJob(const wire::JobSpec& spec, const RestoreOptions& 
   auto pid = RunRestore(command, *streams, options.image_dir, options.as);
   for (int fd : streams->child_ends) close(fd);
   if (!pid.ok()) {
+    // Leave the session without a terminal for the launch that comes instead.
+    if (streams->pty_slave >= 0) (void)ioctl(streams->pty_slave, TIOCNOTTY);
     streams->child_ends.clear();
     CloseAll(*streams);
     return pid.error();
   }
+  if (streams->pty_slave >= 0) {
+    (void)tcsetpgrp(streams->pty_slave, *pid);  // in the foreground, as a launched job is
+    close(std::exchange(streams->pty_slave, -1));
+  }
   LaunchedJob job;
   job.pid = *pid;
+  job.pty_master = streams->pty_master;
   job.stdin_fd = streams->parent_ends[0];
   job.stdout_fd = streams->parent_ends[1];
   job.stderr_fd = streams->parent_ends[2];

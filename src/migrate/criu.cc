@@ -246,8 +246,9 @@ namespace {
 
 // In the child between fork and exec: system calls only.
 [[noreturn]] void BecomeCriu(char* const* argv, char* const* env, const std::vector<int>& moved, int null_fd,
-                             const CriuIdentity& as, const std::vector<gid_t>& groups, uint64_t capabilities) {
-  for (int fd = 0; fd < 3; ++fd) dup2(null_fd, fd);
+                             int stdin_fd, const CriuIdentity& as, const std::vector<gid_t>& groups,
+                             uint64_t capabilities) {
+  for (int fd = 0; fd < 3; ++fd) dup2(fd == 0 && stdin_fd >= 0 ? stdin_fd : null_fd, fd);
   for (size_t i = 0; i < moved.size(); ++i) dup2(moved[i], static_cast<int>(3 + i));
   close_range(static_cast<unsigned>(3 + moved.size()), ~0U, 0);
   if (as.unprivileged()) {
@@ -272,7 +273,7 @@ namespace {
 }  // namespace
 
 Result<pid_t> SpawnCriu(const std::vector<std::string>& argv, const std::vector<int>& pass_fds,
-                        const CriuIdentity& as, CriuStep step) {
+                        const CriuIdentity& as, CriuStep step, int stdin_fd) {
   uint64_t capabilities = uint64_t{1} << CAP_CHECKPOINT_RESTORE;
   if (step == CriuStep::kRestore) capabilities |= uint64_t{1} << CAP_SETPCAP;
   std::vector<char*> args;
@@ -288,8 +289,10 @@ Result<pid_t> SpawnCriu(const std::vector<std::string>& argv, const std::vector<
     int high = fcntl(fd, F_DUPFD_CLOEXEC, 64);
     if (high >= 0) moved.push_back(high);
   }
-  pid_t pid = moved.size() == pass_fds.size() ? fork() : -1;
-  if (pid == 0) BecomeCriu(args.data(), env, moved, null_fd, as, groups, capabilities);
+  int moved_stdin = stdin_fd >= 0 ? fcntl(stdin_fd, F_DUPFD_CLOEXEC, 64) : -1;
+  pid_t pid = moved.size() == pass_fds.size() && (stdin_fd < 0 || moved_stdin >= 0) ? fork() : -1;
+  if (pid == 0) BecomeCriu(args.data(), env, moved, null_fd, moved_stdin, as, groups, capabilities);
+  if (moved_stdin >= 0) close(moved_stdin);
   int err = errno;
   for (int fd : moved) close(fd);
   close(null_fd);

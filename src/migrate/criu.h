@@ -90,15 +90,15 @@ struct InheritedStream {
 std::vector<std::string> CriuRestoreCommand(const std::string& criu, const std::string& image_dir,
                                             const std::vector<InheritedStream>& inherit, bool unprivileged = false);
 
-// Starts criu (argv[0]) as `as` with `pass_fds[i]` as fd 3+i, fds 0-2 on
-// /dev/null, no other fd, a bare environment and no configuration file of
+// Starts criu (argv[0]) as `as` with `pass_fds[i]` as fd 3+i, `stdin_fd` (or
+// /dev/null) as fd 0, fds 1 and 2 on /dev/null, no other fd, a bare environment and no configuration file of
 // anyone's. For an unprivileged identity it keeps only the capabilities `step`
 // needs: CAP_CHECKPOINT_RESTORE, and CAP_SETPCAP to restore (CRIU drops from
 // the restored job's bounding set what its image says it had dropped). A child
 // that cannot become `as` exits 125; one that cannot run criu, 127.
 // REQUIRES: root.
 Result<pid_t> SpawnCriu(const std::vector<std::string>& argv, const std::vector<int>& pass_fds,
-                        const CriuIdentity& as, CriuStep step);
+                        const CriuIdentity& as, CriuStep step, int stdin_fd = -1);
 
 // Gives the image directory (and what is in it) to `as`.
 Status GiveImageTo(const std::string& image_dir, const CriuIdentity& as);

@@ -144,6 +144,38 @@ TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
   EXPECT_EQ(JobOn(*cluster, id)["restarts"], 1);
 }
 
+// A job with a full pty: CRIU restores it onto the new shepherd's pty, and the
+// stub's terminal stays attached.
+TEST_F(CriuTest, AJobWithATerminalMovesWithIt) {
+  if (access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) is not installed";
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  constexpr int kLines = 40;
+  // script(1) gives the stub a terminal of its own; -p asks for a remote pty.
+  std::string line = BinDir() + "/queue -p -H " + cluster->entry(0) +
+                     " -- /bin/sh -c 'i=0; while [ $i -lt " + std::to_string(kLines) +
+                     " ]; do i=$((i+1)); echo line-$i on $(tty); sleep 0.1; done'; echo stub-exit=$?";
+  auto stub = StartBackground({"/bin/sh", "-c", "cd \"$0\" && exec script -qefc \"$1\" /dev/null", cwd, line},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, cwd + "/tty.out", cwd + "/tty.err");
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s))
+      << ReadFile(cwd + "/tty.out");
+  std::this_thread::sleep_for(1s);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(cwd + "/tty.out");
+  std::string screen = ReadFile(cwd + "/tty.out");
+  size_t firsts = 0;
+  for (size_t at = 0; (at = screen.find("line-1 on /dev/pts/", at)) != std::string::npos; ++at) ++firsts;
+  EXPECT_EQ(firsts, 1u) << "it started over\n" << screen << cluster->log(1);
+  EXPECT_NE(screen.find("line-" + std::to_string(kLines) + " on /dev/pts/"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("stub-exit=0"), std::string::npos) << screen;
+  EXPECT_EQ(screen.find("could not be restored"), std::string::npos) << screen << cluster->log(1);
+  EXPECT_EQ(JobOn(*cluster, 1)["host"], cluster->entry(1)) << JobOn(*cluster, 1).dump();
+}
+
 // A criu that works for `check` and `--version` and fails one command with a
 // logged cause: CRIU failing in the middle of a move, on purpose.
 std::string CriuFailingAt(const std::string& dir, const std::string& command, const std::string& cause) {

@@ -29,6 +29,8 @@ namespace {
 
 // wait_status of a job that vanished while it ran (no status can be known).
 constexpr int32_t kLostWaitStatus = -2;
+// After a CRIU dump that failed, the job is not asked again sooner than this.
+constexpr auto kCheckpointRetryAfter = std::chrono::seconds(60);
 
 std::string DescribeEnd(const spool::JobRecord& r) {
   std::string id = std::to_string(r.origin_id != 0 ? r.origin_id : r.id);
@@ -118,6 +120,10 @@ Status JobRunner::Prepare() {
     std::string dir = spool_dir_ + sub;
     if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
   }
+  // Images a daemon was unpacking when it stopped, for jobs it never took.
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(spool_dir_ + "/.queued/criu", error))
+    if (entry.path().filename().string().starts_with("incoming-")) std::filesystem::remove_all(entry.path(), error);
   return Status::Ok();
 }
 
@@ -164,19 +170,23 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   *permanent = false;
   if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
   std::string staged_image;  // checkpointmode 1: the job's CRIU image, until its record has an id
+  struct StagedImageGuard {   // removes it on every way out before it is kept
+    std::string& path;
+    ~StagedImageGuard() {
+      std::error_code ignored;
+      if (!path.empty()) std::filesystem::remove_all(path, ignored);
+    }
+  } staged_guard{staged_image};
   if (!request.bundle.empty()) {
     if (queue->policy.restart_mode == profile::RestartMode::kRefuse)
       return Fail("queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)");
-    auto image = StageImage(request.bundle, request.spec);
+    bool restores_images = queue->policy.checkpoint_mode == profile::CheckpointMode::kTransparent;
+    auto image = StageImage(request.bundle, request.spec, restores_images);
     if (!image.ok()) return Fail(image.message());
     staged_image = *image;
     if (staged_image.empty()) {
       if (auto restored = RestoreRestartFiles(request.bundle, request.spec); !restored.ok())
         return Fail(restored.message());
-    } else if (queue->policy.checkpoint_mode != profile::CheckpointMode::kTransparent) {
-      std::error_code ignored;
-      std::filesystem::remove_all(staged_image, ignored);
-      return Fail("queue \"" + queue->name + "\" does not restore CRIU images here (no checkpointmode 1)");
     }
   }
   ApplyProfileLimits(request.spec, queue->policy);
@@ -223,11 +233,11 @@ Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* perm
   if (!staged_image.empty()) {
     std::error_code ignored;
     std::filesystem::remove_all(ImageDir(id), ignored);
-    if (::rename(staged_image.c_str(), ImageDir(id).c_str()) != 0) {
+    if (::rename(staged_image.c_str(), ImageDir(id).c_str()) == 0)
+      staged_image.clear();
+    else
       std::cerr << "queued: cannot keep the CRIU image of job record " << id << ": " << ErrnoText(errno)
                 << "; it starts again from the beginning\n";
-      std::filesystem::remove_all(staged_image, ignored);
-    }
   }
   Track(id, queue->name, !request.spec.only_host.empty());
   uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : id;
@@ -326,6 +336,7 @@ Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire:
   if (criu_.usable && ::access((image + "/" + migrate::kCriuStreamsFile).c_str(), F_OK) == 0) {
     start.restore_images = image;
     start.criu_path = criu_.path;
+    shepherds_.at(record_id).restoring = true;
   }
   channel->Send(start);
   return Status::Ok();
@@ -365,11 +376,11 @@ void JobRunner::Adopt() {
     asio::error_code ec;
     socket.connect(asio::local::stream_protocol::endpoint(RunFile(r.id, ".sock")), ec);
     if (!ec) {
-      ucred peer{};
-      socklen_t length = sizeof peer;
-      bool known = getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0;
-      Attach(r.id, r.queue, std::make_shared<ShepherdChannel>(std::move(socket)));
-      if (known) shepherds_.at(r.id).shepherd_pid = peer.pid;
+      auto channel = std::make_shared<ShepherdChannel>(std::move(socket));
+      Attach(r.id, r.queue, channel);
+      // A CRIU dump the previous daemon began died with it (PR_SET_PDEATHSIG):
+      // a SIGKILL from now on is no checkpoint.
+      channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, ""});
       ++adopted;
       continue;
     }
@@ -416,7 +427,17 @@ JobRunner::Absence JobRunner::OnShepherdAbsent(const spool::JobRecord& record, c
 void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& event) {
   switch (event.kind) {
     case wire::ShepherdEventKind::kStarted: {
-      if (auto it = shepherds_.find(record_id); it != shepherds_.end()) it->second.job_pid = event.pid;
+      if (auto it = shepherds_.find(record_id); it != shepherds_.end()) {
+        it->second.job_pid = event.pid;
+        // Adopted: the shepherd is the job's parent (SO_PEERCRED would name
+        // the daemon that made the socket the shepherd listens on).
+        if (it->second.shepherd_pid == 0) it->second.shepherd_pid = ShepherdOf(event.pid);
+        // Restored from its image: the image has served (and is big).
+        if (std::exchange(it->second.restoring, false)) {
+          std::error_code ignored;
+          std::filesystem::remove_all(ImageDir(record_id), ignored);
+        }
+      }
       batch_.Join();
       auto record = store_.Get(record_id);
       if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kRunning) return;
@@ -472,7 +493,8 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   // A job that stops after a checkpoint request, or exits with the queue's
   // `checkpointexit` code on its own, goes on elsewhere from its restart files.
   const QueueState* queue = queues_.Find(r.queue);
-  bool self_checkpoint = state == spool::JobState::kDone && queue != nullptr && queue->policy.checkpoint_exit &&
+  bool self_checkpoint = state == spool::JobState::kDone && queue != nullptr &&
+                         queue->policy.checkpoint_mode == profile::CheckpointMode::kUser && queue->policy.checkpoint_exit &&
                          WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == *queue->policy.checkpoint_exit;
   r.checkpointed = state == spool::JobState::kDone && (event.checkpointed || self_checkpoint);
   r.checkpoint_in_place = r.checkpointed && (self_checkpoint || asked_in_place);
@@ -554,7 +576,7 @@ std::string JobRunner::PackImage(const spool::JobRecord& record) {
     std::filesystem::remove_all(dir, ignored);
     return where + ", but its CRIU image could not be kept: " + ErrnoText(errno);
   }
-  // The image is root's, in the daemon's directory: root packs it.
+  // The image is the owner's, in the daemon's spool, where only root reaches it: root packs it.
   auto packed = migrate::PackRestartFiles(fd, dir, {"*"}, spool::FileOwner{0, 0, {}}, 0,
                                           migrate::BundleKind::kCriuImage);
   close(fd);
@@ -567,7 +589,8 @@ std::string JobRunner::PackImage(const spool::JobRecord& record) {
          std::to_string(packed->bytes) + " bytes";
 }
 
-Result<std::string> JobRunner::StageImage(const std::string& bundle, const wire::JobSpec& spec) const {
+Result<std::string> JobRunner::StageImage(const std::string& bundle, const wire::JobSpec& spec,
+                                          bool restores_images) const {
   int fd = open(bundle.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return Fail("its restart files are missing here: " + ErrnoText(errno));
   migrate::BundleKind kind = migrate::BundleKind::kRestartFiles;
@@ -576,9 +599,10 @@ Result<std::string> JobRunner::StageImage(const std::string& bundle, const wire:
     close(fd);
     return std::string();  // the job's own restart files (RestoreRestartFiles says what is wrong)
   }
-  if (!criu_.usable) {
+  if (!restores_images || !criu_.usable) {
     close(fd);
-    return Fail("cannot restore its CRIU image here: " + criu_.reason);
+    return Fail(!restores_images ? std::string("its queue does not restore CRIU images here (no checkpointmode 1)")
+                                 : "cannot restore its CRIU image here: " + criu_.reason);
   }
   std::string dir = spool_dir_ + "/.queued/criu/incoming-XXXXXX";
   if (mkdtemp(dir.data()) == nullptr) {
@@ -641,6 +665,33 @@ bool JobRunner::Checkpoint(uint64_t record_id, const std::string& reason, bool i
   return true;
 }
 
+// The job's parent, if it is a queue-shepherd (0 otherwise).
+pid_t JobRunner::ShepherdOf(pid_t job) const {
+  std::ifstream stat_file("/proc/" + std::to_string(job) + "/stat");
+  std::string line;
+  std::getline(stat_file, line);
+  std::istringstream after_name(line.substr(std::min(line.size(), line.rfind(')') + 1)));
+  std::string state;
+  pid_t parent = 0;
+  if (!(after_name >> state >> parent) || parent <= 1) return 0;
+  std::error_code error;
+  auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(parent) + "/exe", error);
+  auto shepherd = std::filesystem::weakly_canonical(shepherd_path_, error);
+  return !error && exe == shepherd ? parent : 0;
+}
+
+// The job's pid is trusted only while it is still its shepherd's child: a pid
+// read from an event may have been reused once the shepherd reaped the job.
+bool JobRunner::StillShepherdsChild(const Running& running) const {
+  std::ifstream stat_file("/proc/" + std::to_string(running.job_pid) + "/stat");
+  std::string line;
+  std::getline(stat_file, line);
+  std::istringstream after_name(line.substr(std::min(line.size(), line.rfind(')') + 1)));
+  std::string state;
+  pid_t parent = 0;
+  return (after_name >> state >> parent) && parent == running.shepherd_pid && state != "Z";
+}
+
 // The job's pid is trusted only while it is still its shepherd's child: a pid
 // read from an event may have been reused once the shepherd reaped the job.
 bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason) {
@@ -650,14 +701,7 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
   };
   if (!criu_.usable) return refuse(criu_.reason);
   if (running.job_pid <= 0 || running.shepherd_pid <= 0) return refuse("its process is not known yet");
-  std::ifstream stat_file("/proc/" + std::to_string(running.job_pid) + "/stat");
-  std::string stat_line;
-  std::getline(stat_file, stat_line);
-  std::istringstream after_name(stat_line.substr(std::min(stat_line.size(), stat_line.rfind(')') + 1)));
-  std::string state;
-  pid_t parent = 0;
-  if (!(after_name >> state >> parent) || parent != running.shepherd_pid || state == "Z")
-    return refuse("it has already ended");
+  if (!StillShepherdsChild(running)) return refuse("it has already ended");
   auto record = store_.Get(record_id);
   auto spec = record.ok() && record->has_value() ? wire::DecodeStoredSpec((*record)->spec)
                                                  : Result<wire::JobSpec>(Fail("its record is gone"));
@@ -687,6 +731,7 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
 void JobRunner::StartCriuDump(uint64_t record_id, Running& running) {
   if (!running.criu_arming) return;
   running.criu_arming = false;
+  if (!StillShepherdsChild(running)) return;  // ended meanwhile: its kFinished is on its way
   int dir = open(ImageDir(record_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   auto dump = dir < 0 ? Result<pid_t>(Fail("cannot open " + ImageDir(record_id) + ": " + ErrnoText(errno)))
                       : migrate::SpawnCriu(migrate::CriuDumpCommand(criu_.path, running.job_pid, migrate::kCriuImageDirFd,
@@ -698,6 +743,8 @@ void JobRunner::StartCriuDump(uint64_t record_id, Running& running) {
     running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,
                                                 "[CRIU could not checkpoint the job on " + self_host_ + " (" +
                                                     dump.message() + "); it carries on there]"});
+    running.checkpoint_requested = running.checkpoint_in_place = false;
+    running.no_checkpoint_before = std::chrono::steady_clock::now() + kCheckpointRetryAfter;
     return;
   }
   running.criu_dump = *dump;
@@ -717,11 +764,12 @@ bool JobRunner::OnChildExit(pid_t pid, int wait_status) {
     std::string why = migrate::CriuLogError(ImageDir(record_id) + "/dump.log");
     if (why.empty()) why = "criu dump failed";
     std::cerr << "queued: job record " << record_id << ": CRIU could not checkpoint it: " << why << "\n";
-    std::error_code ignored;
-    std::filesystem::remove_all(ImageDir(record_id), ignored);
+    // The log stays for PackImage, should the job have died meanwhile.
     running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,
                                                 "[CRIU could not checkpoint the job on " + self_host_ + " (" +
                                                     why + "); it carries on there]"});
+    running.checkpoint_requested = running.checkpoint_in_place = false;
+    running.no_checkpoint_before = std::chrono::steady_clock::now() + kCheckpointRetryAfter;
   }
   if (running.held_end) {
     wire::ShepherdEvent end = *std::exchange(running.held_end, std::nullopt);
@@ -731,10 +779,11 @@ bool JobRunner::OnChildExit(pid_t pid, int wait_status) {
 }
 
 std::vector<uint64_t> JobRunner::CheckpointCandidates(const std::string& queue) const {
+  const auto now = std::chrono::steady_clock::now();
   std::vector<std::pair<std::chrono::steady_clock::time_point, uint64_t>> jobs;
   for (const auto& [id, running] : shepherds_)
     if (running.queue == queue && !running.finished && running.channel && !running.checkpoint_requested &&
-        !running.pinned && !running.uncheckpointable)
+        !running.pinned && !running.uncheckpointable && now >= running.no_checkpoint_before)
       jobs.emplace_back(running.started, id);
   std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) { return a > b; });
   std::vector<uint64_t> ids;
@@ -747,7 +796,7 @@ std::vector<uint64_t> JobRunner::DueForPeriodicCheckpoint(const std::string& que
   auto now = std::chrono::steady_clock::now();
   for (const auto& [id, running] : shepherds_)
     if (running.queue == queue && !running.finished && running.channel && !running.checkpoint_requested &&
-        !running.uncheckpointable && now - running.started >= period)
+        !running.uncheckpointable && now >= running.no_checkpoint_before && now - running.started >= period)
       due.push_back(id);
   return due;
 }

@@ -124,6 +124,8 @@ class JobRunner {
     bool criu_arming = false;  // kCheckpointByDaemon sent, its kCheckpointArmed not yet come
     migrate::CriuIdentity criu_as;  // the job's owner
     bool uncheckpointable = false;  // its streams cannot be handed over (a socket, say)
+    bool restoring = false;         // its shepherd was told to restore it from its CRIU image
+    std::chrono::steady_clock::time_point no_checkpoint_before{};  // after a failed CRIU dump
     std::optional<wire::ShepherdEvent> held_end;  // its end, come before the dump's
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
@@ -149,10 +151,13 @@ class JobRunner {
   bool CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason);
   // The shepherd counts a SIGKILL as the checkpoint now: CRIU may begin.
   void StartCriuDump(uint64_t record_id, Running& running);
+  pid_t ShepherdOf(pid_t job) const;
+  bool StillShepherdsChild(const Running& running) const;
   // Writes a restarted job's restart files into its cwd, as its owner.
   Status RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const;
   // Unpacks a CRIU image bundle into a new directory of the daemon's: its path.
-  Result<std::string> StageImage(const std::string& bundle, const wire::JobSpec& spec) const;
+  // "" when the bundle holds restart files instead; refused when `restores_images` is false.
+  Result<std::string> StageImage(const std::string& bundle, const wire::JobSpec& spec, bool restores_images) const;
   void Release(uint64_t record_id);
 
   asio::io_context& io_;

@@ -414,7 +414,11 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         if (!RequestCheckpoint(control)) return;
         break;
       case wire::ShepherdAction::kCheckpointByDaemon:
-        if (checkpointed() || job_.pid <= 0 || reaped_ || finished_) return;
+        if (checkpoint_by_daemon_ && !reaped_) {  // asked again (its daemon restarted): still armed
+          daemon_->Send(wire::ShepherdEvent{wire::ShepherdEventKind::kCheckpointArmed, job_.pid, 0, 0, ""});
+          return;
+        }
+        if (checkpointed() || job_.pid <= 0 || reaped_ || finished_ || terminating_) return;
         checkpoint_signal_time_ms_ = NowMs();
         checkpoint_by_daemon_ = true;
         suspended_before_checkpoint_ = suspended_;
@@ -477,7 +481,9 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   // job starts again from the beginning, and its stub, told kMoved, waits for it.
   bool EndedCheckpointed() const {
     if (!checkpointed()) return false;
-    return !checkpoint_by_daemon_ || (WIFSIGNALED(wait_status_) && WTERMSIG(wait_status_) == SIGKILL);
+    if (!checkpoint_by_daemon_) return true;
+    // The SIGKILL that follows a cancel or `exec off` is no checkpoint.
+    return !terminating_ && WIFSIGNALED(wait_status_) && WTERMSIG(wait_status_) == SIGKILL;
   }
 
   void WriteStdin(std::shared_ptr<std::string> bytes) {

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -95,8 +96,11 @@ std::string CriuErrorIn(const std::string& text) {
 CriuAvailability ProbeCriu(const std::string& requested) {
   CriuAvailability criu;
   std::string first_failure;
-  for (const auto& candidate : CriuCandidates(requested)) {
-    if (!IsExecutable(candidate)) continue;
+  for (const auto& found : CriuCandidates(requested)) {
+    if (!IsExecutable(found)) continue;
+    std::error_code error;
+    const std::string candidate = std::filesystem::canonical(found, error).string();  // absolute, for ShepherdStart
+    if (error) continue;
     CriuAvailability tried;
     tried.path = candidate;
     if (auto version = RunCapturing({candidate, "--version"}); version.ok()) {
@@ -106,6 +110,15 @@ CriuAvailability ProbeCriu(const std::string& requested) {
     }
     auto check = RunCapturing({candidate, "check"});
     if (check.ok() && WIFEXITED(check->first) && WEXITSTATUS(check->first) == 0) {
+      // criu runs as the job's owner, who may trace only their own children under Yama.
+      std::ifstream yama("/proc/sys/kernel/yama/ptrace_scope");
+      int scope = 0;
+      if (yama >> scope && scope > 0) {
+        tried.reason = "kernel.yama.ptrace_scope is " + std::to_string(scope) +
+                       ": criu, running as a job's owner, may not checkpoint the job (it needs 0)";
+        if (first_failure.empty()) criu = tried, first_failure = tried.reason;
+        continue;
+      }
       tried.usable = true;
       return tried;
     }
@@ -247,10 +260,14 @@ namespace {
 // In the child between fork and exec: system calls only.
 [[noreturn]] void BecomeCriu(char* const* argv, char* const* env, const std::vector<int>& moved, int null_fd,
                              int stdin_fd, const CriuIdentity& as, const std::vector<gid_t>& groups,
-                             uint64_t capabilities) {
+                             uint64_t capabilities, pid_t parent) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int signo = 1; signo < NSIG; ++signo) signal(signo, SIG_DFL);  // the shepherd ignores SIGHUP
   for (int fd = 0; fd < 3; ++fd) dup2(fd == 0 && stdin_fd >= 0 ? stdin_fd : null_fd, fd);
   for (size_t i = 0; i < moved.size(); ++i) dup2(moved[i], static_cast<int>(3 + i));
-  close_range(static_cast<unsigned>(3 + moved.size()), ~0U, 0);
+  if (close_range(static_cast<unsigned>(3 + moved.size()), ~0U, 0) != 0) _exit(125);
   if (as.unprivileged()) {
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[2]{};
@@ -266,6 +283,9 @@ namespace {
       if ((capabilities >> cap) & 1)
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) _exit(125);
   }
+  // A dump outlives no daemon: a daemon restarted meanwhile tells the job's
+  // shepherd that no checkpoint is coming. (Set last: a change of identity clears it.)
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent) _exit(125);
   execve(argv[0], argv, env);
   _exit(127);
 }
@@ -282,8 +302,12 @@ Result<pid_t> SpawnCriu(const std::vector<std::string>& argv, const std::vector<
   std::string path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   char* env[] = {path.data(), nullptr};
   std::vector<gid_t> groups(as.groups.begin(), as.groups.end());
-  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int opened = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (opened < 0) return Fail("cannot open /dev/null: " + ErrnoText(errno));
+  int null_fd = fcntl(opened, F_DUPFD_CLOEXEC, 64);  // never one of 0-2, which dup2 would leave close-on-exec
+  close(opened);
   if (null_fd < 0) return Fail("cannot open /dev/null: " + ErrnoText(errno));
+  const pid_t parent = getpid();
   std::vector<int> moved;  // out of the way of 3, 4, ...
   for (int fd : pass_fds) {
     int high = fcntl(fd, F_DUPFD_CLOEXEC, 64);
@@ -291,7 +315,7 @@ Result<pid_t> SpawnCriu(const std::vector<std::string>& argv, const std::vector<
   }
   int moved_stdin = stdin_fd >= 0 ? fcntl(stdin_fd, F_DUPFD_CLOEXEC, 64) : -1;
   pid_t pid = moved.size() == pass_fds.size() && (stdin_fd < 0 || moved_stdin >= 0) ? fork() : -1;
-  if (pid == 0) BecomeCriu(args.data(), env, moved, null_fd, moved_stdin, as, groups, capabilities);
+  if (pid == 0) BecomeCriu(args.data(), env, moved, null_fd, moved_stdin, as, groups, capabilities, parent);
   if (moved_stdin >= 0) close(moved_stdin);
   int err = errno;
   for (int fd : moved) close(fd);

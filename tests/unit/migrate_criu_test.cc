@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -180,6 +182,14 @@ TEST_F(MigrateCriuTest, ClosedJobStreamHasNoTarget) {
   close(out[1]);
   char ready[6] = {};
   ASSERT_EQ(read(out[0], ready, sizeof ready), 6);
+  // While sleep's loader runs, the lowest free fd (2) briefly holds libc.
+  std::string exe;
+  for (int i = 0; i < 200 && !exe.ends_with("/sleep"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::error_code error;
+    exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", error).string();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   Result<CriuStreams> streams = ReadJobStreams(pid);
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);

@@ -538,6 +538,38 @@ TEST_F(ShepherdTest, JobThatExitsDuringTheDaemonsCheckpointEndsAsItself) {
   EXPECT_FALSE(status->checkpointed);
 }
 
+// A daemon restarted while the shepherd was armed asks again: it answers again.
+TEST_F(ShepherdTest, AskedAgainTheShepherdSaysItIsStillArmed) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
+  std::ofstream(dir_ + "/go").flush();
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_FALSE(finished->checkpointed);
+}
+
+// A cancel (kTerminate) during the daemon's checkpoint ends the job for good:
+// the SIGKILL that follows the SIGTERM is no checkpoint.
+TEST_F(ShepherdTest, TheKillAfterACancelIsNoCheckpoint) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", std::string("trap '' TERM; ") + kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kTerminate, "cancelled"}));
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_TRUE(WIFSIGNALED(finished->wait_status) && WTERMSIG(finished->wait_status) == SIGKILL);
+  EXPECT_FALSE(finished->checkpointed);
+}
+
 // A stopped job would be dumped stopped and restored stopped, with nobody to continue it.
 TEST_F(ShepherdTest, DaemonsCheckpointContinuesASuspendedJob) {
   auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));

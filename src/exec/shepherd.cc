@@ -389,11 +389,21 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   void OnControl(const wire::ShepherdControl& control) {
     switch (control.action) {
       case wire::ShepherdAction::kSuspend:
+        // During the daemon's checkpoint the job runs on (a stopped job would
+        // be restored stopped): the hold applies if the checkpoint is abandoned.
+        if (checkpoint_by_daemon_) {
+          suspended_before_checkpoint_ = true;
+          break;
+        }
         if (suspended_) return;
         suspended_ = true;
         SignalJob(SIGSTOP);
         break;
       case wire::ShepherdAction::kResume:
+        if (checkpoint_by_daemon_) {
+          suspended_before_checkpoint_ = false;
+          break;
+        }
         if (!suspended_) return;
         suspended_ = false;
         SignalJob(SIGCONT);

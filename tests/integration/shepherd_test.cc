@@ -538,6 +538,29 @@ TEST_F(ShepherdTest, JobThatExitsDuringTheDaemonsCheckpointEndsAsItself) {
   EXPECT_FALSE(status->checkpointed);
 }
 
+// The queue's hold (loadstop) that comes during the daemon's checkpoint does
+// not stop the job CRIU is dumping; it applies if the checkpoint is abandoned.
+TEST_F(ShepherdTest, AHoldDuringTheDaemonsCheckpointWaitsForItsOutcome) {
+  auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));
+  auto started = daemon->NextEvent();
+  ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kSuspend, "load too high"}));
+  LetTheShepherdRead();
+  EXPECT_EQ(ReadFile("/proc/" + std::to_string(started->pid) + "/stat").find(") T"), std::string::npos)
+      << "the job must not be stopped while CRIU dumps it";
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, "CRIU failed"}));
+  LetTheShepherdRead();
+  std::ofstream(dir_ + "/go").flush();
+  EXPECT_FALSE(daemon->NextEvent(700ms)) << "abandoned, the hold stands";
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kResume, ""}));
+  auto finished = daemon->NextEvent(10s);
+  ASSERT_TRUE(finished) << ShepherdLog();
+  EXPECT_TRUE(WIFEXITED(finished->wait_status) && WEXITSTATUS(finished->wait_status) == 0);
+}
+
 // A daemon restarted while the shepherd was armed asks again: it answers again.
 TEST_F(ShepherdTest, AskedAgainTheShepherdSaysItIsStillArmed) {
   auto daemon = Spawn(BatchStart({"sh", "-c", kReadyThenWaitForGo}));

@@ -402,6 +402,7 @@ void DaemonImpl::Heartbeat() {
   reporter_->Tick();
   WatchSilentHosts();
   CheckpointForPolicy();
+  runner_->StopStuckCriuDumps();
   ForgetFinishedJobs();
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());

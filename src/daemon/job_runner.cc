@@ -2,6 +2,7 @@
 #include "daemon/job_runner.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +32,8 @@ namespace {
 constexpr int32_t kLostWaitStatus = -2;
 // After a CRIU dump that failed, the job is not asked again sooner than this.
 constexpr auto kCheckpointRetryAfter = std::chrono::seconds(60);
+// Far longer than any dump takes (a 1 GiB job dumps in seconds).
+constexpr auto kCriuDumpLimit = std::chrono::minutes(10);
 
 std::string DescribeEnd(const spool::JobRecord& r) {
   std::string id = std::to_string(r.origin_id != 0 ? r.origin_id : r.id);
@@ -748,7 +751,19 @@ void JobRunner::StartCriuDump(uint64_t record_id, Running& running) {
     return;
   }
   running.criu_dump = *dump;
+  running.criu_dump_began = std::chrono::steady_clock::now();
   criu_dumps_[*dump] = record_id;
+}
+
+void JobRunner::StopStuckCriuDumps() {
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, running] : shepherds_)
+    if (running.criu_dump > 0 && now - running.criu_dump_began > kCriuDumpLimit) {
+      std::cerr << "queued: job record " << id << ": its CRIU dump has run for "
+                << std::chrono::duration_cast<std::chrono::seconds>(now - running.criu_dump_began).count()
+                << " s; stopping it\n";
+      kill(running.criu_dump, SIGKILL);  // our unreaped child: the pid is still its
+    }
 }
 
 bool JobRunner::OnChildExit(pid_t pid, int wait_status) {

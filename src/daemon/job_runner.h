@@ -57,6 +57,9 @@ class JobRunner {
   const migrate::CriuAvailability& criu() const { return criu_; }
   // Every child the daemon reaps; true when it was a CRIU dump of ours.
   bool OnChildExit(pid_t pid, int wait_status);
+  // Kills a CRIU dump that has run far longer than any dump takes (hung, or
+  // stopped by the job's owner, whose process it is): the job then carries on.
+  void StopStuckCriuDumps();
 
   // Called with a notice for the queue's supervisor (a job started or ended).
   void OnNotice(std::function<void(const std::string& queue, const std::string& text)> callback) {
@@ -121,6 +124,7 @@ class JobRunner {
     pid_t shepherd_pid = 0;
     pid_t job_pid = 0;     // as the shepherd said (kStarted)
     pid_t criu_dump = 0;   // a CRIU dump of the job under way
+    std::chrono::steady_clock::time_point criu_dump_began{};
     bool criu_arming = false;  // kCheckpointByDaemon sent, its kCheckpointArmed not yet come
     migrate::CriuIdentity criu_as;  // the job's owner
     bool uncheckpointable = false;  // its streams cannot be handed over (a socket, say)

@@ -137,7 +137,10 @@ Status IncomingFiles::Store(const std::string& path, uint64_t offset, std::strin
 
 bool IncomingFiles::Matches(const std::string& path, uint64_t size, const std::string& sha256) {
   if (auto it = arriving_.find(path); it != arriving_.end()) {
-    bool known = it->second.hashed;
+    struct stat info{};
+    // Unlinked meanwhile (the job's files were discarded): what it held is gone.
+    bool gone = fstat(it->second.fd, &info) != 0 || info.st_nlink == 0;
+    bool known = it->second.hashed && !gone;
     bool matches = known && it->second.size == size && it->second.digest.Final() == sha256;
     Close(it);
     if (known) return matches;

@@ -90,7 +90,7 @@ Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_out
     if (target.empty() || target == "/dev/null" || IsTerminal(target)) continue;
     if (auto seen = given.find(target); seen != given.end()) continue;
     int child_end = -1;
-    if (batch_output_fd >= 0 && target.find(kBatchOutputDir) != std::string::npos) {
+    if (batch_output_fd >= 0 && target.find(kBatchOutputDir) != std::string::npos && target.ends_with(".out")) {
       child_end = fcntl(batch_output_fd, F_DUPFD_CLOEXEC, 3);
       if (child_end < 0) return CloseAll(streams), Fail("cannot pass on the output file: " + ErrnoText(errno));
     } else if (batch_output_fd < 0 && target.starts_with("pipe:[")) {

@@ -92,6 +92,13 @@ TEST_F(IncomingFilesTest, ATransferBegunBeforeARestartIsCheckedFromTheDisk) {
   EXPECT_FALSE(again.Matches(path_, 14, DigestOf("half and half!")));
 }
 
+TEST_F(IncomingFilesTest, AFileRemovedWhileItArrivedDoesNotMatch) {
+  IncomingFiles files;
+  ASSERT_TRUE(files.Store(path_, 0, "abc").ok());
+  ASSERT_EQ(unlink(path_.c_str()), 0);
+  EXPECT_FALSE(files.Matches(path_, 3, DigestOf("abc")));
+}
+
 TEST_F(IncomingFilesTest, ManyTransfersAtOnceKeepFewFilesOpenAndLoseNoBytes) {
   IncomingFiles files;
   constexpr int kFiles = 80;  // more than it keeps open

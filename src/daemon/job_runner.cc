@@ -45,6 +45,18 @@ std::string DescribeEnd(const spool::JobRecord& r) {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// Process `pid`'s state letter and parent, from /proc ({"", 0} when it is gone).
+std::pair<std::string, pid_t> StateAndParent(pid_t pid) {
+  std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat_file, line);
+  std::istringstream after_name(line.substr(std::min(line.size(), line.rfind(')') + 1)));
+  std::string state;
+  pid_t parent = 0;
+  if (!(after_name >> state >> parent)) return {"", 0};
+  return {state, parent};
+}
+
 // The job's limits: the submitter's, capped by the profile's (SPEC §3).
 void ApplyProfileLimits(wire::JobSpec& spec, const profile::QueuePolicy& policy) {
   for (const auto& [kind, setting] : policy.rlimits) {
@@ -656,27 +668,20 @@ bool JobRunner::Checkpoint(uint64_t record_id, const std::string& reason, bool i
   if (queue == nullptr || queue->policy.checkpoint_mode == profile::CheckpointMode::kOff) return false;
   if (queue->policy.checkpoint_mode == profile::CheckpointMode::kTransparent) {
     if (!CheckpointWithCriu(record_id, it->second, reason)) return false;
-    it->second.checkpoint_requested = true;
-    it->second.checkpoint_in_place = in_place;
-    return true;
+  } else {
+    it->second.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpoint, reason,
+                                                   queue->policy.checkpoint_signal,
+                                                   queue->policy.checkpoint_grace_seconds});
   }
   it->second.checkpoint_requested = true;
   it->second.checkpoint_in_place = in_place;
-  wire::ShepherdControl control{wire::ShepherdAction::kCheckpoint, reason, queue->policy.checkpoint_signal,
-                                queue->policy.checkpoint_grace_seconds};
-  it->second.channel->Send(control);
   return true;
 }
 
 // The job's parent, if it is a queue-shepherd (0 otherwise).
 pid_t JobRunner::ShepherdOf(pid_t job) const {
-  std::ifstream stat_file("/proc/" + std::to_string(job) + "/stat");
-  std::string line;
-  std::getline(stat_file, line);
-  std::istringstream after_name(line.substr(std::min(line.size(), line.rfind(')') + 1)));
-  std::string state;
-  pid_t parent = 0;
-  if (!(after_name >> state >> parent) || parent <= 1) return 0;
+  auto [state, parent] = StateAndParent(job);
+  if (parent <= 1) return 0;
   std::error_code error;
   auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(parent) + "/exe", error);
   auto shepherd = std::filesystem::weakly_canonical(shepherd_path_, error);
@@ -686,17 +691,10 @@ pid_t JobRunner::ShepherdOf(pid_t job) const {
 // The job's pid is trusted only while it is still its shepherd's child: a pid
 // read from an event may have been reused once the shepherd reaped the job.
 bool JobRunner::StillShepherdsChild(const Running& running) const {
-  std::ifstream stat_file("/proc/" + std::to_string(running.job_pid) + "/stat");
-  std::string line;
-  std::getline(stat_file, line);
-  std::istringstream after_name(line.substr(std::min(line.size(), line.rfind(')') + 1)));
-  std::string state;
-  pid_t parent = 0;
-  return (after_name >> state >> parent) && parent == running.shepherd_pid && state != "Z";
+  auto [state, parent] = StateAndParent(running.job_pid);
+  return parent == running.shepherd_pid && state != "Z";
 }
 
-// The job's pid is trusted only while it is still its shepherd's child: a pid
-// read from an event may have been reused once the shepherd reaped the job.
 bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason) {
   auto refuse = [&](const std::string& why) {
     std::cerr << "queued: job record " << record_id << " cannot be checkpointed with CRIU: " << why << "\n";
@@ -741,15 +739,7 @@ void JobRunner::StartCriuDump(uint64_t record_id, Running& running) {
                                                                     running.criu_as.unprivileged()),
                                            {dir}, running.criu_as, migrate::CriuStep::kDump);
   if (dir >= 0) close(dir);
-  if (!dump.ok()) {
-    std::cerr << "queued: job record " << record_id << ": cannot run CRIU: " << dump.message() << "\n";
-    running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,
-                                                "[CRIU could not checkpoint the job on " + self_host_ + " (" +
-                                                    dump.message() + "); it carries on there]"});
-    running.checkpoint_requested = running.checkpoint_in_place = false;
-    running.no_checkpoint_before = std::chrono::steady_clock::now() + kCheckpointRetryAfter;
-    return;
-  }
+  if (!dump.ok()) return AbandonCriuCheckpoint(record_id, running, dump.message());
   running.criu_dump = *dump;
   running.criu_dump_began = std::chrono::steady_clock::now();
   criu_dumps_[*dump] = record_id;
@@ -766,6 +756,15 @@ void JobRunner::StopStuckCriuDumps() {
     }
 }
 
+void JobRunner::AbandonCriuCheckpoint(uint64_t record_id, Running& running, const std::string& why) {
+  std::cerr << "queued: job record " << record_id << ": CRIU could not checkpoint it: " << why << "\n";
+  running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,
+                                              "[CRIU could not checkpoint the job on " + self_host_ + " (" + why +
+                                                  "); it carries on there]"});
+  running.checkpoint_requested = running.checkpoint_in_place = false;
+  running.no_checkpoint_before = std::chrono::steady_clock::now() + kCheckpointRetryAfter;
+}
+
 bool JobRunner::OnChildExit(pid_t pid, int wait_status) {
   auto dump = criu_dumps_.find(pid);
   if (dump == criu_dumps_.end()) return false;
@@ -776,15 +775,9 @@ bool JobRunner::OnChildExit(pid_t pid, int wait_status) {
   Running& running = it->second;
   running.criu_dump = 0;
   if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
-    std::string why = migrate::CriuLogError(ImageDir(record_id) + "/dump.log");
-    if (why.empty()) why = "criu dump failed";
-    std::cerr << "queued: job record " << record_id << ": CRIU could not checkpoint it: " << why << "\n";
     // The log stays for PackImage, should the job have died meanwhile.
-    running.channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned,
-                                                "[CRIU could not checkpoint the job on " + self_host_ + " (" +
-                                                    why + "); it carries on there]"});
-    running.checkpoint_requested = running.checkpoint_in_place = false;
-    running.no_checkpoint_before = std::chrono::steady_clock::now() + kCheckpointRetryAfter;
+    std::string why = migrate::CriuLogError(ImageDir(record_id) + "/dump.log");
+    AbandonCriuCheckpoint(record_id, running, why.empty() ? "criu dump failed" : why);
   }
   if (running.held_end) {
     wire::ShepherdEvent end = *std::exchange(running.held_end, std::nullopt);

@@ -155,6 +155,8 @@ class JobRunner {
   bool CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason);
   // The shepherd counts a SIGKILL as the checkpoint now: CRIU may begin.
   void StartCriuDump(uint64_t record_id, Running& running);
+  // The dump failed (`why`): the job carries on here, and is asked again later.
+  void AbandonCriuCheckpoint(uint64_t record_id, Running& running, const std::string& why);
   pid_t ShepherdOf(pid_t job) const;
   bool StillShepherdsChild(const Running& running) const;
   // Writes a restarted job's restart files into its cwd, as its owner.

@@ -31,15 +31,23 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double LoopbackSeconds(size_t bytes) {
+// A listening socket on an ephemeral port of 127.0.0.1 (its address in `address`), or -1.
+int ListenOnLoopback(sockaddr_in& address) {
   int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
+  address = sockaddr_in{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t length = sizeof address;
   if (bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || listen(listener, 1) != 0 ||
       getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) != 0)
     return -1;
+  return listener;
+}
+
+double LoopbackSeconds(size_t bytes) {
+  sockaddr_in address{};
+  int listener = ListenOnLoopback(address);
+  if (listener < 0) return -1;
   std::thread reader([listener] {
     int peer = accept(listener, nullptr, nullptr);
     std::string buffer(1 << 20, '\0');
@@ -65,14 +73,9 @@ double LoopbackSeconds(size_t bytes) {
 // Reads `from` and sends it over TCP on 127.0.0.1 to a reader that writes it to
 // `to` and syncs it: a plain file copy across the loopback link.
 double LoopbackFileCopySeconds(const std::string& from, const std::string& to) {
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || listen(listener, 1) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) != 0)
-    return -1;
+  int listener = ListenOnLoopback(address);
+  if (listener < 0) return -1;
   bool written = false;
   std::thread reader([listener, &to, &written] {
     int peer = accept(listener, nullptr, nullptr);

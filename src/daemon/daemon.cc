@@ -46,6 +46,9 @@ using PeerChannel = wire::Channel<auth::TlsStream>;
 
 namespace {
 
+// An arrived bundle renamed for the admission that unpacks it.
+constexpr const char* kTakenBundleSuffix = ".taken-";
+
 struct PeerCredentials {
   uint32_t uid = 0;
   uint32_t gid = 0;
@@ -196,6 +199,7 @@ class DaemonImpl {
                         const PlacementOutcome& outcome);
   void Recover();
   void WatchSilentHosts();
+  void RemoveTakenBundles();
   Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
   void Placed(uint64_t record_id, const std::string& host, uint32_t attempt);
@@ -230,6 +234,7 @@ class DaemonImpl {
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<JobFinisher> finisher_;
   IncomingFiles arriving_;  // restart bundles sent ahead of the PlaceJob that needs them
+  uint64_t bundles_taken_ = 0;  // arrived bundles renamed for an admission (unique names)
   std::unique_ptr<EndReporter> reporter_;
   QueueProgram programs_;
   std::optional<SupervisorLog> supervisor_log_;
@@ -288,6 +293,7 @@ Status DaemonImpl::Init() {
   if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
   if (std::string dir = config_.spool_dir + "/.queued/arriving"; mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Fail("cannot create " + dir + ": " + ErrnoText(errno));
+  RemoveTakenBundles();
   finisher_->OnRequeue([this](uint64_t record_id, const std::string& avoid) {
     if (!avoid.empty()) avoid_[record_id][avoid] = std::chrono::steady_clock::now() + kNoMoveBack;
     AddWaitingStored(record_id);
@@ -423,6 +429,15 @@ std::tm DaemonImpl::LocalTime() const {
   std::tm local{};
   localtime_r(&now, &local);
   return local;
+}
+
+// Bundles taken by admissions that a stopped daemon never finished: their
+// offers were never answered, so their origins send them again.
+void DaemonImpl::RemoveTakenBundles() {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(config_.spool_dir + "/.queued/arriving", ec))
+    if (entry.path().filename().string().find(kTakenBundleSuffix) != std::string::npos)
+      std::filesystem::remove(entry.path(), ec);
 }
 
 void DaemonImpl::Notify(const std::string& queue, const std::string& text) {
@@ -702,13 +717,13 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
     TryNextHost(attempt, done);
   };
   if (host == self_.entry) {
-    bool permanent = false;
-    auto admitted = runner_->Admit(
-        AdmitRequest{"", 0, attempt->attempt, attempt->record_id, attempt->spec, attempt->bundle}, CurrentLoad(),
-        &permanent);
-    if (!admitted.ok()) return refused(admitted.message(), permanent);
-    Placed(attempt->record_id, host, attempt->attempt);
-    return done(PlacementOutcome{host, false, ""});
+    return runner_->Admit(AdmitRequest{"", 0, attempt->attempt, attempt->record_id, attempt->spec, attempt->bundle},
+                          CurrentLoad(),
+                          [this, attempt, done, host, refused](const Result<uint64_t>& admitted, bool permanent) {
+                            if (!admitted.ok()) return refused(admitted.message(), permanent);
+                            Placed(attempt->record_id, host, attempt->attempt);
+                            done(PlacementOutcome{host, false, ""});
+                          });
   }
   auto link = links_.find(host);
   if (link == links_.end()) return refused("not in the hosts file any more", false);
@@ -721,7 +736,10 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
     if (batch && !StillWaiting(*attempt)) return refused("the job is no longer waiting", true);
     wire::PlaceJob place{0, self_.entry, attempt->record_id, attempt->attempt, bundle.size, bundle.sha256,
                          attempt->spec};
-    link->Place(std::move(place), config_.place_timeout,
+    // The host unpacks restart files before it answers: a GiB takes seconds.
+    constexpr uint64_t kSlowestUnpackBytesPerMs = 32 << 10;  // 32 MB/s, a loaded host's disk
+    auto timeout = config_.place_timeout + std::chrono::milliseconds(bundle.size / kSlowestUnpackBytesPerMs);
+    link->Place(std::move(place), timeout,
                 [this, attempt, done, host, refused, batch](const wire::PlaceReply& reply, PeerLink::PlaceFate fate) {
                   // Whether the host has the job is unknown until it answers.
                   if (batch && (fate == PeerLink::PlaceFate::kUnknown ||
@@ -938,6 +956,18 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const
   found->second.in_flight = false;
   if (outcome.unresolved) return;  // asked there again on the next pass
   auto client = found->second.client.lock();
+  if (outcome.host.empty()) {
+    if (auto target = migrate_to_.find(record_id); target != migrate_to_.end()) {
+      // The host its owner asked for cannot take it (down, busy, or the transfer
+      // failed): it goes on where it can, its own host included, as if never asked.
+      std::string note = "it cannot go on on " + target->second + " (" + outcome.why + "); it goes on where it can";
+      std::cerr << "queued: job " << record_id << ": " << note << "\n";
+      migrate_to_.erase(target);
+      avoid_.erase(record_id);
+      if (client) client->Send(wire::SubmitReply{record_id, "", note});
+      return ScheduleWaitingPass();
+    }
+  }
   if (outcome.host.empty() && outcome.may_wait) {
     blocked_.insert(key);
     return;
@@ -1317,30 +1347,40 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       auto place = wire::DecodePayload<wire::PlaceJob>(payload);
       if (!place.ok()) return channel->Close(place.message());
       if (place->origin_host != *peer_name) return channel->Close("job placed on behalf of another host");
-      bool permanent = false;
       const bool batch = place->spec.batch || place->attempt > 0;
       std::string bundle;
       if (!place->bundle_sha256.empty()) {
-        bundle = ArrivingBundle(*peer_name, place->origin_job_id);
-        if (!arriving_.Matches(bundle, place->bundle_size, place->bundle_sha256))
+        std::string arrived = ArrivingBundle(*peer_name, place->origin_job_id);
+        if (!arriving_.Matches(arrived, place->bundle_size, place->bundle_sha256))
           return channel->Send(wire::PlaceReply{place->request_id, false, false,
                                                 "its restart files did not arrive whole"});
+        // Unpacked on the worker thread: the same job's files sent again (its
+        // offer repeated meanwhile) must not be written over these under it.
+        bundle = arrived + kTakenBundleSuffix + std::to_string(++bundles_taken_);
+        if (::rename(arrived.c_str(), bundle.c_str()) != 0)
+          return channel->Send(wire::PlaceReply{place->request_id, false, false,
+                                                "cannot keep its restart files: " + ErrnoText(errno)});
       }
-      auto admitted = runner_->Admit(AdmitRequest{place->origin_host, place->origin_job_id, place->attempt, 0,
-                                                  std::move(place->spec), bundle},
-                                     CurrentLoad(), &permanent);
-      if (!bundle.empty()) ::unlink(bundle.c_str());
-      if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
-      wire::PlaceReply reply{place->request_id, admitted.ok(), !admitted.ok() && permanent,
-                             admitted.ok() ? "" : admitted.message()};
-      if (!admitted.ok() || !batch) return channel->Send(reply);
-      // Accepted only once the job is on disk here: the origin may forget it then.
-      return batch_->AfterCommit([weak = std::weak_ptr<PeerChannel>(channel), reply](const Status& committed) mutable {
-        auto c = weak.lock();
-        if (!c) return;
-        if (!committed.ok()) reply = wire::PlaceReply{reply.request_id, false, false, "spool: " + committed.message()};
-        c->Send(reply);
-      });
+      uint64_t request_id = place->request_id;
+      return runner_->Admit(
+          AdmitRequest{place->origin_host, place->origin_job_id, place->attempt, 0, std::move(place->spec), bundle},
+          CurrentLoad(),
+          [this, weak = std::weak_ptr<PeerChannel>(channel), bundle, request_id, batch](
+              const Result<uint64_t>& admitted, bool permanent) {
+            if (!bundle.empty()) ::unlink(bundle.c_str());
+            if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
+            wire::PlaceReply reply{request_id, admitted.ok(), !admitted.ok() && permanent,
+                                   admitted.ok() ? "" : admitted.message()};
+            auto reply_to = [weak](const wire::PlaceReply& answer) {
+              if (auto c = weak.lock()) c->Send(answer);
+            };
+            if (!admitted.ok() || !batch) return reply_to(reply);
+            // Accepted only once the job is on disk here: the origin may forget it then.
+            batch_->AfterCommit([reply_to, reply](const Status& committed) mutable {
+              if (!committed.ok()) reply = wire::PlaceReply{reply.request_id, false, false, "spool: " + committed.message()};
+              reply_to(reply);
+            });
+          });
     }
     case wire::MessageType::kCancelJob: {
       auto cancel = wire::DecodePayload<wire::CancelJob>(payload);

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "daemon/checkpoint_files.h"
 #include "exec/shepherd_status.h"
 #include "migrate/criu.h"
 #include "migrate/restart_bundle.h"
@@ -128,7 +129,7 @@ bool WasLost(const spool::JobRecord& record) {
 JobRunner::JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
                      std::string self_host, std::string shepherd_path, std::string spool_dir)
     : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
-      shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)) {}
+      shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)), worker_(io) {}
 
 Status JobRunner::Prepare() {
   for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output", "/.queued/bundle", "/.queued/criu"}) {
@@ -167,42 +168,73 @@ void JobRunner::RemoveJobFiles(uint64_t record_id) const {
   ::unlink(OutputFile(record_id).c_str());
 }
 
-Result<uint64_t> JobRunner::Admit(AdmitRequest request, double load1, bool* permanent) {
-  *permanent = true;
+void JobRunner::Admit(AdmitRequest request, double load1, AdmitDone done) {
+  const std::string key = AdmissionKey(request);
   if (!request.origin_host.empty()) {
     // An offer repeated because its answer was lost: this host already has the
-    // job, whatever its queue says now.
+    // job, whatever its queue says now; or is still unpacking its files, and
+    // both offers get that one answer.
     auto existing = store_.FindByOrigin(request.origin_host, request.origin_job_id);
-    if (existing.ok() && existing->has_value() && (*existing)->restarts == request.attempt) return (*existing)->id;
+    if (existing.ok() && existing->has_value() && (*existing)->restarts == request.attempt)
+      return done((*existing)->id, true);
+    if (auto unpacking = unpacking_.find(key); unpacking != unpacking_.end())
+      return unpacking->second.push_back(std::move(done));
   }
   QueueState* queue = queues_.Find(request.spec.queue);
-  if (queue == nullptr) return Fail("has no queue \"" + request.spec.queue + "\"");
+  if (queue == nullptr) return done(Fail("has no queue \"" + request.spec.queue + "\""), true);
   if (request.spec.uid == 0 && !queue->policy.allow_root)
-    return Fail("queue \"" + queue->name + "\" does not run root's jobs (no allowroot in its profile)");
+    return done(Fail("queue \"" + queue->name + "\" does not run root's jobs (no allowroot in its profile)"), true);
   if (geteuid() != 0 && request.spec.uid != geteuid())
-    return Fail("this daemon runs as a single user (uid " + std::to_string(geteuid()) +
-                ") and cannot run jobs for uid " + std::to_string(request.spec.uid));
+    return done(Fail("this daemon runs as a single user (uid " + std::to_string(geteuid()) +
+                     ") and cannot run jobs for uid " + std::to_string(request.spec.uid)),
+                true);
+  if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return done(Fail(*refusal), false);
+  if (request.bundle.empty()) {
+    bool permanent = false;
+    auto admitted = Enter(std::move(request), "", &permanent);
+    return done(admitted, permanent);
+  }
+  if (queue->policy.restart_mode == profile::RestartMode::kRefuse)
+    return done(Fail("queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)"), true);
+  UnpackInput input{request.bundle, request.spec,
+                    queue->policy.checkpoint_mode == profile::CheckpointMode::kTransparent, criu_,
+                    spool_dir_ + "/.queued/criu"};
+  // The job holds its place in the queue (maxexec) while its files are unpacked.
+  ++queue->running;
+  unpacking_[key].push_back(std::move(done));
+  worker_.Run<Result<std::string>>(
+      [input = std::move(input)] { return UnpackCheckpoint(input); },
+      [this, key, request = std::move(request)](Result<std::string> unpacked) mutable {
+        if (QueueState* q = queues_.Find(request.spec.queue); q != nullptr && q->running > 0) --q->running;
+        auto waiting = unpacking_.extract(key);
+        bool permanent = false;
+        Result<uint64_t> admitted = unpacked.ok() ? Enter(std::move(request), *unpacked, &permanent)
+                                                  : Result<uint64_t>(Error{unpacked.message()});
+        if (!waiting.empty())
+          for (auto& done : waiting.mapped()) done(admitted, permanent);
+      });
+}
+
+std::string JobRunner::AdmissionKey(const AdmitRequest& request) {
+  if (request.origin_host.empty()) return "local/" + std::to_string(request.local_record_id);
+  return request.origin_host + "/" + std::to_string(request.origin_job_id) + "/" + std::to_string(request.attempt);
+}
+
+// Admission's second half, once the job's restart files (or CRIU image, in
+// `staged_image`) are in place: the record and the shepherd.
+Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image, bool* permanent) {
   *permanent = false;
-  if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return Fail(*refusal);
-  std::string staged_image;  // checkpointmode 1: the job's CRIU image, until its record has an id
-  struct StagedImageGuard {   // removes it on every way out before it is kept
+  struct StagedImageGuard {  // removes it on every way out before it is kept
     std::string& path;
     ~StagedImageGuard() {
       std::error_code ignored;
       if (!path.empty()) std::filesystem::remove_all(path, ignored);
     }
   } staged_guard{staged_image};
-  if (!request.bundle.empty()) {
-    if (queue->policy.restart_mode == profile::RestartMode::kRefuse)
-      return Fail("queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)");
-    bool restores_images = queue->policy.checkpoint_mode == profile::CheckpointMode::kTransparent;
-    auto image = StageImage(request.bundle, request.spec, restores_images);
-    if (!image.ok()) return Fail(image.message());
-    staged_image = *image;
-    if (staged_image.empty()) {
-      if (auto restored = RestoreRestartFiles(request.bundle, request.spec); !restored.ok())
-        return Fail(restored.message());
-    }
+  QueueState* queue = queues_.Find(request.spec.queue);
+  if (queue == nullptr) {  // its profile went away meanwhile
+    *permanent = true;
+    return Fail("has no queue \"" + request.spec.queue + "\"");
   }
   ApplyProfileLimits(request.spec, queue->policy);
 
@@ -513,21 +545,53 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
                          WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == *queue->policy.checkpoint_exit;
   r.checkpointed = state == spool::JobState::kDone && (event.checkpointed || self_checkpoint);
   r.checkpoint_in_place = r.checkpointed && (self_checkpoint || asked_in_place);
-  if (r.checkpointed) {
-    // File times come from the kernel's coarse clock, which may lag the
-    // shepherd's by a tick: a file written just after the signal must count.
-    constexpr int64_t kClockSlackMs = 50;
-    int64_t since = (event.checkpointed ? event.signal_time_ms : r.start_time * 1000) - kClockSlackMs;
-    r.message = PackCheckpoint(r, since);
-    // Asked for a periodic copy, it left none: it ended on its own (or died of
-    // the signal), and is not run again for it, or it would loop for ever.
-    if (asked_in_place && !self_checkpoint && ::access(BundleFile(r.id).c_str(), F_OK) != 0) {
-      r.checkpointed = r.checkpoint_in_place = false;
-      bool clean = WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0;
-      r.message = clean ? "" : "it ended at its periodic checkpoint without writing a restart file";
-      if (!clean) r.state = spool::JobState::kFailed;
-    }
+  if (!r.checkpointed) return FinishEnd(std::move(r));
+  // File times come from the kernel's coarse clock, which may lag the
+  // shepherd's by a tick: a file written just after the signal must count.
+  constexpr int64_t kClockSlackMs = 50;
+  int64_t since = (event.checkpointed ? event.signal_time_ms : r.start_time * 1000) - kClockSlackMs;
+  auto spec = wire::DecodeStoredSpec(r.spec);
+  if (!spec.ok()) {
+    r.message = "checkpointed, but " + spec.message();
+    return FinishEnd(std::move(r));
   }
+  const profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
+  PackInput input{self_host_, BundleFile(r.id), ImageDir(r.id),
+                  policy.checkpoint_mode == profile::CheckpointMode::kTransparent, *spec,
+                  RestartPatterns(*spec, policy), since};
+  // Until packed, the record stays running in the spool: a daemon that stops
+  // meanwhile finds the end in the shepherd's status file and packs again.
+  bool periodic = asked_in_place && !self_checkpoint;
+  worker_.Run<std::string>([input = std::move(input)] { return PackCheckpoint(input); },
+                           [this, r = std::move(r), periodic](std::string packed) mutable {
+                             OnCheckpointPacked(std::move(r), std::move(packed), periodic);
+                           });
+}
+
+void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic) {
+  // Cancelled, or ended by a restarted daemon, while its files were packed.
+  auto current = store_.Get(r.id);
+  if (!current.ok() || !current->has_value() || (*current)->state != spool::JobState::kRunning) {
+    ::unlink(BundleFile(r.id).c_str());
+    return;
+  }
+  r.message = std::move(packed);
+  // Asked for a periodic copy, it left none: it ended on its own (or died of
+  // the signal), and is not run again for it, or it would loop for ever.
+  if (periodic && ::access(BundleFile(r.id).c_str(), F_OK) != 0) {
+    r.checkpointed = r.checkpoint_in_place = false;
+    bool clean = WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0;
+    r.message = clean ? "" : "it ended at its periodic checkpoint without writing a restart file";
+    if (!clean) r.state = spool::JobState::kFailed;
+  }
+  FinishEnd(std::move(r));
+}
+
+// Records the end, and tells whoever is to know.
+void JobRunner::FinishEnd(spool::JobRecord r) {
+  batch_.Join();
+  const uint64_t record_id = r.id;
+  const spool::JobState state = r.state;
   // Interactive jobs submitted here have nobody else to tell.
   r.end_reported = r.origin_host.empty() && !r.batch && !r.checkpointed;
   if (auto updated = store_.Update(r); !updated.ok()) std::cerr << "queued: spool: " << updated.message() << "\n";
@@ -542,98 +606,6 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
       ((state == spool::JobState::kDone && q->policy.mail_supervisor.end) ||
        (state == spool::JobState::kFailed && q->policy.mail_supervisor.crash)))
     on_notice_(r.queue, DescribeEnd(r));
-}
-
-Status JobRunner::RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const {
-  int fd = open(bundle.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Fail("its restart files are missing here: " + ErrnoText(errno));
-  auto restored = migrate::UnpackRestartFiles(fd, spec.cwd, spool::FileOwner{spec.uid, spec.gid, spec.groups});
-  close(fd);
-  if (!restored.ok()) return Fail("cannot restore its restart files: " + restored.message());
-  return Status::Ok();
-}
-
-std::string JobRunner::PackCheckpoint(const spool::JobRecord& record, int64_t since_ms) {
-  const std::string path = BundleFile(record.id);
-  auto stored = wire::DecodeStoredSpec(record.spec);
-  if (!stored.ok()) return "checkpointed, but " + stored.message();
-  const QueueState* queue = queues_.Find(record.queue);
-  profile::QueuePolicy policy = queue != nullptr ? queue->policy : profile::QueuePolicy{};
-  if (policy.checkpoint_mode == profile::CheckpointMode::kTransparent) return PackImage(record);
-  const wire::JobSpec& spec = *stored;
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return "checkpointed on " + self_host_ + ", but its restart files could not be kept: " + ErrnoText(errno);
-  spool::FileOwner owner{spec.uid, spec.gid, spec.groups};
-  auto packed = migrate::PackRestartFiles(fd, spec.cwd, RestartPatterns(spec, policy), owner, since_ms);
-  close(fd);
-  if (!packed.ok() || packed->files == 0 || !packed->any_modified_since) {
-    ::unlink(path.c_str());
-    std::string why = !packed.ok() ? packed.message()
-                                   : "it wrote no restart file after the checkpoint signal";
-    return "checkpointed on " + self_host_ + " without restart files (" + why + ")";
-  }
-  return "checkpointed on " + self_host_ + " with " + std::to_string(packed->files) + " restart file(s), " +
-         std::to_string(packed->bytes) + " bytes";
-}
-
-std::string JobRunner::PackImage(const spool::JobRecord& record) {
-  const std::string dir = ImageDir(record.id);
-  const std::string path = BundleFile(record.id);
-  const std::string where = "checkpointed on " + self_host_;
-  std::error_code ignored;
-  if (::access((dir + "/inventory.img").c_str(), F_OK) != 0) {
-    std::string why = migrate::CriuLogError(dir + "/dump.log");
-    std::filesystem::remove_all(dir, ignored);
-    return where + " without a CRIU image (" + (why.empty() ? "CRIU wrote none" : why) + ")";
-  }
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
-    std::filesystem::remove_all(dir, ignored);
-    return where + ", but its CRIU image could not be kept: " + ErrnoText(errno);
-  }
-  // The image is the owner's, in the daemon's spool, where only root reaches it: root packs it.
-  auto packed = migrate::PackRestartFiles(fd, dir, {"*"}, spool::FileOwner{0, 0, {}}, 0,
-                                          migrate::BundleKind::kCriuImage);
-  close(fd);
-  std::filesystem::remove_all(dir, ignored);
-  if (!packed.ok()) {
-    ::unlink(path.c_str());
-    return where + ", but its CRIU image could not be packed (" + packed.message() + ")";
-  }
-  return where + " by CRIU, an image of " + std::to_string(packed->files) + " file(s), " +
-         std::to_string(packed->bytes) + " bytes";
-}
-
-Result<std::string> JobRunner::StageImage(const std::string& bundle, const wire::JobSpec& spec,
-                                          bool restores_images) const {
-  int fd = open(bundle.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Fail("its restart files are missing here: " + ErrnoText(errno));
-  migrate::BundleKind kind = migrate::BundleKind::kRestartFiles;
-  auto scanned = migrate::ScanBundle(fd, &kind);
-  if (!scanned.ok() || kind != migrate::BundleKind::kCriuImage) {
-    close(fd);
-    return std::string();  // the job's own restart files (RestoreRestartFiles says what is wrong)
-  }
-  if (!restores_images || !criu_.usable) {
-    close(fd);
-    return Fail(!restores_images ? std::string("its queue does not restore CRIU images here (no checkpointmode 1)")
-                                 : "cannot restore its CRIU image here: " + criu_.reason);
-  }
-  std::string dir = spool_dir_ + "/.queued/criu/incoming-XXXXXX";
-  if (mkdtemp(dir.data()) == nullptr) {
-    close(fd);
-    return Fail("cannot make room for its CRIU image: " + ErrnoText(errno));
-  }
-  auto unpacked = migrate::UnpackRestartFiles(fd, dir, spool::FileOwner{0, 0, {}});
-  close(fd);
-  Status given = unpacked.ok() ? migrate::GiveImageTo(dir, migrate::CriuIdentity{spec.uid, spec.gid, spec.groups})
-                              : Status::Ok();
-  if (!unpacked.ok() || !given.ok()) {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
-    return Fail("cannot unpack its CRIU image: " + (unpacked.ok() ? given.message() : unpacked.message()));
-  }
-  return dir;
 }
 
 void JobRunner::Release(uint64_t record_id) {

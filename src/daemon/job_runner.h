@@ -25,6 +25,7 @@
 #include "migrate/criu.h"
 #include "spool/job_store.h"
 #include "util/result.h"
+#include "util/worker_thread.h"
 #include "wire/channel.h"
 
 namespace queue::daemon {
@@ -70,12 +71,17 @@ class JobRunner {
   // is updated (not yet committed).
   void OnJobEnded(std::function<void(const spool::JobRecord&)> callback) { on_ended_ = std::move(callback); }
 
-  // Takes the job, or says why this host will not; *permanent is set when it
-  // never will (no such queue, root not allowed), not just not now. A batch job's
-  // shepherd starts only once its record is on disk, so a crash cannot run a job
-  // the spool does not know; an interactive job starts at once (its stub waits).
-  // A job from a peer that is already here (a repeated offer) is not run again.
-  Result<uint64_t> Admit(AdmitRequest request, double load1, bool* permanent);
+  // The job's record id here, or why this host will not take it; `permanent`
+  // when it never will (no such queue, root not allowed), not just not now.
+  using AdmitDone = std::function<void(const Result<uint64_t>& admitted, bool permanent)>;
+
+  // Takes the job, or says why this host will not, through `done`: at once,
+  // or, when restart files come with it, once they are unpacked into its cwd
+  // (on the worker thread). A batch job's shepherd starts only once its record
+  // is on disk, so a crash cannot run a job the spool does not know; an
+  // interactive job starts at once (its stub waits). A job from a peer that is
+  // already here, or still being unpacked here (a repeated offer), is not run again.
+  void Admit(AdmitRequest request, double load1, AdmitDone done);
 
   // Start-up: takes back the jobs a previous daemon left running here, through
   // their shepherds' sockets; records the end of those that ended meanwhile, and
@@ -147,11 +153,18 @@ class JobRunner {
   Absence OnShepherdAbsent(const spool::JobRecord& record, const std::string& why);
   void EndRecord(uint64_t record_id, spool::JobState state, const wire::ShepherdEvent& event,
                  const std::string& message);
-  // A job that stopped to go on elsewhere: packs its restart files (as its
-  // owner) into its bundle; returns what the user should know.
-  std::string PackCheckpoint(const spool::JobRecord& record, int64_t since_ms);
-  // checkpointmode 1: the same with CRIU's image, packed as root.
-  std::string PackImage(const spool::JobRecord& record);
+  // A job that stopped to go on elsewhere, once its restart files are packed
+  // into its bundle (`packed` says how that went); `periodic` when it was only
+  // asked for a copy of its state.
+  void OnCheckpointPacked(spool::JobRecord record, std::string packed, bool periodic);
+  // Stores the record of a job that ended here, and tells whoever is to know.
+  void FinishEnd(spool::JobRecord record);
+  // Names one admission, so that an offer repeated while the first is still
+  // unpacking waits for the first one's answer.
+  static std::string AdmissionKey(const AdmitRequest& request);
+  // The record and shepherd, once the job's files (or CRIU image, staged in
+  // that directory) are in place.
+  Result<uint64_t> Enter(AdmitRequest request, std::string staged_image, bool* permanent);
   bool CheckpointWithCriu(uint64_t record_id, Running& running, const std::string& reason);
   // The shepherd counts a SIGKILL as the checkpoint now: CRIU may begin.
   void StartCriuDump(uint64_t record_id, Running& running);
@@ -159,11 +172,6 @@ class JobRunner {
   void AbandonCriuCheckpoint(uint64_t record_id, Running& running, const std::string& why);
   pid_t ShepherdOf(pid_t job) const;
   bool StillShepherdsChild(const Running& running) const;
-  // Writes a restarted job's restart files into its cwd, as its owner.
-  Status RestoreRestartFiles(const std::string& bundle, const wire::JobSpec& spec) const;
-  // Unpacks a CRIU image bundle into a new directory of the daemon's: its path.
-  // "" when the bundle holds restart files instead; refused when `restores_images` is false.
-  Result<std::string> StageImage(const std::string& bundle, const wire::JobSpec& spec, bool restores_images) const;
   void Release(uint64_t record_id);
 
   asio::io_context& io_;
@@ -178,6 +186,9 @@ class JobRunner {
   migrate::CriuAvailability criu_;
   std::function<void(const spool::JobRecord&)> on_ended_;
   std::function<void(const std::string&, const std::string&)> on_notice_;
+  std::map<std::string, std::vector<AdmitDone>> unpacking_;  // by AdmissionKey: who waits for its answer
+  // Last, so that it is stopped first: it packs and unpacks restart files.
+  util::WorkerThread worker_;
 };
 
 }  // namespace queue::daemon

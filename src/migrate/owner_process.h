@@ -24,8 +24,9 @@ using OwnerWork = std::function<Result<std::string>()>;
 // Blocks until the child has ended. `what` names the work in the runner's own
 // errors ("packing the restart files: could not act as uid 1000 (gid 100): ...").
 // REQUIRES: this process runs as root, or as owner.uid (otherwise refused).
-// The child allocates memory: glibc makes malloc safe after fork() even in a
-// process with threads, and the daemon has a single thread anyway.
+// May be called from a worker thread: the child allocates memory, which glibc
+// makes safe after fork() in a process with threads, and the child is waited
+// for through a pidfd, never by a bare pid another thread may have reaped.
 Result<std::string> RunAsOwner(const spool::FileOwner& owner, std::initializer_list<int> keep_fds,
                                const std::string& what, const OwnerWork& work);
 

@@ -139,7 +139,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
       auto placed = wire::DecodePayload<wire::SubmitReply>(payload);
       if (!placed.ok()) return;
       if (job_) {
-        next_placement_ = std::move(placed.value());
+        next_placements_.push_back(std::move(placed.value()));
         return;
       }
       return OnPlaced(*placed);
@@ -253,7 +253,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     acceptor_.cancel(ignored);  // one shepherd at a time
     const bool again = attachments_++ > 0;
     moving_ = false;
-    next_placement_.reset();
+    next_placements_.clear();
     restart_error_.reset();
     job_ = channel;
     auto self = shared_from_this();
@@ -287,10 +287,9 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     asio::post(io_, [moved] { moved->Close("the job moved"); });
     moving_ = true;
     if (restart_error_) return Finish(Error(*restart_error_));
-    if (next_placement_) {
-      auto placed = std::move(*next_placement_);
-      next_placement_.reset();
-      OnPlaced(placed);
+    if (!next_placements_.empty()) {
+      // In order: why it could not go where it was asked, then where it goes.
+      for (const auto& placed : std::exchange(next_placements_, {})) OnPlaced(placed);
     } else if (daemon_lost_) {
       StartTimer(NotRestartedMessage());
     }
@@ -509,7 +508,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   bool daemon_lost_ = false;
   int attachments_ = 0;
   // The daemon's word on the next placement, heard before the shepherd's kMoved.
-  std::optional<wire::SubmitReply> next_placement_;
+  std::vector<wire::SubmitReply> next_placements_;  // come while the job was still attached
   std::optional<std::string> restart_error_;
   // stdin: the reader thread's wait, a chunk read while detached, and its end.
   bool stdin_reader_started_ = false;

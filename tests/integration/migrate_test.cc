@@ -145,6 +145,29 @@ TEST_F(MigrateTest, MigrateOnDemandToANamedHost) {
   EXPECT_NE(again.err.find("not running"), std::string::npos) << again.err;
 }
 
+// The host its owner names is down: the job is not lost, and goes on from its
+// restart file where it may run (here the host it is pinned to), saying why.
+TEST_F(MigrateTest, AJobAskedToMoveToADeadHostGoesOnWhereItWas) {
+  auto cluster = TestCluster::Start(3, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(1), "--", Counter(), "1500", "0.002"});
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 15s)) << ReadFile(err);
+  cluster->StopDaemon(2, SIGKILL);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(2)});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err) << cluster->log(0);
+  auto alone = RunCommand({Counter(), "1500", "0"});
+  EXPECT_EQ(ResultLine(ReadFile(out)), ResultLine(alone.out));
+  EXPECT_NE(ReadFile(out).find("resumed"), std::string::npos) << ReadFile(out);
+  EXPECT_NE(ReadFile(err).find("cannot go on on " + cluster->entry(2)), std::string::npos) << ReadFile(err);
+  EXPECT_EQ(JobOn(*cluster, 0, 1)["host"], cluster->entry(1));
+}
+
 TEST_F(MigrateTest, AJobThatWritesNoRestartFileStartsAgainFromTheBeginning) {
   auto cluster = TestCluster::Start(2, ClusterOptions{{}, "checkpointmode 2\nrestartmode 1\ncheckpointgrace 1\n"});
   ASSERT_TRUE(cluster->WaitForView(15s));

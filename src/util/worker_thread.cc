@@ -1,0 +1,11 @@
+#include "util/worker_thread.h"
+
+namespace queue::util {
+
+WorkerThread::~WorkerThread() {
+  *alive_ = false;
+  pool_.stop();
+  pool_.join();
+}
+
+}  // namespace queue::util

@@ -200,6 +200,7 @@ class DaemonImpl {
   void Recover();
   void WatchSilentHosts();
   void RemoveTakenBundles();
+  void CancelAtCheckpoint(uint64_t record_id);
   Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
   void Placed(uint64_t record_id, const std::string& host, uint32_t attempt);
@@ -243,6 +244,7 @@ class DaemonImpl {
   // Interactive jobs submitted here: their stubs, to tell them where a job that
   // moved goes next.
   std::map<uint64_t, std::weak_ptr<ClientChannel>> stubs_;
+  std::set<uint64_t> cancelled_while_running_;  // jobs submitted here, cancel sent to where they run
   // Hosts a moved job is not sent back to before the time given (no ping-pong).
   std::map<uint64_t, std::map<std::string, std::chrono::steady_clock::time_point>> avoid_;
   // A host the owner asked a job to move to (queue --migrate ID HOST).
@@ -295,6 +297,7 @@ Status DaemonImpl::Init() {
     return Fail("cannot create " + dir + ": " + ErrnoText(errno));
   RemoveTakenBundles();
   finisher_->OnRequeue([this](uint64_t record_id, const std::string& avoid) {
+    if (cancelled_while_running_.erase(record_id) > 0) return CancelAtCheckpoint(record_id);
     if (!avoid.empty()) avoid_[record_id][avoid] = std::chrono::steady_clock::now() + kNoMoveBack;
     AddWaitingStored(record_id);
     ScheduleWaitingPass();
@@ -1151,11 +1154,14 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
       FailRecord(r.id, "cancelled by its owner while it waited", spool::JobState::kCancelled);
       return "cancelled job " + id_text + " (it had not started)";
     }
+    // One that stops at a checkpoint meanwhile comes back here to go on: it is cancelled then.
+    if (r.origin_host.empty()) cancelled_while_running_.insert(r.id);
     if (r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice))
       return "cancelling job " + id_text + " on " + self_.entry;
     auto link = links_.find(r.exec_host);
     if (link != links_.end() && link->second->SendCancel(wire::CancelJob{job_id}))
       return "cancelling job " + id_text + " on " + r.exec_host;
+    cancelled_while_running_.erase(r.id);
     return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
   }
   return Fail("you have no waiting or running job " + id_text + " on this host");
@@ -1250,8 +1256,22 @@ void DaemonImpl::CheckpointForPolicy() {
   }
 }
 
+// Its owner cancelled it while it ran, and it stopped at a checkpoint before
+// the cancel reached it: it does not go on.
+void DaemonImpl::CancelAtCheckpoint(uint64_t record_id) {
+  const std::string why = "cancelled by its owner at a checkpoint";
+  if (auto stub = stubs_.find(record_id); stub != stubs_.end())
+    if (auto client = stub->second.lock())
+      client->Send(wire::ErrorReply{"[job " + std::to_string(record_id) + " " + why + "]"});
+  FailRecord(record_id, why, spool::JobState::kCancelled);
+}
+
 void DaemonImpl::ForgetFinishedJobs() {
   std::erase_if(stubs_, [](const auto& entry) { return entry.second.expired(); });
+  std::erase_if(cancelled_while_running_, [this](uint64_t record_id) {
+    auto record = store_->Get(record_id);
+    return !record.ok() || !record->has_value() || (*record)->state != spool::JobState::kRunning;
+  });
   auto now = std::chrono::steady_clock::now();
   for (auto it = avoid_.begin(); it != avoid_.end();) {
     std::erase_if(it->second, [&](const auto& host) { return host.second <= now; });

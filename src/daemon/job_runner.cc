@@ -562,6 +562,7 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   // Until packed, the record stays running in the spool: a daemon that stops
   // meanwhile finds the end in the shepherd's status file and packs again.
   bool periodic = asked_in_place && !self_checkpoint;
+  packing_.insert(r.id);
   worker_.Run<std::string>([input = std::move(input)] { return PackCheckpoint(input); },
                            [this, r = std::move(r), periodic](std::string packed) mutable {
                              OnCheckpointPacked(std::move(r), std::move(packed), periodic);
@@ -569,10 +570,10 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
 }
 
 void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic) {
-  // Cancelled, or ended by a restarted daemon, while its files were packed.
+  packing_.erase(r.id);
   auto current = store_.Get(r.id);
   if (!current.ok() || !current->has_value() || (*current)->state != spool::JobState::kRunning) {
-    ::unlink(BundleFile(r.id).c_str());
+    ::unlink(BundleFile(r.id).c_str());  // its record went meanwhile
     return;
   }
   r.message = std::move(packed);
@@ -620,6 +621,9 @@ void JobRunner::Release(uint64_t record_id) {
 }
 
 bool JobRunner::ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message) {
+  // Stopped at its checkpoint, its files being packed: it is already on its
+  // way home, where its submit host cancels it (so a cancel is taken).
+  if (packing_.contains(record_id)) return action == wire::ShepherdAction::kTerminate;
   auto it = shepherds_.find(record_id);
   if (it == shepherds_.end() || it->second.finished) return false;
   if (!it->second.channel) {

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <asio.hpp>
@@ -186,6 +187,7 @@ class JobRunner {
   migrate::CriuAvailability criu_;
   std::function<void(const spool::JobRecord&)> on_ended_;
   std::function<void(const std::string&, const std::string&)> on_notice_;
+  std::set<uint64_t> packing_;  // checkpointed jobs whose restart files are being packed
   std::map<std::string, std::vector<AdmitDone>> unpacking_;  // by AdmissionKey: who waits for its answer
   // Last, so that it is stopped first: it packs and unpacks restart files.
   util::WorkerThread worker_;

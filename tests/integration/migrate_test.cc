@@ -362,5 +362,46 @@ TEST_F(MigrateTest, AOneGibRestartFileMovesIntact) {
   EXPECT_EQ(ReadFile(out), "running\nrestored intact\n") << ReadFile(err);
 }
 
+// Cancelled in the time its restart files take to pack (half a GiB), when its
+// shepherd is gone: it is cancelled on its way home, and does not go on.
+TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {
+  auto cluster = TestCluster::Start(
+      2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\nrestartfile big.restart\n"});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string script =
+      "if [ \"$1\" = --resume ]; then echo resumed; exit; fi; "
+      "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; "
+      "echo running; while :; do sleep 0.1; done";
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd,
+                        {"-n", "-h", cluster->entry(0), "--", "sh", "-c", script, "pack-cancel-job"});
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  auto job_alive = [&] {
+    for (pid_t pid : PidsRunning("pack-cancel-job"))
+      if (ReadFile("/proc/" + std::to_string(pid) + "/cmdline").find(BinDir() + "/queue") == std::string::npos)
+        return true;
+    return false;
+  };
+  ASSERT_TRUE(job_alive());
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  ASSERT_TRUE(WaitUntil([&] { return !job_alive(); }, 60s));
+  auto cancelled = cluster->Queue(0, {"--cancel", "1"});
+  EXPECT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err);
+  EXPECT_FALSE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  EXPECT_EQ(ReadFile(out), "running\n") << ReadFile(err);
+  auto job = JobOn(*cluster, 0, 1);
+  EXPECT_EQ(job["state"], "cancelled") << job.dump();
+  EXPECT_NE(job.value("message", "").find("cancelled by its owner at a checkpoint"), std::string::npos)
+      << job.dump() << cluster->log(0);
+  EXPECT_NE(ReadFile(err).find("cancelled by its owner at a checkpoint"), std::string::npos) << ReadFile(err);
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(ReadFile(out), "running\n") << "it went on after all";
+}
+
 }  // namespace
 }  // namespace queue::testing

@@ -167,7 +167,7 @@ Result<pid_t> RunRestore(const std::vector<std::string>& command, const NewStrea
 
 }  // namespace
 
-Result<LaunchedJob> RestoreJob(const wire::JobSpec& spec, const RestoreOptions& options) {
+Result<LaunchedJob> RestoreJob(const RestoreOptions& options) {
   auto old = migrate::ReadCriuStreams(options.image_dir);
   if (!old.ok()) return old.error();
   auto streams = PrepareStreams(*old, options.batch_output_fd, options.as);

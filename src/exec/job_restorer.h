@@ -23,10 +23,10 @@ struct RestoreOptions {
 
 // Restores the job as a child of this process (in its session, in a process
 // group of its own, as LaunchJob with share_session does) and returns its
-// streams as LaunchJob would. A job that had a terminal is refused: its pty
-// does not travel. Fails with CRIU's own reason ("criu restore failed: Can't
-// fork for 4242: File exists"); the image is left as it was.
+// streams as LaunchJob would. A job that had a terminal gets a new pty in
+// its place. Fails with CRIU's own reason ("criu restore failed: Can't fork
+// for 4242: File exists"); the image is left as it was.
 // REQUIRES: root (CRIU restores the job's credentials from the image).
-Result<LaunchedJob> RestoreJob(const wire::JobSpec& spec, const RestoreOptions& options);
+Result<LaunchedJob> RestoreJob(const RestoreOptions& options);
 
 }  // namespace queue::exec

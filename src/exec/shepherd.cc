@@ -323,7 +323,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   // it starts again from the beginning, and the user is told so.
   Result<LaunchedJob> RestoreOrLaunch(const LaunchOptions& options) {
     migrate::CriuIdentity owner{start_.spec.uid, start_.spec.gid, start_.spec.groups};
-    auto restored = RestoreJob(start_.spec, {start_.restore_images, start_.criu_path, owner, batch_output_fd_});
+    auto restored = RestoreJob({start_.restore_images, start_.criu_path, owner, batch_output_fd_});
     if (restored.ok()) return restored;
     std::string note = "[job " + std::to_string(start_.job_id) + " could not be restored on " + start_.exec_host +
                        " (" + restored.message() + "); it starts again from the beginning]";

@@ -213,48 +213,6 @@ std::string CriuLogError(const std::string& log_path) {
   return CriuErrorIn(text.str());
 }
 
-Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<int>& pass_fds) {
-  // Out of the way first, so that placing one at 3+i cannot overwrite another.
-  std::vector<int> moved;
-  auto close_moved = [&] {
-    for (int fd : moved) close(fd);
-  };
-  for (int fd : pass_fds) {
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, 64);
-    if (high < 0) {
-      std::string why = ErrnoText(errno);
-      close_moved();
-      return Fail("cannot pass fd " + std::to_string(fd) + " to " + argv[0] + ": " + why);
-    }
-    moved.push_back(high);
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  for (int fd = 0; fd < 3; ++fd)
-    posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
-  for (size_t i = 0; i < moved.size(); ++i)
-    posix_spawn_file_actions_adddup2(&actions, moved[i], static_cast<int>(3 + i));
-  posix_spawn_file_actions_addclosefrom_np(&actions, static_cast<int>(3 + moved.size()));
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setsigdefault(&attributes, &all);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, args[0], &actions, &attributes, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  close_moved();
-  if (rc != 0) return Fail("cannot run " + argv[0] + ": " + ErrnoText(rc));
-  return pid;
-}
-
 namespace {
 
 // In the child between fork and exec: system calls only.
@@ -335,16 +293,6 @@ Status GiveImageTo(const std::string& image_dir, const CriuIdentity& as) {
   if (::chown(image_dir.c_str(), as.uid, as.gid) != 0)
     return Fail("cannot give " + image_dir + " to uid " + std::to_string(as.uid) + ": " + ErrnoText(errno));
   return Status::Ok();
-}
-
-Result<int> RunAndWait(const std::vector<std::string>& argv, const std::vector<int>& pass_fds) {
-  auto pid = Spawn(argv, pass_fds);
-  if (!pid.ok()) return pid.error();
-  int status = 0;
-  while (waitpid(*pid, &status, 0) < 0) {
-    if (errno != EINTR) return Fail("cannot wait for " + argv[0] + ": " + ErrnoText(errno));
-  }
-  return status;
 }
 
 }  // namespace queue::migrate

@@ -108,11 +108,4 @@ Status GiveImageTo(const std::string& image_dir, const CriuIdentity& as);
 // could not raise its own RLIMIT_NOFILE is harmless and skipped.
 std::string CriuLogError(const std::string& log_path);
 
-// Starts argv (argv[0] is a path) with fds 0-2 on /dev/null, `pass_fds[i]` as
-// fd 3+i and no other fd of this process: the child's pid.
-Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<int>& pass_fds = {});
-
-// Spawn, then waits for the child: its wait status.
-Result<int> RunAndWait(const std::vector<std::string>& argv, const std::vector<int>& pass_fds = {});
-
 }  // namespace queue::migrate

@@ -1,7 +1,8 @@
 // Tests of the CRIU module that need no working criu: the streams file of an
 // image directory, the job's streams as /proc shows them, the dump and restore
 // command lines, the cause found in a CRIU log, the probe of a criu (stand-ins
-// written as shell scripts) and the spawning of criu with exactly the fds given.
+// written as shell scripts) and the spawning of criu with exactly the fds,
+// identity, capabilities and environment given.
 #include "migrate/criu.h"
 
 #include <gtest/gtest.h>
@@ -327,13 +328,64 @@ TEST_F(MigrateCriuTest, ProbeOfAWorkingCriu) {
   EXPECT_EQ(DescribeCriu(criu), "criu 9.9 (" + path + ") works here");
 }
 
-// ---- Spawning ----
+// ---- Spawning criu (SpawnCriu) ----
+//
+// SpawnCriu returns once it has forked, before the child has exec'd: a test
+// that looks at the child's fds or masks waits for the exec first.
 
-TEST_F(MigrateCriuTest, PassedFdsLandAtThreeOnwards) {
+const CriuIdentity kRoot{0, 0, {}};
+
+// Whether `pid` came to run `program` within a few seconds.
+bool WaitForExec(pid_t pid, const std::string& program) {
+  const std::filesystem::path want = std::filesystem::canonical(program);
+  const std::string exe = "/proc/" + std::to_string(pid) + "/exe";
+  for (int tries = 0; tries < 500; ++tries) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(exe, ec) == want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// SpawnCriu as root, then waits: the child's wait status.
+Result<int> SpawnAndWait(const std::vector<std::string>& argv, const std::vector<int>& pass_fds = {}) {
+  Result<pid_t> pid = SpawnCriu(argv, pass_fds, kRoot, CriuStep::kDump);
+  if (!pid.ok()) return pid.error();
+  int status = 0;
+  while (waitpid(*pid, &status, 0) < 0)
+    if (errno != EINTR) return Fail("waitpid: " + ErrnoText(errno));
+  return status;
+}
+
+// A field of /proc/PID/status ("SigBlk", "CapAmb", "Uid"), as written there.
+std::string StatusField(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(field + ":")) {
+      size_t value = line.find_first_not_of(" \t", field.size() + 1);
+      return value == std::string::npos ? "" : line.substr(value);
+    }
+  return "";
+}
+
+void KillAndReap(pid_t pid) {
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+}
+
+class SpawnCriuTest : public MigrateCriuTest {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "SpawnCriu requires root";
+    MigrateCriuTest::SetUp();
+  }
+};
+
+TEST_F(SpawnCriuTest, PassedFdsLandAtThreeOnwards) {
   int first[2], second[2];
   ASSERT_EQ(pipe2(first, O_CLOEXEC), 0);
   ASSERT_EQ(pipe2(second, O_CLOEXEC), 0);
-  Result<int> status = RunAndWait({"/bin/sh", "-c", "echo hi >&3; echo there >&4"}, {first[1], second[1]});
+  Result<int> status = SpawnAndWait({"/bin/sh", "-c", "echo hi >&3; echo there >&4"}, {first[1], second[1]});
   close(first[1]);
   close(second[1]);
   ASSERT_TRUE(status.ok()) << status.message();
@@ -345,27 +397,34 @@ TEST_F(MigrateCriuTest, PassedFdsLandAtThreeOnwards) {
 }
 
 // Passing fds 3 and 4 swapped: placing one must not overwrite the other.
-TEST_F(MigrateCriuTest, PassedFdsMaySwapPlaces) {
-  if (fcntl(3, F_GETFD) >= 0 || fcntl(4, F_GETFD) >= 0) GTEST_SKIP() << "fds 3 and 4 are in use here";
+TEST_F(SpawnCriuTest, PassedFdsMaySwapPlaces) {
   int first[2], second[2];
   ASSERT_EQ(pipe2(first, O_CLOEXEC), 0);
   ASSERT_EQ(pipe2(second, O_CLOEXEC), 0);
-  // Out of the way of 3 and 4 first, then first's write end as fd 4, second's as fd 3.
+  // Out of the way of 3 and 4 first; the pipes' names tell them apart, nothing is read.
   ASSERT_EQ(dup3(first[1], 40, O_CLOEXEC), 40);
   ASSERT_EQ(dup3(second[1], 41, O_CLOEXEC), 41);
-  close(first[1]);
-  close(second[1]);
-  close(first[0]);  // the pipes' names tell them apart; nothing is read
-  close(second[0]);
+  for (int fd : {first[0], first[1], second[0], second[1]}) close(fd);
+  // Whatever 3 and 4 are (the test runner may hold them), kept aside and put back after.
+  int saved3 = fcntl(3, F_DUPFD_CLOEXEC, 50), saved4 = fcntl(4, F_DUPFD_CLOEXEC, 50);
   ASSERT_EQ(dup3(40, 4, O_CLOEXEC), 4);
   ASSERT_EQ(dup3(41, 3, O_CLOEXEC), 3);
+  close(40);
+  close(41);
   const std::string first_name = PipeName(4), second_name = PipeName(3);
+  Result<int> status = SpawnAndWait({"/bin/sh", "-c",
+                                     "[ \"$(readlink /proc/$$/fd/3)\" = '" + first_name + "' ] && "
+                                     "[ \"$(readlink /proc/$$/fd/4)\" = '" + second_name + "' ]"},
+                                    {4, 3});
+  for (auto [saved, fd] : {std::pair{saved3, 3}, std::pair{saved4, 4}}) {
+    if (saved >= 0) {
+      dup3(saved, fd, O_CLOEXEC);
+      close(saved);
+    } else {
+      close(fd);
+    }
+  }
   ASSERT_NE(first_name, second_name);
-  Result<int> status = RunAndWait({"/bin/sh", "-c",
-                                   "[ \"$(readlink /proc/$$/fd/3)\" = '" + first_name + "' ] && "
-                                   "[ \"$(readlink /proc/$$/fd/4)\" = '" + second_name + "' ]"},
-                                  {4, 3});
-  for (int fd : {3, 4, 40, 41}) close(fd);
   ASSERT_TRUE(status.ok()) << status.message();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
       << "fd 4 should be the child's 3 (" << first_name << ") and fd 3 its 4 (" << second_name << ")";
@@ -384,19 +443,18 @@ std::vector<std::pair<int, std::string>> OpenFds(pid_t pid) {
   return fds;
 }
 
-TEST_F(MigrateCriuTest, ChildGetsDevNullStreamsThePassedFdsAndNoOtherFd) {
+TEST_F(SpawnCriuTest, ChildGetsDevNullStreamsThePassedFdsAndNoOtherFd) {
   // An fd without close-on-exec, as a library might leave one: it must not reach criu.
   int leaky = open("/dev/null", O_RDONLY);
   ASSERT_GE(leaky, 0);
   int passed[2];
   ASSERT_EQ(pipe2(passed, O_CLOEXEC), 0);
-  // posix_spawn returns once the child has exec'd: its fds are final by then.
-  Result<pid_t> child = Spawn({"/bin/sleep", "30"}, {passed[1], passed[0]});
+  Result<pid_t> child = SpawnCriu({"/bin/sleep", "30"}, {passed[1], passed[0]}, kRoot, CriuStep::kDump);
   close(leaky);
   ASSERT_TRUE(child.ok()) << child.message();
+  ASSERT_TRUE(WaitForExec(*child, "/bin/sleep"));
   auto fds = OpenFds(*child);
-  kill(*child, SIGKILL);
-  waitpid(*child, nullptr, 0);
+  KillAndReap(*child);
   const std::string pipe_name = PipeName(passed[0]);
   close(passed[0]);
   close(passed[1]);
@@ -405,7 +463,22 @@ TEST_F(MigrateCriuTest, ChildGetsDevNullStreamsThePassedFdsAndNoOtherFd) {
   EXPECT_EQ(fds, want);
 }
 
-TEST_F(MigrateCriuTest, ChildGetsNoBlockedOrIgnoredSignals) {
+TEST_F(SpawnCriuTest, StdinMayBeGiven) {
+  int input[2];
+  ASSERT_EQ(pipe2(input, O_CLOEXEC), 0);
+  Result<pid_t> child = SpawnCriu({"/bin/sleep", "30"}, {}, kRoot, CriuStep::kRestore, input[0]);
+  ASSERT_TRUE(child.ok()) << child.message();
+  ASSERT_TRUE(WaitForExec(*child, "/bin/sleep"));
+  auto fds = OpenFds(*child);
+  KillAndReap(*child);
+  const std::string pipe_name = PipeName(input[0]);
+  close(input[0]);
+  close(input[1]);
+  const std::vector<std::pair<int, std::string>> want = {{0, pipe_name}, {1, "/dev/null"}, {2, "/dev/null"}};
+  EXPECT_EQ(fds, want);
+}
+
+TEST_F(SpawnCriuTest, ChildGetsNoBlockedOrIgnoredSignals) {
   sigset_t usr1, old_mask;
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
@@ -413,51 +486,76 @@ TEST_F(MigrateCriuTest, ChildGetsNoBlockedOrIgnoredSignals) {
   struct sigaction ignore {}, old_action {};
   ignore.sa_handler = SIG_IGN;
   ASSERT_EQ(sigaction(SIGUSR2, &ignore, &old_action), 0);
-  Result<pid_t> child = Spawn({"/bin/sleep", "30"});
+  Result<pid_t> child = SpawnCriu({"/bin/sleep", "30"}, {}, kRoot, CriuStep::kDump);
   sigaction(SIGUSR2, &old_action, nullptr);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ASSERT_TRUE(child.ok()) << child.message();
-  // posix_spawn returns once the child has exec'd: its masks are final by then.
-  std::ifstream status_file("/proc/" + std::to_string(*child) + "/status");
-  const std::string masks(std::istreambuf_iterator<char>(status_file), {});
-  kill(*child, SIGKILL);
-  waitpid(*child, nullptr, 0);
-  auto bits = [&](const std::string& field) {
-    auto at = masks.find(field + ":");
-    EXPECT_NE(at, std::string::npos) << masks;
-    return at == std::string::npos ? ~0ULL : std::stoull(masks.substr(at + field.size() + 1), nullptr, 16);
-  };
-  EXPECT_EQ(bits("SigBlk") & (1ULL << (SIGUSR1 - 1)), 0u) << masks;
-  EXPECT_EQ(bits("SigIgn") & (1ULL << (SIGUSR2 - 1)), 0u) << masks;
+  ASSERT_TRUE(WaitForExec(*child, "/bin/sleep"));
+  const std::string blocked = StatusField(*child, "SigBlk"), ignored = StatusField(*child, "SigIgn");
+  KillAndReap(*child);
+  ASSERT_FALSE(blocked.empty());
+  ASSERT_FALSE(ignored.empty());
+  EXPECT_EQ(std::stoull(blocked, nullptr, 16) & (1ULL << (SIGUSR1 - 1)), 0u) << blocked;
+  EXPECT_EQ(std::stoull(ignored, nullptr, 16) & (1ULL << (SIGUSR2 - 1)), 0u) << ignored;
 }
 
-TEST_F(MigrateCriuTest, ExitStatusIsReturned) {
-  Result<int> status = RunAndWait({"/bin/sh", "-c", "exit 7"});
+TEST_F(SpawnCriuTest, EnvironmentIsBare) {
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(setenv("QUEUE_TEST_SECRET", "leaked", 1), 0);
+  Result<int> status = SpawnAndWait({"/bin/sh", "-c", "/usr/bin/env >&3"}, {out[1]});
+  unsetenv("QUEUE_TEST_SECRET");
+  close(out[1]);
+  ASSERT_TRUE(status.ok()) << status.message();
+  std::string env = Drain(out[0]);
+  close(out[0]);
+  EXPECT_NE(env.find("PATH=/usr/local/sbin:"), std::string::npos) << env;
+  EXPECT_EQ(env.find("QUEUE_TEST_SECRET"), std::string::npos) << env;
+  EXPECT_EQ(env.find("HOME="), std::string::npos) << env;
+}
+
+// An owner's criu: the owner's ids, and only the capabilities its step needs,
+// ambient so that they survive the exec.
+TEST_F(SpawnCriuTest, AnOwnersCriuHasTheOwnersIdsAndOnlyItsCapabilities) {
+  const CriuIdentity nobody{65534, 65534, {65534}};
+  for (CriuStep step : {CriuStep::kDump, CriuStep::kRestore}) {
+    Result<pid_t> child = SpawnCriu({"/bin/sleep", "30"}, {}, nobody, step);
+    ASSERT_TRUE(child.ok()) << child.message();
+    ASSERT_TRUE(WaitForExec(*child, "/bin/sleep"));
+    const std::string uid = StatusField(*child, "Uid"), ambient = StatusField(*child, "CapAmb");
+    KillAndReap(*child);
+    EXPECT_EQ(uid, "65534\t65534\t65534\t65534");
+    uint64_t want = uint64_t{1} << 40;  // CAP_CHECKPOINT_RESTORE
+    if (step == CriuStep::kRestore) want |= uint64_t{1} << 8;  // CAP_SETPCAP
+    EXPECT_EQ(std::stoull(ambient, nullptr, 16), want) << ambient;
+  }
+}
+
+TEST_F(SpawnCriuTest, ExitStatusIsReturned) {
+  Result<int> status = SpawnAndWait({"/bin/sh", "-c", "exit 7"});
   ASSERT_TRUE(status.ok()) << status.message();
   EXPECT_TRUE(WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 7);
 }
 
-TEST_F(MigrateCriuTest, MissingProgramFailsCleanly) {
+// The exec fails in the child: it exits 127, and no copy of a passed fd is left here.
+TEST_F(SpawnCriuTest, AMissingProgramExits127) {
   int passed[2];
   ASSERT_EQ(pipe2(passed, O_CLOEXEC), 0);
   size_t before = OpenFdCount();
-  Result<pid_t> spawned = Spawn({dir_ + "/no-such-criu", "check"}, {passed[1]});
-  ASSERT_FALSE(spawned.ok());
-  EXPECT_NE(spawned.message().find("cannot run " + dir_ + "/no-such-criu"), std::string::npos)
-      << spawned.message();
+  Result<int> status = SpawnAndWait({dir_ + "/no-such-criu", "check"}, {passed[1]});
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 127);
   EXPECT_EQ(OpenFdCount(), before) << "the copies of the passed fds must be closed";
-  Result<int> ran = RunAndWait({dir_ + "/no-such-criu"});
-  EXPECT_FALSE(ran.ok());
   close(passed[0]);
   close(passed[1]);
 }
 
-TEST_F(MigrateCriuTest, SpawnLeavesNoCopiesOfThePassedFds) {
+TEST_F(SpawnCriuTest, SpawnLeavesNoCopiesOfThePassedFds) {
   int passed[2];
   ASSERT_EQ(pipe2(passed, O_CLOEXEC), 0);
   size_t before = OpenFdCount();
-  Result<pid_t> spawned = Spawn({"/bin/true"}, {passed[0], passed[1]});
+  Result<pid_t> spawned = SpawnCriu({"/bin/true"}, {passed[0], passed[1]}, kRoot, CriuStep::kDump);
   ASSERT_TRUE(spawned.ok()) << spawned.message();
   EXPECT_EQ(OpenFdCount(), before);
   int status = 0;

@@ -5,6 +5,10 @@
 
 namespace queue {
 
-std::string ErrnoText(int err) { return std::strerror(err); }
+// strerror_r, not strerror: the daemon's worker thread names errors too.
+std::string ErrnoText(int err) {
+  char buffer[256];
+  return strerror_r(err, buffer, sizeof buffer);  // GNU: returns the text, in buffer or not
+}
 
 }  // namespace queue

@@ -330,4 +330,31 @@ bool TestCluster::WaitForView(std::chrono::milliseconds timeout, const std::vect
       timeout);
 }
 
+nlohmann::json JobOn(TestCluster& cluster, int host, uint64_t id) {
+  auto run = cluster.Queue(host, {"--jobs", "--all", "--json"}, {{}, "", std::chrono::seconds(10), ""});
+  auto list = nlohmann::json::parse(run.out, nullptr, false);
+  if (list.is_discarded()) return {};
+  for (const auto& job : list)
+    if (job["id"] == id && job["origin"] == cluster.entry(0)) return job;
+  return {};
+}
+
+std::string RunningOn(TestCluster& cluster, uint64_t id) {
+  auto job = JobOn(cluster, 0, id);
+  if (job.is_null() || job["state"] != "running") return "";
+  return job["host"];
+}
+
+int IndexOf(TestCluster& cluster, const std::string& entry) {
+  for (int i = 0; i < cluster.size(); ++i)
+    if (cluster.entry(i) == entry) return i;
+  return -1;
+}
+
+Background StartStub(TestCluster& cluster, const std::string& cwd, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, BinDir() + "/queue"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return StartBackground(argv, {"QUEUE_SOCKET=" + cluster.socket(0)}, cwd + "/stub.out", cwd + "/stub.err");
+}
+
 }  // namespace queue::testing

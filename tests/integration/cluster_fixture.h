@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace queue::testing {
 
 struct CommandResult {
@@ -114,5 +116,17 @@ class TestCluster {
   std::vector<Host> hosts_;
   ClusterOptions options_;
 };
+
+// ---- Jobs submitted through host 0 (queue --jobs --json) ----
+
+// Job `id` as host `host` lists it, when host 0 is its submit host; null when absent.
+nlohmann::json JobOn(TestCluster& cluster, int host, uint64_t id);
+// The host job `id` (submitted on host 0) runs on now, or "" when it is not running.
+std::string RunningOn(TestCluster& cluster, uint64_t id);
+// Which host of the cluster `entry` is, or -1.
+int IndexOf(TestCluster& cluster, const std::string& entry);
+// Starts `queue ARGS` through host 0 in the background, from `cwd` (where the
+// job's files live), its output in cwd/stub.out and cwd/stub.err.
+Background StartStub(TestCluster& cluster, const std::string& cwd, const std::vector<std::string>& args);
 
 }  // namespace queue::testing

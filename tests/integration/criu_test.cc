@@ -34,33 +34,6 @@ std::string CountTo(int n) {
   return lines;
 }
 
-nlohmann::json JobOn(TestCluster& cluster, uint64_t id) {
-  auto run = cluster.Queue(0, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
-  auto list = nlohmann::json::parse(run.out, nullptr, false);
-  if (list.is_discarded()) return {};
-  for (const auto& job : list)
-    if (job["id"] == id && job["origin"] == cluster.entry(0)) return job;
-  return {};
-}
-
-std::string RunningOn(TestCluster& cluster, uint64_t id) {
-  auto job = JobOn(cluster, id);
-  if (job.is_null() || job["state"] != "running") return "";
-  return job["host"];
-}
-
-int IndexOf(TestCluster& cluster, const std::string& entry) {
-  for (int i = 0; i < cluster.size(); ++i)
-    if (cluster.entry(i) == entry) return i;
-  return -1;
-}
-
-Background StartStub(TestCluster& cluster, const std::string& cwd, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, BinDir() + "/queue"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return StartBackground(argv, {"QUEUE_SOCKET=" + cluster.socket(0)}, cwd + "/stub.out", cwd + "/stub.err");
-}
-
 class CriuTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -110,7 +83,7 @@ TEST_F(CriuTest, AProgramThatKnowsNothingOfCheckpointsMovesTwiceAndCarriesOn) {
   EXPECT_EQ(ReadFile(out), CountTo(kLines)) << ReadFile(err) << cluster->log(0) << cluster->log(1);
   EXPECT_NE(ReadFile(err).find("by CRIU"), std::string::npos) << ReadFile(err);
   EXPECT_EQ(ReadFile(err).find("starts again"), std::string::npos) << ReadFile(err);
-  auto record = JobOn(*cluster, 1);
+  auto record = JobOn(*cluster, 0, 1);
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record["restarts"], 2) << record.dump();
 }
@@ -134,14 +107,14 @@ TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
       << cluster->log(0) << cluster->log(1);
   ASSERT_TRUE(WaitUntil(
       [&] {
-        auto job = JobOn(*cluster, id);
+        auto job = JobOn(*cluster, 0, id);
         return !job.is_null() && job["state"] == "done";
       },
       60s))
       << cluster->log(0) << cluster->log(1);
   EXPECT_EQ(ReadFile(cwd + "/count.o" + std::to_string(id)), CountTo(kLines))
-      << JobOn(*cluster, id).dump() << cluster->log(0) << cluster->log(1);
-  EXPECT_EQ(JobOn(*cluster, id)["restarts"], 1);
+      << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
+  EXPECT_EQ(JobOn(*cluster, 0, id)["restarts"], 1);
 }
 
 // A job with a full pty: CRIU restores it onto the new shepherd's pty, and the
@@ -173,7 +146,7 @@ TEST_F(CriuTest, AJobWithATerminalMovesWithIt) {
   EXPECT_NE(screen.find("line-" + std::to_string(kLines) + " on /dev/pts/"), std::string::npos) << screen;
   EXPECT_NE(screen.find("stub-exit=0"), std::string::npos) << screen;
   EXPECT_EQ(screen.find("could not be restored"), std::string::npos) << screen << cluster->log(1);
-  EXPECT_EQ(JobOn(*cluster, 1)["host"], cluster->entry(1)) << JobOn(*cluster, 1).dump();
+  EXPECT_EQ(JobOn(*cluster, 0, 1)["host"], cluster->entry(1)) << JobOn(*cluster, 0, 1).dump();
 }
 
 // A criu that works for `check` and `--version` and fails one command with a
@@ -218,7 +191,7 @@ TEST_F(CriuTest, AJobCriuCannotDumpCarriesOnWhereItIs) {
                                " (the kernel would not let go); it carries on there"),
             std::string::npos)
       << ReadFile(err);
-  auto record = JobOn(*cluster, 1);
+  auto record = JobOn(*cluster, 0, 1);
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record["host"], cluster->entry(0)) << record.dump();
   EXPECT_EQ(record.value("restarts", 0), 0) << record.dump();
@@ -253,7 +226,7 @@ TEST_F(CriuTest, AnImageThatCannotBeRestoredStartsTheJobAgainAndSaysWhy) {
                                " (criu restore failed: no room for the job here); it starts again from the beginning"),
             std::string::npos)
       << ReadFile(err);
-  auto record = JobOn(*cluster, 1);
+  auto record = JobOn(*cluster, 0, 1);
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record["host"], cluster->entry(1)) << record.dump();
   std::filesystem::remove_all(tools);

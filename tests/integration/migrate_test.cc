@@ -32,36 +32,6 @@ std::string ResultLine(const std::string& output) {
   return output.substr(at, output.find('\n', at) - at);
 }
 
-nlohmann::json JobOn(TestCluster& cluster, int host, uint64_t id) {
-  auto run = cluster.Queue(host, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
-  auto list = nlohmann::json::parse(run.out, nullptr, false);
-  if (list.is_discarded()) return {};
-  for (const auto& job : list)
-    if (job["id"] == id && job["origin"] == cluster.entry(host)) return job;
-  return {};
-}
-
-// The host job `id` (submitted on host 0) runs on now, or "" when it is not running.
-std::string RunningOn(TestCluster& cluster, uint64_t id) {
-  auto job = JobOn(cluster, 0, id);
-  if (job.is_null() || job["state"] != "running") return "";
-  return job["host"];
-}
-
-// Starts `queue ARGS` through host 0 in the background, from `cwd` (where the
-// job's restart files live).
-Background StartStub(TestCluster& cluster, const std::string& cwd, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, BinDir() + "/queue"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return StartBackground(argv, {"QUEUE_SOCKET=" + cluster.socket(0)}, cwd + "/stub.out", cwd + "/stub.err");
-}
-
-int IndexOf(TestCluster& cluster, const std::string& entry) {
-  for (int i = 0; i < cluster.size(); ++i)
-    if (cluster.entry(i) == entry) return i;
-  return -1;
-}
-
 class MigrateTest : public ::testing::Test {
  protected:
   void SetUp() override {

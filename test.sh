@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The second command, and what CI runs: installs what Queue needs, builds it
 # into build/ and runs every test (unit and integration) with ctest, then does
-# the same under AddressSanitizer + UBSan in build-asan/. Exits non-zero if any
+# the same under AddressSanitizer + UBSan in build-asan/, and the unit tests
+# under ThreadSanitizer in build-tsan/. Exits non-zero if any
 # step fails; the last line sums up each step and its time.
 # QUEUE_SKIP_SANITIZE=1 and QUEUE_SKIP_FUZZ=1 skip those passes (for quick local runs only).
 set -uo pipefail
@@ -61,6 +62,13 @@ else
   # which keeps the whole script well inside CI's time on two cores.
   if step asan-build scripts/build.sh build-asan -DQUEUE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug; then
     step asan-tests ctest --test-dir build-asan "${ctest_args[@]}"
+  fi
+  # ThreadSanitizer over the unit tests: the daemon's worker thread and the
+  # stub's stdin reader are the threads there are, and both have unit tests.
+  # (Only unit_tests is built, so only the tests labelled unit are run.)
+  if step tsan-build scripts/build.sh build-tsan -DQUEUE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug -- unit_tests; then
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}
+    step tsan-tests ctest --test-dir build-tsan -L unit "${ctest_args[@]}"
   fi
 fi
 # Every parser of untrusted input under libFuzzer (clang, ASan+UBSan): a short

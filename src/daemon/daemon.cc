@@ -25,6 +25,7 @@
 #include "daemon/group_commit.h"
 #include "daemon/job_finisher.h"
 #include "daemon/job_runner.h"
+#include "util/worker_thread.h"
 #include "daemon/peer_link.h"
 #include "daemon/queue_program.h"
 #include "daemon/queue_table.h"
@@ -104,7 +105,7 @@ class DaemonImpl {
  public:
   DaemonImpl(asio::io_context& io, DaemonConfig config) : io_(io), config_(std::move(config)),
       sampler_(config_.loadavg_file), table_(config_.stale_after), unix_acceptor_(io),
-      tcp_acceptor_(io), heartbeat_(io), signals_(io) {}
+      tcp_acceptor_(io), heartbeat_(io), signals_(io), file_worker_(io) {}
 
   Status Init();
   void Run();
@@ -265,6 +266,9 @@ class DaemonImpl {
   tcp::acceptor tcp_acceptor_;
   asio::steady_timer heartbeat_;
   asio::signal_set signals_;
+  // Packs, unpacks and delivers files that can take seconds, off the loop.
+  // Last, so that it is stopped first: its results call into runner_ and finisher_.
+  util::WorkerThread file_worker_;
 };
 
 Status DaemonImpl::Init() {
@@ -287,11 +291,11 @@ Status DaemonImpl::Init() {
   queues_->Refresh(true);
   for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
-  runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, self_.entry, config_.shepherd_path,
-                                        config_.spool_dir);
+  runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, file_worker_, self_.entry,
+                                        config_.shepherd_path, config_.spool_dir);
   ProbeCriuIfNeeded();
   if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
-  finisher_ = std::make_unique<JobFinisher>(*store_, *batch_, *runner_, *queues_, config_.spool_dir);
+  finisher_ = std::make_unique<JobFinisher>(*store_, *batch_, *runner_, *queues_, file_worker_, config_.spool_dir);
   if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
   if (std::string dir = config_.spool_dir + "/.queued/arriving"; mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Fail("cannot create " + dir + ": " + ErrnoText(errno));

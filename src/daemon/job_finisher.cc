@@ -56,6 +56,42 @@ Status AppendFile(int to, int from) {
   }
 }
 
+// What the worker thread needs to bring a batch job's output home.
+struct OutputDelivery {
+  int fd;                   // this run's output, or -1; the delivery owns it
+  std::string partial_path; // the output from before its checkpoints, if any
+  std::string output_path;  // where its owner wants it ("" = nowhere)
+  spool::FileOwner owner;
+};
+
+struct DeliveredOutput {
+  std::string note;     // what could not be done, or ""
+  bool written = true;  // false when the owner's file could not be written (then no mail)
+  int whole_fd = -1;    // the whole output (for the mail), to be closed by the caller
+};
+
+// On the worker thread: appends this run's output to what came before, and
+// writes the whole as the owner's file.
+DeliveredOutput DeliverOutput(const OutputDelivery& delivery) {
+  DeliveredOutput delivered;
+  delivered.whole_fd = delivery.fd;
+  int partial = open(delivery.partial_path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+  if (partial >= 0) {
+    if (delivery.fd >= 0) {
+      if (auto appended = AppendFile(partial, delivery.fd); !appended.ok()) delivered.note = appended.message();
+      close(delivery.fd);
+    }
+    delivered.whole_fd = partial;
+  }
+  if (delivery.output_path.empty() || delivered.whole_fd < 0) return delivered;
+  auto written = spool::DeliverOutputFile(delivered.whole_fd, delivery.output_path, delivery.owner);
+  if (!written.ok()) {
+    delivered.written = false;
+    delivered.note += (delivered.note.empty() ? "" : "; ") + written.message();
+  }
+  return delivered;
+}
+
 }  // namespace
 
 Status JobFinisher::Prepare() {
@@ -174,6 +210,9 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
       acknowledge();
     });
   }
+  // Its output is already on its way home: the peer asks again, and is answered
+  // once the end is recorded.
+  if (delivering_.contains(r.id)) return;
   std::string incoming = IncomingFile(r.id);
   int fd = -1;
   std::string note;
@@ -184,6 +223,10 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
                 << " arrived incomplete or damaged; waiting for it to be sent again\n";
       return;
     }
+    // Read through fd from now on: the same output sent again (its end's ack
+    // was late) is written to a new file, not over this one. Should this
+    // daemon stop before the end is recorded, the peer sends it again anyway.
+    ::unlink(incoming.c_str());
   } else if (r.batch && !r.output_path.empty()) {
     note = "its output was lost on " + peer;
   }
@@ -193,11 +236,19 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   r.start_time = ended.start_time;
   r.end_time = ended.end_time != 0 ? ended.end_time : Now();
   r.message = ended.message;
-  if (r.batch) {
-    std::string delivered = Deliver(r, fd);
+  if (!r.batch) return RecordEnd(std::move(r), note, acknowledge);
+  delivering_.insert(r.id);
+  DeliverThen(r, fd, [this, r, note, acknowledge, peer, attempt = ended.attempt](std::string delivered) mutable {
+    delivering_.erase(r.id);
+    auto current = store_.Get(r.id);
+    if (!current.ok()) return;  // the spool is failing: no ack, the peer asks again
+    if (!current->has_value() || !IsPlacedOn(**current, peer, attempt)) return acknowledge();  // cancelled meanwhile
     if (!delivered.empty()) note += (note.empty() ? "" : "; ") + delivered;
-  }
-  if (fd >= 0) close(fd);
+    RecordEnd(std::move(r), note, acknowledge);
+  });
+}
+
+void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const std::function<void()>& acknowledge) {
   if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
   r.end_reported = true;
   batch_.Join();
@@ -225,21 +276,25 @@ void JobFinisher::FinishLocal(spool::JobRecord r) {
   }
   if (!r.batch || r.end_reported) return;
   if (WasLost(r)) return Lost(r, r.message);
+  if (!delivering_.insert(r.id).second) return;
   int fd = open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  std::string note = Deliver(r, fd);
-  if (fd >= 0) close(fd);
-  if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
-  r.end_reported = true;
-  batch_.Join();
-  if (auto updated = store_.Update(r); !updated.ok()) {
-    std::cerr << "queued: spool: " << updated.message() << "\n";
-    return;
-  }
-  uint64_t id = r.id;
-  batch_.AfterCommit([this, id](const Status& ok) {
-    if (!ok.ok()) return;
-    runner_.RemoveJobFiles(id);
-    DiscardOriginFiles(id);
+  DeliverThen(r, fd, [this, r](std::string note) mutable {
+    delivering_.erase(r.id);
+    auto current = store_.Get(r.id);
+    if (!current.ok() || !current->has_value() || (*current)->end_reported) return;
+    if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
+    r.end_reported = true;
+    batch_.Join();
+    if (auto updated = store_.Update(r); !updated.ok()) {
+      std::cerr << "queued: spool: " << updated.message() << "\n";
+      return;
+    }
+    uint64_t id = r.id;
+    batch_.AfterCommit([this, id](const Status& ok) {
+      if (!ok.ok()) return;
+      runner_.RemoveJobFiles(id);
+      DiscardOriginFiles(id);
+    });
   });
 }
 
@@ -293,29 +348,20 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
   if (restart && on_requeue_) on_requeue_(r.id, "");
 }
 
-std::string JobFinisher::Deliver(const spool::JobRecord& record, int fd) {
+void JobFinisher::DeliverThen(const spool::JobRecord& record, int fd, std::function<void(std::string)> then) {
   auto spec = wire::DecodeStoredSpec(record.spec);
-  if (!spec.ok()) return spec.message();
-  int whole = -1;  // the output from before its checkpoints, then this run's
-  if (int partial = open(PartialOutput(record.id).c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW); partial >= 0) {
-    if (fd >= 0) {
-      if (auto appended = AppendFile(partial, fd); !appended.ok())
-        std::cerr << "queued: job " << record.id << ": " << appended.message() << "\n";
-    }
-    whole = partial;
-    fd = partial;
+  if (!spec.ok()) {
+    if (fd >= 0) close(fd);
+    return then(spec.message());
   }
-  if (!record.output_path.empty() && fd >= 0) {
-    spool::FileOwner owner{spec->uid, spec->gid, spec->groups};
-    auto delivered = spool::DeliverOutputFile(fd, record.output_path, owner);
-    if (!delivered.ok()) {
-      if (whole >= 0) close(whole);
-      return delivered.message();
-    }
-  }
-  Mail(record, fd);
-  if (whole >= 0) close(whole);
-  return "";
+  OutputDelivery delivery{fd, PartialOutput(record.id), record.output_path,
+                          spool::FileOwner{spec->uid, spec->gid, spec->groups}};
+  worker_.Run<DeliveredOutput>([delivery = std::move(delivery)] { return DeliverOutput(delivery); },
+                               [this, record, then = std::move(then)](DeliveredOutput delivered) {
+                                 if (delivered.written) Mail(record, delivered.whole_fd);
+                                 if (delivered.whole_fd >= 0) close(delivered.whole_fd);
+                                 then(delivered.note);
+                               });
 }
 
 void JobFinisher::MailStart(const spool::JobRecord& record, const std::string& host) {

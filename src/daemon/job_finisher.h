@@ -8,6 +8,7 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
 
 #include "daemon/bundle_sender.h"
@@ -15,15 +16,18 @@
 #include "daemon/job_runner.h"
 #include "daemon/queue_table.h"
 #include "spool/job_store.h"
+#include "util/worker_thread.h"
 #include "wire/messages.h"
 
 namespace queue::daemon {
 
 class JobFinisher {
  public:
+  // `worker` writes output files home off the event loop.
   JobFinisher(spool::JobStore& store, GroupCommit& batch, JobRunner& runner, QueueTable& queues,
-              std::string spool_dir)
-      : store_(store), batch_(batch), runner_(runner), queues_(queues), spool_dir_(std::move(spool_dir)) {}
+              util::WorkerThread& worker, std::string spool_dir)
+      : store_(store), batch_(batch), runner_(runner), queues_(queues), worker_(worker),
+        spool_dir_(std::move(spool_dir)) {}
 
   Status Prepare();
 
@@ -67,16 +71,22 @@ class JobFinisher {
   // `in_place`: it checkpointed for its own sake and may restart anywhere.
   void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle, int output_fd,
                     bool in_place);
-  // Delivers the output in `fd` (may be -1: none) and mails the owner; returns a
-  // note for the record when something could not be done.
-  std::string Deliver(const spool::JobRecord& record, int fd);
+  // Delivers the output in `fd` (may be -1: none; closed here), after what was
+  // kept from before its checkpoints, on the worker thread; then mails the
+  // owner and calls `then` with a note for the record when something could
+  // not be done ("" when all went well).
+  void DeliverThen(const spool::JobRecord& record, int fd, std::function<void(std::string note)> then);
+  // Stores the end of a job whose output is home, then acknowledges it.
+  void RecordEnd(spool::JobRecord record, const std::string& note, const std::function<void()>& acknowledge);
   void Mail(const spool::JobRecord& record, int fd);
 
   spool::JobStore& store_;
   GroupCommit& batch_;
   JobRunner& runner_;
   QueueTable& queues_;
+  util::WorkerThread& worker_;
   std::string spool_dir_;
+  std::set<uint64_t> delivering_;  // output on its way home on the worker thread
   IncomingFiles incoming_;  // outputs and restart bundles coming home
   std::function<void(uint64_t, const std::string&)> on_requeue_;
 };

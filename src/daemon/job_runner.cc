@@ -127,9 +127,10 @@ bool WasLost(const spool::JobRecord& record) {
 }
 
 JobRunner::JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
-                     std::string self_host, std::string shepherd_path, std::string spool_dir)
+                     util::WorkerThread& worker, std::string self_host, std::string shepherd_path,
+                     std::string spool_dir)
     : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
-      shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)), worker_(io) {}
+      shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)), worker_(worker) {}
 
 Status JobRunner::Prepare() {
   for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output", "/.queued/bundle", "/.queued/criu"}) {

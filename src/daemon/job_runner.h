@@ -48,8 +48,9 @@ class JobRunner {
  public:
   using ShepherdChannel = wire::Channel<asio::local::stream_protocol::socket>;
 
+  // `worker` packs and unpacks restart files off the event loop.
   JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
-            std::string self_host, std::string shepherd_path, std::string spool_dir);
+            util::WorkerThread& worker, std::string self_host, std::string shepherd_path, std::string spool_dir);
 
   // Creates the runner's spool directories.
   Status Prepare();
@@ -189,8 +190,7 @@ class JobRunner {
   std::function<void(const std::string&, const std::string&)> on_notice_;
   std::set<uint64_t> packing_;  // checkpointed jobs whose restart files are being packed
   std::map<std::string, std::vector<AdmitDone>> unpacking_;  // by AdmissionKey: who waits for its answer
-  // Last, so that it is stopped first: it packs and unpacks restart files.
-  util::WorkerThread worker_;
+  util::WorkerThread& worker_;
 };
 
 }  // namespace queue::daemon

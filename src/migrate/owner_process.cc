@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +16,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "util/child_wait.h"
+
 namespace queue::migrate {
 
 namespace {
@@ -25,8 +26,6 @@ static_assert(std::is_same_v<uid_t, uint32_t> && std::is_same_v<gid_t, uint32_t>
               "FileOwner's ids are passed to the kernel as they are");
 
 constexpr char kOkTag = 'K';
-// P_PIDFD of <linux/wait.h>, which glibc 2.36's idtype_t does not name yet.
-constexpr int kIdTypePidfd = 3;
 constexpr char kErrorTag = 'E';
 // More than any report the work sends (10,000 paths of 4 KiB); past it the parent
 // drains the pipe so the child can finish, and refuses the report.
@@ -130,20 +129,6 @@ std::optional<std::string> ReadMessage(int fd) {
   return message;
 }
 
-// The child's wait status, or nullopt if someone else reaped it. The daemon's
-// own reaper (waitpid of any child) runs on its event loop while this may run
-// on a worker thread; the pidfd names this child for good, where a bare pid
-// could by then name another child of the daemon.
-std::optional<int> WaitFor(int pidfd) {
-  if (pidfd < 0) return std::nullopt;
-  siginfo_t info{};
-  while (waitid(static_cast<idtype_t>(kIdTypePidfd), static_cast<id_t>(pidfd), &info, WEXITED) < 0) {
-    if (errno != EINTR) return std::nullopt;
-  }
-  if (info.si_code == CLD_EXITED) return W_EXITCODE(info.si_status, 0);
-  return W_EXITCODE(0, info.si_status);  // killed or dumped by that signal
-}
-
 std::string DescribeSilentEnd(std::optional<int> status) {
   if (status && WIFSIGNALED(*status)) {
     return "the process doing it was killed by signal " + std::to_string(WTERMSIG(*status));
@@ -169,15 +154,13 @@ Result<std::string> RunAsOwner(const spool::FileOwner& owner, std::initializer_l
     RunChild(owner, self == 0, std::move(keep), pipe_fds[1], what, work);
   }
   int fork_error = errno;
-  // Taken before the child can have done its work, so it still names it.
-  int pidfd = pid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1;
+  int pidfd = OpenPidfd(pid);
   close(pipe_fds[1]);
   std::optional<std::string> message;
   if (pid > 0) message = ReadMessage(pipe_fds[0]);
   close(pipe_fds[0]);
   if (pid < 0) return Fail(what + ": could not start a process: " + ErrnoText(fork_error));
-  std::optional<int> status = WaitFor(pidfd);
-  if (pidfd >= 0) close(pidfd);
+  std::optional<int> status = WaitAndClosePidfd(pidfd);
   if (!message) return Fail(what + ": the process doing it sent an oversized report");
   // A child reaped by someone else (status unknown) is judged by its message;
   // one that exited non-zero may have sent only part of it.

@@ -16,6 +16,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "util/child_wait.h"
+
 namespace queue::spool {
 
 namespace {
@@ -224,16 +226,6 @@ std::optional<Report> ReadReport(int fd) {
   return report;
 }
 
-// The child's wait status, or nullopt if someone else reaped it (its report, read
-// before, is what counts).
-std::optional<int> WaitFor(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return std::nullopt;
-  }
-  return status;
-}
-
 std::string Describe(const Report& report, const FileOwner& owner) {
   std::string reason = ErrnoText(report.error);
   switch (report.step) {
@@ -269,6 +261,7 @@ Status DeliverOutputFile(int source_fd, const std::string& dest_path, const File
   pid_t pid = fork();
   if (pid == 0) RunChild(*plan);
   int fork_error = errno;
+  int pidfd = OpenPidfd(pid);  // its report, read first, is what counts if another reaps it
   close(pipe_fds[1]);
   std::optional<Report> report;
   if (pid > 0) report = ReadReport(pipe_fds[0]);
@@ -277,7 +270,7 @@ Status DeliverOutputFile(int source_fd, const std::string& dest_path, const File
     return CannotWrite(dest_path, "could not start a process to write it: " +
                                       ErrnoText(fork_error));
   }
-  std::optional<int> status = WaitFor(pid);
+  std::optional<int> status = WaitAndClosePidfd(pidfd);
   if (!report) return CannotWrite(dest_path, DescribeSilentDeath(status));
   if (report->step != Step::kNone) return CannotWrite(dest_path, Describe(*report, owner));
   return Status::Ok();

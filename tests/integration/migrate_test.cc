@@ -124,7 +124,8 @@ TEST_F(MigrateTest, AJobAskedToMoveToADeadHostGoesOnWhereItWas) {
   std::filesystem::create_directories(cwd);
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(1), "--", Counter(), "1500", "0.002"});
-  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 15s)) << ReadFile(err);
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 15s))
+      << ReadFile(err) << JobOn(*cluster, 0, 1).dump() << cluster->log(0) << cluster->log(1);
   cluster->StopDaemon(2, SIGKILL);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(2)});
   ASSERT_EQ(asked.exit_code, 0) << asked.err;

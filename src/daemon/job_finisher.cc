@@ -248,7 +248,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   });
 }
 
-void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const std::function<void()>& acknowledge) {
+void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const std::function<void()>& then) {
   if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
   r.end_reported = true;
   batch_.Join();
@@ -257,10 +257,10 @@ void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const s
     return;
   }
   uint64_t id = r.id;
-  batch_.AfterCommit([this, acknowledge, id](const Status& ok) {
+  batch_.AfterCommit([this, then, id](const Status& ok) {
     if (!ok.ok()) return;
     DiscardOriginFiles(id);
-    acknowledge();
+    then();
   });
 }
 
@@ -282,19 +282,8 @@ void JobFinisher::FinishLocal(spool::JobRecord r) {
     delivering_.erase(r.id);
     auto current = store_.Get(r.id);
     if (!current.ok() || !current->has_value() || (*current)->end_reported) return;
-    if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
-    r.end_reported = true;
-    batch_.Join();
-    if (auto updated = store_.Update(r); !updated.ok()) {
-      std::cerr << "queued: spool: " << updated.message() << "\n";
-      return;
-    }
     uint64_t id = r.id;
-    batch_.AfterCommit([this, id](const Status& ok) {
-      if (!ok.ok()) return;
-      runner_.RemoveJobFiles(id);
-      DiscardOriginFiles(id);
-    });
+    RecordEnd(std::move(r), note, [this, id] { runner_.RemoveJobFiles(id); });
   });
 }
 

@@ -76,8 +76,10 @@ class JobFinisher {
   // owner and calls `then` with a note for the record when something could
   // not be done ("" when all went well).
   void DeliverThen(const spool::JobRecord& record, int fd, std::function<void(std::string note)> then);
-  // Stores the end of a job whose output is home, then acknowledges it.
-  void RecordEnd(spool::JobRecord record, const std::string& note, const std::function<void()>& acknowledge);
+  // Stores the end of a job whose output is home (with `note`, what could not
+  // be done), and once that is on disk drops its files here and calls `then`
+  // (to acknowledge it to its execution host, say).
+  void RecordEnd(spool::JobRecord record, const std::string& note, const std::function<void()>& then);
   void Mail(const spool::JobRecord& record, int fd);
 
   spool::JobStore& store_;

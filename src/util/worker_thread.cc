@@ -4,8 +4,9 @@ namespace queue::util {
 
 WorkerThread::~WorkerThread() {
   *alive_ = false;
-  pool_.stop();
-  pool_.join();
+  if (!pool_) return;
+  pool_->stop();
+  pool_->join();
 }
 
 }  // namespace queue::util

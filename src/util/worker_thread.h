@@ -6,10 +6,14 @@
 // Pieces of work run one at a time, in the order given. Each result is handed
 // to its `done` on the event loop. Work runs on another thread, so it must only
 // use what it was given (copies), never what the loop owns.
+//
+// The thread starts with the first piece of work, not before: a daemon makes
+// its WorkerThread, then forks to detach, and a thread does not cross a fork.
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include <asio.hpp>
@@ -27,7 +31,8 @@ class WorkerThread {
 
   template <typename T>
   void Run(std::function<T()> work, std::function<void(T)> done) {
-    asio::post(pool_, [alive = alive_, &loop = loop_, work = std::move(work), done = std::move(done)]() mutable {
+    if (!pool_) pool_.emplace(1);
+    asio::post(*pool_, [alive = alive_, &loop = loop_, work = std::move(work), done = std::move(done)]() mutable {
       auto result = std::make_shared<T>(work());
       asio::post(loop, [alive, result, done = std::move(done)] {
         if (*alive) done(std::move(*result));
@@ -40,7 +45,7 @@ class WorkerThread {
   // Read and cleared only on the loop's thread: results that reach the loop
   // after the owner is gone are dropped.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  asio::thread_pool pool_{1};
+  std::optional<asio::thread_pool> pool_;  // started by the first Run
 };
 
 }  // namespace queue::util

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -89,6 +92,30 @@ TEST(WorkerThread, AResultThatArrivesAfterTheWorkerIsGoneIsDropped) {
   }  // joined: the result is posted to the loop, not yet run
   loop.run_for(100ms);
   EXPECT_FALSE(called);
+}
+
+// queued makes its WorkerThread, then forks to detach: the worker must work
+// in the child, where no thread of the parent exists.
+TEST(WorkerThread, WorksInAChildForkedAfterItWasMade) {
+  asio::io_context loop;
+  WorkerThread worker(loop);
+  pid_t pid = fork();
+  if (pid == 0) {
+    loop.notify_fork(asio::io_context::fork_child);
+    bool done = false;
+    worker.Run<int>([] { return 7; },
+                    [&](int value) {
+                      done = value == 7;
+                      loop.stop();
+                    });
+    auto guard = asio::make_work_guard(loop);
+    loop.run_for(std::chrono::seconds(10));
+    _exit(done ? 0 : 1);
+  }
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the work never ran in the child";
 }
 
 }  // namespace

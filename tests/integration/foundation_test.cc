@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/stat.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -241,6 +243,37 @@ TEST(Foundation, KilledStubTakesItsRemoteJobWithIt) {
   WaitChild(stub.pid, 5s);
   EXPECT_TRUE(WaitUntil([&] { return ReadFile(cmdline_path).find("sleep") == std::string::npos; }, 15s))
       << "the job outlived its stub";
+}
+
+// queued as ./run.sh starts it: detached, with a pid file. It forks once it
+// has set itself up (so that errors reach the terminal), and what it set up
+// must work in the child: here, the worker thread that brings output home.
+TEST(Foundation, ADetachedDaemonRunsBatchJobsAndStops) {
+  auto cluster = TestCluster::Start(1);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  cluster->StopDaemon(0);
+  const std::string host = cluster->dir() + "/host0", pidfile = cluster->dir() + "/queued.pid";
+  auto started = RunCommand({BinDir() + "/queued", "--spooldir", host + "/spool", "--hosts", cluster->dir() + "/hosts",
+                             "--key", cluster->dir() + "/cluster.key", "--listen", cluster->entry(0), "--socket",
+                             cluster->socket(0), "--loadavg-file", host + "/loadavg", "--pidfile", pidfile});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  ASSERT_TRUE(WaitUntil([&] { return !ReadFile(pidfile).empty(); }, 5s));
+  // A pidfd, not the bare pid: the daemon is not our child, and we wait for its end.
+  int daemon = static_cast<int>(syscall(SYS_pidfd_open, std::stoi(ReadFile(pidfile)), 0));
+  ASSERT_GE(daemon, 0);
+  const std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  auto submitted =
+      cluster->Queue(0, {"-r", "-j", "detached", "--", "sh", "-c", "echo from a detached daemon"}, {{}, "", 30s, cwd});
+  EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(cwd + "/detached.o1") == "from a detached daemon\n"; }, 20s))
+      << ReadFile(host + "/spool/queued.log");
+  syscall(SYS_pidfd_send_signal, daemon, SIGTERM, nullptr, 0);
+  pollfd ended{daemon, POLLIN, 0};
+  bool stopped = poll(&ended, 1, 10000) == 1;
+  EXPECT_TRUE(stopped) << "queued did not stop within 10 s of SIGTERM\n" << ReadFile(host + "/spool/queued.log");
+  if (!stopped) syscall(SYS_pidfd_send_signal, daemon, SIGKILL, nullptr, 0);
+  close(daemon);
 }
 
 TEST(Foundation, StatusShowsHostsQueuesAndJobsAsJson) {

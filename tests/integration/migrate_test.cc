@@ -144,10 +144,11 @@ TEST_F(MigrateTest, AJobThatWritesNoRestartFileStartsAgainFromTheBeginning) {
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
-  std::string script = "echo start on $QUEUE_HOST; trap '' USR2; sleep 3; echo done";
+  std::string script = "trap '' USR2; echo start on $QUEUE_HOST; sleep 3; echo done";
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd, {"-n", "-H", cluster->entry(0), "--", "sh", "-c", script});
-  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  // Its first line says its trap is set: a checkpoint signal before that would kill it.
+  ASSERT_TRUE(WaitUntil([&] { return !ReadFile(out).empty(); }, 15s)) << ReadFile(err);
   auto asked = cluster->Queue(0, {"--migrate", "1"});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   auto status = WaitChild(stub.pid, 30s);
@@ -320,7 +321,7 @@ TEST_F(MigrateTest, AOneGibRestartFileMovesIntact) {
       "echo running; while :; do sleep 0.1; done";
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(0), "-j", "big", "--", "sh", "-c", script, "sh"});
-  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(out) == "running\n"; }, 15s)) << ReadFile(err);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
   ASSERT_EQ(asked.exit_code, 0) << asked.err;
   auto asked_at = std::chrono::steady_clock::now();
@@ -355,6 +356,8 @@ TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {
         return true;
     return false;
   };
+  // "running" is recorded when the shepherd starts, a moment before the job sets its trap.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(out) == "running\n"; }, 15s)) << ReadFile(err);
   ASSERT_TRUE(job_alive());
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
   ASSERT_EQ(asked.exit_code, 0) << asked.err;

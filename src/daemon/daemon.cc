@@ -49,6 +49,10 @@ namespace {
 
 // An arrived bundle renamed for the admission that unpacks it.
 constexpr const char* kTakenBundleSuffix = ".taken-";
+// Restart files sent ahead of an offer that never came (the origin chose
+// another host, or is gone for good). A transfer writes to its file every few
+// seconds at most, and an origin that restarts sends the files again.
+constexpr auto kStaleArrival = std::chrono::minutes(30);
 
 struct PeerCredentials {
   uint32_t uid = 0;
@@ -178,9 +182,11 @@ class DaemonImpl {
   Result<std::string> Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host);
   // The caller's job `job_id` submitted here (any job, for root).
   Result<spool::JobRecord> CallersJob(const PeerCredentials& who, uint64_t job_id);
+  std::string ArrivingDir() const { return config_.spool_dir + "/.queued/arriving"; }
   std::string ArrivingBundle(const std::string& origin, uint64_t origin_id) const {
-    return config_.spool_dir + "/.queued/arriving/" + origin + "-" + std::to_string(origin_id) + ".qrb";
+    return ArrivingDir() + "/" + origin + "-" + std::to_string(origin_id) + ".qrb";
   }
+  void RemoveStaleArrivals();
   void ForgetFinishedJobs();
   struct PlacementOptions {
     uint32_t attempt = 0;
@@ -202,6 +208,7 @@ class DaemonImpl {
   void WatchSilentHosts();
   void RemoveTakenBundles();
   void CancelAtCheckpoint(uint64_t record_id);
+  void MarkCancelRequested(spool::JobRecord record, bool requested);
   Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
   void Placed(uint64_t record_id, const std::string& host, uint32_t attempt);
@@ -245,7 +252,6 @@ class DaemonImpl {
   // Interactive jobs submitted here: their stubs, to tell them where a job that
   // moved goes next.
   std::map<uint64_t, std::weak_ptr<ClientChannel>> stubs_;
-  std::set<uint64_t> cancelled_while_running_;  // jobs submitted here, cancel sent to where they run
   // Hosts a moved job is not sent back to before the time given (no ping-pong).
   std::map<uint64_t, std::map<std::string, std::chrono::steady_clock::time_point>> avoid_;
   // A host the owner asked a job to move to (queue --migrate ID HOST).
@@ -297,11 +303,10 @@ Status DaemonImpl::Init() {
   if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
   finisher_ = std::make_unique<JobFinisher>(*store_, *batch_, *runner_, *queues_, file_worker_, config_.spool_dir);
   if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
-  if (std::string dir = config_.spool_dir + "/.queued/arriving"; mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+  if (std::string dir = ArrivingDir(); mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Fail("cannot create " + dir + ": " + ErrnoText(errno));
   RemoveTakenBundles();
   finisher_->OnRequeue([this](uint64_t record_id, const std::string& avoid) {
-    if (cancelled_while_running_.erase(record_id) > 0) return CancelAtCheckpoint(record_id);
     if (!avoid.empty()) avoid_[record_id][avoid] = std::chrono::steady_clock::now() + kNoMoveBack;
     AddWaitingStored(record_id);
     ScheduleWaitingPass();
@@ -417,6 +422,7 @@ void DaemonImpl::Heartbeat() {
   CheckpointForPolicy();
   runner_->StopStuckCriuDumps();
   ForgetFinishedJobs();
+  RemoveStaleArrivals();
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
   for (auto& [name, link] : links_) link->SendLoad(report);
@@ -442,9 +448,25 @@ std::tm DaemonImpl::LocalTime() const {
 // offers were never answered, so their origins send them again.
 void DaemonImpl::RemoveTakenBundles() {
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(config_.spool_dir + "/.queued/arriving", ec))
+  for (const auto& entry : std::filesystem::directory_iterator(ArrivingDir(), ec))
     if (entry.path().filename().string().find(kTakenBundleSuffix) != std::string::npos)
       std::filesystem::remove(entry.path(), ec);
+}
+
+// Taken bundles are the admissions' to remove; an open file unlinked here
+// fails its check at the offer, and is sent again.
+void DaemonImpl::RemoveStaleArrivals() {
+  std::error_code ec;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  for (const auto& entry : std::filesystem::directory_iterator(ArrivingDir(), ec)) {
+    const std::string name = entry.path().filename().string();
+    std::error_code stat_error;
+    auto written = entry.last_write_time(stat_error);
+    if (stat_error || name.find(kTakenBundleSuffix) != std::string::npos || now - written < kStaleArrival) continue;
+    if (std::filesystem::remove(entry.path(), stat_error))
+      std::cerr << "queued: removed restart files " << name << ": no offer came for them in "
+                << std::chrono::duration_cast<std::chrono::minutes>(kStaleArrival).count() << " minutes\n";
+  }
 }
 
 void DaemonImpl::Notify(const std::string& queue, const std::string& text) {
@@ -563,7 +585,11 @@ void DaemonImpl::OnClientFrame(const std::shared_ptr<ClientChannel>& channel, co
       if (!request.ok()) return refuse(request.message());
       auto done = Cancel(who, request->job_id);
       if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
-      return channel->Send(wire::StatusReply{*done});
+      // Answered once the cancel is on disk: it must outlive a daemon restart.
+      return batch_->AfterCommit([channel, said = *done](const Status& committed) {
+        if (!committed.ok()) return channel->Send(wire::ErrorReply{"spool: " + committed.message()});
+        channel->Send(wire::StatusReply{said});
+      });
     }
     case wire::MessageType::kMigrateRequest: {
       auto request = wire::DecodePayload<wire::MigrateRequest>(payload);
@@ -874,6 +900,7 @@ void DaemonImpl::RetryWaiting() {
 void DaemonImpl::AddWaitingStored(uint64_t record_id) {
   auto record = store_->Get(record_id);
   if (!record.ok() || !record->has_value()) return;
+  if ((*record)->cancel_requested) return CancelAtCheckpoint(record_id);
   auto spec = wire::DecodeStoredSpec((*record)->spec);
   if (!spec.ok()) return FailRecord(record_id, spec.message());
   std::weak_ptr<ClientChannel> stub;
@@ -1159,13 +1186,13 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
       return "cancelled job " + id_text + " (it had not started)";
     }
     // One that stops at a checkpoint meanwhile comes back here to go on: it is cancelled then.
-    if (r.origin_host.empty()) cancelled_while_running_.insert(r.id);
+    if (r.origin_host.empty()) MarkCancelRequested(r, true);
     if (r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice))
       return "cancelling job " + id_text + " on " + self_.entry;
     auto link = links_.find(r.exec_host);
     if (link != links_.end() && link->second->SendCancel(wire::CancelJob{job_id}))
       return "cancelling job " + id_text + " on " + r.exec_host;
-    cancelled_while_running_.erase(r.id);
+    if (r.origin_host.empty()) MarkCancelRequested(r, false);
     return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
   }
   return Fail("you have no waiting or running job " + id_text + " on this host");
@@ -1260,6 +1287,13 @@ void DaemonImpl::CheckpointForPolicy() {
   }
 }
 
+void DaemonImpl::MarkCancelRequested(spool::JobRecord record, bool requested) {
+  batch_->Join();
+  record.cancel_requested = requested;
+  if (Status stored = store_->Update(record); !stored.ok())
+    std::cerr << "queued: spool: cannot note the cancel of job " << record.id << ": " << stored.message() << "\n";
+}
+
 // Its owner cancelled it while it ran, and it stopped at a checkpoint before
 // the cancel reached it: it does not go on.
 void DaemonImpl::CancelAtCheckpoint(uint64_t record_id) {
@@ -1272,10 +1306,6 @@ void DaemonImpl::CancelAtCheckpoint(uint64_t record_id) {
 
 void DaemonImpl::ForgetFinishedJobs() {
   std::erase_if(stubs_, [](const auto& entry) { return entry.second.expired(); });
-  std::erase_if(cancelled_while_running_, [this](uint64_t record_id) {
-    auto record = store_->Get(record_id);
-    return !record.ok() || !record->has_value() || (*record)->state != spool::JobState::kRunning;
-  });
   auto now = std::chrono::steady_clock::now();
   for (auto it = avoid_.begin(); it != avoid_.end();) {
     std::erase_if(it->second, [&](const auto& host) { return host.second <= now; });

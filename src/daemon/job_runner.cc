@@ -578,6 +578,8 @@ void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool 
     return;
   }
   r.message = std::move(packed);
+  // Its owner may have cancelled it while it was packed.
+  r.cancel_requested = (*current)->cancel_requested;
   // Asked for a periodic copy, it left none: it ended on its own (or died of
   // the signal), and is not run again for it, or it would loop for ever.
   if (periodic && ::access(BundleFile(r.id).c_str(), F_OK) != 0) {

@@ -62,6 +62,9 @@ struct JobRecord {
   // ...for its own sake (checkpointperiod, checkpointexit), not to leave this
   // host: it may restart anywhere, here included.
   bool checkpoint_in_place = false;
+  // Submit side: its owner cancelled it while it ran. Should it come back from a
+  // checkpoint before the cancel reached it, it is cancelled, not placed again.
+  bool cancel_requested = false;
 
   bool operator==(const JobRecord&) const = default;
 };

@@ -85,6 +85,7 @@ class TestCluster {
   const std::string& dir() const { return dir_; }
   const std::string& entry(int i) const { return hosts_[i].entry; }
   const std::string& socket(int i) const { return hosts_[i].socket; }
+  const std::string& spool(int i) const { return hosts_[i].spool; }
   std::string log(int i) const { return ReadFile(hosts_[i].log); }
   pid_t daemon_pid(int i) const { return hosts_[i].pid; }
 

@@ -377,5 +377,67 @@ TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {
   EXPECT_EQ(ReadFile(out), "running\n") << "it went on after all";
 }
 
+// The same for a batch job packing on another host, with the submit host's
+// daemon killed as soon as it has answered the cancel: the cancel is on disk, so
+// the job that comes home from its checkpoint after the restart is cancelled.
+TEST_F(MigrateTest, ACancelDuringThePackOutlivesARestartOfTheSubmitDaemon) {
+  auto cluster = TestCluster::Start(
+      2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\nrestartfile big.restart\n"});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string script =
+      "if [ \"$1\" = --resume ]; then echo resumed; exit; fi; "
+      "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; "
+      "touch ready; while :; do sleep 0.1; done";
+  auto submitted = cluster->Queue(
+      0, {"-r", "-h", cluster->entry(1), "-j", "packed", "--", "sh", "-c", script, "pack-restart-job"},
+      {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string id = std::to_string(std::stoull(submitted.out));
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(cwd + "/ready"); }, 15s)) << cluster->log(1);
+  auto job_alive = [] { return !PidsRunning("pack-restart-job").empty(); };
+  ASSERT_TRUE(job_alive());
+  auto asked = cluster->Queue(0, {"--migrate", id, cluster->entry(0)});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  ASSERT_TRUE(WaitUntil([&] { return !job_alive(); }, 60s));
+  auto cancelled = cluster->Queue(0, {"--cancel", id});
+  EXPECT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  EXPECT_NE(cancelled.out.find("on " + cluster->entry(1)), std::string::npos) << cancelled.out;
+  cluster->StopDaemon(0, SIGKILL);
+  cluster->StartDaemon(0);
+  ASSERT_TRUE(WaitUntil([&] { return JobOn(*cluster, 0, std::stoull(id))["state"] == "cancelled"; }, 60s))
+      << JobOn(*cluster, 0, std::stoull(id)).dump() << cluster->log(0) << cluster->log(1);
+  auto job = JobOn(*cluster, 0, std::stoull(id));
+  EXPECT_NE(job.value("message", "").find("cancelled by its owner at a checkpoint"), std::string::npos)
+      << job.dump();
+  std::this_thread::sleep_for(1s);
+  EXPECT_FALSE(job_alive()) << "it went on after all";
+  EXPECT_EQ(ReadFile(cwd + "/packed.o" + id).find("resumed"), std::string::npos);
+}
+
+// Restart files sent ahead of an offer that never came are removed once
+// nothing has been written to them for half an hour; the rest are kept.
+TEST_F(MigrateTest, RestartFilesNoOfferFollowedAreRemovedAfterHalfAnHour) {
+  auto cluster = TestCluster::Start(1, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  const std::string dir = cluster->spool(0) + "/.queued/arriving/";
+  auto write = [&](const std::string& name, std::chrono::minutes age) {
+    WriteFile(dir + name, "restart files");
+    std::filesystem::last_write_time(dir + name, std::filesystem::file_time_type::clock::now() - age);
+  };
+  write("gone.example:1421-7.qrb", std::chrono::minutes(31));
+  write("slow.example:1421-8.qrb", std::chrono::minutes(29));
+  write("gone.example:1421-9.qrb.taken-1", std::chrono::minutes(31));  // being unpacked
+  ASSERT_TRUE(WaitUntil([&] { return !std::filesystem::exists(dir + "gone.example:1421-7.qrb"); }, 10s))
+      << cluster->log(0);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_TRUE(std::filesystem::exists(dir + "slow.example:1421-8.qrb"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "gone.example:1421-9.qrb.taken-1"));
+  EXPECT_NE(cluster->log(0).find("removed restart files gone.example:1421-7.qrb: no offer came for them in 30 minutes"),
+            std::string::npos)
+      << cluster->log(0);
+}
+
 }  // namespace
 }  // namespace queue::testing

@@ -125,6 +125,9 @@ JobRecord SampleJob(std::string queue = "now", uint32_t uid = 1000) {
   r.output_path = "/home/ann/build.o42";
   r.restarts = 3;
   r.end_reported = true;
+  r.checkpointed = true;
+  r.checkpoint_in_place = true;
+  r.cancel_requested = true;
   return r;
 }
 
@@ -196,6 +199,9 @@ TEST_F(SpoolStoreTest, UpdateReplacesTheWholeRecord) {
   changed.output_path = "";
   changed.restarts = 0;
   changed.end_reported = false;
+  changed.checkpointed = false;
+  changed.checkpoint_in_place = false;
+  changed.cancel_requested = false;
   ASSERT_TRUE(store->Update(changed).ok());
   auto got = store->Get(id);
   ASSERT_TRUE(got.ok() && got->has_value());
@@ -585,6 +591,9 @@ TEST_F(SpoolStoreTest, Version1SpoolIsUpgradedInPlace) {
     EXPECT_EQ(old.output_path, "");
     EXPECT_EQ(old.restarts, 0u);
     EXPECT_TRUE(old.end_reported);
+    EXPECT_FALSE(old.checkpointed);
+    EXPECT_FALSE(old.checkpoint_in_place);
+    EXPECT_FALSE(old.cancel_requested);
     auto owed = store->List({.end_reported = false});
     ASSERT_TRUE(owed.ok()) << owed.message();
     EXPECT_TRUE(owed->empty());

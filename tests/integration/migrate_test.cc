@@ -377,6 +377,42 @@ TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {
   EXPECT_EQ(ReadFile(out), "running\n") << "it went on after all";
 }
 
+// The host it moves to dies while its restart files are on their way there:
+// the job is not lost, and goes on from them where it was.
+TEST_F(MigrateTest, ATargetThatDiesMidTransferLeavesTheJobToGoOnWhereItWas) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\n"
+                                                                            "restartfile big.restart\n",
+                                                      {}, {}, {}, {"--host-timeout", "3"}});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string script =
+      "if [ \"$1\" = --resume ]; then echo resumed with $(wc -c < big.restart) bytes; exit; fi; "
+      "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; "
+      "echo running; while :; do sleep 0.1; done";
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(0), "--", "sh", "-c", script, "sh"});
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(out) == "running\n"; }, 15s)) << ReadFile(err);
+  auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  const std::string arriving = cluster->spool(1) + "/.queued/arriving";
+  auto partly_there = [&] {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(arriving, ec))
+      if (entry.path().extension() == ".qrb" && entry.file_size(ec) > 0) return true;
+    return false;
+  };
+  ASSERT_TRUE(WaitUntil(partly_there, 60s)) << cluster->log(0) << cluster->log(1);
+  cluster->StopDaemon(1, SIGKILL);
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(err) << cluster->log(0);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err) << cluster->log(0);
+  EXPECT_EQ(ReadFile(out), "running\nresumed with 536870912 bytes\n") << ReadFile(err);
+  EXPECT_NE(ReadFile(err).find("cannot go on on " + cluster->entry(1)), std::string::npos)
+      << ReadFile(err) << cluster->log(0);
+  EXPECT_EQ(JobOn(*cluster, 0, 1)["host"], cluster->entry(0));
+}
+
 // The same for a batch job packing on another host, with the submit host's
 // daemon killed as soon as it has answered the cancel: the cancel is on disk, so
 // the job that comes home from its checkpoint after the restart is cancelled.

@@ -414,11 +414,16 @@ TEST_F(RemoteFeelPty, PtyJobThatCannotStartFailsAtOnceAndRestoresTheTerminal) {
 
 TEST_F(RemoteFeelPty, TerminalIsRestoredWhenTheConnectionToTheJobIsLost) {
   std::string pidfile = File("job.pid");
+  // The job's line on the screen says its shepherd has reached the stub (the
+  // quotes keep the typed command from showing it): killed before that, the
+  // shepherd would leave the stub waiting for a connection, not losing one.
   term_->Type("stty -g > " + File("before") + "; " + Q() + "-- sh -c 'echo $$ > " + pidfile +
-              "; while :; do sleep 0.1; done'; s=$?; stty -g > " + File("after") + "; echo __L__${s}__");
+              "; echo job-on\"-\"the-line; while :; do sleep 0.1; done'; s=$?; stty -g > " + File("after") +
+              "; echo __L__${s}__");
   term_->Key("Enter");
   auto job = PidFromFile(pidfile, 10s);
   ASSERT_TRUE(job.has_value()) << term_->Screen();
+  ASSERT_TRUE(term_->WaitForText("job-on-the-line", 10s)) << term_->Screen();
   pid_t shepherd = ParentOf(*job);
   ASSERT_GT(shepherd, 1);
   ASSERT_NE(ReadFile("/proc/" + std::to_string(shepherd) + "/cmdline").find("queue-shepherd"), std::string::npos);

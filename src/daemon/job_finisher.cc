@@ -56,11 +56,27 @@ Status AppendFile(int to, int from) {
   }
 }
 
+// On the worker thread: copies all of `from` to `piece`, through a temporary
+// file renamed over it once synced, so that the piece is whole or absent.
+Status KeepOutputPiece(int from, const std::string& piece) {
+  const std::string temporary = piece + ".tmp";
+  int to = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (to < 0) return Fail("cannot keep output: " + ErrnoText(errno));
+  Status copied = AppendFile(to, from);
+  if (copied.ok() && fsync(to) != 0) copied = Fail("cannot keep output: " + ErrnoText(errno));
+  close(to);
+  if (copied.ok() && ::rename(temporary.c_str(), piece.c_str()) != 0)
+    copied = Fail("cannot keep output: " + ErrnoText(errno));
+  if (!copied.ok()) ::unlink(temporary.c_str());
+  return copied;
+}
+
 // What the worker thread needs to bring a batch job's output home.
 struct OutputDelivery {
-  int fd;                   // this run's output, or -1; the delivery owns it
-  std::string partial_path; // the output from before its checkpoints, if any
-  std::string output_path;  // where its owner wants it ("" = nowhere)
+  int fd;                           // this run's output, or -1; the delivery owns it
+  std::vector<std::string> pieces;  // the output of its runs before its checkpoints, in order
+  std::string whole_path;           // where pieces and fd are put together (a scratch file)
+  std::string output_path;          // where its owner wants it ("" = nowhere)
   spool::FileOwner owner;
 };
 
@@ -70,19 +86,36 @@ struct DeliveredOutput {
   int whole_fd = -1;    // the whole output (for the mail), to be closed by the caller
 };
 
-// On the worker thread: appends this run's output to what came before, and
+// The pieces kept from before its checkpoints, then this run's output, in one
+// scratch file, built afresh each time (a delivery done again after a crash
+// must not add to a half-done one). Returns its fd, or delivery.fd when it
+// cannot be made (that run's output at least goes home).
+int JoinOutput(const OutputDelivery& delivery, std::string& note) {
+  int whole = open(delivery.whole_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (whole < 0) {
+    note = "its output from before its checkpoints is lost: " + ErrnoText(errno);
+    return delivery.fd;
+  }
+  ::unlink(delivery.whole_path.c_str());
+  for (const std::string& path : delivery.pieces) {
+    int piece = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (piece < 0) continue;  // gone since it was listed
+    if (auto appended = AppendFile(whole, piece); !appended.ok()) note = appended.message();
+    close(piece);
+  }
+  if (delivery.fd >= 0) {
+    if (auto appended = AppendFile(whole, delivery.fd); !appended.ok()) note = appended.message();
+    close(delivery.fd);
+  }
+  return whole;
+}
+
+// On the worker thread: puts this run's output after what came before, and
 // writes the whole as the owner's file.
 DeliveredOutput DeliverOutput(const OutputDelivery& delivery) {
   DeliveredOutput delivered;
   delivered.whole_fd = delivery.fd;
-  int partial = open(delivery.partial_path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-  if (partial >= 0) {
-    if (delivery.fd >= 0) {
-      if (auto appended = AppendFile(partial, delivery.fd); !appended.ok()) delivered.note = appended.message();
-      close(delivery.fd);
-    }
-    delivered.whole_fd = partial;
-  }
+  if (!delivery.pieces.empty()) delivered.whole_fd = JoinOutput(delivery, delivered.note);
   if (delivery.output_path.empty() || delivered.whole_fd < 0) return delivered;
   auto written = spool::DeliverOutputFile(delivered.whole_fd, delivery.output_path, delivery.owner);
   if (!written.ok()) {
@@ -118,10 +151,22 @@ std::string JobFinisher::PartialOutput(uint64_t record_id) const {
   return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".out";
 }
 
-void JobFinisher::DiscardOriginFiles(uint64_t record_id) const {
-  for (const std::string& path :
-       {IncomingFile(record_id), IncomingBundle(record_id), RestartBundle(record_id), PartialOutput(record_id)})
+std::string JobFinisher::OutputPiece(uint64_t record_id, uint32_t attempt) const {
+  return PartialOutput(record_id) + "." + std::to_string(attempt);
+}
+
+std::vector<std::string> JobFinisher::OutputPieces(const spool::JobRecord& record) const {
+  std::vector<std::string> pieces{PartialOutput(record.id)};  // kept in one file by queued before 2026-11
+  for (uint32_t attempt = 0; attempt < record.restarts; ++attempt) pieces.push_back(OutputPiece(record.id, attempt));
+  return pieces;
+}
+
+void JobFinisher::DiscardOriginFiles(uint64_t record_id) {
+  for (const std::string& path : {IncomingFile(record_id), IncomingBundle(record_id), RestartBundle(record_id)})
     ::unlink(path.c_str());
+  auto record = store_.Get(record_id);
+  if (!record.ok() || !record->has_value()) return;
+  for (const std::string& piece : OutputPieces(**record)) ::unlink(piece.c_str());
 }
 
 void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk) {
@@ -132,18 +177,39 @@ void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk
 }
 
 void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const std::string& bundle,
-                               int output_fd, bool in_place) {
+                               int output_fd, bool in_place, std::function<void()> then) {
   if (!bundle.empty() && ::rename(bundle.c_str(), RestartBundle(r.id).c_str()) != 0)
     std::cerr << "queued: job " << r.id << ": cannot keep its restart files: " << ErrnoText(errno) << "\n";
-  if (output_fd >= 0 && r.batch) {
-    // The output so far stays here and is put before the rest when the job ends.
-    int partial = open(PartialOutput(r.id).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (partial >= 0) {
-      if (auto appended = AppendFile(partial, output_fd); !appended.ok())
-        std::cerr << "queued: job " << r.id << ": output before its checkpoint: " << appended.message() << "\n";
-      close(partial);
-    }
-  }
+  const bool wrote_bundle = !bundle.empty();
+  int own_fd = output_fd >= 0 && r.batch ? fcntl(output_fd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (own_fd < 0) return Requeue(std::move(r), from_host, wrote_bundle, in_place, std::move(then));
+  // The output so far stays here, one piece per run, and is put before the
+  // rest when the job ends. Copied on the worker thread: it may be large.
+  delivering_.insert(r.id);
+  worker_.Run<Status>(
+      [own_fd, piece = OutputPiece(r.id, r.restarts)] {
+        Status kept = KeepOutputPiece(own_fd, piece);
+        close(own_fd);
+        return kept;
+      },
+      [this, r = std::move(r), from_host, wrote_bundle, in_place, then = std::move(then)](Status kept) mutable {
+        delivering_.erase(r.id);
+        if (!kept.ok()) std::cerr << "queued: job " << r.id << ": output before its checkpoint: " << kept.message() << "\n";
+        auto current = store_.Get(r.id);
+        if (!current.ok()) return;  // the spool is failing: its end is asked again
+        // Ended, cancelled or moved on meanwhile: this end is no longer news.
+        const bool same_run = current->has_value() && (*current)->state == r.state &&
+                              (*current)->restarts == r.restarts && (*current)->exec_host == r.exec_host;
+        if (!same_run) return then();
+        std::string message = std::move(r.message);
+        r = std::move(**current);
+        r.message = std::move(message);
+        Requeue(std::move(r), from_host, wrote_bundle, in_place, std::move(then));
+      });
+}
+
+void JobFinisher::Requeue(spool::JobRecord r, const std::string& from_host, bool wrote_bundle, bool in_place,
+                          std::function<void()> then) {
   const bool has_bundle = ::access(RestartBundle(r.id).c_str(), F_OK) == 0;
   r.state = spool::JobState::kWaiting;
   r.exec_host.clear();
@@ -153,7 +219,7 @@ void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host,
   r.start_time = r.end_time = 0;
   r.wait_status = -1;
   if (r.message.empty()) r.message = "checkpointed on " + from_host;
-  if (bundle.empty())
+  if (!wrote_bundle)
     r.message += has_bundle ? "; it goes on from its previous restart files" : "; it starts again from the beginning";
   r.end_reported = false;
   batch_.Join();
@@ -162,6 +228,9 @@ void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host,
     return;
   }
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
+  batch_.AfterCommit([then = std::move(then)](const Status& ok) {
+    if (ok.ok()) then();
+  });
   if (on_requeue_) on_requeue_(r.id, in_place ? "" : from_host);
 }
 
@@ -188,6 +257,9 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
       if (ok.ok()) acknowledge();
     });
   }
+  // Its output is already on its way home (or its output so far into a
+  // piece): the peer asks again, and is answered once the end is recorded.
+  if (delivering_.contains(r.id)) return;
   if (ended.checkpointed) {
     std::string bundle = IncomingBundle(r.id);
     if (!ended.bundle_sha256.empty() && !incoming_.Matches(bundle, ended.bundle_size, ended.bundle_sha256)) {
@@ -202,17 +274,14 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
       output_fd = open(output.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     }
     r.message = ended.message;
-    Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output_fd, ended.checkpoint_in_place);
+    Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output_fd, ended.checkpoint_in_place,
+                 [acknowledge, output] {
+                   ::unlink(output.c_str());
+                   acknowledge();
+                 });
     if (output_fd >= 0) close(output_fd);
-    return batch_.AfterCommit([acknowledge, output](const Status& ok) {
-      if (!ok.ok()) return;
-      ::unlink(output.c_str());
-      acknowledge();
-    });
+    return;
   }
-  // Its output is already on its way home: the peer asks again, and is answered
-  // once the end is recorded.
-  if (delivering_.contains(r.id)) return;
   std::string incoming = IncomingFile(r.id);
   int fd = -1;
   std::string note;
@@ -266,12 +335,21 @@ void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const s
 
 void JobFinisher::FinishLocal(spool::JobRecord r) {
   if (r.checkpointed) {
+    if (delivering_.contains(r.id)) return;
     int output_fd = r.batch ? open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
     std::string bundle = runner_.BundleFile(r.id);
-    Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "", output_fd,
-                 r.checkpoint_in_place);
+    // Removed once the requeue is on disk, unless it is already the next
+    // run's (the job may be placed here again first).
+    struct stat kept{};
+    const bool have_output = output_fd >= 0 && fstat(output_fd, &kept) == 0;
+    auto drop_output = [path = runner_.OutputFile(r.id), have_output, kept] {
+      struct stat now{};
+      if (have_output && stat(path.c_str(), &now) == 0 && now.st_dev == kept.st_dev && now.st_ino == kept.st_ino)
+        ::unlink(path.c_str());
+    };
+    Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "", output_fd, r.checkpoint_in_place,
+                 drop_output);
     if (output_fd >= 0) close(output_fd);
-    ::unlink(runner_.OutputFile(r.id).c_str());
     return;
   }
   if (!r.batch || r.end_reported) return;
@@ -343,7 +421,9 @@ void JobFinisher::DeliverThen(const spool::JobRecord& record, int fd, std::funct
     if (fd >= 0) close(fd);
     return then(spec.message());
   }
-  OutputDelivery delivery{fd, PartialOutput(record.id), record.output_path,
+  std::vector<std::string> pieces = OutputPieces(record);
+  std::erase_if(pieces, [](const std::string& piece) { return ::access(piece.c_str(), F_OK) != 0; });
+  OutputDelivery delivery{fd, std::move(pieces), PartialOutput(record.id) + ".whole", record.output_path,
                           spool::FileOwner{spec->uid, spec->gid, spec->groups}};
   worker_.Run<DeliveredOutput>([delivery = std::move(delivery)] { return DeliverOutput(delivery); },
                                [this, record, then = std::move(then)](DeliveredOutput delivered) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "daemon/bundle_sender.h"
 #include "daemon/group_commit.h"
@@ -58,7 +59,7 @@ class JobFinisher {
   void MailStart(const spool::JobRecord& record, const std::string& host);
   // Deletes what this host keeps for a job submitted here (output pieces,
   // restart files): call once its final state is on disk.
-  void DiscardOriginFiles(uint64_t record_id) const;
+  void DiscardOriginFiles(uint64_t record_id);
   // A job that vanished with its host or shepherd while it ran.
   void Lost(spool::JobRecord record, const std::string& why);
 
@@ -66,11 +67,20 @@ class JobFinisher {
   std::string IncomingFile(uint64_t record_id) const;
   std::string IncomingBundle(uint64_t record_id) const;
   std::string PartialOutput(uint64_t record_id) const;
+  // The output of run `attempt` of a batch job, kept from its checkpoint until
+  // the job ends: one file per run, so that keeping it again (an end sent twice,
+  // a crash before the end was recorded) replaces it instead of adding to it.
+  std::string OutputPiece(uint64_t record_id, uint32_t attempt) const;
+  // Every piece the job may have, in order (some may not exist).
+  std::vector<std::string> OutputPieces(const spool::JobRecord& record) const;
   // The job stopped on `from_host` to go on elsewhere: keeps its new restart
-  // files (`bundle`, "" when it wrote none) and its output so far, and queues it.
+  // files (`bundle`, "" when it wrote none) and its output so far (on the
+  // worker thread), and queues it; `then` runs once that is on disk.
   // `in_place`: it checkpointed for its own sake and may restart anywhere.
   void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle, int output_fd,
-                    bool in_place);
+                    bool in_place, std::function<void()> then);
+  void Requeue(spool::JobRecord record, const std::string& from_host, bool wrote_bundle, bool in_place,
+               std::function<void()> then);
   // Delivers the output in `fd` (may be -1: none; closed here), after what was
   // kept from before its checkpoints, on the worker thread; then mails the
   // owner and calls `then` with a note for the record when something could

@@ -188,6 +188,42 @@ TEST_F(MigrateTest, ABatchJobMovesAndItsOutputFileIsWhole) {
   EXPECT_NE(output.find("resum"), std::string::npos) << output;
 }
 
+// Three runs of a batch job (here, there, here again): its output file is each
+// run's output once, in order.
+TEST_F(MigrateTest, ABatchJobsOutputFromEachRunComesHomeOnceAndInOrder) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\n"});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string script =
+      "run=${QUEUE_RESTART_COUNT:-0}; echo \"run $run on $QUEUE_HOST\"; [ $run = 2 ] && exit 0; "
+      "trap 'echo saved > \"$QUEUE_RESTART_FILE\"; exit 0' USR2; touch ready.$run; while :; do sleep 0.1; done";
+  auto submitted = cluster->Queue(0, {"-r", "-h", cluster->entry(0), "-j", "runs", "--", "sh", "-c", script},
+                                  {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string id = std::to_string(std::stoull(submitted.out));
+  for (int run : {0, 1}) {
+    ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(cwd + "/ready." + std::to_string(run)); }, 30s))
+        << run << cluster->log(0) << cluster->log(1);
+    auto asked = cluster->Queue(0, {"--migrate", id, cluster->entry(1 - run)});
+    ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  }
+  ASSERT_TRUE(WaitUntil([&] { return JobOn(*cluster, 0, std::stoull(id))["state"] == "done"; }, 30s))
+      << JobOn(*cluster, 0, std::stoull(id)).dump() << cluster->log(0) << cluster->log(1);
+  // (sh reports each `sleep` that the checkpoint signal killed, on stderr.)
+  std::istringstream output(ReadFile(cwd + "/runs.o" + id));
+  std::string runs;
+  for (std::string line; std::getline(output, line);)
+    if (line != "User defined signal 2") runs += line + "\n";
+  EXPECT_EQ(runs, "run 0 on " + cluster->entry(0) + "\nrun 1 on " + cluster->entry(1) + "\nrun 2 on " +
+                      cluster->entry(0) + "\n");
+  // Nothing of it is left in the spool.
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(cluster->spool(0) + "/.queued/restart"))
+    left.push_back(entry.path().filename());
+  EXPECT_TRUE(left.empty()) << left.front();
+}
+
 // A full-pty job (the stub's terminal in raw mode) moves with its stub attached.
 TEST_F(MigrateTest, APtyJobMovesWithItsTerminal) {
   if (access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) is not installed";

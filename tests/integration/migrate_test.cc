@@ -25,6 +25,15 @@ const std::string kCheckpointing =
 
 std::string Counter() { return BinDir() + "/queue-example-counter"; }
 
+// How many runs of the counter have begun in `output`: each prints its first
+// line once its checkpoint handler is set, so a signal after it is caught.
+int CounterRunsIn(const std::string& output) {
+  int runs = 0;
+  for (const char* first : {"start at step", "resumed at step"})
+    for (size_t at = 0; (at = output.find(first, at)) != std::string::npos; ++at) ++runs;
+  return runs;
+}
+
 // The last "result N" line of a counter's output.
 std::string ResultLine(const std::string& output) {
   size_t at = output.rfind("result ");
@@ -54,10 +63,10 @@ TEST_F(MigrateTest, AComputationMovedTwiceEndsWithTheUninterruptedResult) {
   auto stub = StartStub(*cluster, cwd, args);
   uint64_t id = 1;
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(0); }, 15s)) << ReadFile(err);
-  std::this_thread::sleep_for(1s);
 
   std::vector<std::string> path{cluster->entry(0)};
   for (int move = 0; move < 2; ++move) {
+    ASSERT_TRUE(WaitUntil([&] { return CounterRunsIn(ReadFile(out)) == move + 1; }, 15s)) << ReadFile(out);
     int from = IndexOf(*cluster, path.back());
     auto crossed = std::chrono::steady_clock::now();
     cluster->SetLoad(from, 5.0);
@@ -100,7 +109,7 @@ TEST_F(MigrateTest, MigrateOnDemandToANamedHost) {
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(1), "--", Counter(), "2000", "0.002"});
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 15s)) << ReadFile(err);
-  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(WaitUntil([&] { return CounterRunsIn(ReadFile(out)) == 1; }, 15s)) << ReadFile(err);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(2)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   EXPECT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(2); }, 20s)) << ReadFile(err);
@@ -126,6 +135,7 @@ TEST_F(MigrateTest, AJobAskedToMoveToADeadHostGoesOnWhereItWas) {
   auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(1), "--", Counter(), "1500", "0.002"});
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 15s))
       << ReadFile(err) << JobOn(*cluster, 0, 1).dump() << cluster->log(0) << cluster->log(1);
+  ASSERT_TRUE(WaitUntil([&] { return CounterRunsIn(ReadFile(out)) == 1; }, 15s)) << ReadFile(err);
   cluster->StopDaemon(2, SIGKILL);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(2)});
   ASSERT_EQ(asked.exit_code, 0) << asked.err;
@@ -171,7 +181,9 @@ TEST_F(MigrateTest, ABatchJobMovesAndItsOutputFileIsWhole) {
   ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
   uint64_t id = std::stoull(submitted.out);
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(0); }, 15s));
-  std::this_thread::sleep_for(1s);
+  // Its output waits in host 0's spool until it ends.
+  const std::string running_output = cluster->spool(0) + "/.queued/output/" + std::to_string(id) + ".out";
+  ASSERT_TRUE(WaitUntil([&] { return CounterRunsIn(ReadFile(running_output)) == 1; }, 15s)) << cluster->log(0);
   // -h pins the first run; a moved job may go anywhere that takes restarts.
   auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(1)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
@@ -238,7 +250,8 @@ TEST_F(MigrateTest, APtyJobMovesWithItsTerminal) {
                               {"QUEUE_SOCKET=" + cluster->socket(0)}, cwd + "/tty.out", cwd + "/tty.err");
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s))
       << ReadFile(cwd + "/tty.out");
-  std::this_thread::sleep_for(1s);
+  ASSERT_TRUE(WaitUntil([&] { return CounterRunsIn(ReadFile(cwd + "/tty.out")) == 1; }, 15s))
+      << ReadFile(cwd + "/tty.out");
   auto asked = cluster->Queue(0, {"--migrate", "1"});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   auto status = WaitChild(stub.pid, 60s);
@@ -317,11 +330,16 @@ TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {
       },
       20s))
       << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
-  std::this_thread::sleep_for(500ms);
+  // Restarted, it runs as `queue-example-counter --resume STEPS DELAY`.
+  const std::string job_words = " " + steps + " 0.002";
+  std::vector<pid_t> jobs;
+  ASSERT_TRUE(WaitUntil([&] { return !(jobs = PidsRunning(Counter() + " --resume" + job_words)).empty(); }, 15s));
   // Host 1 dies: its daemon, the job's shepherd and the job.
   cluster->StopDaemon(1, SIGKILL);
-  for (pid_t job : PidsRunning("queue-example-counter " + steps)) {
-    if (pid_t shepherd = ParentOf(job); shepherd > 1) kill(shepherd, SIGKILL);
+  for (pid_t job : jobs) {
+    pid_t shepherd = ParentOf(job);
+    EXPECT_NE(ReadFile("/proc/" + std::to_string(shepherd) + "/cmdline").find("queue-shepherd"), std::string::npos);
+    if (shepherd > 1) kill(shepherd, SIGKILL);
     kill(job, SIGKILL);
   }
   cluster->SetLoad(0, 0);

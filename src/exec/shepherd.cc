@@ -17,6 +17,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "auth/psk_tls.h"
 #include "exec/job_launcher.h"
@@ -284,12 +285,13 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     stub_->Send(wire::Attach{start_.job_id, start_.exec_host});
     stub_->Start([self](wire::MessageType type, std::string_view payload) { self->OnStubFrame(type, payload); },
                  [self](const std::string& reason) { self->OnStubLost(reason); });
+    stub_ready_ = true;
     if (!launch_error_.empty()) {
       stub_->Send(wire::JobStatus{wire::JobStatusKind::kStartFailed, 2, launch_error_});
       exit_status_ = 2;
       return Finish();
     }
-    if (!pending_notice_.empty()) stub_->Send(wire::Notice{std::exchange(pending_notice_, "")});
+    for (const std::string& notice : std::exchange(pending_notices_, {})) stub_->Send(wire::Notice{notice});
     if (job_.stdin_fd >= 0) stdin_.emplace(io_, job_.stdin_fd);
     // Outputs first: a job that has already exited must still have its output relayed.
     StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
@@ -328,7 +330,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     std::string note = "[job " + std::to_string(start_.job_id) + " could not be restored on " + start_.exec_host +
                        " (" + restored.message() + "); it starts again from the beginning]";
     std::cerr << "queue-shepherd: " << note << "\n";
-    pending_notice_ = note;
+    TellStub(note);
     return LaunchJob(start_.spec, options);
   }
 
@@ -448,7 +450,19 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         }
         break;
     }
-    if (stub_ && !stub_->closed() && !control.reason.empty()) stub_->Send(wire::Notice{control.reason});
+    if (!control.reason.empty()) TellStub(control.reason);
+  }
+
+  // The job starts before its stub is reached: what the daemon says meanwhile
+  // (a cancel, a hold for load) waits until the stub's TLS handshake is done
+  // (nothing may be written to the stream before that).
+  void TellStub(const std::string& notice) {
+    constexpr size_t kMaxPendingNotices = 16;
+    if (stub_ready_) {
+      if (!stub_->closed()) stub_->Send(wire::Notice{notice});
+      return;
+    }
+    if (!start_.spec.batch && pending_notices_.size() < kMaxPendingNotices) pending_notices_.push_back(notice);
   }
 
   // Sends the checkpoint signal, once for the job's life: many programs take a
@@ -549,7 +563,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
 
   void OnJobStatus(int status, const rusage& usage) {
     if (WIFSTOPPED(status)) {
-      if (!suspended_ && stub_) stub_->Send(wire::JobStatus{wire::JobStatusKind::kStopped, WSTOPSIG(status), ""});
+      if (!suspended_ && stub_ready_) stub_->Send(wire::JobStatus{wire::JobStatusKind::kStopped, WSTOPSIG(status), ""});
       return;
     }
     if (WIFCONTINUED(status)) {
@@ -597,7 +611,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     if (event.checkpointed)
       status = wire::JobStatus{wire::JobStatusKind::kMoved, 0,
                                "checkpointed on " + start_.exec_host + "; it carries on elsewhere"};
-    if (stub_) stub_->Send(status);
+    if (stub_ready_) stub_->Send(status);
     Finish();
   }
 
@@ -688,6 +702,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   std::shared_ptr<DaemonChannel> daemon_;       // never null after Begin
   std::optional<asio::local::stream_protocol::acceptor> acceptor_;
   std::shared_ptr<StubChannel> stub_;
+  bool stub_ready_ = false;  // its handshake is done, and Hello and Attach are sent
   asio::signal_set signals_;
   asio::steady_timer timer_;
   asio::steady_timer drain_timer_;
@@ -697,7 +712,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   std::optional<asio::posix::stream_descriptor> stdin_;
   LaunchedJob job_;
   std::string launch_error_;
-  std::string pending_notice_;  // for the stub, once it is connected
+  std::vector<std::string> pending_notices_;  // for the stub, once it is connected
   std::optional<wire::ShepherdEvent> end_event_;  // kFinished or kFailed, once known
   int open_outputs_ = 0;
   bool reaped_ = false;

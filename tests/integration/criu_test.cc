@@ -100,7 +100,10 @@ TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
   ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
   uint64_t id = std::stoull(submitted.out);
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(0); }, 15s));
-  std::this_thread::sleep_for(1s);
+  // "Running" is recorded before the job starts; its first line (kept in host
+  // 0's spool until it ends) is what says there is a process to checkpoint.
+  const std::string running_output = cluster->spool(0) + "/.queued/output/" + std::to_string(id) + ".out";
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(running_output).starts_with("1\n"); }, 15s)) << cluster->log(0);
   auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(1)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   EXPECT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(1); }, 20s))
@@ -134,7 +137,10 @@ TEST_F(CriuTest, AJobWithATerminalMovesWithIt) {
                               {"QUEUE_SOCKET=" + cluster->socket(0)}, cwd + "/tty.out", cwd + "/tty.err");
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s))
       << ReadFile(cwd + "/tty.out");
-  std::this_thread::sleep_for(1s);
+  // "Running" is recorded before the job starts: its first line on the stub's
+  // terminal says it runs and its shepherd is attached.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(cwd + "/tty.out").find("line-1 on ") != std::string::npos; }, 15s))
+      << ReadFile(cwd + "/tty.out");
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   auto status = WaitChild(stub.pid, 60s);
@@ -180,7 +186,9 @@ TEST_F(CriuTest, AJobCriuCannotDumpCarriesOnWhereItIs) {
   auto stub = StartStub(*cluster, cwd, args);
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
-  std::this_thread::sleep_for(500ms);
+  // "Running" is recorded before the job starts, and --migrate is refused
+  // until the daemon knows the job's process: its first line says it does.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(out).starts_with("1\n"); }, 15s)) << ReadFile(err);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   auto status = WaitChild(stub.pid, 60s);
@@ -212,7 +220,9 @@ TEST_F(CriuTest, AnImageThatCannotBeRestoredStartsTheJobAgainAndSaysWhy) {
   auto stub = StartStub(*cluster, cwd, args);
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
-  std::this_thread::sleep_for(500ms);
+  // "Running" is recorded before the job starts, and --migrate is refused
+  // until the daemon knows the job's process: its first line says it does.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(out).starts_with("1\n"); }, 15s)) << ReadFile(err);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   auto status = WaitChild(stub.pid, 60s);
@@ -267,7 +277,8 @@ TEST_F(CriuTest, AJobOfAnOrdinaryUserMovesAndCarriesOn) {
   auto stub = StartStubAs(*cluster, kNobody, cwd, args);
   std::string out = cluster->dir() + "/stub-65534.out", err = cluster->dir() + "/stub-65534.err";
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
-  std::this_thread::sleep_for(1s);
+  // "Running" is recorded before the job starts: its first line says it runs.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(out).starts_with("65534\n"); }, 15s)) << ReadFile(err);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   EXPECT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 20s))
@@ -306,12 +317,14 @@ TEST_F(CriuTest, ARestoreOpensTheJobsFilesWithItsOwnersRightsOnly) {
   WriteFile(cwd + "/data", "public-data\n", 0600);
   chown((cwd + "/data").c_str(), kNobody, kNobody);
   std::vector<std::string> args = {"-n", "-h", cluster->entry(0), "--", "/bin/sh", "-c",
-                                   "exec 3< data; i=0; while [ $i -lt 30 ]; do i=$((i+1)); sleep 0.1; done; "
+                                   "exec 3< data; echo open; i=0; while [ $i -lt 30 ]; do i=$((i+1)); sleep 0.1; done; "
                                    "echo \"read: $(cat <&3)\""};
   auto stub = StartStubAs(*cluster, kNobody, cwd, args);
   std::string out = cluster->dir() + "/stub-65534.out", err = cluster->dir() + "/stub-65534.err";
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
-  std::this_thread::sleep_for(1s);
+  // "Running" is recorded before the job starts: its first line says it runs,
+  // with the file the restore must reopen already open.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(out).starts_with("open\n"); }, 15s)) << ReadFile(err);
   auto asked = cluster->Queue(0, {"--migrate", "1", cluster->entry(1)});
   EXPECT_EQ(asked.exit_code, 0) << asked.err;
   auto status = WaitChild(stub.pid, 60s);

@@ -349,11 +349,17 @@ TEST(QueuePolicy, LoadstopSuspendsTellsTheUserAndResumes) {
   ASSERT_TRUE(cluster->WaitForView(10s));
   std::this_thread::sleep_for(1500ms);  // a heartbeat re-reads the profile
   std::string pidfile = cluster->dir() + "/job.pid", flag = cluster->dir() + "/done";
-  auto stub = StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c",
-                               "echo $$ > " + pidfile + "; while [ ! -e " + flag + " ]; do sleep 0.05; done; exit 4"},
+  // bash, not dash: dash starts `sleep` with vfork, and a stop that lands on
+  // the child before its exec leaves the shell waiting in D, never T.
+  auto stub = StartBackground({BinDir() + "/queue", "-n", "--", "/bin/bash", "-c",
+                               "echo $$ > " + pidfile + "; echo up; while [ ! -e " + flag +
+                                   " ]; do sleep 0.05; done; exit 4"},
                               {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/stub.out",
                               cluster->dir() + "/stub.err");
-  ASSERT_TRUE(WaitUntil([&] { return !ReadFile(pidfile).empty(); }, 10s));
+  // Relayed output, unlike the pid file, proves the shepherd is attached to
+  // the stub, so the "suspended" notice has somewhere to go.
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(cluster->dir() + "/stub.out") == "up\n"; }, 10s))
+      << ReadFile(cluster->dir() + "/stub.err");
   pid_t job = std::stoi(ReadFile(pidfile));
   cluster->SetLoad(0, 7.0);
   ASSERT_TRUE(WaitUntil([&] { return ProcessState(job) == 'T'; }, 5s)) << cluster->log(0);
@@ -422,12 +428,13 @@ TEST(Jobs, OwnerCancelsARunningJobHereOrElsewhereAndSeesItInTheRecord) {
   auto cluster = TestCluster::Start(2);
   ASSERT_TRUE(cluster->WaitForView(10s));
   for (int target : {0, 1}) {
-    std::string marker = cluster->dir() + "/started" + std::to_string(target);
+    std::string base = cluster->dir() + "/stub" + std::to_string(target);
     auto stub = StartBackground({BinDir() + "/queue", "-h", cluster->entry(target), "-n", "-j", "sleeper", "--", "sh",
-                                 "-c", "touch " + marker + "; exec sleep 300"},
-                                {"QUEUE_SOCKET=" + cluster->socket(0)}, cluster->dir() + "/stub.out",
-                                cluster->dir() + "/stub.err");
-    ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(marker); }, 10s));
+                                 "-c", "echo started; exec sleep 300"},
+                                {"QUEUE_SOCKET=" + cluster->socket(0)}, base + ".out", base + ".err");
+    // Relayed output proves the shepherd is attached to the stub; a cancel
+    // that comes earlier has no one to tell the owner.
+    ASSERT_TRUE(WaitUntil([&] { return ReadFile(base + ".out") == "started\n"; }, 10s)) << ReadFile(base + ".err");
     auto listed = nlohmann::json::parse(cluster->Queue(0, {"--jobs", "--json"}).out);
     ASSERT_EQ(listed.size(), 1U) << listed.dump();
     uint64_t id = listed[0]["id"];
@@ -438,7 +445,7 @@ TEST(Jobs, OwnerCancelsARunningJobHereOrElsewhereAndSeesItInTheRecord) {
     auto status = WaitChild(stub.pid, 10s);
     ASSERT_TRUE(status.has_value()) << "cancel did not end the job";
     EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM);
-    EXPECT_NE(ReadFile(cluster->dir() + "/stub.err").find("cancelled by its owner"), std::string::npos);
+    EXPECT_NE(ReadFile(base + ".err").find("cancelled by its owner"), std::string::npos) << ReadFile(base + ".err");
     ASSERT_TRUE(WaitUntil([&] { return nlohmann::json::parse(cluster->Queue(0, {"--jobs", "--json"}).out).empty(); }, 5s));
   }
   auto history = nlohmann::json::parse(cluster->Queue(1, {"--jobs", "--all", "--json"}).out);
@@ -576,6 +583,41 @@ TEST(QueuePolicy, ABrokenProfileDrainsOnlyItsQueueAndStatusSaysWhere) {
   auto status_after_fix = WaitChild(waiter.pid, 10s);
   ASSERT_TRUE(status_after_fix.has_value()) << ReadFile(err);
   EXPECT_EQ(*status_after_fix, 0);
+}
+
+}  // namespace
+}  // namespace queue::testing
+
+namespace queue::testing {
+namespace {
+
+// The shepherd starts the job before it reaches the stub: a cancel that comes
+// in between is told to the owner once the stub is reached (and nothing is
+// written to the stub's connection before its handshake is done). The stub is
+// held stopped over that time, so the job is placed, started and cancelled
+// while its shepherd waits for the handshake.
+TEST(Jobs, ACancelBeforeTheShepherdReachesTheStubIsStillToldToTheOwner) {
+  auto cluster = TestCluster::Start(1, ClusterOptions{{}, "maxexec 1\n"});
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  const std::string base = cluster->dir() + "/early";
+  auto blocker = StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c", "echo blocking; exec sleep 300"},
+                                 {"QUEUE_SOCKET=" + cluster->socket(0)}, base + ".blocker.out", base + ".blocker.err");
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(base + ".blocker.out") == "blocking\n"; }, 10s));
+  const std::string started = cluster->dir() + "/started";
+  auto stub = StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c", "touch " + started + "; exec sleep 300"},
+                              {"QUEUE_SOCKET=" + cluster->socket(0)}, base + ".out", base + ".err");
+  ASSERT_TRUE(WaitUntil([&] { return JobOn(*cluster, 0, 2)["state"] == "waiting"; }, 10s)) << ReadFile(base + ".err");
+  kill(stub.pid, SIGSTOP);
+  EXPECT_EQ(cluster->Queue(0, {"--cancel", "1"}).exit_code, 0);
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(started); }, 10s)) << cluster->log(0);
+  auto cancel = cluster->Queue(0, {"--cancel", "2"});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  kill(stub.pid, SIGCONT);
+  auto status = WaitChild(stub.pid, 20s);
+  ASSERT_TRUE(status.has_value()) << ReadFile(base + ".err");
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM) << ReadFile(base + ".err");
+  EXPECT_NE(ReadFile(base + ".err").find("[job 2 cancelled by its owner]"), std::string::npos) << ReadFile(base + ".err");
+  WaitChild(blocker.pid, 10s);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cluster_fixture.h"
@@ -84,7 +85,23 @@ TEST(Netns, ThreeHostsInTheirOwnNetworkNamespaces) {
   cluster->SetLoad(0, 8.0);
   cluster->SetLoad(1, 8.0);
   cluster->SetLoad(2, 0.0);
-  std::this_thread::sleep_for(1500ms);
+  // Host 1, where the job is submitted, places it by the loads it last heard:
+  // wait until it has heard these, however long the heartbeats take.
+  const std::map<std::string, double> loads = {
+      {cluster->entry(0), 8.0}, {cluster->entry(1), 8.0}, {cluster->entry(2), 0.0}};
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto status = nlohmann::json::parse(cluster->Queue(1, {"--status", "--json"}).out, nullptr, false);
+        if (status.is_discarded()) return false;
+        size_t heard = 0;
+        for (const auto& h : status["hosts"]) {
+          auto load = loads.find(h.value("host", ""));
+          if (load != loads.end() && h.value("load1", -1.0) == load->second) ++heard;
+        }
+        return heard == loads.size();
+      },
+      10s))
+      << cluster->Queue(1, {"--status"}).out;
   auto steered = cluster->Queue(1, {"-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
   EXPECT_EQ(steered.out, cluster->entry(2) + "\n") << steered.err;
   // A host that drops off the network is noticed and skipped.

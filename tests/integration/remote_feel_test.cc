@@ -381,10 +381,21 @@ TEST_F(RemoteFeelPty, CtrlZThenBgLetsTheJobRunOnInTheBackground) {
   term_->Type("kill %1");
   term_->Key("Enter");
   // The remote job dies a round trip after bash printed its prompt, and bash
-  // reports a background job's end at the next prompt: ask for one.
-  std::this_thread::sleep_for(1s);
-  term_->Key("Enter");
-  EXPECT_TRUE(term_->WaitFor(std::regex("(Terminated|Hangup|Done)"), 10s)) << term_->Screen();
+  // reports a background job's end at the next prompt: ask for one until the
+  // report shows, however long that round trip takes.
+  std::regex ended("(Terminated|Hangup|Done)");
+  auto asked = std::chrono::steady_clock::now() - 1s;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        if (std::regex_search(term_->Screen(), ended)) return true;
+        if (std::chrono::steady_clock::now() - asked >= 300ms) {
+          term_->Key("Enter");
+          asked = std::chrono::steady_clock::now();
+        }
+        return false;
+      },
+      10s))
+      << term_->Screen();
 }
 
 TEST_F(RemoteFeelPty, TerminalIsRestoredAfterExitAndAfterDeathBySignal) {
@@ -701,13 +712,18 @@ TEST_F(RemoteFeelSignal, KilledStubHangsUpTheJobThenKillsItAfterAGrace) {
   for (const auto& c : cases) {
     std::string base = dir + "/" + c.name;
     stubs.push_back(owner.Start({Queue(), "-h", Remote(), "-n", "--", "sh", "-c",
-                                     c.trap + "; echo $$ > " + base + ".pid; while :; do sleep 0.1; done"},
+                                     c.trap + "; echo $$ > " + base + ".pid; echo ready; while :; do sleep 0.1; done"},
                                     {Socket()}, base + ".out", base + ".err"));
   }
   for (size_t k = 0; k < cases.size(); ++k) {
-    auto job = PidFromFile(dir + "/" + cases[k].name + ".pid", 15s);
+    std::string base = dir + "/" + cases[k].name;
+    auto job = PidFromFile(base + ".pid", 15s);
     ASSERT_TRUE(job.has_value()) << ReadFile(stubs[k].err_path);
     jobs.push_back(*job);
+    // The pid file only says the job runs: a stub killed before the shepherd
+    // has attached to it gets its job killed without a hang-up. Output the
+    // stub relays proves the shepherd is attached.
+    ASSERT_TRUE(WaitUntil([&] { return ReadFile(base + ".out") == "ready\n"; }, 15s)) << ReadFile(stubs[k].err_path);
   }
   auto killed_at = std::chrono::steady_clock::now();
   for (auto& stub : stubs) {

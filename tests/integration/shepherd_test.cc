@@ -18,7 +18,6 @@
 #include <fstream>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cluster_fixture.h"
@@ -444,8 +443,18 @@ TEST_F(ShepherdTest, CheckpointContinuesASuspendedJob) {
 // its image is complete. These jobs wait for the file `go`, then exit 0.
 constexpr char kReadyThenWaitForGo[] = "echo > ready; while [ ! -e go ]; do sleep 0.05; done; echo done";
 
-// The shepherd acknowledges no other control: give it time to read one before acting on the job.
-void LetTheShepherdRead() { std::this_thread::sleep_for(300ms); }
+// Whether the queue's hold (SIGSTOP to the job's group) has reached the job.
+// The shepherd acknowledges no control but kCheckpointByDaemon, and handles
+// them in order: a hold seen also says every control before it was read.
+// dash vforks its commands: a SIGSTOP that stops the child before its exec
+// leaves the shell waiting for it (state D) with its own stop still pending.
+bool Held(pid_t job) {
+  std::string status = ReadFile("/proc/" + std::to_string(job) + "/status");
+  if (status.find("\nState:\tT") != std::string::npos) return true;
+  size_t pending = status.find("\nShdPnd:\t");
+  if (pending == std::string::npos) return false;
+  return (std::stoull(status.substr(pending + 9, 16), nullptr, 16) >> (SIGSTOP - 1)) & 1;
+}
 
 // Its answer to kCheckpointByDaemon, after which the daemon's CRIU may kill the job.
 bool Armed(const std::optional<ShepherdEvent>& event, pid_t job) {
@@ -509,7 +518,9 @@ TEST_F(ShepherdTest, SigkillAfterAnAbandonedCheckpointIsNoCheckpoint) {
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
   ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, ""}));
-  LetTheShepherdRead();
+  // Armed, the shepherd would not stop the job: held, the abandonment was read.
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kSuspend, "load too high"}));
+  ASSERT_TRUE(WaitUntil([&] { return Held(started->pid); }, 5s)) << ShepherdLog();
   ASSERT_EQ(kill(started->pid, SIGKILL), 0);
   auto finished = daemon->NextEvent(10s);
   ASSERT_TRUE(finished) << ShepherdLog();
@@ -548,11 +559,12 @@ TEST_F(ShepherdTest, AHoldDuringTheDaemonsCheckpointWaitsForItsOutcome) {
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
   ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kSuspend, "load too high"}));
-  LetTheShepherdRead();
-  EXPECT_EQ(ReadFile("/proc/" + std::to_string(started->pid) + "/stat").find(") T"), std::string::npos)
-      << "the job must not be stopped while CRIU dumps it";
+  // Asked again, it answers only once it has read the hold sent before.
+  ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));
+  ASSERT_TRUE(Armed(daemon->NextEvent(5s), started->pid)) << ShepherdLog();
+  EXPECT_FALSE(Held(started->pid)) << "the job must not be stopped while CRIU dumps it";
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, "CRIU failed"}));
-  LetTheShepherdRead();
+  ASSERT_TRUE(WaitUntil([&] { return Held(started->pid); }, 5s)) << "abandoned, the hold applies\n" << ShepherdLog();
   std::ofstream(dir_ + "/go").flush();
   EXPECT_FALSE(daemon->NextEvent(700ms)) << "abandoned, the hold stands";
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kResume, ""}));
@@ -600,7 +612,7 @@ TEST_F(ShepherdTest, DaemonsCheckpointContinuesASuspendedJob) {
   ASSERT_TRUE(started && started->kind == ShepherdEventKind::kStarted) << ShepherdLog();
   ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/ready"); }, 5s));
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kSuspend, "load too high"}));
-  LetTheShepherdRead();
+  ASSERT_TRUE(WaitUntil([&] { return Held(started->pid); }, 5s)) << ShepherdLog();
   std::ofstream(dir_ + "/go").flush();
   EXPECT_FALSE(daemon->NextEvent(700ms)) << "a stopped job must not end";
   ASSERT_TRUE(daemon->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointByDaemon, ""}));

@@ -388,18 +388,24 @@ TEST_F(MigrateTest, AOneGibRestartFileMovesIntact) {
   EXPECT_EQ(ReadFile(out), "running\nrestored intact\n") << ReadFile(err);
 }
 
+// Asked to checkpoint, it writes half a GiB of restart file, which takes its
+// host a while to pack, and exits; restarted, it says what it found. `ready`
+// is what it does once its trap is set.
+std::string HalfGibCheckpointer(const std::string& ready) {
+  return "if [ \"$1\" = --resume ]; then echo resumed with $(wc -c < big.restart) bytes; exit; fi; "
+         "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; " +
+         ready + "; while :; do sleep 0.1; done";
+}
+const std::string kHalfGibProfile = kCheckpointing + "restartflagpos last\nrestartfile big.restart\n";
+
 // Cancelled in the time its restart files take to pack (half a GiB), when its
 // shepherd is gone: it is cancelled on its way home, and does not go on.
 TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {
-  auto cluster = TestCluster::Start(
-      2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\nrestartfile big.restart\n"});
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kHalfGibProfile});
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
-  std::string script =
-      "if [ \"$1\" = --resume ]; then echo resumed; exit; fi; "
-      "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; "
-      "echo running; while :; do sleep 0.1; done";
+  std::string script = HalfGibCheckpointer("echo running");
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd,
                         {"-n", "-h", cluster->entry(0), "--", "sh", "-c", script, "pack-cancel-job"});
@@ -434,16 +440,11 @@ TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {
 // The host it moves to dies while its restart files are on their way there:
 // the job is not lost, and goes on from them where it was.
 TEST_F(MigrateTest, ATargetThatDiesMidTransferLeavesTheJobToGoOnWhereItWas) {
-  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\n"
-                                                                            "restartfile big.restart\n",
-                                                      {}, {}, {}, {"--host-timeout", "3"}});
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kHalfGibProfile, {}, {}, {}, {"--host-timeout", "3"}});
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
-  std::string script =
-      "if [ \"$1\" = --resume ]; then echo resumed with $(wc -c < big.restart) bytes; exit; fi; "
-      "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; "
-      "echo running; while :; do sleep 0.1; done";
+  std::string script = HalfGibCheckpointer("echo running");
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(0), "--", "sh", "-c", script, "sh"});
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(out) == "running\n"; }, 15s)) << ReadFile(err);
@@ -471,15 +472,11 @@ TEST_F(MigrateTest, ATargetThatDiesMidTransferLeavesTheJobToGoOnWhereItWas) {
 // daemon killed as soon as it has answered the cancel: the cancel is on disk, so
 // the job that comes home from its checkpoint after the restart is cancelled.
 TEST_F(MigrateTest, ACancelDuringThePackOutlivesARestartOfTheSubmitDaemon) {
-  auto cluster = TestCluster::Start(
-      2, ClusterOptions{{}, kCheckpointing + "restartflagpos last\nrestartfile big.restart\n"});
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kHalfGibProfile});
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
-  std::string script =
-      "if [ \"$1\" = --resume ]; then echo resumed; exit; fi; "
-      "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; "
-      "touch ready; while :; do sleep 0.1; done";
+  std::string script = HalfGibCheckpointer("touch ready");
   auto submitted = cluster->Queue(
       0, {"-r", "-h", cluster->entry(1), "-j", "packed", "--", "sh", "-c", script, "pack-restart-job"},
       {{}, "", 10s, cwd});

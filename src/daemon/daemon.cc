@@ -1192,7 +1192,8 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
     auto link = links_.find(r.exec_host);
     if (link != links_.end() && link->second->SendCancel(wire::CancelJob{job_id}))
       return "cancelling job " + id_text + " on " + r.exec_host;
-    if (r.origin_host.empty()) MarkCancelRequested(r, false);
+    // As it was: a cancel taken earlier still stands.
+    if (r.origin_host.empty()) MarkCancelRequested(r, r.cancel_requested);
     return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
   }
   return Fail("you have no waiting or running job " + id_text + " on this host");

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "daemon/bundle_sender.h"
@@ -56,19 +57,18 @@ Status AppendFile(int to, int from) {
   }
 }
 
-// On the worker thread: copies all of `from` to `piece`, through a temporary
-// file renamed over it once synced, so that the piece is whole or absent.
-Status KeepOutputPiece(int from, const std::string& piece) {
-  const std::string temporary = piece + ".tmp";
-  int to = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (to < 0) return Fail("cannot keep output: " + ErrnoText(errno));
-  Status copied = AppendFile(to, from);
-  if (copied.ok() && fsync(to) != 0) copied = Fail("cannot keep output: " + ErrnoText(errno));
-  close(to);
-  if (copied.ok() && ::rename(temporary.c_str(), piece.c_str()) != 0)
-    copied = Fail("cannot keep output: " + ErrnoText(errno));
-  if (!copied.ok()) ::unlink(temporary.c_str());
-  return copied;
+// On the worker thread: puts a file's data and its name in its directory on
+// disk. A file that is gone (its job was cancelled meanwhile) needs nothing.
+void SyncFile(const std::string& path) {
+  if (int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW); fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  std::string dir = std::filesystem::path(path).parent_path();
+  if (int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
 }
 
 // What the worker thread needs to bring a batch job's output home.
@@ -177,35 +177,29 @@ void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk
 }
 
 void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const std::string& bundle,
-                               int output_fd, bool in_place, std::function<void()> then) {
+                               const std::string& output, bool in_place, std::function<void()> then) {
   if (!bundle.empty() && ::rename(bundle.c_str(), RestartBundle(r.id).c_str()) != 0)
     std::cerr << "queued: job " << r.id << ": cannot keep its restart files: " << ErrnoText(errno) << "\n";
-  const bool wrote_bundle = !bundle.empty();
-  int own_fd = output_fd >= 0 && r.batch ? fcntl(output_fd, F_DUPFD_CLOEXEC, 0) : -1;
-  if (own_fd < 0) return Requeue(std::move(r), from_host, wrote_bundle, in_place, std::move(then));
   // The output so far stays here, one piece per run, and is put before the
-  // rest when the job ends. Copied on the worker thread: it may be large.
-  delivering_.insert(r.id);
-  worker_.Run<Status>(
-      [own_fd, piece = OutputPiece(r.id, r.restarts)] {
-        Status kept = KeepOutputPiece(own_fd, piece);
-        close(own_fd);
-        return kept;
-      },
-      [this, r = std::move(r), from_host, wrote_bundle, in_place, then = std::move(then)](Status kept) mutable {
-        delivering_.erase(r.id);
-        if (!kept.ok()) std::cerr << "queued: job " << r.id << ": output before its checkpoint: " << kept.message() << "\n";
-        auto current = store_.Get(r.id);
-        if (!current.ok()) return;  // the spool is failing: its end is asked again
-        // Ended, cancelled or moved on meanwhile: this end is no longer news.
-        const bool same_run = current->has_value() && (*current)->state == r.state &&
-                              (*current)->restarts == r.restarts && (*current)->exec_host == r.exec_host;
-        if (!same_run) return then();
-        std::string message = std::move(r.message);
-        r = std::move(**current);
-        r.message = std::move(message);
-        Requeue(std::move(r), from_host, wrote_bundle, in_place, std::move(then));
-      });
+  // rest when the job ends. Renamed, not copied: a GiB of it costs nothing
+  // here, and keeping it again (an end sent twice, or a crash before the
+  // requeue was recorded, when only the piece is left) replaces the piece.
+  const std::string piece = OutputPiece(r.id, r.restarts);
+  if (r.batch && !output.empty() && ::rename(output.c_str(), piece.c_str()) != 0 && errno != ENOENT) {
+    std::cerr << "queued: job " << r.id << ": cannot keep its output so far: " << ErrnoText(errno) << "\n";
+    r.message += (r.message.empty() ? "" : "; ") + std::string("its output so far is lost: ") + ErrnoText(errno);
+  }
+  const bool kept = r.batch && ::access(piece.c_str(), F_OK) == 0;
+  if (!kept) return Requeue(std::move(r), from_host, !bundle.empty(), in_place, std::move(then));
+  // Synced off the loop before `then`, which lets the execution host drop its copy.
+  Requeue(std::move(r), from_host, !bundle.empty(), in_place, [this, piece, then = std::move(then)] {
+    worker_.Run<bool>(
+        [piece] {
+          SyncFile(piece);
+          return true;
+        },
+        [then](bool) { then(); });
+  });
 }
 
 void JobFinisher::Requeue(spool::JobRecord r, const std::string& from_host, bool wrote_bundle, bool in_place,
@@ -249,7 +243,12 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   if (!record.ok()) return;  // the spool is failing: no ack, the peer asks again
   // Unknown, already ended, or moved elsewhere since: nothing to keep, but the
   // peer must stop sending it.
-  if (!record->has_value() || !IsPlacedOn(**record, peer, ended.attempt)) return acknowledge();
+  if (!record->has_value() || !IsPlacedOn(**record, peer, ended.attempt)) {
+    // Known already, but perhaps not yet on disk: the peer forgets it on the ack.
+    return batch_.AfterCommit([acknowledge](const Status& ok) {
+      if (ok.ok()) acknowledge();
+    });
+  }
   spool::JobRecord r = **record;
   if (ended.lost) {
     Lost(r, "it was lost on " + peer + " (" + ended.message + ")");
@@ -267,20 +266,14 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
                 << " arrived incomplete or damaged; waiting for them to be sent again\n";
       return;
     }
-    std::string output = IncomingFile(r.id);
-    int output_fd = -1;
+    std::string output;
     if (r.batch && !ended.output_sha256.empty()) {
+      output = IncomingFile(r.id);
       if (!incoming_.Matches(output, ended.output_size, ended.output_sha256)) return;
-      output_fd = open(output.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     }
     r.message = ended.message;
-    Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output_fd, ended.checkpoint_in_place,
-                 [acknowledge, output] {
-                   ::unlink(output.c_str());
-                   acknowledge();
-                 });
-    if (output_fd >= 0) close(output_fd);
-    return;
+    return Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output, ended.checkpoint_in_place,
+                        acknowledge);
   }
   std::string incoming = IncomingFile(r.id);
   int fd = -1;
@@ -335,22 +328,9 @@ void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const s
 
 void JobFinisher::FinishLocal(spool::JobRecord r) {
   if (r.checkpointed) {
-    if (delivering_.contains(r.id)) return;
-    int output_fd = r.batch ? open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
     std::string bundle = runner_.BundleFile(r.id);
-    // Removed once the requeue is on disk, unless it is already the next
-    // run's (the job may be placed here again first).
-    struct stat kept{};
-    const bool have_output = output_fd >= 0 && fstat(output_fd, &kept) == 0;
-    auto drop_output = [path = runner_.OutputFile(r.id), have_output, kept] {
-      struct stat now{};
-      if (have_output && stat(path.c_str(), &now) == 0 && now.st_dev == kept.st_dev && now.st_ino == kept.st_ino)
-        ::unlink(path.c_str());
-    };
-    Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "", output_fd, r.checkpoint_in_place,
-                 drop_output);
-    if (output_fd >= 0) close(output_fd);
-    return;
+    return Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "",
+                        r.batch ? runner_.OutputFile(r.id) : "", r.checkpoint_in_place, [] {});
   }
   if (!r.batch || r.end_reported) return;
   if (WasLost(r)) return Lost(r, r.message);

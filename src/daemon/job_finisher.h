@@ -74,11 +74,11 @@ class JobFinisher {
   // Every piece the job may have, in order (some may not exist).
   std::vector<std::string> OutputPieces(const spool::JobRecord& record) const;
   // The job stopped on `from_host` to go on elsewhere: keeps its new restart
-  // files (`bundle`, "" when it wrote none) and its output so far (on the
-  // worker thread), and queues it; `then` runs once that is on disk.
-  // `in_place`: it checkpointed for its own sake and may restart anywhere.
-  void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle, int output_fd,
-                    bool in_place, std::function<void()> then);
+  // files (`bundle`, "" when it wrote none) and its output so far (the file at
+  // `output`, moved into its piece), and queues it; `then` runs once all that
+  // is on disk. `in_place`: it checkpointed for its own sake and may restart anywhere.
+  void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle,
+                    const std::string& output, bool in_place, std::function<void()> then);
   void Requeue(spool::JobRecord record, const std::string& from_host, bool wrote_bundle, bool in_place,
                std::function<void()> then);
   // Delivers the output in `fd` (may be -1: none; closed here), after what was

@@ -286,12 +286,12 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     stub_->Start([self](wire::MessageType type, std::string_view payload) { self->OnStubFrame(type, payload); },
                  [self](const std::string& reason) { self->OnStubLost(reason); });
     stub_ready_ = true;
+    for (const std::string& notice : std::exchange(pending_notices_, {})) stub_->Send(wire::Notice{notice});
     if (!launch_error_.empty()) {
       stub_->Send(wire::JobStatus{wire::JobStatusKind::kStartFailed, 2, launch_error_});
       exit_status_ = 2;
       return Finish();
     }
-    for (const std::string& notice : std::exchange(pending_notices_, {})) stub_->Send(wire::Notice{notice});
     if (job_.stdin_fd >= 0) stdin_.emplace(io_, job_.stdin_fd);
     // Outputs first: a job that has already exited must still have its output relayed.
     StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
@@ -462,7 +462,10 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
       if (!stub_->closed()) stub_->Send(wire::Notice{notice});
       return;
     }
-    if (!start_.spec.batch && pending_notices_.size() < kMaxPendingNotices) pending_notices_.push_back(notice);
+    if (start_.spec.batch) return;
+    // The latest say (a cancel after holds and resumes) matters most.
+    if (pending_notices_.size() == kMaxPendingNotices) pending_notices_.erase(pending_notices_.begin());
+    pending_notices_.push_back(notice);
   }
 
   // Sends the checkpoint signal, once for the job's life: many programs take a

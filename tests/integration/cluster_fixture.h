@@ -56,6 +56,8 @@ std::string BinDir();
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& text, int mode = 0644);
 bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+// The parent of process `pid` (from /proc), or -1 when it is gone.
+pid_t ParentOf(pid_t pid);
 
 struct ClusterOptions {
   // Use another key for these host indexes (to test refusal).

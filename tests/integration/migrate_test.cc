@@ -296,16 +296,6 @@ std::vector<pid_t> PidsRunning(const std::string& needle) {
   return pids;
 }
 
-pid_t ParentOf(pid_t pid) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  if (stat.empty()) return 0;
-  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
-  char state;
-  pid_t parent = 0;
-  fields >> state >> parent;
-  return parent;
-}
-
 // checkpointperiod: the job's restart files are copied off its host every
 // period, so when the host dies the job goes on elsewhere from the last copy.
 TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {

@@ -65,17 +65,6 @@ bool ProcessGone(pid_t pid) {
   return close_paren != std::string::npos && close_paren + 2 < stat.size() && stat[close_paren + 2] == 'Z';
 }
 
-pid_t ParentOf(pid_t pid) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  auto close_paren = stat.rfind(')');
-  if (close_paren == std::string::npos) return -1;
-  std::istringstream rest(stat.substr(close_paren + 2));
-  std::string state;
-  pid_t parent = -1;
-  rest >> state >> parent;
-  return parent;
-}
-
 std::optional<pid_t> PidFromFile(const std::string& path, std::chrono::milliseconds timeout) {
   if (!WaitUntil([&] { return ReadFile(path).find('\n') != std::string::npos; }, timeout)) return std::nullopt;
   return static_cast<pid_t>(std::stoi(ReadFile(path)));

@@ -208,7 +208,7 @@ class DaemonImpl {
   void WatchSilentHosts();
   void RemoveTakenBundles();
   void CancelAtCheckpoint(uint64_t record_id);
-  void MarkCancelRequested(spool::JobRecord record, bool requested);
+  void MarkCancelRequested(spool::JobRecord record);
   Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
   void Placed(uint64_t record_id, const std::string& host, uint32_t attempt);
@@ -1185,16 +1185,13 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
       FailRecord(r.id, "cancelled by its owner while it waited", spool::JobState::kCancelled);
       return "cancelled job " + id_text + " (it had not started)";
     }
+    bool sent = r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice);
+    if (auto link = links_.find(r.exec_host); !sent && link != links_.end())
+      sent = link->second->SendCancel(wire::CancelJob{job_id});
+    if (!sent) return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
     // One that stops at a checkpoint meanwhile comes back here to go on: it is cancelled then.
-    if (r.origin_host.empty()) MarkCancelRequested(r, true);
-    if (r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice))
-      return "cancelling job " + id_text + " on " + self_.entry;
-    auto link = links_.find(r.exec_host);
-    if (link != links_.end() && link->second->SendCancel(wire::CancelJob{job_id}))
-      return "cancelling job " + id_text + " on " + r.exec_host;
-    // As it was: a cancel taken earlier still stands.
-    if (r.origin_host.empty()) MarkCancelRequested(r, r.cancel_requested);
-    return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
+    if (r.origin_host.empty()) MarkCancelRequested(r);
+    return "cancelling job " + id_text + " on " + r.exec_host;
   }
   return Fail("you have no waiting or running job " + id_text + " on this host");
 }
@@ -1288,9 +1285,9 @@ void DaemonImpl::CheckpointForPolicy() {
   }
 }
 
-void DaemonImpl::MarkCancelRequested(spool::JobRecord record, bool requested) {
+void DaemonImpl::MarkCancelRequested(spool::JobRecord record) {
   batch_->Join();
-  record.cancel_requested = requested;
+  record.cancel_requested = true;
   if (Status stored = store_->Update(record); !stored.ok())
     std::cerr << "queued: spool: cannot note the cancel of job " << record.id << ": " << stored.message() << "\n";
 }

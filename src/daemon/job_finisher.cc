@@ -189,17 +189,18 @@ void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host,
     std::cerr << "queued: job " << r.id << ": cannot keep its output so far: " << ErrnoText(errno) << "\n";
     r.message += (r.message.empty() ? "" : "; ") + std::string("its output so far is lost: ") + ErrnoText(errno);
   }
-  const bool kept = r.batch && ::access(piece.c_str(), F_OK) == 0;
-  if (!kept) return Requeue(std::move(r), from_host, !bundle.empty(), in_place, std::move(then));
   // Synced off the loop before `then`, which lets the execution host drop its copy.
-  Requeue(std::move(r), from_host, !bundle.empty(), in_place, [this, piece, then = std::move(then)] {
-    worker_.Run<bool>(
-        [piece] {
-          SyncFile(piece);
-          return true;
-        },
-        [then](bool) { then(); });
-  });
+  if (r.batch && ::access(piece.c_str(), F_OK) == 0) {
+    then = [this, piece, then = std::move(then)] {
+      worker_.Run<bool>(
+          [piece] {
+            SyncFile(piece);
+            return true;
+          },
+          [then](bool) { then(); });
+    };
+  }
+  Requeue(std::move(r), from_host, !bundle.empty(), in_place, std::move(then));
 }
 
 void JobFinisher::Requeue(spool::JobRecord r, const std::string& from_host, bool wrote_bundle, bool in_place,
@@ -256,8 +257,8 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
       if (ok.ok()) acknowledge();
     });
   }
-  // Its output is already on its way home (or its output so far into a
-  // piece): the peer asks again, and is answered once the end is recorded.
+  // Its output is already on its way home: the peer asks again, and is
+  // answered once the end is recorded.
   if (delivering_.contains(r.id)) return;
   if (ended.checkpointed) {
     std::string bundle = IncomingBundle(r.id);

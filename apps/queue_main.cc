@@ -92,6 +92,18 @@ int ShowJobs(const Invocation& inv, const std::string& program) {
                 j["host"].get<std::string>().c_str(), exit.c_str(), j["name"].get<std::string>().c_str(),
                 j.contains("message") ? ("  (" + j["message"].get<std::string>() + ")").c_str() : "");
   }
+  if (inv.all) {
+    // How far back the list reaches: queued forgets finished jobs after --keep-finished.
+    auto status = Ask(inv, queue::wire::StatusRequest{});
+    auto parsed = status.ok() ? nlohmann::json::parse(*status, nullptr, false) : nlohmann::json();
+    if (parsed.is_object() && parsed.contains("keep_finished_seconds")) {
+      int64_t seconds = parsed["keep_finished_seconds"].get<int64_t>();
+      std::printf("(finished jobs are listed for %s after they end)\n",
+                  seconds % 86400 == 0 ? (std::to_string(seconds / 86400) + " day(s)").c_str()
+                  : seconds % 3600 == 0 ? (std::to_string(seconds / 3600) + " hour(s)").c_str()
+                                         : (std::to_string(seconds) + " s").c_str());
+    }
+  }
   return 0;
 }
 

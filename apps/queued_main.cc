@@ -1,16 +1,19 @@
 // queued: the Queue daemon. Parses options and runs src/daemon.
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <iostream>
 
 #include "auth/psk_tls.h"
 #include "auth/cluster_key.h"
 #include "daemon/daemon.h"
+#include "util/result.h"
 
 namespace {
 
@@ -45,6 +48,33 @@ bool Daemonize(asio::io_context& io, const std::string& log_path) {
   return true;
 }
 
+// A daemon holds a descriptor per connection, running job and file in
+// transit; the soft limit a service starts with (often 1,024) is far below
+// what the kernel lets it have, so it takes the hard limit.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t wanted = limit.rlim_max;
+  limit.rlim_cur = wanted;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+    std::cerr << "queued: cannot raise the descriptor limit to " << wanted << ": " << queue::ErrnoText(errno) << "\n";
+}
+
+// "7d", "12h", "30m", "90s" or plain seconds.
+std::optional<std::chrono::seconds> ParseDuration(const std::string& text) {
+  size_t used = 0;
+  double number = 0;
+  try {
+    number = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(used);
+  double scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : unit == "d" ? 86400 : -1;
+  if (scale < 0 || number < 0 || number * scale > 1e10) return std::nullopt;
+  return std::chrono::seconds(static_cast<int64_t>(number * scale));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,6 +103,14 @@ int main(int argc, char** argv) {
   app.add_option("--host-timeout", host_timeout,
                  "seconds a silent peer may take (a daemon restart, say) before its jobs from here count as lost")
       ->capture_default_str()->check(CLI::Range(1.0, 86400.0));
+  std::string keep_finished = "7d";
+  app.add_option("--keep-finished", keep_finished,
+                 "how long finished jobs stay listed (queue --jobs --all) before their records are removed: "
+                 "a number with s, m, h or d")
+      ->capture_default_str()
+      ->check([](const std::string& text) {
+        return ParseDuration(text) ? std::string() : std::string("not a duration such as 7d, 12h, 30m or 90s");
+      });
   app.add_flag("-v,--version", version, "print the version");
   CLI11_PARSE(app, argc, argv);
 
@@ -89,6 +127,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   config.host_dead_after = std::chrono::milliseconds(static_cast<int64_t>(host_timeout * 1000));
+  config.keep_finished = *ParseDuration(keep_finished);
+  RaiseDescriptorLimit();
   if (geteuid() == 0) umask(022);
   config.shepherd_path = SiblingBinary("queue-shepherd");
   asio::io_context io;

@@ -24,6 +24,7 @@
 #include "daemon/end_reporter.h"
 #include "daemon/group_commit.h"
 #include "daemon/job_finisher.h"
+#include "daemon/job_ledger.h"
 #include "daemon/job_runner.h"
 #include "util/worker_thread.h"
 #include "daemon/peer_link.h"
@@ -188,6 +189,8 @@ class DaemonImpl {
   }
   void RemoveStaleArrivals();
   void ForgetFinishedJobs();
+  // Removes finished records older than --keep-finished, a bounded number per pass.
+  void ExpireFinishedJobs();
   struct PlacementOptions {
     uint32_t attempt = 0;
     std::string offered_to;
@@ -196,7 +199,7 @@ class DaemonImpl {
   };
   void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, const PlacementOptions& options,
                       PlacementCallback done);
-  void SetOffer(uint64_t record_id, const std::string& host);
+  void WithdrawOffer(uint64_t record_id);
   // The job is still waiting, in the same run: a cancel or a restart may have
   // come while its placement was under way.
   bool StillWaiting(const PlacementAttempt& attempt);
@@ -208,7 +211,6 @@ class DaemonImpl {
   void WatchSilentHosts();
   void RemoveTakenBundles();
   void CancelAtCheckpoint(uint64_t record_id);
-  void MarkCancelRequested(spool::JobRecord record);
   Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
   void Placed(uint64_t record_id, const std::string& host, uint32_t attempt);
@@ -227,6 +229,7 @@ class DaemonImpl {
                    wire::MessageType type, std::string_view payload);
 
   void OnLocalJobEnded(const spool::JobRecord& record);
+  void TellStubIfNotStarted(const spool::JobRecord& record);
 
   void WatchSignals();
   void Stop();
@@ -239,6 +242,7 @@ class DaemonImpl {
   std::optional<auth::PskTlsContext> client_tls_;
   std::unique_ptr<spool::JobStore> store_;
   std::unique_ptr<GroupCommit> batch_;
+  std::unique_ptr<JobLedger> ledger_;  // the only writer of job records
   std::unique_ptr<QueueTable> queues_;
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<JobFinisher> finisher_;
@@ -256,11 +260,15 @@ class DaemonImpl {
   std::map<uint64_t, std::map<std::string, std::chrono::steady_clock::time_point>> avoid_;
   // A host the owner asked a job to move to (queue --migrate ID HOST).
   std::map<uint64_t, std::string> migrate_to_;
+  // Runs taken for lost with their silent host (origin id, attempt): ended
+  // there should the host come back, as the job runs again elsewhere.
+  std::map<std::string, std::vector<std::pair<uint64_t, uint32_t>>> fenced_;
   // When this host last sent jobs away for its load: each counts against the
   // load for a minute, as the 1-minute average takes that long to show it.
   std::vector<std::chrono::steady_clock::time_point> moved_for_load_;
   bool waiting_pass_posted_ = false;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point next_expiry_{};
   std::map<std::string, std::filesystem::file_time_type> program_failed_at_;  // profile version that failed
   load::LoadSampler sampler_;
   load::LoadTable table_;
@@ -292,16 +300,17 @@ Status DaemonImpl::Init() {
   if (!store.ok()) return Fail(store.message());
   store_ = std::move(store.value());
   batch_ = std::make_unique<GroupCommit>(io_, *store_, config_.commit_window);
+  ledger_ = std::make_unique<JobLedger>(*store_, *batch_);
   supervisor_log_.emplace(self_.entry);
   queues_ = std::make_unique<QueueTable>(config_.spool_dir, self_.entry, cpus_);
   queues_->Refresh(true);
   for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
-  runner_ = std::make_unique<JobRunner>(io_, *store_, *batch_, *queues_, file_worker_, self_.entry,
+  runner_ = std::make_unique<JobRunner>(io_, *ledger_, *queues_, file_worker_, self_.entry,
                                         config_.shepherd_path, config_.spool_dir);
   ProbeCriuIfNeeded();
   if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
-  finisher_ = std::make_unique<JobFinisher>(*store_, *batch_, *runner_, *queues_, file_worker_, config_.spool_dir);
+  finisher_ = std::make_unique<JobFinisher>(*ledger_, *runner_, *queues_, file_worker_, config_.spool_dir);
   if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
   if (std::string dir = ArrivingDir(); mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Fail("cannot create " + dir + ": " + ErrnoText(errno));
@@ -311,11 +320,12 @@ Status DaemonImpl::Init() {
     AddWaitingStored(record_id);
     ScheduleWaitingPass();
   });
-  reporter_ = std::make_unique<EndReporter>(io_, *store_, *batch_, *runner_, [this](const std::string& host) {
+  reporter_ = std::make_unique<EndReporter>(io_, *ledger_, *runner_, [this](const std::string& host) {
     auto link = links_.find(host);
     return link == links_.end() ? nullptr : link->second;
   });
   runner_->OnJobEnded([this](const spool::JobRecord& record) { OnLocalJobEnded(record); });
+  finisher_->OnClosed([this](const spool::JobRecord& record) { TellStubIfNotStarted(record); });
   runner_->OnNotice([this](const std::string& queue, const std::string& text) { Notify(queue, text); });
   if (auto load = sampler_.Load1(); !load.ok()) return Fail(load.message());
   if (auto opened = OpenTcpSocket(); !opened.ok()) return opened;
@@ -422,6 +432,7 @@ void DaemonImpl::Heartbeat() {
   CheckpointForPolicy();
   runner_->StopStuckCriuDumps();
   ForgetFinishedJobs();
+  ExpireFinishedJobs();
   RemoveStaleArrivals();
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
@@ -586,7 +597,7 @@ void DaemonImpl::OnClientFrame(const std::shared_ptr<ClientChannel>& channel, co
       auto done = Cancel(who, request->job_id);
       if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
       // Answered once the cancel is on disk: it must outlive a daemon restart.
-      return batch_->AfterCommit([channel, said = *done](const Status& committed) {
+      return ledger_->AfterCommit([channel, said = *done](const Status& committed) {
         if (!committed.ok()) return channel->Send(wire::ErrorReply{"spool: " + committed.message()});
         channel->Send(wire::StatusReply{said});
       });
@@ -655,9 +666,8 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   record.state = spool::JobState::kWaiting;
   record.submit_time = Now();
   record.spec = wire::EncodeStoredSpec(spec);  // kept to restart it elsewhere
-  batch_->Join();
-  auto id = store_->Add(record);
-  if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
+  auto id = ledger_->Submit(std::move(record));
+  if (!id.ok()) return channel->Send(wire::ErrorReply{id.message()});
   uint64_t record_id = *id;
   stubs_[record_id] = channel;
   StartPlacement(record_id, spec, {}, [this, channel, record_id, spec](const PlacementOutcome& outcome) {
@@ -691,15 +701,10 @@ void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire
   record.state = spool::JobState::kWaiting;
   record.submit_time = Now();
   record.spec = wire::EncodeStoredSpec(spec);
-  batch_->Join();
-  auto id = store_->Add(record);
-  if (!id.ok()) return channel->Send(wire::ErrorReply{"spool: " + id.message()});
-  record.id = *id;
-  record.output_path = OutputPathFor(spec, record.id);
-  if (auto updated = store_->Update(record); !updated.ok())
-    return channel->Send(wire::ErrorReply{"spool: " + updated.message()});
-  uint64_t record_id = record.id;
-  batch_->AfterCommit([this, channel, record_id](const Status& committed) {
+  auto id = ledger_->Submit(std::move(record), [&spec](uint64_t id) { return OutputPathFor(spec, id); });
+  if (!id.ok()) return channel->Send(wire::ErrorReply{id.message()});
+  uint64_t record_id = *id;
+  ledger_->AfterCommit([this, channel, record_id](const Status& committed) {
     if (!committed.ok()) {
       waiting_.erase(record_id);
       return channel->Send(wire::ErrorReply{"spool: the job was not stored: " + committed.message()});
@@ -779,7 +784,7 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
                                 (fate == PeerLink::PlaceFate::kNotSent && attempt->resolving)))
                     return done(PlacementOutcome{"", true, host + " did not answer (" + reply.reason + ")", true});
                   if (!reply.accepted) {
-                    if (batch) SetOffer(attempt->record_id, "");
+                    if (batch) WithdrawOffer(attempt->record_id);
                     return refused(reply.reason, reply.permanent);
                   }
                   Placed(attempt->record_id, host, attempt->attempt);
@@ -792,7 +797,7 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
     SendBundle(io_, link, self_.entry, attempt->record_id, attempt->attempt, attempt->bundle,
                [this, attempt, send, refused](Result<SentBundle> sent) {
                  if (!sent.ok()) {
-                   SetOffer(attempt->record_id, "");  // the host never saw an offer
+                   WithdrawOffer(attempt->record_id);  // the host never saw an offer
                    return refused(sent.message(), false);
                  }
                  send(*sent);
@@ -801,25 +806,24 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   if (!batch) return ship();
   // Two-phase hand-off: the spool says where the job was offered before the
   // offer leaves, so that after a crash it is asked there first, never twice.
-  SetOffer(attempt->record_id, host);
-  batch_->AfterCommit([ship, refused](const Status& committed) {
+  if (Status offered = ledger_->Offer(attempt->record_id, host); !offered.ok())
+    return refused(offered.message(), false);
+  ledger_->AfterCommit([ship, refused](const Status& committed) {
     if (committed.ok()) return ship();
     refused("spool: " + committed.message(), false);
   });
 }
 
 bool DaemonImpl::StillWaiting(const PlacementAttempt& attempt) {
-  auto record = store_->Get(attempt.record_id);
+  auto record = ledger_->Get(attempt.record_id);
   return record.ok() && record->has_value() && (*record)->state == spool::JobState::kWaiting &&
          (*record)->restarts == attempt.attempt;
 }
 
-void DaemonImpl::SetOffer(uint64_t record_id, const std::string& host) {
-  batch_->Join();
-  auto record = store_->Get(record_id);
-  if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kWaiting) return;
-  (*record)->exec_host = host;
-  (void)store_->Update(**record);
+// A job cancelled or ended meanwhile has no offer to withdraw.
+void DaemonImpl::WithdrawOffer(uint64_t record_id) {
+  if (Status withdrawn = ledger_->WithdrawOffer(record_id); !withdrawn.ok())
+    std::cerr << "queued: " << withdrawn.message() << "\n";
 }
 
 void DaemonImpl::Placed(uint64_t record_id, const std::string& host, uint32_t attempt) {
@@ -827,8 +831,7 @@ void DaemonImpl::Placed(uint64_t record_id, const std::string& host, uint32_t at
     table_.AddPlacement(host, load::Clock::now());
     table_.Update(SelfReport(), load::Clock::now());  // its running count is exact
   }
-  batch_->Join();
-  auto record = store_->Get(record_id);
+  auto record = ledger_->Get(record_id);
   if (!record.ok() || !record->has_value()) return;
   spool::JobRecord& r = **record;
   if (host != self_.entry) {
@@ -841,10 +844,11 @@ void DaemonImpl::Placed(uint64_t record_id, const std::string& host, uint32_t at
     // or it was queued again meanwhile: a stale acceptance changes nothing.
     if (r.state != spool::JobState::kWaiting || r.restarts != attempt) return;
     // The execution host keeps its own record too; this one says where the job went.
-    r.state = spool::JobState::kRunning;
+    if (Status placed = ledger_->Placed(record_id, host, attempt, Now()); !placed.ok()) {
+      std::cerr << "queued: " << placed.message() << "\n";
+      return;
+    }
     r.exec_host = host;
-    r.start_time = Now();
-    (void)store_->Update(r);
   }
   finisher_->MailStart(r, host);
 }
@@ -853,15 +857,13 @@ void DaemonImpl::Placed(uint64_t record_id, const std::string& host, uint32_t at
 // meanwhile (placed, ended, cancelled) is someone else's to end: a placement
 // that gave up because of that must not overwrite its record.
 void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::JobState state) {
-  batch_->Join();
-  auto record = store_->Get(record_id);
+  auto record = ledger_->Get(record_id);
   if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kWaiting) return;
-  (*record)->state = state;
-  (*record)->message = why;
-  (*record)->end_time = Now();
-  (*record)->end_reported = true;
-  (void)store_->Update(**record);
-  batch_->AfterCommit([this, record_id](const Status& ok) {
+  if (Status ended = ledger_->EndWaiting(record_id, state, why, Now()); !ended.ok()) {
+    std::cerr << "queued: " << ended.message() << "\n";
+    return;
+  }
+  ledger_->AfterCommit([this, record_id](const Status& ok) {
     if (ok.ok()) finisher_->DiscardOriginFiles(record_id);
   });
 }
@@ -898,7 +900,7 @@ void DaemonImpl::RetryWaiting() {
 }
 
 void DaemonImpl::AddWaitingStored(uint64_t record_id) {
-  auto record = store_->Get(record_id);
+  auto record = ledger_->Get(record_id);
   if (!record.ok() || !record->has_value()) return;
   if ((*record)->cancel_requested) return CancelAtCheckpoint(record_id);
   auto spec = wire::DecodeStoredSpec((*record)->spec);
@@ -914,7 +916,7 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
   wire::JobSpec spec;
   PlacementOptions options;
   if (job.stored) {
-    auto record = store_->Get(record_id);
+    auto record = ledger_->Get(record_id);
     if (!record.ok()) return;  // the spool is failing; try again later
     if (!record->has_value() || (*record)->state != spool::JobState::kWaiting) {
       waiting_.erase(record_id);
@@ -1014,7 +1016,7 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const
       // A job placed again after a checkpoint: say where, and from what.
       std::string note;
       if (found->second.stored)
-        if (auto record = store_->Get(record_id); record.ok() && record->has_value() && (*record)->restarts > 0)
+        if (auto record = ledger_->Get(record_id); record.ok() && record->has_value() && (*record)->restarts > 0)
           note = "job " + std::to_string(record_id) + " goes on on " + outcome.host + " (" + (*record)->message + ")";
       client->Send(wire::SubmitReply{record_id, outcome.host, note});
     }
@@ -1033,7 +1035,7 @@ void DaemonImpl::Recover() {
   spool::JobFilter filter;
   filter.states = {spool::JobState::kWaiting};
   filter.local_origin = true;
-  auto list = store_->List(filter);
+  auto list = ledger_->List(filter);
   if (!list.ok()) {
     std::cerr << "queued: spool: cannot list waiting jobs: " << list.message() << "\n";
   } else {
@@ -1055,12 +1057,24 @@ void DaemonImpl::Recover() {
 
 // A host silent for longer than host_dead_after is taken for dead: the jobs
 // this host placed there (or offered there without an answer) are lost with it.
+// Silence is counted in load reports, not by the TCP connection: a hung daemon
+// (stopped, or stuck in the kernel) keeps its connections open. Should such a
+// host come back, each run it was thought to have lost is told to end there
+// (fenced by its attempt), since the job runs again elsewhere.
 void DaemonImpl::WatchSilentHosts() {
   auto now = load::Clock::now();
   for (const auto& host : hosts_) {
     if (host.entry == self_.entry) continue;
     auto link = links_.find(host.entry);
-    if (link != links_.end() && link->second->connected()) continue;
+    if (table_.Fresh(host.entry, now) != nullptr) {
+      if (auto fenced = fenced_.find(host.entry); fenced != fenced_.end() && link != links_.end() &&
+                                                 link->second->connected()) {
+        for (const auto& [origin_id, attempt] : fenced->second)
+          link->second->SendCancel(wire::CancelJob{origin_id, attempt});
+        fenced_.erase(fenced);
+      }
+      continue;
+    }
     auto heard = table_.hosts().find(host.entry);
     auto last = std::max(started_at_, heard == table_.hosts().end() ? started_at_ : heard->second.heard_at);
     if (now - last < config_.host_dead_after) continue;
@@ -1068,17 +1082,30 @@ void DaemonImpl::WatchSilentHosts() {
     filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
     filter.local_origin = true;
     filter.exec_host = host.entry;
-    auto list = store_->List(filter);
+    auto list = ledger_->List(filter);
     if (!list.ok()) continue;
     auto silent = std::chrono::duration_cast<std::chrono::seconds>(now - last).count();
     for (auto& r : *list) {
       waiting_.erase(r.id);
+      fenced_[host.entry].emplace_back(r.id, r.restarts);
       finisher_->Lost(std::move(r), "its host " + host.entry + " was silent for " + std::to_string(silent) + " s");
     }
   }
 }
 
+// An interactive job whose shepherd could not be started: its stub hears why
+// from here (out of descriptors, say) instead of waiting out its start timeout.
+void DaemonImpl::TellStubIfNotStarted(const spool::JobRecord& record) {
+  if (record.batch || !record.origin_host.empty() || !HadNoShepherd(record)) return;
+  auto stub = stubs_.find(record.id);
+  if (stub == stubs_.end()) return;
+  if (auto client = stub->second.lock())
+    client->Send(wire::ErrorReply{"job " + std::to_string(record.id) + " failed on " + record.exec_host + ": " +
+                                  record.message});
+}
+
 void DaemonImpl::OnLocalJobEnded(const spool::JobRecord& record) {
+  TellStubIfNotStarted(record);
   if (!record.origin_host.empty())
     reporter_->Report(record);
   else
@@ -1123,6 +1150,7 @@ std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
   }
   out["queues"] = queues;
   out["jobs"] = JobsJson(who, false);
+  out["keep_finished_seconds"] = config_.keep_finished.count();
   return out.dump();
 }
 
@@ -1134,7 +1162,7 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
   if (!include_finished) filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
   if (who.uid != 0) filter.uid = who.uid;
   nlohmann::json jobs = nlohmann::json::array();
-  auto list = store_->List(filter);
+  auto list = ledger_->List(filter);
   if (!list.ok()) return jobs;
   for (const auto& r : *list) {
     nlohmann::json job{{"id", UserJobId(r)},
@@ -1165,7 +1193,7 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
   spool::JobFilter filter;
   filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
   if (who.uid != 0) filter.uid = who.uid;
-  auto list = store_->List(filter);
+  auto list = ledger_->List(filter);
   if (!list.ok()) return Fail("spool: " + list.message());
   const std::string id_text = std::to_string(job_id);
   // The number names the job submitted here first; a job from another host
@@ -1190,14 +1218,16 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_
       sent = link->second->SendCancel(wire::CancelJob{job_id});
     if (!sent) return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
     // One that stops at a checkpoint meanwhile comes back here to go on: it is cancelled then.
-    if (r.origin_host.empty()) MarkCancelRequested(r);
+    if (r.origin_host.empty())
+      if (Status noted = ledger_->NoteCancelRequested(r.id); !noted.ok())
+        return Fail("job " + id_text + " was told to stop on " + r.exec_host + ", but " + noted.message());
     return "cancelling job " + id_text + " on " + r.exec_host;
   }
   return Fail("you have no waiting or running job " + id_text + " on this host");
 }
 
 Result<spool::JobRecord> DaemonImpl::CallersJob(const PeerCredentials& who, uint64_t job_id) {
-  auto record = store_->Get(job_id);
+  auto record = ledger_->Get(job_id);
   if (!record.ok()) return Fail("spool: " + record.message());
   if (!record->has_value() || !(*record)->origin_host.empty() || (who.uid != 0 && (*record)->uid != who.uid))
     return Fail("you have no job " + std::to_string(job_id) + " submitted on this host");
@@ -1285,13 +1315,6 @@ void DaemonImpl::CheckpointForPolicy() {
   }
 }
 
-void DaemonImpl::MarkCancelRequested(spool::JobRecord record) {
-  batch_->Join();
-  record.cancel_requested = true;
-  if (Status stored = store_->Update(record); !stored.ok())
-    std::cerr << "queued: spool: cannot note the cancel of job " << record.id << ": " << stored.message() << "\n";
-}
-
 // Its owner cancelled it while it ran, and it stopped at a checkpoint before
 // the cancel reached it: it does not go on.
 void DaemonImpl::CancelAtCheckpoint(uint64_t record_id) {
@@ -1309,6 +1332,21 @@ void DaemonImpl::ForgetFinishedJobs() {
     std::erase_if(it->second, [&](const auto& host) { return host.second <= now; });
     it = it->second.empty() ? avoid_.erase(it) : std::next(it);
   }
+}
+
+void DaemonImpl::ExpireFinishedJobs() {
+  // Once a minute, and at most this many at once: a spool that grew large
+  // before shrinks over a few passes without stalling the loop.
+  constexpr size_t kMostPerPass = 2000;
+  auto now = std::chrono::steady_clock::now();
+  if (now < next_expiry_) return;
+  auto removed = ledger_->Expire(Now() - config_.keep_finished.count(), kMostPerPass);
+  if (!removed.ok()) {
+    std::cerr << "queued: spool: cannot remove old finished jobs: " << removed.message() << "\n";
+  } else if (*removed == kMostPerPass) {
+    return;  // more to go: the next heartbeat goes on
+  }
+  next_expiry_ = now + std::chrono::minutes(1);
 }
 
 Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint64_t job_id) {
@@ -1428,7 +1466,7 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
             };
             if (!admitted.ok() || !batch) return reply_to(reply);
             // Accepted only once the job is on disk here: the origin may forget it then.
-            batch_->AfterCommit([reply_to, reply](const Status& committed) mutable {
+            ledger_->AfterCommit([reply_to, reply](const Status& committed) mutable {
               if (!committed.ok()) reply = wire::PlaceReply{reply.request_id, false, false, "spool: " + committed.message()};
               reply_to(reply);
             });
@@ -1437,10 +1475,17 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
     case wire::MessageType::kCancelJob: {
       auto cancel = wire::DecodePayload<wire::CancelJob>(payload);
       if (!cancel.ok()) return channel->Close(cancel.message());
-      auto record = store_->FindByOrigin(*peer_name, cancel->origin_job_id);
-      if (record.ok() && record->has_value())
-        runner_->ControlJob((*record)->id, wire::ShepherdAction::kTerminate,
-                            "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
+      auto record = ledger_->FindByOrigin(*peer_name, cancel->origin_job_id);
+      if (!record.ok() || !record->has_value()) return;
+      const bool fence = cancel->attempt != wire::CancelJob::kAnyAttempt;
+      if (fence && (*record)->restarts != cancel->attempt) return;  // that run is over already
+      if (fence)
+        std::cerr << "queued: job " << cancel->origin_job_id << " from " << *peer_name << ": ending run "
+                  << cancel->attempt << ", which its submit host took for lost and runs again elsewhere\n";
+      runner_->ControlJob((*record)->id, wire::ShepherdAction::kTerminate,
+                          fence ? "[job " + std::to_string(cancel->origin_job_id) + " was taken for lost while " +
+                                      self_.entry + " did not answer, and runs again elsewhere: this run ends]"
+                                : "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
       return;
     }
     case wire::MessageType::kBundleChunk: {
@@ -1456,7 +1501,7 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
     case wire::MessageType::kMigrateJob: {
       auto migrate = wire::DecodePayload<wire::MigrateJob>(payload);
       if (!migrate.ok()) return channel->Close(migrate.message());
-      auto record = store_->FindByOrigin(*peer_name, migrate->origin_job_id);
+      auto record = ledger_->FindByOrigin(*peer_name, migrate->origin_job_id);
       if (record.ok() && record->has_value() && (*record)->state == spool::JobState::kRunning)
         runner_->Checkpoint((*record)->id, migrate->reason);
       return;
@@ -1506,7 +1551,8 @@ void DaemonImpl::Stop() {
   tcp_acceptor_.close(ignored);
   ::unlink(config_.socket_path.c_str());
   heartbeat_.cancel();
-  (void)batch_->Flush();
+  if (Status flushed = batch_->Flush(); !flushed.ok())
+    std::cerr << "queued: spool: the last changes were not saved: " << flushed.message() << "\n";
   for (auto& [name, link] : links_) link->Stop();
   io_.stop();
 }

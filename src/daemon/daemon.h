@@ -32,6 +32,8 @@ struct DaemonConfig {
   // A peer silent this long is taken for dead: its jobs from here are lost with it
   // (run again when their queue says `restart`). Long enough for a daemon restart.
   std::chrono::milliseconds host_dead_after{60000};
+  // Finished jobs' records (their spec included) are removed this long after they end.
+  std::chrono::seconds keep_finished{7 * 24 * 3600};
 };
 
 class DaemonImpl;

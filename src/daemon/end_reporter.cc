@@ -44,7 +44,7 @@ void EndReporter::LoadOwed() {
   filter.states = {spool::JobState::kDone, spool::JobState::kFailed, spool::JobState::kCancelled};
   filter.local_origin = false;
   filter.end_reported = false;
-  auto list = store_.List(filter);
+  auto list = ledger_.List(filter);
   if (!list.ok()) {
     std::cerr << "queued: spool: cannot list the ends owed to peers: " << list.message() << "\n";
     return;
@@ -81,7 +81,7 @@ void EndReporter::Pump() {
       owed->second.queued = false;
       auto link = links_(std::get<0>(key));
       if (!link || !link->connected()) continue;  // Resume() brings it back
-      auto record = store_.Get(owed->second.record_id);
+      auto record = ledger_.Get(owed->second.record_id);
       if (!record.ok() || !record->has_value()) {
         owed_.erase(owed);
         continue;
@@ -164,13 +164,13 @@ void EndReporter::OnAcknowledged(const std::string& peer, uint64_t origin_job_id
   auto owed = owed_.find({peer, origin_job_id, attempt});
   if (owed == owed_.end()) return;
   uint64_t record_id = owed->second.record_id;
+  // Still owed when the ack cannot be recorded: the end goes again, and so does the ack.
+  if (Status closed = ledger_.Acknowledge(record_id); !closed.ok()) {
+    std::cerr << "queued: " << closed.message() << "\n";
+    return;
+  }
   owed_.erase(owed);
-  batch_.Join();
-  auto record = store_.Get(record_id);
-  if (!record.ok() || !record->has_value()) return;
-  (*record)->end_reported = true;
-  (void)store_.Update(**record);
-  batch_.AfterCommit([this, record_id](const Status& committed) {
+  ledger_.AfterCommit([this, record_id](const Status& committed) {
     if (committed.ok()) runner_.RemoveJobFiles(record_id);
   });
 }

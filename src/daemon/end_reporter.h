@@ -17,7 +17,7 @@
 
 #include <asio.hpp>
 
-#include "daemon/group_commit.h"
+#include "daemon/job_ledger.h"
 #include "daemon/job_runner.h"
 #include "daemon/peer_link.h"
 #include "spool/job_store.h"
@@ -28,8 +28,8 @@ class EndReporter {
  public:
   using LinkFinder = std::function<std::shared_ptr<PeerLink>(const std::string& host)>;
 
-  EndReporter(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, JobRunner& runner, LinkFinder links)
-      : io_(io), store_(store), batch_(batch), runner_(runner), links_(std::move(links)), pace_(io) {}
+  EndReporter(asio::io_context& io, JobLedger& ledger, JobRunner& runner, LinkFinder links)
+      : io_(io), ledger_(ledger), runner_(runner), links_(std::move(links)), pace_(io) {}
 
   // An end to report: record.origin_host is a peer, and the record is ended.
   void Report(const spool::JobRecord& record);
@@ -61,8 +61,7 @@ class EndReporter {
   bool Continue(Transfer& transfer);
 
   asio::io_context& io_;
-  spool::JobStore& store_;
-  GroupCommit& batch_;
+  JobLedger& ledger_;
   JobRunner& runner_;
   LinkFinder links_;
   asio::steady_timer pace_;

@@ -164,13 +164,13 @@ std::vector<std::string> JobFinisher::OutputPieces(const spool::JobRecord& recor
 void JobFinisher::DiscardOriginFiles(uint64_t record_id) {
   for (const std::string& path : {IncomingFile(record_id), IncomingBundle(record_id), RestartBundle(record_id)})
     ::unlink(path.c_str());
-  auto record = store_.Get(record_id);
+  auto record = ledger_.Get(record_id);
   if (!record.ok() || !record->has_value()) return;
   for (const std::string& piece : OutputPieces(**record)) ::unlink(piece.c_str());
 }
 
 void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk) {
-  auto record = store_.Get(chunk.origin_job_id);
+  auto record = ledger_.Get(chunk.origin_job_id);
   if (!record.ok() || !record->has_value() || !IsPlacedOn(**record, peer, chunk.attempt)) return;
   if (auto stored = incoming_.Store(IncomingBundle(chunk.origin_job_id), chunk.offset, chunk.bytes); !stored.ok())
     std::cerr << "queued: job " << chunk.origin_job_id << ": " << stored.message() << "\n";
@@ -206,31 +206,22 @@ void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host,
 void JobFinisher::Requeue(spool::JobRecord r, const std::string& from_host, bool wrote_bundle, bool in_place,
                           std::function<void()> then) {
   const bool has_bundle = ::access(RestartBundle(r.id).c_str(), F_OK) == 0;
-  r.state = spool::JobState::kWaiting;
-  r.exec_host.clear();
-  r.checkpointed = false;
-  r.checkpoint_in_place = false;
-  ++r.restarts;
-  r.start_time = r.end_time = 0;
-  r.wait_status = -1;
   if (r.message.empty()) r.message = "checkpointed on " + from_host;
   if (!wrote_bundle)
     r.message += has_bundle ? "; it goes on from its previous restart files" : "; it starts again from the beginning";
-  r.end_reported = false;
-  batch_.Join();
-  if (auto updated = store_.Update(r); !updated.ok()) {
-    std::cerr << "queued: spool: " << updated.message() << "\n";
+  if (Status requeued = ledger_.Requeue(r.id, r.restarts, r.message); !requeued.ok()) {
+    std::cerr << "queued: " << requeued.message() << "\n";
     return;
   }
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
-  batch_.AfterCommit([then = std::move(then)](const Status& ok) {
+  ledger_.AfterCommit([then = std::move(then)](const Status& ok) {
     if (ok.ok()) then();
   });
   if (on_requeue_) on_requeue_(r.id, in_place ? "" : from_host);
 }
 
 void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& output) {
-  auto record = store_.Get(output.origin_job_id);
+  auto record = ledger_.Get(output.origin_job_id);
   if (!record.ok() || !record->has_value()) return;
   const spool::JobRecord& r = **record;
   if (!r.batch || !IsPlacedOn(r, peer, output.attempt)) return;
@@ -240,20 +231,20 @@ void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& outpu
 }
 
 void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, std::function<void()> acknowledge) {
-  auto record = store_.Get(ended.origin_job_id);
+  auto record = ledger_.Get(ended.origin_job_id);
   if (!record.ok()) return;  // the spool is failing: no ack, the peer asks again
   // Unknown, already ended, or moved elsewhere since: nothing to keep, but the
   // peer must stop sending it.
   if (!record->has_value() || !IsPlacedOn(**record, peer, ended.attempt)) {
     // Known already, but perhaps not yet on disk: the peer forgets it on the ack.
-    return batch_.AfterCommit([acknowledge](const Status& ok) {
+    return ledger_.AfterCommit([acknowledge](const Status& ok) {
       if (ok.ok()) acknowledge();
     });
   }
   spool::JobRecord r = **record;
   if (ended.lost) {
     Lost(r, "it was lost on " + peer + " (" + ended.message + ")");
-    return batch_.AfterCommit([acknowledge](const Status& ok) {
+    return ledger_.AfterCommit([acknowledge](const Status& ok) {
       if (ok.ok()) acknowledge();
     });
   }
@@ -303,7 +294,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   delivering_.insert(r.id);
   DeliverThen(r, fd, [this, r, note, acknowledge, peer, attempt = ended.attempt](std::string delivered) mutable {
     delivering_.erase(r.id);
-    auto current = store_.Get(r.id);
+    auto current = ledger_.Get(r.id);
     if (!current.ok()) return;  // the spool is failing: no ack, the peer asks again
     if (!current->has_value() || !IsPlacedOn(**current, peer, attempt)) return acknowledge();  // cancelled meanwhile
     if (!delivered.empty()) note += (note.empty() ? "" : "; ") + delivered;
@@ -313,14 +304,14 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
 
 void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const std::function<void()>& then) {
   if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
-  r.end_reported = true;
-  batch_.Join();
-  if (auto updated = store_.Update(r); !updated.ok()) {
-    std::cerr << "queued: spool: " << updated.message() << "\n";
+  RunEnd end{r.state, r.wait_status, r.cpu_seconds, r.start_time, r.end_time, r.message};
+  if (Status closed = ledger_.Close(r.id, r.restarts, end); !closed.ok()) {
+    std::cerr << "queued: " << closed.message() << "\n";
     return;
   }
   uint64_t id = r.id;
-  batch_.AfterCommit([this, then, id](const Status& ok) {
+  if (on_closed_) on_closed_(r);
+  ledger_.AfterCommit([this, then, id](const Status& ok) {
     if (!ok.ok()) return;
     DiscardOriginFiles(id);
     then();
@@ -339,7 +330,7 @@ void JobFinisher::FinishLocal(spool::JobRecord r) {
   int fd = open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   DeliverThen(r, fd, [this, r](std::string note) mutable {
     delivering_.erase(r.id);
-    auto current = store_.Get(r.id);
+    auto current = ledger_.Get(r.id);
     if (!current.ok() || !current->has_value() || (*current)->end_reported) return;
     uint64_t id = r.id;
     RecordEnd(std::move(r), note, [this, id] { runner_.RemoveJobFiles(id); });
@@ -352,7 +343,7 @@ void JobFinisher::LoadUnfinished() {
   filter.local_origin = true;
   filter.end_reported = false;
   filter.batch = true;
-  auto list = store_.List(filter);
+  auto list = ledger_.List(filter);
   if (!list.ok()) {
     std::cerr << "queued: spool: cannot list unfinished batch jobs: " << list.message() << "\n";
     return;
@@ -366,28 +357,24 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
   // move) goes on from them: at most one period of work is lost with the host.
   bool has_copy = ::access(RestartBundle(r.id).c_str(), F_OK) == 0;
   bool restart = r.batch && ((queue != nullptr && queue->policy.restart) || has_copy);
+  Status recorded;
   if (restart) {
-    r.state = spool::JobState::kWaiting;
-    r.exec_host.clear();
-    ++r.restarts;
-    r.start_time = r.end_time = 0;
-    r.wait_status = -1;
     r.message = "run again after " + why;
+    recorded = ledger_.Requeue(r.id, r.restarts, r.message);
   } else {
     r.state = spool::JobState::kFailed;
     r.end_time = Now();
     r.message = why + (r.batch ? " (not run again: the queue's profile has no `restart`)" : "");
+    recorded = ledger_.Close(r.id, r.restarts, RunEnd{r.state, r.wait_status, r.cpu_seconds, 0, r.end_time, r.message});
   }
-  r.end_reported = !restart;
-  batch_.Join();
-  if (auto updated = store_.Update(r); !updated.ok()) {
-    std::cerr << "queued: spool: " << updated.message() << "\n";
+  if (!recorded.ok()) {
+    std::cerr << "queued: " << recorded.message() << "\n";
     return;
   }
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
   uint64_t id = r.id;
   // Once that is on disk: a partial output of the lost run is not the job's.
-  batch_.AfterCommit([this, id, restart](const Status& ok) {
+  ledger_.AfterCommit([this, id, restart](const Status& ok) {
     if (!ok.ok()) return;
     runner_.RemoveJobFiles(id);
     if (!restart) DiscardOriginFiles(id);

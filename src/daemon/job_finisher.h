@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "daemon/bundle_sender.h"
-#include "daemon/group_commit.h"
+#include "daemon/job_ledger.h"
 #include "daemon/job_runner.h"
 #include "daemon/queue_table.h"
 #include "spool/job_store.h"
@@ -25,9 +25,9 @@ namespace queue::daemon {
 class JobFinisher {
  public:
   // `worker` writes output files home off the event loop.
-  JobFinisher(spool::JobStore& store, GroupCommit& batch, JobRunner& runner, QueueTable& queues,
-              util::WorkerThread& worker, std::string spool_dir)
-      : store_(store), batch_(batch), runner_(runner), queues_(queues), worker_(worker),
+  JobFinisher(JobLedger& ledger, JobRunner& runner, QueueTable& queues, util::WorkerThread& worker,
+              std::string spool_dir)
+      : ledger_(ledger), runner_(runner), queues_(queues), worker_(worker),
         spool_dir_(std::move(spool_dir)) {}
 
   Status Prepare();
@@ -37,6 +37,9 @@ class JobFinisher {
   void OnRequeue(std::function<void(uint64_t record_id, const std::string& avoid)> callback) {
     on_requeue_ = std::move(callback);
   }
+
+  // Called with the record of every job whose end on a peer is recorded here.
+  void OnClosed(std::function<void(const spool::JobRecord&)> callback) { on_closed_ = std::move(callback); }
 
   // A piece of the restart-file bundle of a job this host placed on `peer`.
   void OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk);
@@ -92,8 +95,7 @@ class JobFinisher {
   void RecordEnd(spool::JobRecord record, const std::string& note, const std::function<void()>& then);
   void Mail(const spool::JobRecord& record, int fd);
 
-  spool::JobStore& store_;
-  GroupCommit& batch_;
+  JobLedger& ledger_;
   JobRunner& runner_;
   QueueTable& queues_;
   util::WorkerThread& worker_;
@@ -101,6 +103,7 @@ class JobFinisher {
   std::set<uint64_t> delivering_;  // output on its way home on the worker thread
   IncomingFiles incoming_;  // outputs and restart bundles coming home
   std::function<void(uint64_t, const std::string&)> on_requeue_;
+  std::function<void(const spool::JobRecord&)> on_closed_;
 };
 
 }  // namespace queue::daemon

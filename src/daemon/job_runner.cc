@@ -31,6 +31,9 @@ namespace {
 
 // wait_status of a job that vanished while it ran (no status can be known).
 constexpr int32_t kLostWaitStatus = -2;
+// wait_status of a job whose shepherd could not be started (out of descriptors,
+// say): nothing reached its stub, which must hear why from the submit daemon.
+constexpr int32_t kNoShepherdWaitStatus = -3;
 // After a CRIU dump that failed, the job is not asked again sooner than this.
 constexpr auto kCheckpointRetryAfter = std::chrono::seconds(60);
 // Far longer than any dump takes (a 1 GiB job dumps in seconds).
@@ -126,10 +129,14 @@ bool WasLost(const spool::JobRecord& record) {
   return record.state == spool::JobState::kFailed && record.wait_status == kLostWaitStatus;
 }
 
-JobRunner::JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
+bool HadNoShepherd(const spool::JobRecord& record) {
+  return record.state == spool::JobState::kFailed && record.wait_status == kNoShepherdWaitStatus;
+}
+
+JobRunner::JobRunner(asio::io_context& io, JobLedger& ledger, QueueTable& queues,
                      util::WorkerThread& worker, std::string self_host, std::string shepherd_path,
                      std::string spool_dir)
-    : io_(io), store_(store), batch_(batch), queues_(queues), self_host_(std::move(self_host)),
+    : io_(io), ledger_(ledger), queues_(queues), self_host_(std::move(self_host)),
       shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)), worker_(worker) {}
 
 Status JobRunner::Prepare() {
@@ -175,9 +182,15 @@ void JobRunner::Admit(AdmitRequest request, double load1, AdmitDone done) {
     // An offer repeated because its answer was lost: this host already has the
     // job, whatever its queue says now; or is still unpacking its files, and
     // both offers get that one answer.
-    auto existing = store_.FindByOrigin(request.origin_host, request.origin_job_id);
+    auto existing = ledger_.FindByOrigin(request.origin_host, request.origin_job_id);
     if (existing.ok() && existing->has_value() && (*existing)->restarts == request.attempt)
       return done((*existing)->id, true);
+    // An offer of an earlier run, arriving late: that run is over, and was
+    // never to run twice.
+    if (existing.ok() && existing->has_value() && (*existing)->restarts > request.attempt)
+      return done(Fail("run " + std::to_string(request.attempt) + " of the job is stale: run " +
+                       std::to_string((*existing)->restarts) + " came here already"),
+                  true);
     if (auto unpacking = unpacking_.find(key); unpacking != unpacking_.end())
       return unpacking->second.push_back(std::move(done));
   }
@@ -239,43 +252,27 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
   }
   ApplyProfileLimits(request.spec, queue->policy);
 
-  spool::JobRecord record;
-  if (request.local_record_id != 0) {
-    auto found = store_.Get(request.local_record_id);
-    if (!found.ok() || !found->has_value()) return Fail("spool: the job's record is gone");
-    // Cancelled (or placed elsewhere) while this placement was under way.
-    if ((*found)->state != spool::JobState::kWaiting || (*found)->restarts != request.attempt) {
+  uint64_t id = request.local_record_id;
+  if (id != 0) {
+    // Refused when it was cancelled (or placed elsewhere) while this placement was under way.
+    if (Status admitted = ledger_.AdmitLocal(id, request.attempt, self_host_, wire::EncodeStoredSpec(request.spec), Now());
+        !admitted.ok()) {
       *permanent = true;
-      return Fail("the job is no longer waiting");
+      return Fail("the job is no longer waiting (" + admitted.message() + ")");
     }
-    record = **found;
   } else {
+    spool::JobRecord record;
     record.origin_host = request.origin_host;
     record.origin_id = request.origin_job_id;
     record.restarts = request.attempt;
-    record.submit_time = Now();
-  }
-  record.uid = request.spec.uid;
-  record.gid = request.spec.gid;
-  record.queue = request.spec.queue;
-  record.job_name = request.spec.job_name;
-  record.batch = request.spec.batch;
-  record.state = spool::JobState::kRunning;
-  record.spec = wire::EncodeStoredSpec(request.spec);
-  record.exec_host = self_host_;
-  record.start_time = Now();
-  record.end_time = 0;
-  record.wait_status = -1;
-  record.shepherd_pid = 0;
-  record.end_reported = false;
-  record.checkpointed = false;
-  batch_.Join();
-  uint64_t id = record.id;
-  if (request.local_record_id != 0) {
-    if (auto updated = store_.Update(record); !updated.ok()) return Fail("spool: " + updated.message());
-  } else {
-    auto added = store_.Add(record);
-    if (!added.ok()) return Fail("spool: " + added.message());
+    record.uid = request.spec.uid;
+    record.gid = request.spec.gid;
+    record.queue = request.spec.queue;
+    record.job_name = request.spec.job_name;
+    record.batch = request.spec.batch;
+    record.spec = wire::EncodeStoredSpec(request.spec);
+    auto added = ledger_.AdmitFromPeer(std::move(record), self_host_, Now());
+    if (!added.ok()) return added.error();
     id = *added;
   }
   if (!staged_image.empty()) {
@@ -290,7 +287,7 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
   Track(id, queue->name, !request.spec.only_host.empty());
   uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : id;
   if (request.spec.batch) {
-    batch_.AfterCommit([this, id, job_id, spec = std::move(request.spec)](const Status& committed) {
+    ledger_.AfterCommit([this, id, job_id, spec = std::move(request.spec)](const Status& committed) {
       if (committed.ok()) return StartShepherd(id, job_id, spec);
       wire::ShepherdEvent failed{wire::ShepherdEventKind::kFailed, 0, 0, 0, "spool: " + committed.message()};
       OnShepherdEvent(id, failed);
@@ -300,11 +297,11 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
     // the loop's turn rather than the commit window, for a daemon restarted
     // meanwhile to re-adopt it.
     StartShepherd(id, job_id, request.spec);
-    batch_.AfterCommit([](const Status&) {});
+    ledger_.AfterCommit([](const Status&) {});
   }
   if (on_notice_)
-    on_notice_(queue->name, "START job " + std::to_string(job_id) + " (" + record.job_name + ") for uid " +
-                                std::to_string(record.uid) +
+    on_notice_(queue->name, "START job " + std::to_string(job_id) + " (" + request.spec.job_name + ") for uid " +
+                                std::to_string(request.spec.uid) +
                                 (request.origin_host.empty() ? "" : " from " + request.origin_host));
   return id;
 }
@@ -328,7 +325,8 @@ void JobRunner::StartShepherd(uint64_t record_id, uint64_t job_id, const wire::J
     job.env.push_back("QUEUE_CHECKPOINT_SIGNAL=" + std::to_string(policy.checkpoint_signal));
   }
   if (auto spawned = SpawnShepherd(record_id, job_id, job, policy); !spawned.ok())
-    OnShepherdEvent(record_id, wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, 0, 0, spawned.message()});
+    OnShepherdEvent(record_id,
+                    wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, kNoShepherdWaitStatus, 0, spawned.message()});
 }
 
 Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec,
@@ -413,7 +411,7 @@ void JobRunner::Adopt() {
   spool::JobFilter filter;
   filter.states = {spool::JobState::kRunning};
   filter.exec_host = self_host_;
-  auto list = store_.List(filter);
+  auto list = ledger_.List(filter);
   if (!list.ok()) {
     std::cerr << "queued: spool: cannot list running jobs to re-adopt: " << list.message() << "\n";
     return;
@@ -486,12 +484,8 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& e
           std::filesystem::remove_all(ImageDir(record_id), ignored);
         }
       }
-      batch_.Join();
-      auto record = store_.Get(record_id);
-      if (!record.ok() || !record->has_value() || (*record)->state != spool::JobState::kRunning) return;
-      (*record)->shepherd_pid = event.pid;
-      if (auto updated = store_.Update(**record); !updated.ok())
-        std::cerr << "queued: spool: " << updated.message() << "\n";
+      if (Status noted = ledger_.NoteShepherd(record_id, event.pid); !noted.ok())
+        std::cerr << "queued: " << noted.message() << "\n";
       return;
     }
     case wire::ShepherdEventKind::kCheckpointArmed:
@@ -513,7 +507,7 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& e
 void JobRunner::OnShepherdGone(uint64_t record_id, const std::string& reason) {
   auto it = shepherds_.find(record_id);
   if (it == shepherds_.end() || it->second.finished) return;
-  auto record = store_.Get(record_id);
+  auto record = ledger_.Get(record_id);
   if (!record.ok() || !record->has_value()) return;
   spool::JobRecord r = **record;
   r.batch = false;  // a shepherd that died under a live daemon is not started again
@@ -526,8 +520,7 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   if (it == shepherds_.end() || it->second.finished) return;  // already recorded
   const bool asked_in_place = it->second.checkpoint_in_place;
   Release(record_id);
-  batch_.Join();
-  auto record = store_.Get(record_id);
+  auto record = ledger_.Get(record_id);
   if (!record.ok() || !record->has_value()) return;
   spool::JobRecord& r = **record;
   if (r.state != spool::JobState::kRunning) return;
@@ -538,6 +531,7 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   if (state == spool::JobState::kDone) r.wait_status = event.wait_status;
   // Lost: it ran (the shepherd was started) and its end cannot be known.
   if (state == spool::JobState::kFailed && event.kind != wire::ShepherdEventKind::kFailed) r.wait_status = kLostWaitStatus;
+  if (state == spool::JobState::kFailed && event.wait_status == kNoShepherdWaitStatus) r.wait_status = kNoShepherdWaitStatus;
   // A job that stops after a checkpoint request, or exits with the queue's
   // `checkpointexit` code on its own, goes on elsewhere from its restart files.
   const QueueState* queue = queues_.Find(r.queue);
@@ -572,14 +566,12 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
 
 void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic) {
   packing_.erase(r.id);
-  auto current = store_.Get(r.id);
+  auto current = ledger_.Get(r.id);
   if (!current.ok() || !current->has_value() || (*current)->state != spool::JobState::kRunning) {
     ::unlink(BundleFile(r.id).c_str());  // its record went meanwhile
     return;
   }
   r.message = std::move(packed);
-  // Its owner may have cancelled it while it was packed.
-  r.cancel_requested = (*current)->cancel_requested;
   // Asked for a periodic copy, it left none: it ended on its own (or died of
   // the signal), and is not run again for it, or it would loop for ever.
   if (periodic && ::access(BundleFile(r.id).c_str(), F_OK) != 0) {
@@ -592,14 +584,19 @@ void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool 
 }
 
 // Records the end, and tells whoever is to know.
-void JobRunner::FinishEnd(spool::JobRecord r) {
-  batch_.Join();
-  const uint64_t record_id = r.id;
+void JobRunner::FinishEnd(const spool::JobRecord& end) {
+  const uint64_t record_id = end.id;
+  auto written = ledger_.EndRun(record_id, end.restarts,
+                                RunEnd{end.state, end.wait_status, end.cpu_seconds, 0, end.end_time, end.message,
+                                       end.checkpointed, end.checkpoint_in_place});
+  if (!written.ok()) {
+    // The shepherd's status file stays: a restarted daemon reads the end from it.
+    std::cerr << "queued: " << written.message() << "\n";
+    return;
+  }
+  const spool::JobRecord& r = *written;
   const spool::JobState state = r.state;
-  // Interactive jobs submitted here have nobody else to tell.
-  r.end_reported = r.origin_host.empty() && !r.batch && !r.checkpointed;
-  if (auto updated = store_.Update(r); !updated.ok()) std::cerr << "queued: spool: " << updated.message() << "\n";
-  batch_.AfterCommit([this, record_id](const Status& committed) {
+  ledger_.AfterCommit([this, record_id](const Status& committed) {
     if (!committed.ok()) return;
     ::unlink(RunFile(record_id, ".sock").c_str());
     ::unlink(RunFile(record_id, ".status").c_str());
@@ -682,7 +679,7 @@ bool JobRunner::CheckpointWithCriu(uint64_t record_id, Running& running, const s
   if (!criu_.usable) return refuse(criu_.reason);
   if (running.job_pid <= 0 || running.shepherd_pid <= 0) return refuse("its process is not known yet");
   if (!StillShepherdsChild(running)) return refuse("it has already ended");
-  auto record = store_.Get(record_id);
+  auto record = ledger_.Get(record_id);
   auto spec = record.ok() && record->has_value() ? wire::DecodeStoredSpec((*record)->spec)
                                                  : Result<wire::JobSpec>(Fail("its record is gone"));
   if (!spec.ok()) return refuse(spec.message());

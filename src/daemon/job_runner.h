@@ -21,7 +21,7 @@
 
 #include <asio.hpp>
 
-#include "daemon/group_commit.h"
+#include "daemon/job_ledger.h"
 #include "daemon/queue_table.h"
 #include "migrate/criu.h"
 #include "spool/job_store.h"
@@ -43,13 +43,16 @@ struct AdmitRequest {
 // A job that was running and vanished with its shepherd (host reboot, shepherd
 // killed): it did start, so running it again is the `restart` keyword's call.
 bool WasLost(const spool::JobRecord& record);
+// A job that failed because its shepherd could not be started: nothing of it
+// reached its stub.
+bool HadNoShepherd(const spool::JobRecord& record);
 
 class JobRunner {
  public:
   using ShepherdChannel = wire::Channel<asio::local::stream_protocol::socket>;
 
   // `worker` packs and unpacks restart files off the event loop.
-  JobRunner(asio::io_context& io, spool::JobStore& store, GroupCommit& batch, QueueTable& queues,
+  JobRunner(asio::io_context& io, JobLedger& ledger, QueueTable& queues,
             util::WorkerThread& worker, std::string self_host, std::string shepherd_path, std::string spool_dir);
 
   // Creates the runner's spool directories.
@@ -69,8 +72,8 @@ class JobRunner {
     on_notice_ = std::move(callback);
   }
 
-  // Called once for every job that ends here (done or failed), after its record
-  // is updated (not yet committed).
+  // Called once for every job that ends here (done or failed), with its record
+  // as the ledger wrote it (not yet committed).
   void OnJobEnded(std::function<void(const spool::JobRecord&)> callback) { on_ended_ = std::move(callback); }
 
   // The job's record id here, or why this host will not take it; `permanent`
@@ -160,7 +163,7 @@ class JobRunner {
   // asked for a copy of its state.
   void OnCheckpointPacked(spool::JobRecord record, std::string packed, bool periodic);
   // Stores the record of a job that ended here, and tells whoever is to know.
-  void FinishEnd(spool::JobRecord record);
+  void FinishEnd(const spool::JobRecord& record);
   // Names one admission, so that an offer repeated while the first is still
   // unpacking waits for the first one's answer.
   static std::string AdmissionKey(const AdmitRequest& request);
@@ -177,8 +180,7 @@ class JobRunner {
   void Release(uint64_t record_id);
 
   asio::io_context& io_;
-  spool::JobStore& store_;
-  GroupCommit& batch_;
+  JobLedger& ledger_;  // every change to a job record goes through it
   QueueTable& queues_;
   std::string self_host_;
   std::string shepherd_path_;

@@ -252,6 +252,7 @@ enum JobStore::StatementId : int {
   kSelectById,
   kFindByOrigin,
   kDelete,
+  kDeleteClosedBefore,
   kNextId,
   kStatementCount,
 };
@@ -294,6 +295,10 @@ struct JobStore::Statements {
         return select + "WHERE origin_host = ?1 AND origin_id = ?2 ORDER BY id DESC LIMIT 1";
       case kDelete:
         return "DELETE FROM jobs WHERE id = ?1";
+      case kDeleteClosedBefore:
+        // Through jobs_by_state: finished records only, oldest ids first.
+        return "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'failed', "
+               "'cancelled') AND end_reported = 1 AND end_time < ?1 ORDER BY id LIMIT ?2)";
       case kNextId:
         return "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'";
       case kStatementCount:
@@ -653,6 +658,18 @@ Status JobStore::Remove(uint64_t id) {
                 " has no such job.");
   }
   return Status::Ok();
+}
+
+Result<size_t> JobStore::RemoveClosedBefore(int64_t before, size_t limit) {
+  if (Status alive = RefuseIfTransactionLost(); !alive) return Fail(alive.message());
+  sqlite3_stmt* stmt = Statement(kDeleteClosedBefore);
+  ResetOnExit reset(stmt);
+  Binder bind(stmt);
+  bind.Int(before);
+  bind.Int(static_cast<int64_t>(std::min<size_t>(limit, std::numeric_limits<int64_t>::max())));
+  if (bind.rc() != SQLITE_OK) return Failure("remove old finished jobs", bind.rc());
+  if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure("remove old finished jobs", rc);
+  return static_cast<size_t>(sqlite3_changes(db_));
 }
 
 Result<uint64_t> JobStore::NextIdHint() {

@@ -142,6 +142,10 @@ class JobStore {
   // Deletes the job; fails if there is none. Its id is never given to another job.
   Status Remove(uint64_t id);
 
+  // Deletes at most `limit` records whose job ended (and whose end nobody is
+  // owed) before `before` (unix seconds), oldest first; returns how many.
+  Result<size_t> RemoveClosedBefore(int64_t before, size_t limit);
+
   Transaction Begin();
 
   // The id the next Add() will most likely return (for display only).

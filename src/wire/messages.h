@@ -17,7 +17,8 @@
 
 namespace queue::wire {
 
-inline constexpr uint16_t kProtocolVersion = 2;
+// 3: CancelJob names the run it ends.
+inline constexpr uint16_t kProtocolVersion = 3;
 
 enum class MessageType : uint16_t {
   kHello = 1,
@@ -143,11 +144,24 @@ struct OutputReply {
 };
 
 // Submit daemon -> execution daemon: the owner cancelled a job placed there.
+// Ends a job a submit host placed here: its run `attempt` only (a fence: a run
+// its submit host already counted as lost and started again elsewhere), or
+// whichever run it is on (kAnyAttempt: its owner cancelled it).
 struct CancelJob {
   static constexpr MessageType kType = MessageType::kCancelJob;
+  static constexpr uint32_t kAnyAttempt = 0xffffffff;
   uint64_t origin_job_id = 0;
-  void Encode(Writer& w) const { w.u64(origin_job_id); }
-  static CancelJob Decode(Reader& r) { return {r.u64()}; }
+  uint32_t attempt = kAnyAttempt;
+  void Encode(Writer& w) const {
+    w.u64(origin_job_id);
+    w.u32(attempt);
+  }
+  static CancelJob Decode(Reader& r) {
+    CancelJob c;
+    c.origin_job_id = r.u64();
+    c.attempt = r.u32();
+    return c;
+  }
 };
 
 struct QueueLoad {

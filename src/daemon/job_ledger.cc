@@ -1,0 +1,222 @@
+// The job record's state machine: one checked method per transition.
+#include "daemon/job_ledger.h"
+
+#include <algorithm>
+
+namespace queue::daemon {
+
+namespace {
+
+using spool::JobState;
+
+std::string JobText(uint64_t id) { return "job record " + std::to_string(id); }
+
+}  // namespace
+
+JobPhase PhaseOf(const spool::JobRecord& r) {
+  switch (r.state) {
+    case JobState::kWaiting: return r.exec_host.empty() ? JobPhase::kWaiting : JobPhase::kOffered;
+    case JobState::kRunning: return JobPhase::kRunning;
+    default: return r.end_reported ? JobPhase::kClosed : JobPhase::kEnded;
+  }
+}
+
+const char* ToString(JobPhase phase) {
+  switch (phase) {
+    case JobPhase::kWaiting: return "waiting";
+    case JobPhase::kOffered: return "offered";
+    case JobPhase::kRunning: return "running";
+    case JobPhase::kEnded: return "ended";
+    case JobPhase::kClosed: return "closed";
+  }
+  return "?";
+}
+
+Result<spool::JobRecord> JobLedger::Expect(uint64_t id, std::initializer_list<JobPhase> allowed,
+                                           std::optional<uint32_t> attempt, const char* what) {
+  auto found = store_.Get(id);
+  if (!found.ok()) return Fail("spool: " + found.message());
+  if (!found->has_value()) return Fail(JobText(id) + ": cannot " + what + ": no such record");
+  spool::JobRecord& r = **found;
+  const JobPhase phase = PhaseOf(r);
+  if (std::find(allowed.begin(), allowed.end(), phase) == allowed.end())
+    return Fail(JobText(id) + ": cannot " + what + " a job that is " + ToString(phase));
+  if (attempt && *attempt != r.restarts)
+    return Fail(JobText(id) + ": cannot " + what + " run " + std::to_string(*attempt) + ": the job is on run " +
+                std::to_string(r.restarts));
+  return std::move(r);
+}
+
+Status JobLedger::Write(const spool::JobRecord& record, const char* what) {
+  batch_.Join();
+  if (Status written = store_.Update(record); !written.ok())
+    return Fail("spool: cannot record that " + JobText(record.id) + " " + what + ": " + written.message());
+  return Status::Ok();
+}
+
+Result<uint64_t> JobLedger::Submit(spool::JobRecord record,
+                                   const std::function<std::string(uint64_t id)>& output_path) {
+  record.state = JobState::kWaiting;
+  record.exec_host.clear();
+  record.restarts = 0;
+  record.end_reported = false;
+  batch_.Join();
+  auto id = store_.Add(record);
+  if (!id.ok()) return Fail("spool: " + id.message());
+  if (!output_path) return *id;
+  record.id = *id;
+  record.output_path = output_path(*id);
+  if (Status written = Write(record, "was submitted"); !written.ok()) return Fail(written.message());
+  return *id;
+}
+
+Status JobLedger::Offer(uint64_t id, const std::string& host) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, std::nullopt, "offer");
+  if (!r.ok()) return r.error();
+  r->exec_host = host;
+  return Write(*r, "was offered");
+}
+
+Status JobLedger::WithdrawOffer(uint64_t id) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, std::nullopt, "withdraw the offer of");
+  if (!r.ok()) return r.error();
+  if (r->exec_host.empty()) return Status::Ok();
+  r->exec_host.clear();
+  return Write(*r, "is no longer offered");
+}
+
+Status JobLedger::Placed(uint64_t id, const std::string& host, uint32_t attempt, int64_t now) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, attempt, "place");
+  if (!r.ok()) return r.error();
+  r->state = JobState::kRunning;
+  r->exec_host = host;
+  r->start_time = now;
+  return Write(*r, "was placed");
+}
+
+Status JobLedger::EndWaiting(uint64_t id, JobState final_state, const std::string& why, int64_t now) {
+  if (final_state != JobState::kFailed && final_state != JobState::kCancelled)
+    return Fail(JobText(id) + ": a job that never ran can only fail or be cancelled");
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, std::nullopt, "end");
+  if (!r.ok()) return r.error();
+  r->state = final_state;
+  r->message = why;
+  r->end_time = now;
+  r->end_reported = true;
+  return Write(*r, "ended before it ran");
+}
+
+Status JobLedger::NoteCancelRequested(uint64_t id) {
+  auto r = Expect(id, {JobPhase::kRunning}, std::nullopt, "note the cancel of");
+  if (!r.ok()) return r.error();
+  r->cancel_requested = true;
+  return Write(*r, "was cancelled");
+}
+
+Status JobLedger::Requeue(uint64_t id, uint32_t attempt, const std::string& message) {
+  // From OFFERED too: an offer whose host died unanswered may have run there.
+  auto r = Expect(id, {JobPhase::kOffered, JobPhase::kRunning, JobPhase::kEnded}, attempt, "requeue");
+  if (!r.ok()) return r.error();
+  if (!r->origin_host.empty()) return Fail(JobText(id) + ": only its submit host requeues a job");
+  r->state = JobState::kWaiting;
+  r->exec_host.clear();
+  r->checkpointed = false;
+  r->checkpoint_in_place = false;
+  ++r->restarts;
+  r->start_time = r->end_time = 0;
+  r->wait_status = -1;
+  r->shepherd_pid = 0;
+  r->shepherd_start_time = 0;
+  r->message = message;
+  r->end_reported = false;
+  return Write(*r, "was queued again");
+}
+
+Status JobLedger::Close(uint64_t id, uint32_t attempt, const RunEnd& end) {
+  if (end.state != JobState::kDone && end.state != JobState::kFailed)
+    return Fail(JobText(id) + ": a run ends done or failed");
+  auto r = Expect(id, {JobPhase::kOffered, JobPhase::kRunning, JobPhase::kEnded}, attempt, "close");
+  if (!r.ok()) return r.error();
+  r->state = end.state;
+  r->wait_status = end.wait_status;
+  r->cpu_seconds = end.cpu_seconds;
+  if (end.start_time != 0) r->start_time = end.start_time;
+  r->end_time = end.end_time;
+  r->message = end.message;
+  r->checkpointed = r->checkpoint_in_place = false;
+  r->end_reported = true;
+  return Write(*r, "ended");
+}
+
+Status JobLedger::AdmitLocal(uint64_t id, uint32_t attempt, const std::string& self, const std::string& spec,
+                             int64_t now) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, attempt, "admit");
+  if (!r.ok()) return r.error();
+  r->state = JobState::kRunning;
+  r->spec = spec;
+  r->exec_host = self;
+  r->start_time = now;
+  r->end_time = 0;
+  r->wait_status = -1;
+  r->shepherd_pid = 0;
+  r->end_reported = false;
+  r->checkpointed = r->checkpoint_in_place = false;
+  return Write(*r, "was admitted");
+}
+
+Result<uint64_t> JobLedger::AdmitFromPeer(spool::JobRecord record, const std::string& self, int64_t now) {
+  if (record.origin_host.empty() || record.origin_id == 0) return Fail("a peer's job names its origin");
+  record.state = JobState::kRunning;
+  record.exec_host = self;
+  record.submit_time = record.start_time = now;
+  record.end_time = 0;
+  record.wait_status = -1;
+  record.shepherd_pid = 0;
+  record.end_reported = false;
+  record.checkpointed = record.checkpoint_in_place = false;
+  batch_.Join();
+  auto id = store_.Add(record);
+  if (!id.ok()) return Fail("spool: " + id.message());
+  return *id;
+}
+
+Status JobLedger::NoteShepherd(uint64_t id, int32_t pid) {
+  auto r = Expect(id, {JobPhase::kRunning}, std::nullopt, "note the shepherd of");
+  if (!r.ok()) return r.error();
+  r->shepherd_pid = pid;
+  return Write(*r, "started");
+}
+
+Result<spool::JobRecord> JobLedger::EndRun(uint64_t id, uint32_t attempt, const RunEnd& end) {
+  if (end.state != JobState::kDone && end.state != JobState::kFailed)
+    return Fail(JobText(id) + ": a run ends done or failed");
+  auto r = Expect(id, {JobPhase::kRunning}, attempt, "end the run of");
+  if (!r.ok()) return r.error();
+  r->state = end.state;
+  r->wait_status = end.wait_status;
+  r->cpu_seconds = end.cpu_seconds;
+  r->end_time = end.end_time;
+  r->message = end.message;
+  r->checkpointed = end.checkpointed;
+  r->checkpoint_in_place = end.checkpointed && end.checkpoint_in_place;
+  // A local interactive job has nobody else to tell.
+  r->end_reported = r->origin_host.empty() && !r->batch && !r->checkpointed;
+  if (Status written = Write(*r, "ended its run"); !written.ok()) return Fail(written.message());
+  return std::move(r.value());
+}
+
+Status JobLedger::Acknowledge(uint64_t id) {
+  auto r = Expect(id, {JobPhase::kEnded, JobPhase::kClosed}, std::nullopt, "close");
+  if (!r.ok()) return r.error();
+  if (r->end_reported) return Status::Ok();
+  if (r->origin_host.empty()) return Fail(JobText(id) + ": only a peer acknowledges an end");
+  r->end_reported = true;
+  return Write(*r, "had its end acknowledged");
+}
+
+Result<size_t> JobLedger::Expire(int64_t before, size_t limit) {
+  batch_.Join();
+  return store_.RemoveClosedBefore(before, limit);
+}
+
+}  // namespace queue::daemon

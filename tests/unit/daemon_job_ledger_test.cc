@@ -1,0 +1,178 @@
+// JobLedger: each transition is allowed only from its phases and for the
+// job's current run, and a refused one changes nothing.
+#include "daemon/job_ledger.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+namespace queue::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using spool::JobState;
+
+class JobLedgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char templ[] = "/tmp/queue-ledger-XXXXXX";
+    dir_ = mkdtemp(templ);
+    auto store = spool::JobStore::Open(dir_ + "/jobs.db");
+    ASSERT_TRUE(store.ok()) << store.message();
+    store_ = std::move(store.value());
+    batch_ = std::make_unique<GroupCommit>(io_, *store_, std::chrono::milliseconds(5));
+    ledger_ = std::make_unique<JobLedger>(*store_, *batch_);
+  }
+  void TearDown() override {
+    ledger_.reset();
+    batch_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  uint64_t SubmitOne(bool batch = true) {
+    spool::JobRecord r;
+    r.uid = 1000;
+    r.queue = "now";
+    r.batch = batch;
+    auto id = ledger_->Submit(r, [](uint64_t id) { return "/tmp/x.o" + std::to_string(id); });
+    EXPECT_TRUE(id.ok()) << id.message();
+    return id.ok() ? *id : 0;
+  }
+  spool::JobRecord Record(uint64_t id) {
+    auto r = ledger_->Get(id);
+    EXPECT_TRUE(r.ok() && r->has_value());
+    return r.ok() && r->has_value() ? **r : spool::JobRecord{};
+  }
+  Status Committed() {
+    std::optional<Status> result;
+    ledger_->AfterCommit([&](const Status& s) { result = s; });
+    io_.run_for(std::chrono::milliseconds(50));
+    io_.restart();
+    return result ? *result : Status(Fail("never committed"));
+  }
+
+  std::string dir_;
+  asio::io_context io_;
+  std::unique_ptr<spool::JobStore> store_;
+  std::unique_ptr<GroupCommit> batch_;
+  std::unique_ptr<JobLedger> ledger_;
+};
+
+TEST_F(JobLedgerTest, ASubmittedJobWaitsWithItsOutputNamedByItsId) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(Committed().ok());
+  spool::JobRecord r = Record(id);
+  EXPECT_EQ(PhaseOf(r), JobPhase::kWaiting);
+  EXPECT_EQ(r.output_path, "/tmp/x.o" + std::to_string(id));
+}
+
+TEST_F(JobLedgerTest, AnOfferIsRecordedAndWithdrawn) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(ledger_->Offer(id, "h2").ok());
+  EXPECT_EQ(PhaseOf(Record(id)), JobPhase::kOffered);
+  ASSERT_TRUE(ledger_->WithdrawOffer(id).ok());
+  EXPECT_EQ(PhaseOf(Record(id)), JobPhase::kWaiting);
+}
+
+TEST_F(JobLedgerTest, APlacementOfAnEarlierRunIsRefused) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(ledger_->Offer(id, "h2").ok());
+  ASSERT_TRUE(ledger_->Placed(id, "h2", 0, 100).ok());
+  ASSERT_TRUE(ledger_->Requeue(id, 0, "checkpointed on h2").ok());
+  spool::JobRecord before = Record(id);
+  EXPECT_EQ(before.restarts, 1U);
+  Status stale = ledger_->Placed(id, "h2", 0, 200);
+  EXPECT_FALSE(stale.ok());
+  EXPECT_NE(stale.message().find("run 0"), std::string::npos) << stale.message();
+  EXPECT_EQ(Record(id), before);
+}
+
+TEST_F(JobLedgerTest, AClosedJobCannotBeEndedOrRequeuedAgain) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(ledger_->Placed(id, "h2", 0, 100).ok());
+  ASSERT_TRUE(ledger_->Close(id, 0, RunEnd{JobState::kDone, 0, 1.5, 100, 110, ""}).ok());
+  spool::JobRecord closed = Record(id);
+  EXPECT_EQ(PhaseOf(closed), JobPhase::kClosed);
+  EXPECT_FALSE(ledger_->Close(id, 0, RunEnd{JobState::kFailed, 0, 0, 0, 120, "again"}).ok());
+  EXPECT_FALSE(ledger_->Requeue(id, 0, "again").ok());
+  EXPECT_FALSE(ledger_->EndWaiting(id, JobState::kCancelled, "late cancel", 130).ok());
+  EXPECT_EQ(Record(id), closed);
+}
+
+TEST_F(JobLedgerTest, AWaitingJobEndsOnlyFailedOrCancelled) {
+  uint64_t id = SubmitOne();
+  EXPECT_FALSE(ledger_->EndWaiting(id, JobState::kDone, "no", 1).ok());
+  ASSERT_TRUE(ledger_->EndWaiting(id, JobState::kCancelled, "cancelled by its owner", 1).ok());
+  EXPECT_EQ(Record(id).state, JobState::kCancelled);
+  EXPECT_EQ(PhaseOf(Record(id)), JobPhase::kClosed);
+}
+
+TEST_F(JobLedgerTest, ALocalRunEndsThenClosesOnceItsOutputIsHome) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", "spec", 100).ok());
+  auto ended = ledger_->EndRun(id, 0, RunEnd{JobState::kDone, 0, 0.5, 0, 110, ""});
+  ASSERT_TRUE(ended.ok()) << ended.message();
+  EXPECT_EQ(PhaseOf(*ended), JobPhase::kEnded);
+  EXPECT_FALSE(ledger_->EndRun(id, 0, RunEnd{JobState::kFailed, 0, 0, 0, 111, "twice"}).ok());
+  ASSERT_TRUE(ledger_->Close(id, 0, RunEnd{JobState::kDone, 0, 0.5, 0, 110, ""}).ok());
+  EXPECT_EQ(PhaseOf(Record(id)), JobPhase::kClosed);
+}
+
+TEST_F(JobLedgerTest, ALocalInteractiveRunClosesAtItsEnd) {
+  uint64_t id = SubmitOne(/*batch=*/false);
+  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", "spec", 100).ok());
+  auto ended = ledger_->EndRun(id, 0, RunEnd{JobState::kDone, 0, 0.5, 0, 110, ""});
+  ASSERT_TRUE(ended.ok());
+  EXPECT_EQ(PhaseOf(*ended), JobPhase::kClosed);
+}
+
+TEST_F(JobLedgerTest, APeersJobIsClosedByItsAcknowledgement) {
+  spool::JobRecord r;
+  r.origin_host = "h1";
+  r.origin_id = 7;
+  r.restarts = 2;
+  auto id = ledger_->AdmitFromPeer(r, "h2", 100);
+  ASSERT_TRUE(id.ok()) << id.message();
+  EXPECT_FALSE(ledger_->Acknowledge(*id).ok()) << "a running job has no end to acknowledge";
+  ASSERT_TRUE(ledger_->EndRun(*id, 2, RunEnd{JobState::kFailed, 0, 0, 0, 110, "it failed"}).ok());
+  EXPECT_FALSE(ledger_->Requeue(*id, 2, "not here").ok()) << "only the submit host requeues";
+  ASSERT_TRUE(ledger_->Acknowledge(*id).ok());
+  EXPECT_EQ(PhaseOf(Record(*id)), JobPhase::kClosed);
+  ASSERT_TRUE(ledger_->Acknowledge(*id).ok()) << "an ack sent twice is harmless";
+}
+
+TEST_F(JobLedgerTest, ACancelNotedWhileItRunsSurvivesItsEnd) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", "spec", 100).ok());
+  ASSERT_TRUE(ledger_->NoteCancelRequested(id).ok());
+  auto ended = ledger_->EndRun(id, 0, RunEnd{JobState::kDone, 0, 0, 0, 110, "", /*checkpointed=*/true});
+  ASSERT_TRUE(ended.ok());
+  EXPECT_TRUE(ended->cancel_requested) << "the end is applied to the record as it is, not a stale copy";
+}
+
+TEST_F(JobLedgerTest, FinishedRecordsExpireAfterTheirTime) {
+  uint64_t old_job = SubmitOne();
+  ASSERT_TRUE(ledger_->EndWaiting(old_job, JobState::kCancelled, "x", 1000).ok());
+  uint64_t new_job = SubmitOne();
+  ASSERT_TRUE(ledger_->EndWaiting(new_job, JobState::kCancelled, "x", 5000).ok());
+  uint64_t waiting = SubmitOne();
+  auto removed = ledger_->Expire(2000, 100);
+  ASSERT_TRUE(removed.ok()) << removed.message();
+  EXPECT_EQ(*removed, 1U);
+  ASSERT_TRUE(Committed().ok());
+  EXPECT_FALSE(ledger_->Get(old_job)->has_value());
+  EXPECT_TRUE(ledger_->Get(new_job)->has_value());
+  EXPECT_TRUE(ledger_->Get(waiting)->has_value());
+}
+
+TEST_F(JobLedgerTest, ExpiryIsBoundedPerPass) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(ledger_->EndWaiting(SubmitOne(), JobState::kFailed, "x", 10).ok());
+  EXPECT_EQ(*ledger_->Expire(100, 3), 3U);
+  EXPECT_EQ(*ledger_->Expire(100, 3), 2U);
+  EXPECT_EQ(*ledger_->Expire(100, 3), 0U);
+}
+
+}  // namespace
+}  // namespace queue::daemon

@@ -195,7 +195,11 @@ class DaemonImpl {
     uint32_t attempt = 0;
     std::string offered_to;
     std::string bundle;
+    // Hosts it left lately: a preference, never a reason not to place it.
     std::vector<std::string> avoid;
+    // Where its owner asked it to move (queue --migrate ID HOST), for this
+    // placement only: the job's own spec keeps what was submitted.
+    std::string move_to;
   };
   void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, const PlacementOptions& options,
                       PlacementCallback done);
@@ -729,9 +733,13 @@ void DaemonImpl::StartPlacement(uint64_t record_id, const wire::JobSpec& spec, c
     placement->resolving = true;
   } else {
     sched::HostChooser chooser(hosts_, self_.entry);
-    sched::PlacementRequest request{spec.queue, spec.only_host, spec.preferred_host, options.avoid,
-                                    !options.bundle.empty()};
+    sched::PlacementRequest request{spec.queue, options.move_to.empty() ? spec.only_host : options.move_to,
+                                    spec.preferred_host, options.avoid, !options.bundle.empty()};
     auto ranking = chooser.Rank(table_, request, load::Clock::now());
+    if (ranking.candidates.empty() && !request.exclude.empty()) {
+      request.exclude.clear();  // only hosts it left can take it: better there than nowhere
+      ranking = chooser.Rank(table_, request, load::Clock::now());
+    }
     placement->candidates = std::move(ranking.candidates);
     placement->refusals = std::move(ranking.refusals);
     placement->any_temporary = ranking.temporary_refusals > 0;
@@ -946,7 +954,7 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
         if (until > now) options.avoid.push_back(host);
     // Where its owner asked it to move overrides where it was first pinned (-h).
     if (auto target = migrate_to_.find(record_id); target != migrate_to_.end()) {
-      spec.only_host = target->second;
+      options.move_to = target->second;
       std::erase(options.avoid, target->second);
     }
   } else {
@@ -1335,8 +1343,8 @@ void DaemonImpl::ForgetFinishedJobs() {
 }
 
 void DaemonImpl::ExpireFinishedJobs() {
-  // Once a minute, and at most this many at once: a spool that grew large
-  // before shrinks over a few passes without stalling the loop.
+  // At most this many at once: a spool that grew large before shrinks over a
+  // few passes without stalling the loop.
   constexpr size_t kMostPerPass = 2000;
   auto now = std::chrono::steady_clock::now();
   if (now < next_expiry_) return;
@@ -1346,7 +1354,9 @@ void DaemonImpl::ExpireFinishedJobs() {
   } else if (*removed == kMostPerPass) {
     return;  // more to go: the next heartbeat goes on
   }
-  next_expiry_ = now + std::chrono::minutes(1);
+  // Once a minute, or twice per --keep-finished when that is shorter.
+  next_expiry_ = now + std::clamp<std::chrono::steady_clock::duration>(config_.keep_finished / 2, std::chrono::seconds(1),
+                                                                       std::chrono::minutes(1));
 }
 
 Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint64_t job_id) {

@@ -73,7 +73,11 @@ void SyncFile(const std::string& path) {
 
 // What the worker thread needs to bring a batch job's output home.
 struct OutputDelivery {
-  int fd;                           // this run's output, or -1; the delivery owns it
+  // This run's output ("" when none came), opened on the worker: a backlog of
+  // deliveries holds no descriptors. Removed once open when `remove_source`.
+  std::string source;
+  bool remove_source = false;
+  int fd = -1;                      // source, once opened there
   std::vector<std::string> pieces;  // the output of its runs before its checkpoints, in order
   std::string whole_path;           // where pieces and fd are put together (a scratch file)
   std::string output_path;          // where its owner wants it ("" = nowhere)
@@ -112,10 +116,21 @@ int JoinOutput(const OutputDelivery& delivery, std::string& note) {
 
 // On the worker thread: puts this run's output after what came before, and
 // writes the whole as the owner's file.
-DeliveredOutput DeliverOutput(const OutputDelivery& delivery) {
+DeliveredOutput DeliverOutput(OutputDelivery delivery) {
   DeliveredOutput delivered;
+  if (!delivery.source.empty()) {
+    delivery.fd = open(delivery.source.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (delivery.fd < 0)
+      delivered.note = "its output is lost: cannot open " + delivery.source + ": " + ErrnoText(errno);
+    else if (delivery.remove_source)
+      ::unlink(delivery.source.c_str());
+  }
   delivered.whole_fd = delivery.fd;
-  if (!delivery.pieces.empty()) delivered.whole_fd = JoinOutput(delivery, delivered.note);
+  if (!delivery.pieces.empty()) {
+    std::string joined_note;
+    delivered.whole_fd = JoinOutput(delivery, joined_note);
+    if (!joined_note.empty()) delivered.note += (delivered.note.empty() ? "" : "; ") + joined_note;
+  }
   if (delivery.output_path.empty() || delivered.whole_fd < 0) return delivered;
   auto written = spool::DeliverOutputFile(delivered.whole_fd, delivery.output_path, delivery.owner);
   if (!written.ok()) {
@@ -268,19 +283,23 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
                         acknowledge);
   }
   std::string incoming = IncomingFile(r.id);
-  int fd = -1;
+  std::string source;
   std::string note;
   if (r.batch && !ended.output_sha256.empty()) {
-    if (!incoming_.Matches(incoming, ended.output_size, ended.output_sha256) ||
-        (fd = open(incoming.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+    if (!incoming_.Matches(incoming, ended.output_size, ended.output_sha256)) {
       std::cerr << "queued: job " << r.id << ": its output from " << peer
                 << " arrived incomplete or damaged; waiting for it to be sent again\n";
       return;
     }
-    // Read through fd from now on: the same output sent again (its end's ack
+    // Delivered from another name: the same output sent again (its end's ack
     // was late) is written to a new file, not over this one. Should this
     // daemon stop before the end is recorded, the peer sends it again anyway.
-    ::unlink(incoming.c_str());
+    source = incoming + ".delivering";
+    if (::rename(incoming.c_str(), source.c_str()) != 0) {
+      std::cerr << "queued: job " << r.id << ": cannot take its output from " << peer << ": " << ErrnoText(errno)
+                << "; waiting for it to be sent again\n";
+      return;
+    }
   } else if (r.batch && !r.output_path.empty()) {
     note = "its output was lost on " + peer;
   }
@@ -292,7 +311,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   r.message = ended.message;
   if (!r.batch) return RecordEnd(std::move(r), note, acknowledge);
   delivering_.insert(r.id);
-  DeliverThen(r, fd, [this, r, note, acknowledge, peer, attempt = ended.attempt](std::string delivered) mutable {
+  DeliverThen(r, source, true, [this, r, note, acknowledge, peer, attempt = ended.attempt](std::string delivered) mutable {
     delivering_.erase(r.id);
     auto current = ledger_.Get(r.id);
     if (!current.ok()) return;  // the spool is failing: no ack, the peer asks again
@@ -327,8 +346,7 @@ void JobFinisher::FinishLocal(spool::JobRecord r) {
   if (!r.batch || r.end_reported) return;
   if (WasLost(r)) return Lost(r, r.message);
   if (!delivering_.insert(r.id).second) return;
-  int fd = open(runner_.OutputFile(r.id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  DeliverThen(r, fd, [this, r](std::string note) mutable {
+  DeliverThen(r, runner_.OutputFile(r.id), false, [this, r](std::string note) mutable {
     delivering_.erase(r.id);
     auto current = ledger_.Get(r.id);
     if (!current.ok() || !current->has_value() || (*current)->end_reported) return;
@@ -383,15 +401,13 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
   if (restart && on_requeue_) on_requeue_(r.id, "");
 }
 
-void JobFinisher::DeliverThen(const spool::JobRecord& record, int fd, std::function<void(std::string)> then) {
+void JobFinisher::DeliverThen(const spool::JobRecord& record, const std::string& source, bool remove_source,
+                              std::function<void(std::string)> then) {
   auto spec = wire::DecodeStoredSpec(record.spec);
-  if (!spec.ok()) {
-    if (fd >= 0) close(fd);
-    return then(spec.message());
-  }
+  if (!spec.ok()) return then(spec.message());
   std::vector<std::string> pieces = OutputPieces(record);
   std::erase_if(pieces, [](const std::string& piece) { return ::access(piece.c_str(), F_OK) != 0; });
-  OutputDelivery delivery{fd, std::move(pieces), PartialOutput(record.id) + ".whole", record.output_path,
+  OutputDelivery delivery{source, remove_source, -1, std::move(pieces), PartialOutput(record.id) + ".whole", record.output_path,
                           spool::FileOwner{spec->uid, spec->gid, spec->groups}};
   worker_.Run<DeliveredOutput>([delivery = std::move(delivery)] { return DeliverOutput(delivery); },
                                [this, record, then = std::move(then)](DeliveredOutput delivered) {

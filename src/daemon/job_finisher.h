@@ -84,11 +84,13 @@ class JobFinisher {
                     const std::string& output, bool in_place, std::function<void()> then);
   void Requeue(spool::JobRecord record, const std::string& from_host, bool wrote_bundle, bool in_place,
                std::function<void()> then);
-  // Delivers the output in `fd` (may be -1: none; closed here), after what was
-  // kept from before its checkpoints, on the worker thread; then mails the
-  // owner and calls `then` with a note for the record when something could
-  // not be done ("" when all went well).
-  void DeliverThen(const spool::JobRecord& record, int fd, std::function<void(std::string note)> then);
+  // Delivers the output in the file at `source` ("": none came), after what
+  // was kept from before its checkpoints, on the worker thread (which opens
+  // it, and removes it when `remove_source`); then mails the owner and calls
+  // `then` with a note for the record when something could not be done (""
+  // when all went well).
+  void DeliverThen(const spool::JobRecord& record, const std::string& source, bool remove_source,
+                   std::function<void(std::string note)> then);
   // Stores the end of a job whose output is home (with `note`, what could not
   // be done), and once that is on disk drops its files here and calls `then`
   // (to acknowledge it to its execution host, say).

@@ -148,12 +148,10 @@ Status JobLedger::Close(uint64_t id, uint32_t attempt, const RunEnd& end) {
   return Write(*r, "ended");
 }
 
-Status JobLedger::AdmitLocal(uint64_t id, uint32_t attempt, const std::string& self, const std::string& spec,
-                             int64_t now) {
+Status JobLedger::AdmitLocal(uint64_t id, uint32_t attempt, const std::string& self, int64_t now) {
   auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, attempt, "admit");
   if (!r.ok()) return r.error();
   r->state = JobState::kRunning;
-  r->spec = spec;
   r->exec_host = self;
   r->start_time = now;
   r->end_time = 0;

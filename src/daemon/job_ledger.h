@@ -96,9 +96,10 @@ class JobLedger {
   Status Close(uint64_t id, uint32_t attempt, const RunEnd& end);
 
   // ---- Execution host ----
-  // The local WAITING|OFFERED record `id` (run `attempt`) ─► RUNNING here, with
-  // the spec it runs with.
-  Status AdmitLocal(uint64_t id, uint32_t attempt, const std::string& self, const std::string& spec, int64_t now);
+  // The local WAITING|OFFERED record `id` (run `attempt`) ─► RUNNING here. Its
+  // spec stays as submitted: each restart is derived from it afresh (one
+  // restartflag, no pin from an earlier move).
+  Status AdmitLocal(uint64_t id, uint32_t attempt, const std::string& self, int64_t now);
   // A peer's job ─► RUNNING here: a new record, returned.
   Result<uint64_t> AdmitFromPeer(spool::JobRecord record, const std::string& self, int64_t now);
   // RUNNING: its shepherd says the job started as `pid`.

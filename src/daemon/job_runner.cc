@@ -255,7 +255,7 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
   uint64_t id = request.local_record_id;
   if (id != 0) {
     // Refused when it was cancelled (or placed elsewhere) while this placement was under way.
-    if (Status admitted = ledger_.AdmitLocal(id, request.attempt, self_host_, wire::EncodeStoredSpec(request.spec), Now());
+    if (Status admitted = ledger_.AdmitLocal(id, request.attempt, self_host_, Now());
         !admitted.ok()) {
       *permanent = true;
       return Fail("the job is no longer waiting (" + admitted.message() + ")");

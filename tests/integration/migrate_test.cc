@@ -229,11 +229,18 @@ TEST_F(MigrateTest, ABatchJobsOutputFromEachRunComesHomeOnceAndInOrder) {
     if (line != "User defined signal 2") runs += line + "\n";
   EXPECT_EQ(runs, "run 0 on " + cluster->entry(0) + "\nrun 1 on " + cluster->entry(1) + "\nrun 2 on " +
                       cluster->entry(0) + "\n");
-  // Nothing of it is left in the spool.
+  // Nothing of it is left in the spool, once its end is recorded (a local
+  // run shows "done" from its end, before its output is home).
   std::vector<std::string> left;
-  for (const auto& entry : std::filesystem::directory_iterator(cluster->spool(0) + "/.queued/restart"))
-    left.push_back(entry.path().filename());
-  EXPECT_TRUE(left.empty()) << left.front();
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        left.clear();
+        for (const auto& entry : std::filesystem::directory_iterator(cluster->spool(0) + "/.queued/restart"))
+          left.push_back(entry.path().filename());
+        return left.empty();
+      },
+      10s))
+      << left.front();
 }
 
 // A full-pty job (the stub's terminal in raw mode) moves with its stub attached.

@@ -111,7 +111,7 @@ TEST_F(JobLedgerTest, AWaitingJobEndsOnlyFailedOrCancelled) {
 
 TEST_F(JobLedgerTest, ALocalRunEndsThenClosesOnceItsOutputIsHome) {
   uint64_t id = SubmitOne();
-  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", "spec", 100).ok());
+  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", 100).ok());
   auto ended = ledger_->EndRun(id, 0, RunEnd{JobState::kDone, 0, 0.5, 0, 110, ""});
   ASSERT_TRUE(ended.ok()) << ended.message();
   EXPECT_EQ(PhaseOf(*ended), JobPhase::kEnded);
@@ -122,7 +122,7 @@ TEST_F(JobLedgerTest, ALocalRunEndsThenClosesOnceItsOutputIsHome) {
 
 TEST_F(JobLedgerTest, ALocalInteractiveRunClosesAtItsEnd) {
   uint64_t id = SubmitOne(/*batch=*/false);
-  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", "spec", 100).ok());
+  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", 100).ok());
   auto ended = ledger_->EndRun(id, 0, RunEnd{JobState::kDone, 0, 0.5, 0, 110, ""});
   ASSERT_TRUE(ended.ok());
   EXPECT_EQ(PhaseOf(*ended), JobPhase::kClosed);
@@ -145,7 +145,7 @@ TEST_F(JobLedgerTest, APeersJobIsClosedByItsAcknowledgement) {
 
 TEST_F(JobLedgerTest, ACancelNotedWhileItRunsSurvivesItsEnd) {
   uint64_t id = SubmitOne();
-  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", "spec", 100).ok());
+  ASSERT_TRUE(ledger_->AdmitLocal(id, 0, "h1", 100).ok());
   ASSERT_TRUE(ledger_->NoteCancelRequested(id).ok());
   auto ended = ledger_->EndRun(id, 0, RunEnd{JobState::kDone, 0, 0, 0, 110, "", /*checkpointed=*/true});
   ASSERT_TRUE(ended.ok());

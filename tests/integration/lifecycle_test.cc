@@ -1,0 +1,199 @@
+// The job lifecycle under faults (the job-ledger issue): a hung host, a
+// daemon started with few descriptors, and how long finished jobs are kept.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cluster_fixture.h"
+
+namespace queue::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string MakeDir(const TestCluster& cluster, const std::string& name) {
+  std::string dir = cluster.dir() + "/" + name;
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+uint64_t SubmitBatch(TestCluster& cluster, int host, const std::vector<std::string>& args, const std::string& cwd) {
+  std::vector<std::string> words{"-r"};
+  words.insert(words.end(), args.begin(), args.end());
+  auto run = cluster.Queue(host, words, {{}, "", 30s, cwd});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  uint64_t id = 0;
+  std::istringstream(run.out) >> id;
+  EXPECT_NE(id, 0u) << "stdout: " << run.out << " stderr: " << run.err;
+  return id;
+}
+
+// Job `id` submitted on host 0, as host 0 lists it with --all; null when absent.
+nlohmann::json SubmittedJob(TestCluster& cluster, uint64_t id) {
+  auto run = cluster.Queue(0, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
+  auto list = nlohmann::json::parse(run.out, nullptr, false);
+  if (run.exit_code != 0 || list.is_discarded()) return nullptr;
+  for (const auto& job : list)
+    if (job["origin"] == cluster.entry(0) && job["id"] == id) return job;
+  return nullptr;
+}
+
+bool IsAlive(pid_t pid) { return kill(pid, 0) == 0; }
+
+// Keeps a stopped daemon from outliving a failed assertion in a stopped state.
+struct ContinueOnExit {
+  TestCluster& cluster;
+  int host;
+  ~ContinueOnExit() { cluster.SignalDaemon(host, SIGCONT); }
+};
+
+// Fault 5: a daemon stopped with SIGSTOP keeps its TCP connections open, but
+// sends no load reports. Its host must be taken for dead after --host-timeout
+// and its job run again elsewhere; when it comes back, its old run is ended
+// there (fenced by its attempt) and adds no second output.
+TEST(Lifecycle, AHungHostsJobRunsAgainElsewhereAndItsOldRunIsFenced) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, "restart\n", {}, {}, {}, {"--host-timeout", "3"}});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = MakeDir(*cluster, "work");
+  std::string script = "echo $QUEUE_HOST >> ledger; if [ $QUEUE_HOST = " + cluster->entry(1) +
+                       " ]; then echo $$ > pid; sleep 30; echo late >> ledger; fi; echo finished on $QUEUE_HOST";
+  uint64_t id = SubmitBatch(*cluster, 0, {"-H", cluster->entry(1), "--", "sh", "-c", script}, cwd);
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(cwd + "/pid"); }, 15s)) << cluster->log(0);
+  pid_t first_run = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (std::istringstream(ReadFile(cwd + "/pid")) >> first_run) && first_run > 0; }, 5s));
+
+  ContinueOnExit resume{*cluster, 1};
+  cluster->SignalDaemon(1, SIGSTOP);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = SubmittedJob(*cluster, id);
+        return !job.is_null() && job["state"] == "done";
+      },
+      30s))
+      << cluster->log(0);
+  auto job = SubmittedJob(*cluster, id);
+  EXPECT_EQ(job["restarts"], 1) << job.dump();
+  EXPECT_EQ(job["host"], cluster->entry(0)) << job.dump();
+  const std::string output_path = cwd + "/sh.o" + std::to_string(id);
+  EXPECT_EQ(ReadFile(output_path), "finished on " + cluster->entry(0) + "\n");
+  EXPECT_TRUE(IsAlive(first_run)) << "the hung host's run went on meanwhile";
+
+  cluster->SignalDaemon(1, SIGCONT);
+  // Heard again, the host is told to end the run it was thought to have lost.
+  EXPECT_TRUE(WaitUntil([&] { return !IsAlive(first_run); }, 20s)) << cluster->log(0) << cluster->log(1);
+  EXPECT_NE(cluster->log(1).find("ending run 0"), std::string::npos) << cluster->log(1);
+  // That run's end reaches the submit host and changes nothing there.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto run = cluster->Queue(1, {"--jobs", "--all", "--json"});
+        auto list = nlohmann::json::parse(run.out, nullptr, false);
+        return !list.is_discarded() && list.size() == 1 && list[0]["state"] != "running";
+      },
+      15s))
+      << cluster->log(1);
+  ASSERT_TRUE(WaitUntil([&] { return cluster->log(1).find("ending run 0") != std::string::npos; }, 1s));
+  job = SubmittedJob(*cluster, id);
+  EXPECT_EQ(job["state"], "done") << job.dump();
+  EXPECT_EQ(job["restarts"], 1) << job.dump();
+  EXPECT_EQ(ReadFile(output_path), "finished on " + cluster->entry(0) + "\n");
+  EXPECT_EQ(ReadFile(cwd + "/ledger").find("late"), std::string::npos) << ReadFile(cwd + "/ledger");
+}
+
+// Fault 6: a daemon started under a low soft descriptor limit takes the hard one.
+TEST(Lifecycle, TheDaemonRaisesItsDescriptorLimitToTheHardLimit) {
+  ClusterOptions options;
+  options.daemon_wrappers[0] = {"/usr/bin/prlimit", "--nofile=256:4096", "--"};
+  auto cluster = TestCluster::Start(1, options);
+  ASSERT_TRUE(cluster->WaitForView(10s)) << cluster->log(0);
+  std::string limits = ReadFile("/proc/" + std::to_string(cluster->daemon_pid(0)) + "/limits");
+  std::istringstream lines(limits);
+  std::string line;
+  bool found = false;
+  while (std::getline(lines, line)) {
+    if (!line.starts_with("Max open files")) continue;
+    found = true;
+    std::istringstream fields(line.substr(std::string("Max open files").size()));
+    std::string soft, hard;
+    fields >> soft >> hard;
+    EXPECT_EQ(soft, "4096") << line;
+    EXPECT_EQ(hard, "4096") << line;
+  }
+  EXPECT_TRUE(found) << limits;
+  auto run = cluster->Queue(0, {"-n", "--", "true"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
+// Fault 10: finished records go after --keep-finished, and --jobs --all says
+// how far back it reaches.
+TEST(Lifecycle, FinishedJobsAreForgottenAfterKeepFinished) {
+  auto cluster = TestCluster::Start(1, ClusterOptions{{}, "", {}, {}, {}, {"--keep-finished", "3s"}});
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string cwd = MakeDir(*cluster, "work");
+  uint64_t id = SubmitBatch(*cluster, 0, {"--", "echo", "hello"}, cwd);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = SubmittedJob(*cluster, id);
+        return !job.is_null() && job["state"] == "done";
+      },
+      20s))
+      << cluster->log(0);
+  auto table = cluster->Queue(0, {"--jobs", "--all"});
+  EXPECT_NE(table.out.find("finished jobs are listed for 3 s after they end"), std::string::npos) << table.out;
+  EXPECT_TRUE(WaitUntil([&] { return SubmittedJob(*cluster, id).is_null(); }, 20s)) << cluster->log(0);
+  EXPECT_EQ(ReadFile(cwd + "/echo.o" + std::to_string(id)), "hello\n") << "the output file is the user's to keep";
+  auto waiting = cluster->Queue(0, {"--jobs", "--all", "--json"});
+  EXPECT_EQ(waiting.exit_code, 0) << waiting.err;
+}
+
+// Fault 9: a restart is derived from the job as submitted. Moved to its submit
+// host and then on with no host named, it neither gathers a second
+// restartflag nor stays pinned there, and goes to a free host rather than fail
+// for having left every host lately.
+TEST(Lifecycle, MovesThroughTheSubmitHostKeepOneRestartFlagAndNoPin) {
+  auto cluster = TestCluster::Start(3, ClusterOptions{{}, "checkpointmode 2\nrestartflag --resume\nrestartmode 1\n"
+                                                          "restartflagpos last\ncheckpointgrace 10\n"});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = MakeDir(*cluster, "work");
+  std::string script =
+      "run=${QUEUE_RESTART_COUNT:-0}; echo \"run $run on $QUEUE_HOST with [$*]\"; [ $run = 2 ] && exit 0; "
+      "trap 'echo saved > \"$QUEUE_RESTART_FILE\"; exit 0' USR2; touch ready.$run; while :; do sleep 0.1; done";
+  uint64_t id = SubmitBatch(*cluster, 0, {"-H", cluster->entry(1), "-j", "moves", "--", "sh", "-c", script, "sh"}, cwd);
+  const std::string id_text = std::to_string(id);
+  auto ready = [&](int run) {
+    return WaitUntil([&] { return std::filesystem::exists(cwd + "/ready." + std::to_string(run)); }, 30s);
+  };
+  ASSERT_TRUE(ready(0)) << cluster->log(0) << cluster->log(1);
+  auto home = cluster->Queue(0, {"--migrate", id_text, cluster->entry(0)});
+  ASSERT_EQ(home.exit_code, 0) << home.err;
+  ASSERT_TRUE(ready(1)) << cluster->log(0);
+  auto anywhere = cluster->Queue(0, {"--migrate", id_text});
+  ASSERT_EQ(anywhere.exit_code, 0) << anywhere.err;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = SubmittedJob(*cluster, id);
+        return !job.is_null() && (job["state"] == "done" || job["state"] == "failed");
+      },
+      30s))
+      << cluster->log(0);
+  auto job = SubmittedJob(*cluster, id);
+  EXPECT_EQ(job["state"], "done") << job.dump();
+  EXPECT_EQ(job["restarts"], 2) << job.dump();
+  std::istringstream output(ReadFile(cwd + "/moves.o" + id_text));
+  std::vector<std::string> runs;
+  for (std::string line; std::getline(output, line);)
+    if (line.starts_with("run ")) runs.push_back(line);
+  ASSERT_EQ(runs.size(), 3u) << ReadFile(cwd + "/moves.o" + id_text);
+  EXPECT_EQ(runs[0], "run 0 on " + cluster->entry(1) + " with []");
+  EXPECT_EQ(runs[1], "run 1 on " + cluster->entry(0) + " with [--resume]");
+  EXPECT_TRUE(runs[2] == "run 2 on " + cluster->entry(1) + " with [--resume]" ||
+              runs[2] == "run 2 on " + cluster->entry(2) + " with [--resume]")
+      << runs[2];
+}
+
+}  // namespace
+}  // namespace queue::testing

@@ -18,6 +18,12 @@ constexpr size_t kMaxOpenIncoming = 32;
 // measured here, 1 MiB pieces moved a restart file slower than 64 KiB ones.
 constexpr size_t kReadChunk = 64 * 1024;
 
+// The SHA-256 of no bytes: what a sender reports for an empty file.
+const std::string& EmptyDigest() {
+  static const std::string digest = Sha256().Final();
+  return digest;
+}
+
 struct BundleStream : std::enable_shared_from_this<BundleStream> {
   BundleStream(asio::io_context& io, std::shared_ptr<PeerLink> peer) : timer(io), link(std::move(peer)) {}
   ~BundleStream() {
@@ -135,7 +141,18 @@ Status IncomingFiles::Store(const std::string& path, uint64_t offset, std::strin
   return Status::Ok();
 }
 
+// The sender read no bytes, so it sent no chunk: nothing here was written for
+// this file, and what a cut-off transfer (an earlier run's) left is not it.
+bool IncomingFiles::MakeEmpty(const std::string& path) {
+  if (auto it = arriving_.find(path); it != arriving_.end()) Close(it);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
 bool IncomingFiles::Matches(const std::string& path, uint64_t size, const std::string& sha256) {
+  if (size == 0 && !sha256.empty() && sha256 == EmptyDigest()) return MakeEmpty(path);
   if (auto it = arriving_.find(path); it != arriving_.end()) {
     struct stat info{};
     // Unlinked meanwhile (the job's files were discarded): what it held is gone.

@@ -63,6 +63,8 @@ class IncomingFiles {
 
   // Whether the file at `path` is exactly `size` bytes with this SHA-256 (32
   // raw bytes). Done with it either way: a later chunk starts from the disk.
+  // An empty file comes as no chunk at all, so for one (size 0, the SHA-256 of
+  // no bytes) the file is made here, empty, over whatever was there.
   bool Matches(const std::string& path, uint64_t size, const std::string& sha256);
 
  private:
@@ -74,6 +76,7 @@ class IncomingFiles {
     std::chrono::steady_clock::time_point touched;
   };
   void Close(std::map<std::string, Arriving>::iterator it);
+  bool MakeEmpty(const std::string& path);
   // Bounds the open files: transfers that stopped for good leave theirs behind.
   void CloseIdlest();
 

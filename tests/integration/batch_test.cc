@@ -123,6 +123,28 @@ TEST(Batch, OutputComesHomeFromTheHostThatRanTheJob) {
       10s));
 }
 
+// An empty output is sent home as no chunk at all, only its size and digest:
+// the job still ends, and its owner still gets the (empty) output file, as
+// for a job run on the submit host.
+TEST(Batch, AnEmptyOutputComesHomeFromTheHostThatRanTheJob) {
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = MakeDir(*cluster, "work");
+  uint64_t id = SubmitBatch(*cluster, 0, {"-h", cluster->entry(1), "--", "true"}, cwd);
+  std::string output = cwd + "/true.o" + std::to_string(id);
+  nlohmann::json job;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        job = AllJobs(*cluster, 0)[id];
+        return job.is_object() && job["state"] == "done" && std::filesystem::exists(output);
+      },
+      30s))
+      << job.dump() << "\n" << cluster->log(0) << cluster->log(1);
+  EXPECT_EQ(job["host"], cluster->entry(1));
+  EXPECT_EQ(job["exit_code"], 0) << job.dump();
+  EXPECT_EQ(ReadFile(output), "");
+}
+
 TEST(Batch, JobsWaitForASlotAndNeverOverfillTheQueue) {
   auto cluster = TestCluster::Start(1, ClusterOptions{{}, "maxexec 1\n"});
   ASSERT_TRUE(cluster->WaitForView(10s));

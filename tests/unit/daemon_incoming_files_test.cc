@@ -71,7 +71,32 @@ TEST_F(IncomingFilesTest, AWrongSizeOrDigestDoesNotMatch) {
   EXPECT_FALSE(files.Matches(path_, 4, DigestOf("abc")));
   ASSERT_TRUE(files.Store(path_, 0, "abc").ok());
   EXPECT_FALSE(files.Matches(path_, 3, DigestOf("abd")));
-  EXPECT_FALSE(files.Matches(dir_ + "/never-came", 0, DigestOf("")));
+  EXPECT_FALSE(files.Matches(dir_ + "/never-came", 3, DigestOf("abc")));
+}
+
+// An empty file is sent as no chunk at all: nothing arrives, and it still
+// matches, made empty here for whoever reads it next.
+TEST_F(IncomingFilesTest, AnEmptyFileMatchesThoughNoChunkCame) {
+  IncomingFiles files;
+  EXPECT_TRUE(files.Matches(path_, 0, DigestOf("")));
+  EXPECT_TRUE(std::filesystem::exists(path_));
+  EXPECT_EQ(Contents(path_), "");
+  EXPECT_FALSE(files.Matches(dir_ + "/never-came", 0, DigestOf("x")));
+}
+
+// What a cut-off transfer of an earlier run left is not this run's (empty) file.
+TEST_F(IncomingFilesTest, AnEmptyFileReplacesWhatAnEarlierTransferLeft) {
+  IncomingFiles files;
+  ASSERT_TRUE(files.Store(path_, 0, "half of an earlier run").ok());
+  EXPECT_TRUE(files.Matches(path_, 0, DigestOf("")));
+  EXPECT_EQ(Contents(path_), "");
+  {
+    IncomingFiles before;  // a daemon that stopped in the middle of a transfer
+    ASSERT_TRUE(before.Store(path_, 0, "cut off again").ok());
+  }
+  IncomingFiles after;  // knows of it only from the disk
+  EXPECT_TRUE(after.Matches(path_, 0, DigestOf("")));
+  EXPECT_EQ(Contents(path_), "");
 }
 
 // A daemon restarted in the middle of a transfer goes on writing where the

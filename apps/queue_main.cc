@@ -159,6 +159,13 @@ int ShowOutput(const Invocation& inv, const std::string& program) {
     std::cerr << program << ": " << reply.message() << "\n";
     return 1;
   }
+  if (reply->path.empty() && !reply->held.empty()) {
+    // Held in the spool (its file could not be written): shown from there.
+    std::cerr << program << ": " << reply->message << "\n";
+    std::cout.write(reply->held.data(), static_cast<std::streamsize>(reply->held.size()));
+    std::cout.flush();
+    return std::cout ? 0 : 1;
+  }
   if (reply->path.empty()) {
     std::cerr << program << ": "
               << (reply->message.empty() ? "queued has no output for job " + std::to_string(inv.output_id)

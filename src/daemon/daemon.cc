@@ -432,6 +432,7 @@ void DaemonImpl::Heartbeat() {
   blocked_.clear();
   RetryWaiting();
   reporter_->Tick();
+  finisher_->RetryHeldOutputs();
   WatchSilentHosts();
   CheckpointForPolicy();
   runner_->StopStuckCriuDumps();
@@ -1192,6 +1193,10 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
       if (WIFSIGNALED(r.wait_status)) job["signal"] = WTERMSIG(r.wait_status);
     }
     if (!r.message.empty()) job["message"] = r.message;
+    if (!r.output_held.empty()) {
+      job["output_held"] = r.output_held;
+      job["message"] = "output held: " + r.output_held;
+    }
     jobs.push_back(job);
   }
   return jobs;
@@ -1376,6 +1381,13 @@ Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint6
       return wire::OutputReply{"", true, "job " + id_text + " was cancelled before it ran"};
     default:
       if (!r.end_reported) return wire::OutputReply{"", false, "job " + id_text + "'s output is on its way"};
+      if (!r.output_held.empty()) {
+        std::string said = "job " + id_text + "'s output is held in the spool of " + self_.entry + ", as " +
+                           r.output_path + " cannot be written (" + r.output_held + "); it goes there once it can";
+        auto held = finisher_->ReadHeldOutput(r.id, wire::OutputReply::kMaxHeldShown);
+        if (!held.ok()) return wire::OutputReply{"", true, said + "; " + held.message()};
+        return wire::OutputReply{"", true, said, std::move(held.value())};
+      }
       return wire::OutputReply{r.output_path, true, ""};
   }
 }

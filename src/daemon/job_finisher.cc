@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "daemon/bundle_sender.h"
 #include "daemon/job_mail.h"
@@ -18,6 +19,9 @@
 namespace queue::daemon {
 
 namespace {
+
+// How often held outputs are tried again.
+constexpr auto kHeldRetry = std::chrono::seconds(10);
 
 std::string UserName(uint32_t uid) {
   passwd entry{};
@@ -74,19 +78,22 @@ void SyncFile(const std::string& path) {
 // What the worker thread needs to bring a batch job's output home.
 struct OutputDelivery {
   // This run's output ("" when none came), opened on the worker: a backlog of
-  // deliveries holds no descriptors. Removed once open when `remove_source`.
+  // deliveries holds no descriptors. Removed once delivered (or held) when
+  // `remove_source`.
   std::string source;
   bool remove_source = false;
   int fd = -1;                      // source, once opened there
   std::vector<std::string> pieces;  // the output of its runs before its checkpoints, in order
   std::string whole_path;           // where pieces and fd are put together (a scratch file)
   std::string output_path;          // where its owner wants it ("" = nowhere)
+  std::string held_path;            // where it is kept when output_path cannot be written
   spool::FileOwner owner;
 };
 
 struct DeliveredOutput {
   std::string note;     // what could not be done, or ""
   bool written = true;  // false when the owner's file could not be written (then no mail)
+  std::string held;     // why it is held at held_path instead ("" = not held)
   int whole_fd = -1;    // the whole output (for the mail), to be closed by the caller
 };
 
@@ -100,7 +107,6 @@ int JoinOutput(const OutputDelivery& delivery, std::string& note) {
     note = "its output from before its checkpoints is lost: " + ErrnoText(errno);
     return delivery.fd;
   }
-  ::unlink(delivery.whole_path.c_str());
   for (const std::string& path : delivery.pieces) {
     int piece = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (piece < 0) continue;  // gone since it was listed
@@ -114,36 +120,61 @@ int JoinOutput(const OutputDelivery& delivery, std::string& note) {
   return whole;
 }
 
+void AddNote(std::string& notes, const std::string& note) {
+  if (!note.empty()) notes += (notes.empty() ? "" : "; ") + note;
+}
+
 // On the worker thread: puts this run's output after what came before, and
-// writes the whole as the owner's file.
-DeliveredOutput DeliverOutput(OutputDelivery delivery) {
+// writes the whole as the owner's file. When that file cannot be written (a
+// full disk, a directory gone), the whole output is kept at held_path instead
+// of being lost, and delivered.held says why.
+DeliveredOutput DeliverOutput(const OutputDelivery& in) {
+  OutputDelivery delivery = in;
   DeliveredOutput delivered;
   if (!delivery.source.empty()) {
     delivery.fd = open(delivery.source.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (delivery.fd < 0)
-      delivered.note = "its output is lost: cannot open " + delivery.source + ": " + ErrnoText(errno);
-    else if (delivery.remove_source)
-      ::unlink(delivery.source.c_str());
+    if (delivery.fd < 0) delivered.note = "its output is lost: cannot open " + delivery.source + ": " + ErrnoText(errno);
   }
+  // The file that holds the whole output: the scratch file when earlier runs'
+  // pieces go first, else this run's own file.
   delivered.whole_fd = delivery.fd;
+  std::string whole = delivery.fd >= 0 ? delivery.source : "";
   if (!delivery.pieces.empty()) {
     std::string joined_note;
     delivered.whole_fd = JoinOutput(delivery, joined_note);
-    if (!joined_note.empty()) delivered.note += (delivered.note.empty() ? "" : "; ") + joined_note;
+    if (delivered.whole_fd != delivery.fd) whole = delivery.whole_path;
+    AddNote(delivered.note, joined_note);
   }
-  if (delivery.output_path.empty() || delivered.whole_fd < 0) return delivered;
+  auto drop = [&](bool keep_whole) {
+    if (whole == delivery.whole_path && !keep_whole) ::unlink(delivery.whole_path.c_str());
+    if (delivery.remove_source && !(keep_whole && whole == delivery.source)) ::unlink(delivery.source.c_str());
+  };
+  if (delivery.output_path.empty() || delivered.whole_fd < 0) {
+    drop(false);
+    return delivered;
+  }
   auto written = spool::DeliverOutputFile(delivered.whole_fd, delivery.output_path, delivery.owner);
-  if (!written.ok()) {
-    delivered.written = false;
-    delivered.note += (delivered.note.empty() ? "" : "; ") + written.message();
+  if (written.ok()) {
+    drop(false);
+    return delivered;
   }
+  delivered.written = false;
+  if (::rename(whole.c_str(), delivery.held_path.c_str()) == 0) {
+    delivered.held = written.message();
+    SyncFile(delivery.held_path);
+    drop(true);
+    return delivered;
+  }
+  AddNote(delivered.note, written.message() + "; and its output cannot be held in the spool (" +
+                              ErrnoText(errno) + "): it is lost");
+  drop(false);
   return delivered;
 }
 
 }  // namespace
 
 Status JobFinisher::Prepare() {
-  for (const char* sub : {"/.queued/incoming", "/.queued/restart"}) {
+  for (const char* sub : {"/.queued/incoming", "/.queued/restart", "/.queued/held"}) {
     std::string dir = spool_dir_ + sub;
     if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
   }
@@ -311,12 +342,13 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   r.message = ended.message;
   if (!r.batch) return RecordEnd(std::move(r), note, acknowledge);
   delivering_.insert(r.id);
-  DeliverThen(r, source, true, [this, r, note, acknowledge, peer, attempt = ended.attempt](std::string delivered) mutable {
+  DeliverThen(r, source, true, [this, r, note, acknowledge, peer, attempt = ended.attempt](Delivered delivered) mutable {
     delivering_.erase(r.id);
     auto current = ledger_.Get(r.id);
     if (!current.ok()) return;  // the spool is failing: no ack, the peer asks again
     if (!current->has_value() || !IsPlacedOn(**current, peer, attempt)) return acknowledge();  // cancelled meanwhile
-    if (!delivered.empty()) note += (note.empty() ? "" : "; ") + delivered;
+    AddNote(note, delivered.note);
+    r.output_held = delivered.held;
     RecordEnd(std::move(r), note, acknowledge);
   });
 }
@@ -324,10 +356,15 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
 void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const std::function<void()>& then) {
   if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
   RunEnd end{r.state, r.wait_status, r.cpu_seconds, r.start_time, r.end_time, r.message};
+  end.output_held = r.output_held;
   if (Status closed = ledger_.Close(r.id, r.restarts, end); !closed.ok()) {
     std::cerr << "queued: " << closed.message() << "\n";
     return;
   }
+  if (!r.output_held.empty())
+    std::cerr << "queued: job " << r.id << ": its output is held in the spool, as " << r.output_path
+              << " cannot be written (" << r.output_held << "); delivery is tried again every "
+              << std::chrono::duration_cast<std::chrono::seconds>(kHeldRetry).count() << " s\n";
   uint64_t id = r.id;
   if (on_closed_) on_closed_(r);
   ledger_.AfterCommit([this, then, id](const Status& ok) {
@@ -346,12 +383,13 @@ void JobFinisher::FinishLocal(spool::JobRecord r) {
   if (!r.batch || r.end_reported) return;
   if (WasLost(r)) return Lost(r, r.message);
   if (!delivering_.insert(r.id).second) return;
-  DeliverThen(r, runner_.OutputFile(r.id), false, [this, r](std::string note) mutable {
+  DeliverThen(r, runner_.OutputFile(r.id), false, [this, r](Delivered delivered) mutable {
     delivering_.erase(r.id);
     auto current = ledger_.Get(r.id);
     if (!current.ok() || !current->has_value() || (*current)->end_reported) return;
     uint64_t id = r.id;
-    RecordEnd(std::move(r), note, [this, id] { runner_.RemoveJobFiles(id); });
+    r.output_held = delivered.held;
+    RecordEnd(std::move(r), delivered.note, [this, id] { runner_.RemoveJobFiles(id); });
   });
 }
 
@@ -402,19 +440,94 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
 }
 
 void JobFinisher::DeliverThen(const spool::JobRecord& record, const std::string& source, bool remove_source,
-                              std::function<void(std::string)> then) {
+                              std::function<void(Delivered)> then) {
   auto spec = wire::DecodeStoredSpec(record.spec);
-  if (!spec.ok()) return then(spec.message());
+  if (!spec.ok()) return then(Delivered{spec.message(), ""});
   std::vector<std::string> pieces = OutputPieces(record);
   std::erase_if(pieces, [](const std::string& piece) { return ::access(piece.c_str(), F_OK) != 0; });
-  OutputDelivery delivery{source, remove_source, -1, std::move(pieces), PartialOutput(record.id) + ".whole", record.output_path,
+  OutputDelivery delivery{source,
+                          remove_source,
+                          -1,
+                          std::move(pieces),
+                          PartialOutput(record.id) + ".whole",
+                          record.output_path,
+                          HeldOutput(record.id),
                           spool::FileOwner{spec->uid, spec->gid, spec->groups}};
   worker_.Run<DeliveredOutput>([delivery = std::move(delivery)] { return DeliverOutput(delivery); },
                                [this, record, then = std::move(then)](DeliveredOutput delivered) {
                                  if (delivered.written) Mail(record, delivered.whole_fd);
                                  if (delivered.whole_fd >= 0) close(delivered.whole_fd);
-                                 then(delivered.note);
+                                 then(Delivered{delivered.note, delivered.held});
                                });
+}
+
+std::string JobFinisher::HeldOutput(uint64_t record_id) const {
+  return spool_dir_ + "/.queued/held/" + std::to_string(record_id) + ".out";
+}
+
+// Held outputs are tried again on a timer: a full disk gives no sign when it
+// has room again. One at a time per job; the log spoke when it was held.
+void JobFinisher::RetryHeldOutputs() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_held_retry_) return;
+  next_held_retry_ = now + kHeldRetry;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(spool_dir_ + "/.queued/held", error)) {
+    const std::string name = entry.path().filename();
+    uint64_t id = 0;
+    if (!name.ends_with(".out") || !(std::istringstream(name) >> id) || delivering_.contains(id)) continue;
+    auto record = ledger_.Get(id);
+    if (!record.ok()) return;  // the spool is failing: next time
+    if (!record->has_value() || (PhaseOf(**record) == JobPhase::kClosed && (*record)->output_held.empty())) {
+      ::unlink(entry.path().c_str());  // its job is gone, or its output was delivered
+      continue;
+    }
+    if (PhaseOf(**record) == JobPhase::kClosed) RetryHeld(**record);
+  }
+}
+
+void JobFinisher::RetryHeld(const spool::JobRecord& record) {
+  auto spec = wire::DecodeStoredSpec(record.spec);
+  if (!spec.ok()) return;
+  delivering_.insert(record.id);
+  std::string held = HeldOutput(record.id), path = record.output_path;
+  spool::FileOwner owner{spec->uid, spec->gid, spec->groups};
+  worker_.Run<Status>(
+      [held, path, owner] {
+        int fd = open(held.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) return Status(Fail("cannot open " + held + ": " + ErrnoText(errno)));
+        Status written = spool::DeliverOutputFile(fd, path, owner);
+        close(fd);
+        return written;
+      },
+      [this, id = record.id, held, path](Status written) {
+        delivering_.erase(id);
+        if (!written.ok()) return;  // still held; said once already
+        if (Status noted = ledger_.OutputDelivered(id); !noted.ok()) {
+          std::cerr << "queued: " << noted.message() << "\n";
+          return;
+        }
+        std::cerr << "queued: job " << id << ": its held output was written to " << path << "\n";
+        ledger_.AfterCommit([held](const Status& committed) {
+          if (committed.ok()) ::unlink(held.c_str());
+        });
+      });
+}
+
+Result<std::string> JobFinisher::ReadHeldOutput(uint64_t record_id, size_t limit) const {
+  const std::string path = HeldOutput(record_id);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Fail("its held output cannot be read: " + ErrnoText(errno));
+  struct stat info{};
+  if (fstat(fd, &info) != 0 || static_cast<uint64_t>(info.st_size) > limit) {
+    close(fd);
+    return Fail("its held output is " + std::to_string(info.st_size) + " bytes, more than can be shown here");
+  }
+  std::string bytes(static_cast<size_t>(info.st_size), '\0');
+  ssize_t n = pread(fd, bytes.data(), bytes.size(), 0);
+  close(fd);
+  if (n != info.st_size) return Fail("its held output cannot be read: " + ErrnoText(errno));
+  return bytes;
 }
 
 void JobFinisher::MailStart(const spool::JobRecord& record, const std::string& host) {

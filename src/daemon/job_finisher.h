@@ -7,6 +7,7 @@
 // and otherwise fails with the reason. Event-loop only.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <set>
 #include <string>
@@ -66,6 +67,13 @@ class JobFinisher {
   // A job that vanished with its host or shepherd while it ran.
   void Lost(spool::JobRecord record, const std::string& why);
 
+  // Outputs that could not be written where their owners asked are held in the
+  // spool (`record.output_held` says why); this tries them again, every few
+  // seconds at most. Call it often (every heartbeat).
+  void RetryHeldOutputs();
+  // The bytes of a job's held output, if there are at most `limit`.
+  Result<std::string> ReadHeldOutput(uint64_t record_id, size_t limit) const;
+
  private:
   std::string IncomingFile(uint64_t record_id) const;
   std::string IncomingBundle(uint64_t record_id) const;
@@ -84,13 +92,18 @@ class JobFinisher {
                     const std::string& output, bool in_place, std::function<void()> then);
   void Requeue(spool::JobRecord record, const std::string& from_host, bool wrote_bundle, bool in_place,
                std::function<void()> then);
+  struct Delivered {
+    std::string note;  // what could not be done, or ""
+    std::string held;  // why the output is held in the spool, or ""
+  };
+  std::string HeldOutput(uint64_t record_id) const;
+  void RetryHeld(const spool::JobRecord& record);
   // Delivers the output in the file at `source` ("": none came), after what
   // was kept from before its checkpoints, on the worker thread (which opens
   // it, and removes it when `remove_source`); then mails the owner and calls
-  // `then` with a note for the record when something could not be done (""
-  // when all went well).
+  // `then` with what could not be done, and whether the output is held.
   void DeliverThen(const spool::JobRecord& record, const std::string& source, bool remove_source,
-                   std::function<void(std::string note)> then);
+                   std::function<void(Delivered)> then);
   // Stores the end of a job whose output is home (with `note`, what could not
   // be done), and once that is on disk drops its files here and calls `then`
   // (to acknowledge it to its execution host, say).
@@ -106,6 +119,7 @@ class JobFinisher {
   IncomingFiles incoming_;  // outputs and restart bundles coming home
   std::function<void(uint64_t, const std::string&)> on_requeue_;
   std::function<void(const spool::JobRecord&)> on_closed_;
+  std::chrono::steady_clock::time_point next_held_retry_{};
 };
 
 }  // namespace queue::daemon

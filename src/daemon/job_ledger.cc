@@ -144,8 +144,17 @@ Status JobLedger::Close(uint64_t id, uint32_t attempt, const RunEnd& end) {
   r->end_time = end.end_time;
   r->message = end.message;
   r->checkpointed = r->checkpoint_in_place = false;
+  r->output_held = end.output_held;
   r->end_reported = true;
   return Write(*r, "ended");
+}
+
+Status JobLedger::OutputDelivered(uint64_t id) {
+  auto r = Expect(id, {JobPhase::kClosed}, std::nullopt, "note the output of");
+  if (!r.ok()) return r.error();
+  if (r->output_held.empty()) return Status::Ok();
+  r->output_held.clear();
+  return Write(*r, "had its output delivered");
 }
 
 Status JobLedger::AdmitLocal(uint64_t id, uint32_t attempt, const std::string& self, int64_t now) {
@@ -213,6 +222,7 @@ Status JobLedger::Acknowledge(uint64_t id) {
 }
 
 Result<size_t> JobLedger::Expire(int64_t before, size_t limit) {
+  // A record whose output is still held stays: the spool still has its output.
   batch_.Join();
   return store_.RemoveClosedBefore(before, limit);
 }

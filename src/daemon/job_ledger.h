@@ -23,6 +23,7 @@
 //    Close(JobEnded) / Close(local delivery) ─► CLOSED (done|failed, output home)
 //    Requeue(checkpoint, lost + restart) ─► WAITING (attempt + 1)
 //    EndWaiting(no host ever, cancel, stub gone) ─► CLOSED (failed|cancelled)
+//    OutputDelivered: a held output reached its file (CLOSED ─► CLOSED)
 //    Expire(--keep-finished) removes CLOSED records
 //
 // A run is named by its attempt (`restarts`): a transition about a run that is
@@ -59,6 +60,7 @@ struct RunEnd {
   std::string message;
   bool checkpointed = false;        // it stopped to go on elsewhere
   bool checkpoint_in_place = false; // ...and may go on here too
+  std::string output_held;          // Close: why its output is held in the spool ("" = delivered)
 };
 
 class JobLedger {
@@ -94,6 +96,8 @@ class JobLedger {
   // RUNNING (on a peer) or ENDED (here) run `attempt` ─► CLOSED: the end is
   // known, and a batch job's output is home (or `end.message` says why not).
   Status Close(uint64_t id, uint32_t attempt, const RunEnd& end);
+  // CLOSED with its output held ─► CLOSED: the held output reached its file.
+  Status OutputDelivered(uint64_t id);
 
   // ---- Execution host ----
   // The local WAITING|OFFERED record `id` (run `attempt`) ─► RUNNING here. Its

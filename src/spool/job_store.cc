@@ -23,7 +23,7 @@ namespace {
 constexpr int64_t kApplicationId = 0x51554555;
 // Bump when the schema changes, and add the step that upgrades older files to
 // kSchemaSteps.
-constexpr int64_t kSchemaVersion = 4;
+constexpr int64_t kSchemaVersion = 5;
 // Someone inspecting the file with the sqlite3 shell may hold a lock briefly.
 constexpr int kBusyTimeoutMs = 5000;
 // After a burst, shrink the WAL back to this size at the next checkpoint.
@@ -82,15 +82,20 @@ ALTER TABLE jobs ADD COLUMN checkpoint_in_place INTEGER NOT NULL DEFAULT 0;
     R"sql(
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 4 -> 5: a batch job's output that could not be written where its owner
+    // asked, held in the spool until it can (why, or '' when not held).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN output_held TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
-// Every query reads the record's columns in this order: id first, then the 24
+// Every query reads the record's columns in this order: id first, then the 25
 // fields of JobRecord as declared (see ReadRecord).
 constexpr std::string_view kSelectColumns =
     "SELECT id, origin_host, origin_id, uid, gid, queue, job_name, state, spec, exec_host, "
     "submit_time, start_time, end_time, wait_status, cpu_seconds, shepherd_pid, "
     "shepherd_start_time, message, batch, output_path, restarts, end_reported, checkpointed, checkpoint_in_place, "
-    "cancel_requested FROM jobs ";
+    "cancel_requested, output_held FROM jobs ";
 
 // A finished statement must be reset so it releases its read snapshot and can be
 // reused; doing it on scope exit covers every early return.
@@ -147,7 +152,7 @@ void BindRecordFields(Binder& bind, const JobRecord& r) {
   bind.Int(r.wait_status).Real(r.cpu_seconds).Int(r.shepherd_pid);
   bind.Int(r.shepherd_start_time).Text(r.message);
   bind.Int(r.batch).Text(r.output_path).Int(r.restarts).Int(r.end_reported).Int(r.checkpointed).Int(r.checkpoint_in_place);
-  bind.Int(r.cancel_requested);
+  bind.Int(r.cancel_requested).Text(r.output_held);
 }
 
 std::string ColumnBytes(sqlite3_stmt* stmt, int column) {
@@ -192,6 +197,7 @@ Result<JobRecord> ReadRecord(sqlite3_stmt* stmt, const std::string& path) {
   r.checkpointed = integer(22) != 0;
   r.checkpoint_in_place = integer(23) != 0;
   r.cancel_requested = integer(24) != 0;
+  r.output_held = ColumnBytes(stmt, 25);
   return r;
 }
 
@@ -278,17 +284,17 @@ struct JobStore::Statements {
         return "INSERT INTO jobs (origin_host, origin_id, uid, gid, queue, job_name, state, "
                "spec, exec_host, submit_time, start_time, end_time, wait_status, "
                "cpu_seconds, shepherd_pid, shepherd_start_time, message, batch, "
-               "output_path, restarts, end_reported, checkpointed, checkpoint_in_place, cancel_requested) "
+               "output_path, restarts, end_reported, checkpointed, checkpoint_in_place, cancel_requested, output_held) "
                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-               "?19, ?20, ?21, ?22, ?23, ?24)";
+               "?19, ?20, ?21, ?22, ?23, ?24, ?25)";
       case kUpdate:
         return "UPDATE jobs SET origin_host = ?1, origin_id = ?2, uid = ?3, gid = ?4, "
                "queue = ?5, job_name = ?6, state = ?7, spec = ?8, exec_host = ?9, "
                "submit_time = ?10, start_time = ?11, end_time = ?12, wait_status = ?13, "
                "cpu_seconds = ?14, shepherd_pid = ?15, shepherd_start_time = ?16, "
                "message = ?17, batch = ?18, output_path = ?19, restarts = ?20, "
-               "end_reported = ?21, checkpointed = ?22, checkpoint_in_place = ?23, cancel_requested = ?24 "
-               "WHERE id = ?25";
+               "end_reported = ?21, checkpointed = ?22, checkpoint_in_place = ?23, cancel_requested = ?24, "
+               "output_held = ?25 WHERE id = ?26";
       case kSelectById:
         return select + "WHERE id = ?1";
       case kFindByOrigin:
@@ -298,7 +304,7 @@ struct JobStore::Statements {
       case kDeleteClosedBefore:
         // Through jobs_by_state: finished records only, oldest ids first.
         return "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'failed', "
-               "'cancelled') AND end_reported = 1 AND end_time < ?1 ORDER BY id LIMIT ?2)";
+               "'cancelled') AND end_reported = 1 AND output_held = '' AND end_time < ?1 ORDER BY id LIMIT ?2)";
       case kNextId:
         return "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'";
       case kStatementCount:

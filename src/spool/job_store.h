@@ -65,6 +65,10 @@ struct JobRecord {
   // Submit side: its owner cancelled it while it ran. Should it come back from a
   // checkpoint before the cancel reached it, it is cancelled, not placed again.
   bool cancel_requested = false;
+  // Submit side: why the batch job's output could not be written where its
+  // owner asked ("" when it was, or is not due yet); the spool holds it and
+  // delivery is tried again.
+  std::string output_held;
 
   bool operator==(const JobRecord&) const = default;
 };
@@ -143,7 +147,8 @@ class JobStore {
   Status Remove(uint64_t id);
 
   // Deletes at most `limit` records whose job ended (and whose end nobody is
-  // owed) before `before` (unix seconds), oldest first; returns how many.
+  // owed, and whose output is not held) before `before` (unix seconds),
+  // oldest first; returns how many.
   Result<size_t> RemoveClosedBefore(int64_t before, size_t limit);
 
   Transaction Begin();

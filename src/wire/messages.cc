@@ -231,6 +231,7 @@ void OutputReply::Encode(Writer& w) const {
   w.str(path);
   w.boolean(complete);
   w.str(message);
+  w.str(held);
 }
 
 OutputReply OutputReply::Decode(Reader& r) {
@@ -238,6 +239,7 @@ OutputReply OutputReply::Decode(Reader& r) {
   o.path = r.str(kMaxPathBytes);
   o.complete = r.boolean();
   o.message = r.str(4096);
+  o.held = r.str(kMaxHeldShown);
   return o;
 }
 

@@ -139,6 +139,10 @@ struct OutputReply {
   std::string path;     // the file to read, as the asking user; empty when there is none yet
   bool complete = false;  // the job has ended and the file holds all its output
   std::string message;  // for the user when there is no file (still running elsewhere, discarded)
+  // An output held in the submit host's spool (its file could not be written):
+  // its bytes, when at most kMaxHeldShown.
+  std::string held;
+  static constexpr size_t kMaxHeldShown = 8 << 20;
   void Encode(Writer& w) const;
   static OutputReply Decode(Reader& r);
 };

@@ -1,7 +1,9 @@
 // The job lifecycle under faults (the job-ledger issue): a hung host, a
 // daemon started with few descriptors, and how long finished jobs are kept.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -10,6 +12,7 @@
 #include <sstream>
 
 #include "cluster_fixture.h"
+#include "util/result.h"
 
 namespace queue::testing {
 namespace {
@@ -193,6 +196,62 @@ TEST(Lifecycle, MovesThroughTheSubmitHostKeepOneRestartFlagAndNoPin) {
   EXPECT_TRUE(runs[2] == "run 2 on " + cluster->entry(1) + " with [--resume]" ||
               runs[2] == "run 2 on " + cluster->entry(2) + " with [--resume]")
       << runs[2];
+}
+
+// Fault 3: the submit directory is on a full file system. The output is held
+// in the submit host's spool, the job says so, `queue --output` serves the held
+// copy, the log says it once, and the file is written once there is room.
+TEST(Lifecycle, AnOutputThatCannotBeWrittenIsHeldServedAndDeliveredWhenThereIsRoom) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to mount a small file system";
+  // Our own mount namespace (this test is its own process under ctest); the
+  // daemons started below share it.
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << ErrnoText(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << ErrnoText(errno);
+  auto cluster = TestCluster::Start(2);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = MakeDir(*cluster, "full");
+  ASSERT_EQ(mount("tmpfs", cwd.c_str(), "tmpfs", 0, "size=128k,mode=0777"), 0) << ErrnoText(errno);
+  {
+    std::ofstream filler(cwd + "/filler");
+    std::string block(4096, 'f');
+    while (filler.write(block.data(), static_cast<std::streamsize>(block.size())) && filler.flush()) {
+    }
+  }
+  const std::string expected = "held output\n" + std::string(20000, 'x');
+  uint64_t id = SubmitBatch(*cluster, 0,
+                            {"-h", cluster->entry(1), "--", "sh", "-c",
+                             "echo held output; head -c 20000 /dev/zero | tr '\\0' x"},
+                            cwd);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = SubmittedJob(*cluster, id);
+        return !job.is_null() && job["state"] == "done" && job.contains("output_held");
+      },
+      30s))
+      << SubmittedJob(*cluster, id).dump() << cluster->log(0);
+  auto shown = cluster->Queue(0, {"--output", std::to_string(id)});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_EQ(shown.out, expected);
+  EXPECT_NE(shown.err.find("held in the spool"), std::string::npos) << shown.err;
+  auto table = cluster->Queue(0, {"--jobs", "--all"});
+  EXPECT_NE(table.out.find("output held: "), std::string::npos) << table.out;
+
+  std::filesystem::remove(cwd + "/filler");
+  const std::string path = cwd + "/sh.o" + std::to_string(id);
+  EXPECT_TRUE(WaitUntil([&] { return std::filesystem::exists(path) && ReadFile(path) == expected; }, 30s))
+      << cluster->log(0);
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        auto job = SubmittedJob(*cluster, id);
+        return !job.is_null() && !job.contains("output_held");
+      },
+      10s));
+  std::string log = cluster->log(0);
+  size_t said = 0;
+  for (size_t at = 0; (at = log.find("its output is held in the spool", at)) != std::string::npos; ++at) ++said;
+  EXPECT_EQ(said, 1u) << log;
+  EXPECT_TRUE(std::filesystem::is_empty(cluster->spool(0) + "/.queued/held"));
+  umount2(cwd.c_str(), MNT_DETACH);
 }
 
 }  // namespace

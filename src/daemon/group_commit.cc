@@ -26,6 +26,25 @@ void GroupCommit::AfterCommit(std::function<void(const Status&)> then) {
   asio::post(io_, [this] { (void)Flush(); });
 }
 
+// A spool that cannot commit (a full disk) fails every window the same way:
+// said when it starts, again at most once a minute, and when it is over.
+void GroupCommit::ReportOutcome(const Status& committed) {
+  const auto now = std::chrono::steady_clock::now();
+  if (committed.ok()) {
+    if (!last_failure_.empty())
+      std::cerr << "queued: spool: commits succeed again (" << failures_ << " failed since the first)\n";
+    last_failure_.clear();
+    failures_ = 0;
+    return;
+  }
+  ++failures_;
+  if (committed.message() == last_failure_ && now - last_said_ < std::chrono::minutes(1)) return;
+  std::cerr << "queued: spool: commit failed: " << committed.message()
+            << (failures_ > 1 ? " (" + std::to_string(failures_) + " failures so far)" : "") << "\n";
+  last_failure_ = committed.message();
+  last_said_ = now;
+}
+
 Status GroupCommit::Flush() {
   flush_posted_ = false;
   Status committed = Status::Ok();
@@ -33,7 +52,7 @@ Status GroupCommit::Flush() {
     timer_.cancel();
     committed = open_->Commit();
     open_.reset();
-    if (!committed.ok()) std::cerr << "queued: spool: commit failed: " << committed.message() << "\n";
+    ReportOutcome(committed);
   }
   auto waiting = std::move(waiting_);
   waiting_.clear();

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <asio.hpp>
@@ -36,8 +37,13 @@ class GroupCommit {
   Status Flush();
 
  private:
+  void ReportOutcome(const Status& committed);
+
   asio::io_context& io_;
   spool::JobStore& store_;
+  std::string last_failure_;  // the last commit failure said, "" while commits succeed
+  std::chrono::steady_clock::time_point last_said_{};
+  uint64_t failures_ = 0;
   asio::steady_timer timer_;
   std::chrono::milliseconds window_;
   std::optional<spool::JobStore::Transaction> open_;

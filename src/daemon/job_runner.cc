@@ -286,9 +286,20 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
   }
   Track(id, queue->name, !request.spec.only_host.empty());
   uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : id;
+  // Said once the job is on disk: a spool that cannot commit refuses the job,
+  // and must not log a START for each offer it refuses.
+  std::string started = "START job " + std::to_string(job_id) + " (" + request.spec.job_name + ") for uid " +
+                        std::to_string(request.spec.uid) +
+                        (request.origin_host.empty() ? "" : " from " + request.origin_host);
+  auto notice = [this, queue_name = queue->name, started] {
+    if (on_notice_) on_notice_(queue_name, started);
+  };
   if (request.spec.batch) {
-    ledger_.AfterCommit([this, id, job_id, spec = std::move(request.spec)](const Status& committed) {
-      if (committed.ok()) return StartShepherd(id, job_id, spec);
+    ledger_.AfterCommit([this, id, job_id, notice, spec = std::move(request.spec)](const Status& committed) {
+      if (committed.ok()) {
+        notice();
+        return StartShepherd(id, job_id, spec);
+      }
       wire::ShepherdEvent failed{wire::ShepherdEventKind::kFailed, 0, 0, 0, "spool: " + committed.message()};
       OnShepherdEvent(id, failed);
     });
@@ -297,12 +308,9 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
     // the loop's turn rather than the commit window, for a daemon restarted
     // meanwhile to re-adopt it.
     StartShepherd(id, job_id, request.spec);
+    notice();
     ledger_.AfterCommit([](const Status&) {});
   }
-  if (on_notice_)
-    on_notice_(queue->name, "START job " + std::to_string(job_id) + " (" + request.spec.job_name + ") for uid " +
-                                std::to_string(request.spec.uid) +
-                                (request.origin_host.empty() ? "" : " from " + request.origin_host));
   return id;
 }
 

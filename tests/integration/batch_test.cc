@@ -13,31 +13,13 @@
 #include <sstream>
 #include <thread>
 
+#include "batch_helpers.h"
 #include "cluster_fixture.h"
 
 namespace queue::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string MakeDir(const TestCluster& cluster, const std::string& name) {
-  std::string dir = cluster.dir() + "/" + name;
-  std::filesystem::create_directories(dir);
-  return dir;
-}
-
-// Submits with -r from `cwd`; the job id printed, or 0 (with a test failure).
-uint64_t SubmitBatch(TestCluster& cluster, int host, const std::vector<std::string>& args, const std::string& cwd,
-                     std::vector<std::string> env = {}) {
-  std::vector<std::string> words{"-r"};
-  words.insert(words.end(), args.begin(), args.end());
-  auto run = cluster.Queue(host, words, {std::move(env), "", 30s, cwd});
-  EXPECT_EQ(run.exit_code, 0) << run.err;
-  uint64_t id = 0;
-  std::istringstream(run.out) >> id;
-  EXPECT_NE(id, 0u) << "stdout: " << run.out << " stderr: " << run.err;
-  return id;
-}
 
 // Every job host `host` knows, finished ones included, by id.
 std::map<uint64_t, nlohmann::json> AllJobs(TestCluster& cluster, int host) {

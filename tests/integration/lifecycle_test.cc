@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "batch_helpers.h"
 #include "cluster_fixture.h"
 #include "util/result.h"
 
@@ -18,23 +19,6 @@ namespace queue::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string MakeDir(const TestCluster& cluster, const std::string& name) {
-  std::string dir = cluster.dir() + "/" + name;
-  std::filesystem::create_directories(dir);
-  return dir;
-}
-
-uint64_t SubmitBatch(TestCluster& cluster, int host, const std::vector<std::string>& args, const std::string& cwd) {
-  std::vector<std::string> words{"-r"};
-  words.insert(words.end(), args.begin(), args.end());
-  auto run = cluster.Queue(host, words, {{}, "", 30s, cwd});
-  EXPECT_EQ(run.exit_code, 0) << run.err;
-  uint64_t id = 0;
-  std::istringstream(run.out) >> id;
-  EXPECT_NE(id, 0u) << "stdout: " << run.out << " stderr: " << run.err;
-  return id;
-}
 
 // Job `id` submitted on host 0, as host 0 lists it with --all; null when absent.
 nlohmann::json SubmittedJob(TestCluster& cluster, uint64_t id) {

@@ -14,6 +14,8 @@
 #include <set>
 #include <variant>
 
+#include "spool/wal_check.h"
+
 namespace queue::spool {
 
 namespace {
@@ -213,7 +215,7 @@ Status CreatePrivateFile(const std::string& path) {
   return Status::Ok();
 }
 
-// quick_check reports as "*** in database main ***\nPage 3: ..."; an error
+// integrity_check reports as "*** in database main ***\nPage 3: ..."; an error
 // message must stay on one line.
 std::string FirstProblem(const std::string& report) {
   size_t start = 0;
@@ -224,6 +226,25 @@ std::string FirstProblem(const std::string& report) {
     start = end + 1;
   }
   return "integrity check failed";
+}
+
+// Before SQLite opens the file: its recovery would drop, without a word, the
+// transactions after a damaged frame of the log, and the first checkpoint would
+// make that final.
+Status RefuseDamagedWal(const std::string& path) {
+  const std::string wal = path + "-wal";
+  Result<std::optional<WalDamage>> damage = FindWalDamage(wal);
+  if (!damage) return Fail("Could not check the job spool " + path + ": " + damage.message() + ".");
+  if (!damage->has_value()) return Status::Ok();
+  const WalDamage& found = **damage;
+  std::string where = found.frame == 0 ? std::string("at its header")
+                                       : "at frame " + std::to_string(found.frame) + " of " +
+                                             std::to_string(found.frames);
+  return Fail("The job spool " + path + " is corrupt: its write-ahead log " + wal + " is damaged " + where +
+              ", and SQLite would silently drop the " + std::to_string(found.lost_commits) +
+              " transactions committed after it, with their jobs; stop queued and keep a copy of both files, " +
+              "then move them aside, or accept that loss with: sqlite3 " + path +
+              " 'PRAGMA wal_checkpoint(TRUNCATE)'");
 }
 
 int64_t ClampToInt64(uint64_t value) {
@@ -324,6 +345,7 @@ JobStore::~JobStore() {
 
 Result<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
   if (Status created = CreatePrivateFile(path); !created) return Fail(created.message());
+  if (Status wal = RefuseDamagedWal(path); !wal) return Fail(wal.message());
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                            nullptr);
@@ -406,8 +428,14 @@ Status JobStore::Configure() {
     if (Status s = UpgradeSchema(); !s) return s;
   }
 
-  // quick_check(1): stop at the first problem; one is enough to refuse the file.
-  Result<std::string> check = query("PRAGMA quick_check(1)");
+  // integrity_check, not quick_check: it also checks every index against its
+  // table. Rot in an index's keys, or in a row's indexed columns, leaves every
+  // page well formed, and quick_check passes it; but the daemon finds its
+  // waiting jobs, and the ends it owes, through these indexes, and a job they
+  // no longer find never runs. It costs about half as much again: opening a
+  // spool of 20,000 jobs (83 MB) took 100 ms, and now 150 ms.
+  // (1): stop at the first problem; one is enough to refuse the file.
+  Result<std::string> check = query("PRAGMA integrity_check(1)");
   if (!check) return Failure("check its integrity", rc);
   if (*check != "ok") {
     return Fail("The job spool " + path_ + " is corrupt (" + FirstProblem(*check) +

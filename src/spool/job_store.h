@@ -123,7 +123,9 @@ class JobStore {
 
   // Opens (creating if needed, mode 0600) the store at `path`. Fails with a message
   // naming the file when it is not a SQLite database, is another program's database,
-  // is corrupt, or was written by a newer version of queued.
+  // is corrupt (an index that no longer matches its table, or a write-ahead log
+  // damaged before transactions that SQLite would then drop, included), or was
+  // written by a newer version of queued.
   static Result<std::unique_ptr<JobStore>> Open(const std::string& path);
 
   JobStore(const JobStore&) = delete;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "spool/job_store.h"
 
@@ -129,6 +130,43 @@ JobRecord SampleJob(std::string queue = "now", uint32_t uid = 1000) {
   r.checkpoint_in_place = true;
   r.cancel_requested = true;
   return r;
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Adds `count` waiting jobs in one transaction. Each spec starts with "SPEC",
+// which follows the state in a job's row: a test can tell the row's "waiting"
+// from an index entry's in the file.
+void AddWaitingJobs(JobStore& store, int count) {
+  JobRecord job = SampleJob();
+  job.state = JobState::kWaiting;
+  job.spec = "SPEC" + std::string(2000, 'z');
+  JobStore::Transaction tx = store.Begin();
+  for (int i = 0; i < count; ++i) ASSERT_TRUE(store.Add(job).ok());
+  ASSERT_TRUE(tx.Commit().ok());
+}
+
+// Bit rot that leaves every page well formed: the first `limit` "waiting"s in
+// jobs' rows (or, with in_rows false, in index entries) become "xaiting".
+void RotWaiting(const std::string& path, bool in_rows, int limit) {
+  std::string bytes = ReadBytes(path);
+  int rotted = 0;
+  for (size_t at = bytes.find("waiting"); at != std::string::npos && rotted < limit;
+       at = bytes.find("waiting", at + 1)) {
+    if ((bytes.compare(at + 7, 4, "SPEC") == 0) != in_rows) continue;
+    bytes[at] = 'x';
+    ++rotted;
+  }
+  ASSERT_EQ(rotted, limit);
+  WriteBytes(path, bytes);
 }
 
 size_t CountJobs(JobStore& store) {
@@ -669,6 +707,117 @@ TEST_F(SpoolStoreTest, CorruptFileIsRefused) {
   ASSERT_FALSE(store.ok());
   EXPECT_NE(store.message().find("corrupt"), std::string::npos) << store.message();
   EXPECT_EQ(store.message().find('\n'), std::string::npos) << store.message();
+}
+
+// An index whose keys rotted keeps its pages well formed, so quick_check
+// passes it; the jobs it no longer finds would never be listed as waiting,
+// and so never run.
+TEST_F(SpoolStoreTest, DamagedIndexIsRefused) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    AddWaitingJobs(*store, 150);
+  }
+  RotWaiting(path_, /*in_rows=*/false, 10);
+  EXPECT_EQ(QueryColumn("PRAGMA quick_check"), std::vector<std::string>{"ok"});
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("corrupt"), std::string::npos) << store.message();
+  EXPECT_NE(store.message().find(path_), std::string::npos) << store.message();
+  EXPECT_EQ(store.message().find('\n'), std::string::npos) << store.message();
+}
+
+// A job's row whose state rotted: its indexes still say waiting, and listing
+// the waiting jobs would fail on it, for all of them.
+TEST_F(SpoolStoreTest, DamagedRowOfAWaitingJobIsRefused) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    AddWaitingJobs(*store, 150);
+  }
+  RotWaiting(path_, /*in_rows=*/true, 1);
+  EXPECT_EQ(QueryColumn("PRAGMA quick_check"), std::vector<std::string>{"ok"});
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("corrupt"), std::string::npos) << store.message();
+  EXPECT_EQ(store.message().find('\n'), std::string::npos) << store.message();
+}
+
+class SpoolWalTest : public SpoolStoreTest {
+ protected:
+  static constexpr int kTransactions = 4, kJobsEach = 20;
+
+  // The spool as a queued killed -9 leaves it: jobs committed in several
+  // transactions, all still in the write-ahead log. (The files are copied
+  // while the store is open, and put back once closing has removed the log.)
+  void SetUp() override {
+    SpoolStoreTest::SetUp();
+    wal_ = path_ + "-wal";
+    {
+      auto store = OpenStore();
+      ASSERT_TRUE(store);
+      for (int i = 0; i < kTransactions; ++i) AddWaitingJobs(*store, kJobsEach);
+      std::filesystem::copy_file(path_, path_ + ".kept");
+      std::filesystem::copy_file(wal_, wal_ + ".kept");
+    }
+    std::filesystem::rename(path_ + ".kept", path_);
+    std::filesystem::rename(wal_ + ".kept", wal_);
+    std::filesystem::remove(path_ + "-shm");
+    std::string header = ReadBytes(wal_).substr(0, 32);
+    ASSERT_EQ(header.size(), 32u);
+    for (int i = 8; i < 12; ++i) page_size_ = page_size_ << 8 | static_cast<uint8_t>(header[i]);  // big-endian
+    frames_ = (std::filesystem::file_size(wal_) - 32) / (24 + page_size_);
+    ASSERT_GT(frames_, size_t{kTransactions * 2});
+  }
+
+  // Changes a few bytes of the page image in frame `frame` (from 1).
+  void DamageFrame(size_t frame) {
+    std::string bytes = ReadBytes(wal_);
+    size_t page = 32 + (frame - 1) * (24 + page_size_) + 24;
+    for (size_t i = page + 1000; i < page + 1016; ++i) bytes[i] = static_cast<char>(~bytes[i]);
+    WriteBytes(wal_, bytes);
+  }
+
+  std::string wal_;
+  size_t page_size_ = 0, frames_ = 0;
+};
+
+TEST_F(SpoolWalTest, ALogLeftByAKilledDaemonKeepsEveryCommittedJob) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(CountJobs(*store), size_t{kTransactions * kJobsEach});
+}
+
+// SQLite reads the log up to its first damaged frame and silently drops every
+// transaction committed after it: here all of them, with their jobs.
+TEST_F(SpoolWalTest, ADamagedLogIsRefusedNotCutShort) {
+  DamageFrame(1);
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find(wal_), std::string::npos) << store.message();
+  EXPECT_NE(store.message().find("damaged"), std::string::npos) << store.message();
+  EXPECT_EQ(store.message().find('\n'), std::string::npos) << store.message();
+  // Refused again, not repaired: the log is left as it was.
+  EXPECT_FALSE(JobStore::Open(path_).ok());
+}
+
+// A damaged header: SQLite reads none of the log.
+TEST_F(SpoolWalTest, ADamagedLogHeaderIsRefused) {
+  std::string bytes = ReadBytes(wal_);
+  bytes[12] = static_cast<char>(~bytes[12]);  // the checkpoint sequence, under the header's checksum
+  WriteBytes(wal_, bytes);
+  Result<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.message().find("damaged at its header"), std::string::npos) << store.message();
+}
+
+// A power cut while the last transaction was written can tear it (it was
+// never committed); that is no damage, and the jobs before it are kept.
+TEST_F(SpoolWalTest, ATornLastTransactionIsDroppedAsAfterAPowerCut) {
+  DamageFrame(frames_ - 1);  // the last frame is its commit
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(CountJobs(*store), size_t{(kTransactions - 1) * kJobsEach});
 }
 
 TEST_F(SpoolStoreTest, UnknownStateWrittenByHandIsReported) {

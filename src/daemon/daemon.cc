@@ -913,7 +913,10 @@ void DaemonImpl::AddWaitingStored(uint64_t record_id) {
   if (!record.ok() || !record->has_value()) return;
   if ((*record)->cancel_requested) return CancelAtCheckpoint(record_id);
   auto spec = wire::DecodeStoredSpec((*record)->spec);
-  if (!spec.ok()) return FailRecord(record_id, spec.message());
+  if (!spec.ok()) {
+    std::cerr << "queued: job " << record_id << " fails: " << spec.message() << "\n";
+    return FailRecord(record_id, spec.message());
+  }
   std::weak_ptr<ClientChannel> stub;
   if (auto found = stubs_.find(record_id); found != stubs_.end()) stub = found->second;
   waiting_[record_id] = WaitingJob{true, WaitKey(*spec), {}, stub, false, ++next_generation_};
@@ -933,6 +936,7 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
     }
     auto decoded = wire::DecodeStoredSpec((*record)->spec);
     if (!decoded.ok()) {
+      std::cerr << "queued: job " << record_id << " fails: " << decoded.message() << "\n";
       FailRecord(record_id, decoded.message());
       waiting_.erase(record_id);
       return;

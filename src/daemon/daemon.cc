@@ -203,7 +203,7 @@ class DaemonImpl {
   };
   void StartPlacement(uint64_t record_id, const wire::JobSpec& spec, const PlacementOptions& options,
                       PlacementCallback done);
-  void WithdrawOffer(uint64_t record_id);
+  void WithdrawOffer(uint64_t record_id, const std::string& host, uint32_t attempt);
   // The job is still waiting, in the same run: a cancel or a restart may have
   // come while its placement was under way.
   bool StillWaiting(const PlacementAttempt& attempt);
@@ -793,7 +793,7 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
                                 (fate == PeerLink::PlaceFate::kNotSent && attempt->resolving)))
                     return done(PlacementOutcome{"", true, host + " did not answer (" + reply.reason + ")", true});
                   if (!reply.accepted) {
-                    if (batch) WithdrawOffer(attempt->record_id);
+                    if (batch) WithdrawOffer(attempt->record_id, host, attempt->attempt);
                     return refused(reply.reason, reply.permanent);
                   }
                   Placed(attempt->record_id, host, attempt->attempt);
@@ -801,12 +801,12 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
                 });
   };
   // Restart files go first, so that the host has them when it takes the job.
-  auto ship = [this, attempt, send, refused, link = link->second] {
+  auto ship = [this, attempt, send, refused, host, link = link->second] {
     if (attempt->bundle.empty()) return send(SentBundle{});
     SendBundle(io_, link, self_.entry, attempt->record_id, attempt->attempt, attempt->bundle,
-               [this, attempt, send, refused](Result<SentBundle> sent) {
+               [this, attempt, send, refused, host](Result<SentBundle> sent) {
                  if (!sent.ok()) {
-                   WithdrawOffer(attempt->record_id);  // the host never saw an offer
+                   WithdrawOffer(attempt->record_id, host, attempt->attempt);  // the host never saw an offer
                    return refused(sent.message(), false);
                  }
                  send(*sent);
@@ -815,7 +815,7 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   if (!batch) return ship();
   // Two-phase hand-off: the spool says where the job was offered before the
   // offer leaves, so that after a crash it is asked there first, never twice.
-  if (Status offered = ledger_->Offer(attempt->record_id, host); !offered.ok())
+  if (Status offered = ledger_->Offer(attempt->record_id, host, attempt->attempt); !offered.ok())
     return refused(offered.message(), false);
   ledger_->AfterCommit([ship, refused](const Status& committed) {
     if (committed.ok()) return ship();
@@ -829,9 +829,10 @@ bool DaemonImpl::StillWaiting(const PlacementAttempt& attempt) {
          (*record)->restarts == attempt.attempt;
 }
 
-// A job cancelled or ended meanwhile has no offer to withdraw.
-void DaemonImpl::WithdrawOffer(uint64_t record_id) {
-  if (Status withdrawn = ledger_->WithdrawOffer(record_id); !withdrawn.ok())
+// A job cancelled, ended, queued again or offered elsewhere meanwhile has no
+// offer of this placement's to withdraw: the record says where it is now.
+void DaemonImpl::WithdrawOffer(uint64_t record_id, const std::string& host, uint32_t attempt) {
+  if (Status withdrawn = ledger_->WithdrawOffer(record_id, host, attempt); !withdrawn.ok())
     std::cerr << "queued: " << withdrawn.message() << "\n";
 }
 

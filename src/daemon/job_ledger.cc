@@ -70,17 +70,19 @@ Result<uint64_t> JobLedger::Submit(spool::JobRecord record,
   return *id;
 }
 
-Status JobLedger::Offer(uint64_t id, const std::string& host) {
-  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, std::nullopt, "offer");
+Status JobLedger::Offer(uint64_t id, const std::string& host, uint32_t attempt) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, attempt, "offer");
   if (!r.ok()) return r.error();
   r->exec_host = host;
   return Write(*r, "was offered");
 }
 
-Status JobLedger::WithdrawOffer(uint64_t id) {
-  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, std::nullopt, "withdraw the offer of");
+Status JobLedger::WithdrawOffer(uint64_t id, const std::string& host, uint32_t attempt) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, attempt, "withdraw the offer of");
   if (!r.ok()) return r.error();
   if (r->exec_host.empty()) return Status::Ok();
+  if (r->exec_host != host)
+    return Fail(JobText(id) + ": cannot withdraw its offer to " + host + ": it is offered to " + r->exec_host + " now");
   r->exec_host.clear();
   return Write(*r, "is no longer offered");
 }

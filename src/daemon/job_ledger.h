@@ -80,10 +80,12 @@ class JobLedger {
   // A new job, WAITING. `output_path` names a batch job's output file from its id.
   Result<uint64_t> Submit(spool::JobRecord record,
                           const std::function<std::string(uint64_t id)>& output_path = nullptr);
-  // WAITING ─► OFFERED(host): recorded before a two-phase offer leaves.
-  Status Offer(uint64_t id, const std::string& host);
-  // OFFERED ─► WAITING: the host refused, or never saw the offer.
-  Status WithdrawOffer(uint64_t id);
+  // WAITING ─► OFFERED(host) for run `attempt`: recorded before a two-phase
+  // offer leaves.
+  Status Offer(uint64_t id, const std::string& host, uint32_t attempt);
+  // OFFERED(host) run `attempt` ─► WAITING: the host refused, or never saw the
+  // offer. An offer made since (another run, or another host) stands.
+  Status WithdrawOffer(uint64_t id, const std::string& host, uint32_t attempt);
   // WAITING|OFFERED ─► RUNNING on a peer that accepted run `attempt`.
   Status Placed(uint64_t id, const std::string& host, uint32_t attempt, int64_t now);
   // WAITING|OFFERED ─► CLOSED (kFailed or kCancelled): it never ran.

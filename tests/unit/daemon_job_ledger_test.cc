@@ -70,15 +70,45 @@ TEST_F(JobLedgerTest, ASubmittedJobWaitsWithItsOutputNamedByItsId) {
 
 TEST_F(JobLedgerTest, AnOfferIsRecordedAndWithdrawn) {
   uint64_t id = SubmitOne();
-  ASSERT_TRUE(ledger_->Offer(id, "h2").ok());
+  ASSERT_TRUE(ledger_->Offer(id, "h2", 0).ok());
   EXPECT_EQ(PhaseOf(Record(id)), JobPhase::kOffered);
-  ASSERT_TRUE(ledger_->WithdrawOffer(id).ok());
+  ASSERT_TRUE(ledger_->WithdrawOffer(id, "h2", 0).ok());
   EXPECT_EQ(PhaseOf(Record(id)), JobPhase::kWaiting);
+}
+
+// A placement of run 0 that outlived its host's death (a long restart-file
+// transfer) must not offer run 1 anywhere: run 1 has a placement of its own.
+TEST_F(JobLedgerTest, AnOfferOfAnEarlierRunIsRefused) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(ledger_->Offer(id, "h2", 0).ok());
+  ASSERT_TRUE(ledger_->Requeue(id, 0, "h2 was silent").ok());
+  ASSERT_TRUE(ledger_->Offer(id, "h3", 1).ok());
+  spool::JobRecord before = Record(id);
+  Status stale = ledger_->Offer(id, "h4", 0);
+  EXPECT_FALSE(stale.ok());
+  EXPECT_NE(stale.message().find("run 0"), std::string::npos) << stale.message();
+  EXPECT_EQ(Record(id), before);
+}
+
+// The refusal of an earlier offer (another run, or another host) leaves the
+// current offer standing: the host it went to may be running the job.
+TEST_F(JobLedgerTest, ARefusalWithdrawsOnlyTheOfferItAnswers) {
+  uint64_t id = SubmitOne();
+  ASSERT_TRUE(ledger_->Offer(id, "h2", 0).ok());
+  ASSERT_TRUE(ledger_->Requeue(id, 0, "h2 was silent").ok());
+  ASSERT_TRUE(ledger_->Offer(id, "h3", 1).ok());
+  spool::JobRecord offered = Record(id);
+  EXPECT_FALSE(ledger_->WithdrawOffer(id, "h2", 0).ok()) << "run 0's refusal";
+  EXPECT_FALSE(ledger_->WithdrawOffer(id, "h2", 1).ok()) << "another host's refusal";
+  EXPECT_EQ(Record(id), offered);
+  ASSERT_TRUE(ledger_->WithdrawOffer(id, "h3", 1).ok());
+  EXPECT_EQ(PhaseOf(Record(id)), JobPhase::kWaiting);
+  EXPECT_TRUE(ledger_->WithdrawOffer(id, "h3", 1).ok()) << "withdrawn already";
 }
 
 TEST_F(JobLedgerTest, APlacementOfAnEarlierRunIsRefused) {
   uint64_t id = SubmitOne();
-  ASSERT_TRUE(ledger_->Offer(id, "h2").ok());
+  ASSERT_TRUE(ledger_->Offer(id, "h2", 0).ok());
   ASSERT_TRUE(ledger_->Placed(id, "h2", 0, 100).ok());
   ASSERT_TRUE(ledger_->Requeue(id, 0, "checkpointed on h2").ok());
   spool::JobRecord before = Record(id);

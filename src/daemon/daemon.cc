@@ -90,6 +90,10 @@ std::string NoTransparentCheckpoints(const migrate::CriuAvailability& criu) {
          "; its jobs are not checkpointed or moved (checkpointmode 2 needs no CRIU: the job saves its own state)";
 }
 
+// How long a fence (a run taken for lost, to be ended should its host come
+// back) is sent again at most.
+constexpr auto kFenceFor = std::chrono::minutes(10);
+
 // A job that moved off a host is not sent back there sooner than this.
 constexpr auto kNoMoveBack = std::chrono::seconds(60);
 // How long a job moved away for the load counts against it (the 1-minute load's memory).
@@ -233,6 +237,9 @@ class DaemonImpl {
                    wire::MessageType type, std::string_view payload);
 
   void OnLocalJobEnded(const spool::JobRecord& record);
+  struct Fence;
+  // Sends a host's fences (when `send`), after dropping those past their time.
+  void SendFences(PeerLink& link, std::vector<Fence>& fences, bool send);
   void TellStubIfNotStarted(const spool::JobRecord& record);
 
   void WatchSignals();
@@ -266,7 +273,16 @@ class DaemonImpl {
   std::map<uint64_t, std::string> migrate_to_;
   // Runs taken for lost with their silent host (origin id, attempt): ended
   // there should the host come back, as the job runs again elsewhere.
-  std::map<std::string, std::vector<std::pair<uint64_t, uint32_t>>> fenced_;
+  // Each is sent again every few seconds while the host is heard, until that
+  // run's end comes (or for kFenceFor at most): a CancelJob may be lost, or
+  // overtake the PlaceJob it is to end.
+  struct Fence {
+    uint64_t origin_id = 0;
+    uint32_t attempt = 0;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::map<std::string, std::vector<Fence>> fenced_;
+  std::chrono::steady_clock::time_point next_fences_{};
   // When this host last sent jobs away for its load: each counts against the
   // load for a minute, as the 1-minute average takes that long to show it.
   std::vector<std::chrono::steady_clock::time_point> moved_for_load_;
@@ -330,6 +346,12 @@ Status DaemonImpl::Init() {
   });
   runner_->OnJobEnded([this](const spool::JobRecord& record) { OnLocalJobEnded(record); });
   finisher_->OnClosed([this](const spool::JobRecord& record) { TellStubIfNotStarted(record); });
+  finisher_->OnStaleEnd([this](const std::string& peer, uint64_t id, uint32_t attempt) {
+    auto fenced = fenced_.find(peer);
+    if (fenced == fenced_.end()) return;
+    std::erase_if(fenced->second, [&](const Fence& f) { return f.origin_id == id && f.attempt == attempt; });
+    if (fenced->second.empty()) fenced_.erase(fenced);
+  });
   runner_->OnNotice([this](const std::string& queue, const std::string& text) { Notify(queue, text); });
   if (auto load = sampler_.Load1(); !load.ok()) return Fail(load.message());
   if (auto opened = OpenTcpSocket(); !opened.ok()) return opened;
@@ -1077,16 +1099,15 @@ void DaemonImpl::Recover() {
 // (fenced by its attempt), since the job runs again elsewhere.
 void DaemonImpl::WatchSilentHosts() {
   auto now = load::Clock::now();
+  const bool send_fences = std::chrono::steady_clock::now() >= next_fences_;
+  if (send_fences) next_fences_ = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (const auto& host : hosts_) {
     if (host.entry == self_.entry) continue;
     auto link = links_.find(host.entry);
     if (table_.Fresh(host.entry, now) != nullptr) {
       if (auto fenced = fenced_.find(host.entry); fenced != fenced_.end() && link != links_.end() &&
-                                                 link->second->connected()) {
-        for (const auto& [origin_id, attempt] : fenced->second)
-          link->second->SendCancel(wire::CancelJob{origin_id, attempt});
-        fenced_.erase(fenced);
-      }
+                                                 link->second->connected())
+        SendFences(*link->second, fenced->second, send_fences);
       continue;
     }
     auto heard = table_.hosts().find(host.entry);
@@ -1101,7 +1122,7 @@ void DaemonImpl::WatchSilentHosts() {
     auto silent = std::chrono::duration_cast<std::chrono::seconds>(now - last).count();
     for (auto& r : *list) {
       waiting_.erase(r.id);
-      fenced_[host.entry].emplace_back(r.id, r.restarts);
+      fenced_[host.entry].push_back(Fence{r.id, r.restarts, std::chrono::steady_clock::now() + kFenceFor});
       finisher_->Lost(std::move(r), "its host " + host.entry + " was silent for " + std::to_string(silent) + " s");
     }
   }
@@ -1116,6 +1137,13 @@ void DaemonImpl::TellStubIfNotStarted(const spool::JobRecord& record) {
   if (auto client = stub->second.lock())
     client->Send(wire::ErrorReply{"job " + std::to_string(record.id) + " failed on " + record.exec_host + ": " +
                                   record.message});
+}
+
+void DaemonImpl::SendFences(PeerLink& link, std::vector<Fence>& fences, bool send) {
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(fences, [&](const Fence& fence) { return fence.until <= now; });
+  if (!send) return;
+  for (const Fence& fence : fences) link.SendCancel(wire::CancelJob{fence.origin_id, fence.attempt});
 }
 
 void DaemonImpl::OnLocalJobEnded(const spool::JobRecord& record) {
@@ -1479,11 +1507,13 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
                                                 "cannot keep its restart files: " + ErrnoText(errno)});
       }
       uint64_t request_id = place->request_id;
+      const uint64_t origin_id = place->origin_job_id;
+      const uint32_t attempt = place->attempt;
       return runner_->Admit(
           AdmitRequest{place->origin_host, place->origin_job_id, place->attempt, 0, std::move(place->spec), bundle},
           CurrentLoad(),
-          [this, weak = std::weak_ptr<PeerChannel>(channel), bundle, request_id, batch](
-              const Result<uint64_t>& admitted, bool permanent) {
+          [this, weak = std::weak_ptr<PeerChannel>(channel), bundle, request_id, batch, peer = *peer_name, origin_id,
+           attempt](const Result<uint64_t>& admitted, bool permanent) {
             if (!bundle.empty()) ::unlink(bundle.c_str());
             if (admitted.ok()) table_.Update(SelfReport(), load::Clock::now());
             wire::PlaceReply reply{request_id, admitted.ok(), !admitted.ok() && permanent,
@@ -1493,8 +1523,15 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
             };
             if (!admitted.ok() || !batch) return reply_to(reply);
             // Accepted only once the job is on disk here: the origin may forget it then.
-            ledger_->AfterCommit([reply_to, reply](const Status& committed) mutable {
-              if (!committed.ok()) reply = wire::PlaceReply{reply.request_id, false, false, "spool: " + committed.message()};
+            ledger_->AfterCommit([this, reply_to, reply, peer, origin_id, attempt](const Status& committed) mutable {
+              if (!committed.ok()) {
+                // What failed may be another job's write: a job that was here
+                // already is on disk and running, and must not be refused (its
+                // submit host would place it elsewhere too). No answer: it asks again.
+                auto here = ledger_->FindByOrigin(peer, origin_id);
+                if (here.ok() && here->has_value() && (*here)->restarts == attempt) return;
+                reply = wire::PlaceReply{reply.request_id, false, false, "spool: " + committed.message()};
+              }
               reply_to(reply);
             });
           });
@@ -1506,13 +1543,14 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       if (!record.ok() || !record->has_value()) return;
       const bool fence = cancel->attempt != wire::CancelJob::kAnyAttempt;
       if (fence && (*record)->restarts != cancel->attempt) return;  // that run is over already
-      if (fence)
+      const bool ended = runner_->ControlJob(
+          (*record)->id, wire::ShepherdAction::kTerminate,
+          fence ? "[job " + std::to_string(cancel->origin_job_id) + " was taken for lost while " + self_.entry +
+                      " did not answer, and runs again elsewhere: this run ends]"
+                : "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
+      if (fence && ended)
         std::cerr << "queued: job " << cancel->origin_job_id << " from " << *peer_name << ": ending run "
                   << cancel->attempt << ", which its submit host took for lost and runs again elsewhere\n";
-      runner_->ControlJob((*record)->id, wire::ShepherdAction::kTerminate,
-                          fence ? "[job " + std::to_string(cancel->origin_job_id) + " was taken for lost while " +
-                                      self_.entry + " did not answer, and runs again elsewhere: this run ends]"
-                                : "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
       return;
     }
     case wire::MessageType::kBundleChunk: {

@@ -282,6 +282,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   // Unknown, already ended, or moved elsewhere since: nothing to keep, but the
   // peer must stop sending it.
   if (!record->has_value() || !IsPlacedOn(**record, peer, ended.attempt)) {
+    if (on_stale_end_) on_stale_end_(peer, ended.origin_job_id, ended.attempt);
     // Known already, but perhaps not yet on disk: the peer forgets it on the ack.
     return ledger_.AfterCommit([acknowledge](const Status& ok) {
       if (ok.ok()) acknowledge();
@@ -346,7 +347,12 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     delivering_.erase(r.id);
     auto current = ledger_.Get(r.id);
     if (!current.ok()) return;  // the spool is failing: no ack, the peer asks again
-    if (!current->has_value() || !IsPlacedOn(**current, peer, attempt)) return acknowledge();  // cancelled meanwhile
+    // Cancelled or taken for lost meanwhile: acknowledged once that is on disk,
+    // for a crash before it would leave the job placed on a host that forgot it.
+    if (!current->has_value() || !IsPlacedOn(**current, peer, attempt))
+      return ledger_.AfterCommit([acknowledge](const Status& ok) {
+        if (ok.ok()) acknowledge();
+      });
     AddNote(note, delivered.note);
     r.output_held = delivered.held;
     RecordEnd(std::move(r), note, acknowledge);

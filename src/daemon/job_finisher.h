@@ -39,6 +39,11 @@ class JobFinisher {
     on_requeue_ = std::move(callback);
   }
 
+  // Called with the end of a run that is not the job's current one (an
+  // earlier run, taken for lost, that ended after all).
+  void OnStaleEnd(std::function<void(const std::string& peer, uint64_t id, uint32_t attempt)> callback) {
+    on_stale_end_ = std::move(callback);
+  }
   // Called with the record of every job whose end on a peer is recorded here.
   void OnClosed(std::function<void(const spool::JobRecord&)> callback) { on_closed_ = std::move(callback); }
 
@@ -119,6 +124,7 @@ class JobFinisher {
   IncomingFiles incoming_;  // outputs and restart bundles coming home
   std::function<void(uint64_t, const std::string&)> on_requeue_;
   std::function<void(const spool::JobRecord&)> on_closed_;
+  std::function<void(const std::string&, uint64_t, uint32_t)> on_stale_end_;
   std::chrono::steady_clock::time_point next_held_retry_{};
 };
 

@@ -42,8 +42,8 @@
 //   QUEUE_MODEL_DISK_FULL=1    disks fill up and empty again (a SQLite VFS
 //                              fails the writes), and each daemon restarts
 //                              before the quiet phase
-//   QUEUE_MODEL_AS_SHIPPED=1   the steps marked KNOWN BUG do what the code
-//                              does, not what its fix would
+//   QUEUE_MODEL_AS_SHIPPED=1   the steps marked FOUND BY THIS MODEL do what
+//                              the code did before their fix (it then fails)
 // The first three find what the code does not promise (see the report in the
 // commit); the default must pass.
 //
@@ -420,7 +420,7 @@ class Model {
     int steps = 150;
     bool check_fences = false;
     bool any_order = false;   // messages may overtake each other on a connection
-    bool as_shipped = false;  // play the known bugs marked KNOWN BUG as the code has them
+    bool as_shipped = false;  // play the bugs marked FOUND BY THIS MODEL as the code had them
     bool disk_full = false;   // disks fill up (and empty again) now and then
   };
 
@@ -863,14 +863,13 @@ class Model {
     auto current = S().ledger().Get(d.job);
     if (!current.ok()) return;
     if (!current->has_value() || !IsPlacedOn(**current, d.peer, d.attempt)) {
-      // KNOWN BUG (job_finisher.cc, OnEnded's DeliverThen callback): the code
-      // acknowledges at once, though what moved the job on (a Lost() for its
+      // FOUND BY THIS MODEL, fixed (job_finisher.cc, OnEnded's DeliverThen
+      // callback): the code acknowledged at once, though what moved the job on (a Lost() for its
       // host's silence) may not be on disk yet. Should the submit host crash
       // before it is, the job is back to running (or offered) on a host that
       // has forgotten it, and stays so for ever (seed 2333 with
-      // QUEUE_MODEL_AS_SHIPPED=1). The harness acknowledges once that is on
-      // disk, as OnEnded's first branch does, unless asked to play the code
-      // as shipped.
+      // QUEUE_MODEL_AS_SHIPPED=1). It now acknowledges once that is on disk,
+      // as OnEnded's first branch does.
       if (settings_.as_shipped) return Acknowledge(ended);
       return AckAfterCommit(ended);
     }
@@ -909,14 +908,13 @@ class Model {
     };
     auto reply_after_commit = [this, &ledger, reply](bool have_it_already) {
       ledger.AfterCommit([this, reply, have_it_already](const Status& committed) {
-        // KNOWN BUG (daemon.cc, OnPeerFrame kPlaceJob): an offer asked again
-        // of a host that has the job already is refused when the commit it
+        // FOUND BY THIS MODEL, fixed (daemon.cc, OnPeerFrame kPlaceJob): an
+        // offer asked again of a host that has the job already was refused when the commit it
         // waits for fails (a full disk), though what failed may be another
         // job's write and this one's record is on disk, its run under way:
         // the submit host withdraws the offer and places the job elsewhere
         // too (seed 293, QUEUE_MODEL_DISK_FULL=1 QUEUE_MODEL_AS_SHIPPED=1).
-        // The harness gives no answer then (the submit host asks again),
-        // unless asked to play the code as shipped.
+        // Now it gives no answer then (the submit host asks again).
         if (!committed.ok() && have_it_already && !settings_.as_shipped) return;
         reply(committed.ok(), false);
       });

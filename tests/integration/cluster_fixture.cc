@@ -5,14 +5,19 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <future>
+#include <mutex>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -24,6 +29,70 @@ extern char** environ;
 namespace queue::testing {
 
 namespace {
+
+// Forks background processes (daemons, stubs) from one thread that lives as
+// long as the test process, so that each can ask for SIGKILL when the test
+// process dies, however it dies (a ctest timeout's SIGKILL runs no
+// destructor). PR_SET_PDEATHSIG follows the thread that forked, and tests
+// restart daemons from threads of their own that end.
+class Launcher {
+ public:
+  // Runs `child` in a new process (it must exec or _exit) and returns its pid.
+  static pid_t Fork(std::function<void()> child) {
+    // A forked test process has our memory but not our thread: it makes its own.
+    static Launcher* launcher = nullptr;
+    static pid_t made_in = 0;
+    if (launcher == nullptr || made_in != getpid()) {
+      launcher = new Launcher;  // never destroyed: its thread runs until the process ends
+      made_in = getpid();
+    }
+    return launcher->Run(std::move(child));
+  }
+
+ private:
+  struct Request {
+    std::function<void()> child;
+    std::promise<pid_t> pid;
+  };
+
+  Launcher() { std::thread([this] { Serve(); }).detach(); }
+
+  pid_t Run(std::function<void()> child) {
+    Request request{std::move(child), {}};
+    std::future<pid_t> pid = request.pid.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      requests_.push_back(&request);
+    }
+    ready_.notify_one();
+    return pid.get();
+  }
+
+  void Serve() {
+    const pid_t test = getpid();
+    for (;;) {
+      Request* request = nullptr;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return !requests_.empty(); });
+        request = requests_.front();
+        requests_.pop_front();
+      }
+      pid_t pid = fork();
+      if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != test) _exit(127);  // the test died before the prctl
+        request->child();
+        _exit(127);
+      }
+      request->pid.set_value(pid);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<Request*> requests_;
+};
 
 std::vector<char*> CStrings(std::vector<std::string>& strings) {
   std::vector<char*> out;
@@ -177,8 +246,7 @@ Background StartBackground(const std::vector<std::string>& argv_in, const std::v
   std::vector<std::string> env = MergedEnvironment(env_in);
   auto c_argv = CStrings(argv);
   auto c_env = CStrings(env);
-  pid_t pid = fork();
-  if (pid == 0) {
+  pid_t pid = Launcher::Fork([&] {
     setpgid(0, 0);
     int null = open("/dev/null", O_RDONLY);
     int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -187,8 +255,7 @@ Background StartBackground(const std::vector<std::string>& argv_in, const std::v
     dup2(out, 1);
     dup2(err, 2);
     execve(c_argv[0], c_argv.data(), c_env.data());
-    _exit(127);
-  }
+  });
   return Background{pid, out_path, err_path};
 }
 

@@ -1,10 +1,15 @@
 // The job lifecycle under faults (the job-ledger issue): a hung host, a
 // daemon started with few descriptors, and how long finished jobs are kept.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <thread>
 
 #include <filesystem>
 #include <fstream>
@@ -236,6 +241,39 @@ TEST(Lifecycle, AnOutputThatCannotBeWrittenIsHeldServedAndDeliveredWhenThereIsRo
   EXPECT_EQ(said, 1u) << log;
   EXPECT_TRUE(std::filesystem::is_empty(cluster->spool(0) + "/.queued/held"));
   umount2(cwd.c_str(), MNT_DETACH);
+}
+
+// Fault 8's other half: a test that dies (a ctest timeout's SIGKILL runs no
+// destructor) must not leave its daemons running, even one a thread of the
+// test started and that thread is gone.
+TEST(Lifecycle, ADaemonDoesNotOutliveItsKilledTest) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  pid_t test = fork();
+  if (test == 0) {
+    close(pipe_fds[0]);
+    auto cluster = TestCluster::Start(1);
+    pid_t daemon = cluster->daemon_pid(0);
+    std::thread([&] { cluster->StopDaemon(0, SIGKILL), cluster->StartDaemon(0); }).join();
+    pid_t pids[2] = {daemon, cluster->daemon_pid(0)};
+    if (write(pipe_fds[1], pids, sizeof pids) != sizeof pids) _exit(1);
+    pause();
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  pid_t pids[2] = {0, 0};
+  ASSERT_EQ(read(pipe_fds[0], pids, sizeof pids), static_cast<ssize_t>(sizeof pids));
+  close(pipe_fds[0]);
+  // A pidfd names the daemon itself, whatever its pid is given to later.
+  int daemon = static_cast<int>(syscall(SYS_pidfd_open, pids[1], 0));
+  ASSERT_GE(daemon, 0) << ErrnoText(errno);
+  kill(test, SIGKILL);
+  int status = 0;
+  waitpid(test, &status, 0);
+  pollfd gone{daemon, POLLIN, 0};
+  EXPECT_EQ(poll(&gone, 1, 10000), 1) << "the daemon started by the killed test's thread still runs";
+  if (gone.revents == 0) syscall(SYS_pidfd_send_signal, daemon, SIGKILL, nullptr, 0);
+  close(daemon);
 }
 
 }  // namespace

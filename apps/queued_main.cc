@@ -7,7 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <fstream>
-#include <optional>
+#include <map>
 #include <iostream>
 
 #include "auth/psk_tls.h"
@@ -60,21 +60,6 @@ void RaiseDescriptorLimit() {
     std::cerr << "queued: cannot raise the descriptor limit to " << wanted << ": " << queue::ErrnoText(errno) << "\n";
 }
 
-// "7d", "12h", "30m", "90s" or plain seconds.
-std::optional<std::chrono::seconds> ParseDuration(const std::string& text) {
-  size_t used = 0;
-  double number = 0;
-  try {
-    number = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  std::string unit = text.substr(used);
-  double scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : unit == "d" ? 86400 : -1;
-  if (scale < 0 || number < 0 || number * scale > 1e10) return std::nullopt;
-  return std::chrono::seconds(static_cast<int64_t>(number * scale));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,14 +88,13 @@ int main(int argc, char** argv) {
   app.add_option("--host-timeout", host_timeout,
                  "seconds a silent peer may take (a daemon restart, say) before its jobs from here count as lost")
       ->capture_default_str()->check(CLI::Range(1.0, 86400.0));
-  std::string keep_finished = "7d";
+  double keep_finished = 7 * 86400;  // seconds
   app.add_option("--keep-finished", keep_finished,
                  "how long finished jobs stay listed (queue --jobs --all) before their records are removed: "
-                 "a number with s, m, h or d")
-      ->capture_default_str()
-      ->check([](const std::string& text) {
-        return ParseDuration(text) ? std::string() : std::string("not a duration such as 7d, 12h, 30m or 90s");
-      });
+                 "a number with s, m, h or d (default 7d)")
+      ->transform(CLI::AsNumberWithUnit(std::map<std::string, double>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
+                                        CLI::AsNumberWithUnit::CASE_SENSITIVE))
+      ->check(CLI::Range(0.0, 1e10));
   app.add_flag("-v,--version", version, "print the version");
   CLI11_PARSE(app, argc, argv);
 
@@ -127,7 +111,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   config.host_dead_after = std::chrono::milliseconds(static_cast<int64_t>(host_timeout * 1000));
-  config.keep_finished = *ParseDuration(keep_finished);
+  config.keep_finished = std::chrono::seconds(static_cast<int64_t>(keep_finished));
   RaiseDescriptorLimit();
   if (geteuid() == 0) umask(022);
   config.shepherd_path = SiblingBinary("queue-shepherd");

@@ -895,9 +895,7 @@ void DaemonImpl::FailRecord(uint64_t record_id, const std::string& why, spool::J
     std::cerr << "queued: " << ended.message() << "\n";
     return;
   }
-  ledger_->AfterCommit([this, record_id](const Status& ok) {
-    if (ok.ok()) finisher_->DiscardOriginFiles(record_id);
-  });
+  ledger_->OnceOnDisk([this, record_id] { finisher_->DiscardOriginFiles(record_id); });
 }
 
 void DaemonImpl::ScheduleWaitingPass() {

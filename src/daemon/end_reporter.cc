@@ -170,9 +170,7 @@ void EndReporter::OnAcknowledged(const std::string& peer, uint64_t origin_job_id
     return;
   }
   owed_.erase(owed);
-  ledger_.AfterCommit([this, record_id](const Status& committed) {
-    if (committed.ok()) runner_.RemoveJobFiles(record_id);
-  });
+  ledger_.OnceOnDisk([this, record_id] { runner_.RemoveJobFiles(record_id); });
 }
 
 }  // namespace queue::daemon

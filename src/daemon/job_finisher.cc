@@ -260,9 +260,7 @@ void JobFinisher::Requeue(spool::JobRecord r, const std::string& from_host, bool
     return;
   }
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
-  ledger_.AfterCommit([then = std::move(then)](const Status& ok) {
-    if (ok.ok()) then();
-  });
+  ledger_.OnceOnDisk(std::move(then));
   if (on_requeue_) on_requeue_(r.id, in_place ? "" : from_host);
 }
 
@@ -284,16 +282,12 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   if (!record->has_value() || !IsPlacedOn(**record, peer, ended.attempt)) {
     if (on_stale_end_) on_stale_end_(peer, ended.origin_job_id, ended.attempt);
     // Known already, but perhaps not yet on disk: the peer forgets it on the ack.
-    return ledger_.AfterCommit([acknowledge](const Status& ok) {
-      if (ok.ok()) acknowledge();
-    });
+    return ledger_.OnceOnDisk(acknowledge);
   }
   spool::JobRecord r = **record;
   if (ended.lost) {
     Lost(r, "it was lost on " + peer + " (" + ended.message + ")");
-    return ledger_.AfterCommit([acknowledge](const Status& ok) {
-      if (ok.ok()) acknowledge();
-    });
+    return ledger_.OnceOnDisk(acknowledge);
   }
   // Its output is already on its way home: the peer asks again, and is
   // answered once the end is recorded.
@@ -350,9 +344,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     // Cancelled or taken for lost meanwhile: acknowledged once that is on disk,
     // for a crash before it would leave the job placed on a host that forgot it.
     if (!current->has_value() || !IsPlacedOn(**current, peer, attempt))
-      return ledger_.AfterCommit([acknowledge](const Status& ok) {
-        if (ok.ok()) acknowledge();
-      });
+      return ledger_.OnceOnDisk(acknowledge);
     AddNote(note, delivered.note);
     r.output_held = delivered.held;
     RecordEnd(std::move(r), note, acknowledge);
@@ -360,7 +352,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
 }
 
 void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const std::function<void()>& then) {
-  if (!note.empty()) r.message += (r.message.empty() ? "" : "; ") + note;
+  AddNote(r.message, note);
   RunEnd end{r.state, r.wait_status, r.cpu_seconds, r.start_time, r.end_time, r.message};
   end.output_held = r.output_held;
   if (Status closed = ledger_.Close(r.id, r.restarts, end); !closed.ok()) {
@@ -373,8 +365,7 @@ void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const s
               << std::chrono::duration_cast<std::chrono::seconds>(kHeldRetry).count() << " s\n";
   uint64_t id = r.id;
   if (on_closed_) on_closed_(r);
-  ledger_.AfterCommit([this, then, id](const Status& ok) {
-    if (!ok.ok()) return;
+  ledger_.OnceOnDisk([this, then, id] {
     DiscardOriginFiles(id);
     then();
   });
@@ -436,8 +427,7 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
   std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
   uint64_t id = r.id;
   // Once that is on disk: a partial output of the lost run is not the job's.
-  ledger_.AfterCommit([this, id, restart](const Status& ok) {
-    if (!ok.ok()) return;
+  ledger_.OnceOnDisk([this, id, restart] {
     runner_.RemoveJobFiles(id);
     if (!restart) DiscardOriginFiles(id);
   });
@@ -514,9 +504,7 @@ void JobFinisher::RetryHeld(const spool::JobRecord& record) {
           return;
         }
         std::cerr << "queued: job " << id << ": its held output was written to " << path << "\n";
-        ledger_.AfterCommit([held](const Status& committed) {
-          if (committed.ok()) ::unlink(held.c_str());
-        });
+        ledger_.OnceOnDisk([held] { ::unlink(held.c_str()); });
       });
 }
 

@@ -75,6 +75,14 @@ class JobLedger {
   }
   // Runs `then` once every transition made so far is on disk, or with why not.
   void AfterCommit(std::function<void(const Status&)> then) { batch_.AfterCommit(std::move(then)); }
+  // Runs `then` once every transition made so far is on disk; not at all when
+  // that commit fails (the group commit logs it, and what `then` promises
+  // must not be promised).
+  void OnceOnDisk(std::function<void()> then) {
+    batch_.AfterCommit([then = std::move(then)](const Status& committed) {
+      if (committed.ok()) then();
+    });
+  }
 
   // ---- Submit host ----
   // A new job, WAITING. `output_path` names a batch job's output file from its id.

@@ -604,8 +604,7 @@ void JobRunner::FinishEnd(const spool::JobRecord& end) {
   }
   const spool::JobRecord& r = *written;
   const spool::JobState state = r.state;
-  ledger_.AfterCommit([this, record_id](const Status& committed) {
-    if (!committed.ok()) return;
+  ledger_.OnceOnDisk([this, record_id] {
     ::unlink(RunFile(record_id, ".sock").c_str());
     ::unlink(RunFile(record_id, ".status").c_str());
   });

@@ -58,9 +58,9 @@ int ShowStatus(const Invocation& inv, const std::string& program) {
       if (q.contains(note))
         std::printf("queue %s: %s\n", q["name"].get<std::string>().c_str(), q[note].get<std::string>().c_str());
   if (!status["jobs"].empty()) {
-    std::printf("\n%-8s %-8s %-10s %-24s %s\n", "JOB", "STATE", "QUEUE", "HOST", "NAME");
+    std::printf("\n%-10s %-8s %-10s %-24s %s\n", "JOB", "STATE", "QUEUE", "HOST", "NAME");
     for (const auto& j : status["jobs"])
-      std::printf("%-8llu %-8s %-10s %-24s %s\n", static_cast<unsigned long long>(j["id"].get<uint64_t>()),
+      std::printf("%-10s %-8s %-10s %-24s %s\n", j["id"].get<std::string>().c_str(),
                   j["state"].get<std::string>().c_str(), j["queue"].get<std::string>().c_str(),
                   j["host"].get<std::string>().c_str(), j["name"].get<std::string>().c_str());
   }
@@ -82,15 +82,17 @@ int ShowJobs(const Invocation& inv, const std::string& program) {
     std::cerr << program << ": queued sent a malformed job list\n";
     return 2;
   }
-  std::printf("%-8s %-10s %-10s %-24s %-8s %s\n", "JOB", "STATE", "QUEUE", "HOST", "EXIT", "NAME");
+  std::printf("%-10s %-10s %-10s %-24s %-8s %s\n", "JOB", "STATE", "QUEUE", "HOST", "EXIT", "NAME");
   for (const auto& j : jobs) {
     std::string exit = j.contains("exit_code") ? std::to_string(j["exit_code"].get<int>())
                        : j.contains("signal")  ? "sig " + std::to_string(j["signal"].get<int>())
                                                : "-";
-    std::printf("%-8llu %-10s %-10s %-24s %-8s %s%s\n", static_cast<unsigned long long>(j["id"].get<uint64_t>()),
+    std::printf("%-10s %-10s %-10s %-24s %-8s %s%s\n", j["id"].get<std::string>().c_str(),
                 j["state"].get<std::string>().c_str(), j["queue"].get<std::string>().c_str(),
                 j["host"].get<std::string>().c_str(), exit.c_str(), j["name"].get<std::string>().c_str(),
-                j.contains("message") ? ("  (" + j["message"].get<std::string>() + ")").c_str() : "");
+                j.contains("message")       ? ("  (" + j["message"].get<std::string>() + ")").c_str()
+                : j.contains("waiting_for") ? ("  (waiting: " + j["waiting_for"].get<std::string>() + ")").c_str()
+                                            : "");
   }
   if (inv.all) {
     // How far back the list reaches: queued forgets finished jobs after --keep-finished.
@@ -168,14 +170,16 @@ int ShowOutput(const Invocation& inv, const std::string& program) {
   }
   if (reply->path.empty()) {
     std::cerr << program << ": "
-              << (reply->message.empty() ? "queued has no output for job " + std::to_string(inv.output_id)
+              << (reply->message.empty() ? "queued has no output for job " + queue::wire::FormatJobId(inv.output_id)
                                          : reply->message)
               << "\n";
     return 1;
   }
   if (!reply->complete)
-    std::cerr << program << ": job " << inv.output_id << " has not ended yet; this is its output so far\n";
+    std::cerr << program << ": job " << queue::wire::FormatJobId(inv.output_id) << " has not ended yet; this is its output so far\n";
   if (auto copied = CopyFileToStdout(reply->path); !copied.ok()) {
+    // A job submitted on another host: its file is there, and here only on a shared file system.
+    if (!reply->message.empty()) std::cerr << program << ": " << reply->message << "\n";
     std::cerr << program << ": " << copied.message() << "\n";
     return 1;
   }

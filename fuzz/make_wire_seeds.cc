@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   seeds.Message("hello", Hello{kProtocolVersion, Role::kDaemon, "127.0.0.1:15002"});
   seeds.Message("error_reply", ErrorReply{"queue \"x\" does not exist on this host"});
   seeds.Message("submit_request", SubmitRequest{SampleSpec()});
-  seeds.Message("submit_reply", SubmitReply{42, "node1:1421"});
+  seeds.Message("submit_reply", SubmitReply{{42, 2}, "node1:1421"});
   seeds.Message("status_request", StatusRequest{});
   seeds.Message("status_reply", StatusReply{R"({"hosts":[{"name":"a","load":0.5}]})"});
   LoadReport report;
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   seeds.Message("load_report", report);
   seeds.Message("place_job", PlaceJob{7, "node2:1421", 99, SampleSpec()});
   seeds.Message("place_reply", PlaceReply{7, false, "queue \"now\" is full"});
-  seeds.Message("shepherd_start", ShepherdStart{99, "node1:1421", 5, false, SampleSpec()});
+  seeds.Message("shepherd_start", ShepherdStart{{99, 1}, "node1:1421", 5, false, SampleSpec()});
   seeds.Message("shepherd_event", ShepherdEvent{ShepherdEventKind::kFinished, 1234, 256, 0.5, ""});
   seeds.Message("attach", Attach{99, "node1:1421"});
   seeds.Message("stream_data", StreamData{StreamId::kStdout, "hello, world\n"});
@@ -90,6 +90,10 @@ int main(int argc, char** argv) {
   seeds.Message("signal", Signal{2});
   seeds.Message("window_size", WindowSize{24, 80, 640, 480});
   seeds.Message("job_status", JobStatus{JobStatusKind::kExited, 3, ""});
+  seeds.Message("cancel_request", CancelRequest{{17, 3}});
+  seeds.Message("forward_request", ForwardRequest{5, 1000, 1000, MessageType::kCancelRequest,
+                                                  EncodePayload(CancelRequest{{17, 3}})});
+  seeds.Message("forward_reply", ForwardReply{5, MessageType::kStatusReply, EncodePayload(StatusReply{"cancelled"})});
   seeds.Message("notice", Notice{"job suspended: load too high"});
   seeds.Stream();
   if (!seeds.ok()) {

@@ -37,7 +37,7 @@ void DecodeAsEvery(std::string_view payload) {
 // Every message of messages.h; keep in step with MessageType.
 #define QUEUE_ALL_MESSAGES                                                                       \
   Hello, ErrorReply, SubmitRequest, SubmitReply, StatusRequest, StatusReply, LoadReport, PlaceJob, \
-      PlaceReply, JobEnded, JobEndedAck, JobOutput, OutputRequest, OutputReply, BundleChunk, MigrateRequest, MigrateJob, CancelJob, JobsRequest, CancelRequest, ShepherdStart, ShepherdEvent, ShepherdControl, Attach, StreamData, StreamEof, \
+      PlaceReply, JobEnded, JobEndedAck, JobOutput, OutputRequest, OutputReply, BundleChunk, MigrateRequest, MigrateJob, ForwardRequest, ForwardReply, CancelJob, JobsRequest, CancelRequest, ShepherdStart, ShepherdEvent, ShepherdControl, Attach, StreamData, StreamEof, \
       Signal, WindowSize, JobStatus, Notice
 
 void SplitFrames(std::string_view input) {

@@ -25,6 +25,7 @@
 #include "daemon/group_commit.h"
 #include "daemon/job_finisher.h"
 #include "daemon/job_ledger.h"
+#include "daemon/job_names.h"
 #include "daemon/job_runner.h"
 #include "util/worker_thread.h"
 #include "daemon/peer_link.h"
@@ -37,6 +38,7 @@
 #include "profile/queue_policy.h"
 #include "sched/host_chooser.h"
 #include "spool/job_store.h"
+#include "spool/spool_reserve.h"
 #include "spool/spool_dir.h"
 
 namespace queue::daemon {
@@ -99,13 +101,15 @@ constexpr auto kNoMoveBack = std::chrono::seconds(60);
 // How long a job moved away for the load counts against it (the 1-minute load's memory).
 constexpr double kMovedLoadSeconds = 60;
 
-// `<cwd>/<jobname>.o<id>`, the original's name for a batch job's output.
-std::string OutputPathFor(const wire::JobSpec& spec, uint64_t id) {
+// `<cwd>/<jobname>.o<id>`, the original's name for a batch job's output, with
+// the id as the cluster spells it ("17.2"), so that jobs submitted on several
+// hosts into one shared directory never share a name.
+std::string OutputPathFor(const wire::JobSpec& spec, const std::string& id) {
   if (wire::DiscardsOutput(spec)) return "";
   std::string name = spec.job_name.empty() ? "job" : spec.job_name;
   for (char& c : name)
     if (c == '/') c = '_';
-  return spec.cwd + (spec.cwd.ends_with('/') ? "" : "/") + name + ".o" + std::to_string(id);
+  return spec.cwd + (spec.cwd.ends_with('/') ? "" : "/") + name + ".o" + id;
 }
 
 }  // namespace
@@ -173,6 +177,7 @@ class DaemonImpl {
     // Which time the job entered the list: a placement started for an earlier
     // entry (before a restart re-queued it) reports to nobody.
     uint64_t generation = 0;
+    std::string why;  // the last placement's refusals, while it waits (queue --jobs)
   };
   uint64_t next_generation_ = 0;
   static std::string WaitKey(const wire::JobSpec& spec) { return spec.queue + "|" + spec.only_host; }
@@ -184,9 +189,16 @@ class DaemonImpl {
   // load (`loadcheckpoint`), a drain, or `checkpointperiod`.
   void CheckpointForPolicy();
   bool SomeHostTakesRestarts(const std::string& queue) const;
-  Result<std::string> Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host);
-  // The caller's job `job_id` submitted here (any job, for root).
-  Result<spool::JobRecord> CallersJob(const PeerCredentials& who, uint64_t job_id);
+  // Users' requests about one job, by its number here and its id as they know it ("17.2").
+  using JobRequestReply = std::function<void(wire::MessageType type, std::string payload)>;
+  void AnswerJobRequest(const PeerCredentials& who, wire::MessageType type, std::string_view payload, bool forwarded,
+                        JobRequestReply reply);
+  void ForwardJobRequest(const PeerCredentials& who, const wire::JobId& id, wire::MessageType type,
+                         std::string_view payload, JobRequestReply reply);
+  Result<std::string> Migrate(const PeerCredentials& who, uint64_t number, const std::string& label,
+                              const std::string& host);
+  // The caller's job submitted here with this number (any job, for root).
+  Result<spool::JobRecord> CallersJob(const PeerCredentials& who, uint64_t number, const std::string& label);
   std::string ArrivingDir() const { return config_.spool_dir + "/.queued/arriving"; }
   std::string ArrivingBundle(const std::string& origin, uint64_t origin_id) const {
     return ArrivingDir() + "/" + origin + "-" + std::to_string(origin_id) + ".qrb";
@@ -219,7 +231,7 @@ class DaemonImpl {
   void WatchSilentHosts();
   void RemoveTakenBundles();
   void CancelAtCheckpoint(uint64_t record_id);
-  Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t job_id);
+  Result<wire::OutputReply> OutputOf(const PeerCredentials& who, uint64_t number, const std::string& label);
   void TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, PlacementCallback done);
   void Placed(uint64_t record_id, const std::string& host, uint32_t attempt);
   void FailRecord(uint64_t record_id, const std::string& why, spool::JobState state = spool::JobState::kFailed);
@@ -227,8 +239,7 @@ class DaemonImpl {
   Result<std::string> ResolveHostOption(const std::string& option) const;
   std::string StatusJson(const PeerCredentials& who);
   nlohmann::json JobsJson(const PeerCredentials& who, bool include_finished);
-  Result<std::string> Cancel(const PeerCredentials& who, uint64_t job_id);
-  uint64_t UserJobId(const spool::JobRecord& record) const;
+  Result<std::string> Cancel(const PeerCredentials& who, uint64_t number, const std::string& label);
 
   // Peer daemons.
   void AcceptPeer();
@@ -249,12 +260,14 @@ class DaemonImpl {
   DaemonConfig config_;
   std::vector<cluster::HostEntry> hosts_;
   cluster::HostEntry self_;
+  JobNames names_;  // before runner_ and finisher_, which hold a reference to it
   std::optional<auth::PskTlsContext> server_tls_;
   std::optional<auth::PskTlsContext> client_tls_;
   std::unique_ptr<spool::JobStore> store_;
   std::unique_ptr<GroupCommit> batch_;
   std::unique_ptr<JobLedger> ledger_;  // the only writer of job records
   std::unique_ptr<QueueTable> queues_;
+  std::optional<spool::SpoolReserve> reserve_;  // room for records; before runner_, which points to it
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<JobFinisher> finisher_;
   IncomingFiles arriving_;  // restart bundles sent ahead of the PlaceJob that needs them
@@ -326,11 +339,14 @@ Status DaemonImpl::Init() {
   queues_->Refresh(true);
   for (const auto& [name, q] : queues_->queues())
     if (!q.error.empty()) std::cerr << "queued: " << q.error << "\n";
-  runner_ = std::make_unique<JobRunner>(io_, *ledger_, *queues_, file_worker_, self_.entry,
+  runner_ = std::make_unique<JobRunner>(io_, *ledger_, names_, *queues_, file_worker_, self_.entry,
                                         config_.shepherd_path, config_.spool_dir);
   ProbeCriuIfNeeded();
   if (auto prepared = runner_->Prepare(); !prepared.ok()) return prepared;
-  finisher_ = std::make_unique<JobFinisher>(*ledger_, *runner_, *queues_, file_worker_, config_.spool_dir);
+  reserve_.emplace(config_.spool_dir + "/.queued/reserve", spool::kSpoolReserveBytes);
+  reserve_->Keep();
+  runner_->SetReserve(&*reserve_);
+  finisher_ = std::make_unique<JobFinisher>(*ledger_, names_, *runner_, *queues_, file_worker_, config_.spool_dir);
   if (auto prepared = finisher_->Prepare(); !prepared.ok()) return prepared;
   if (std::string dir = ArrivingDir(); mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Fail("cannot create " + dir + ": " + ErrnoText(errno));
@@ -369,6 +385,9 @@ Status DaemonImpl::LoadHosts() {
                          config_.hosts_file + " (it lists: " + cluster::JoinEntries(*hosts) + ")");
   hosts_ = std::move(hosts.value());
   self_ = hosts_[*self];
+  std::vector<std::string> entries;
+  for (const auto& h : hosts_) entries.push_back(h.entry);
+  names_.SetHosts(std::move(entries), self_.entry);
   return Status::Ok();
 }
 
@@ -461,6 +480,7 @@ void DaemonImpl::Heartbeat() {
   ForgetFinishedJobs();
   ExpireFinishedJobs();
   RemoveStaleArrivals();
+  reserve_->Keep();  // made again once there is room
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
   for (auto& [name, link] : links_) link->SendLoad(report);
@@ -618,30 +638,14 @@ void DaemonImpl::OnClientFrame(const std::shared_ptr<ClientChannel>& channel, co
       if (!request.ok()) return refuse(request.message());
       return channel->Send(wire::StatusReply{JobsJson(who, request->include_finished).dump()});
     }
-    case wire::MessageType::kCancelRequest: {
-      auto request = wire::DecodePayload<wire::CancelRequest>(payload);
-      if (!request.ok()) return refuse(request.message());
-      auto done = Cancel(who, request->job_id);
-      if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
-      // Answered once the cancel is on disk: it must outlive a daemon restart.
-      return ledger_->AfterCommit([channel, said = *done](const Status& committed) {
-        if (!committed.ok()) return channel->Send(wire::ErrorReply{"spool: " + committed.message()});
-        channel->Send(wire::StatusReply{said});
-      });
-    }
-    case wire::MessageType::kMigrateRequest: {
-      auto request = wire::DecodePayload<wire::MigrateRequest>(payload);
-      if (!request.ok()) return refuse(request.message());
-      auto done = Migrate(who, request->job_id, request->host);
-      if (!done.ok()) return channel->Send(wire::ErrorReply{done.message()});
-      return channel->Send(wire::StatusReply{*done});
-    }
+    case wire::MessageType::kCancelRequest:
+    case wire::MessageType::kMigrateRequest:
     case wire::MessageType::kOutputRequest: {
-      auto request = wire::DecodePayload<wire::OutputRequest>(payload);
-      if (!request.ok()) return refuse(request.message());
-      auto output = OutputOf(who, request->job_id);
-      if (!output.ok()) return channel->Send(wire::ErrorReply{output.message()});
-      return channel->Send(*output);
+      std::weak_ptr<ClientChannel> weak = channel;  // the client may leave before a forwarded answer
+      return AnswerJobRequest(who, type, payload, /*forwarded=*/false,
+                              [weak](wire::MessageType reply_type, std::string reply) {
+                                if (auto client = weak.lock()) client->SendFrame(wire::EncodeFrame(reply_type, reply));
+                              });
     }
     default:
       return refuse("unexpected message " + std::to_string(static_cast<int>(type)));
@@ -698,13 +702,13 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
   uint64_t record_id = *id;
   stubs_[record_id] = channel;
   StartPlacement(record_id, spec, {}, [this, channel, record_id, spec](const PlacementOutcome& outcome) {
-    if (!outcome.host.empty()) return channel->Send(wire::SubmitReply{record_id, outcome.host, ""});
+    if (!outcome.host.empty()) return channel->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, outcome.host, ""});
     if (!outcome.may_wait) {
       FailRecord(record_id, outcome.why);
       return channel->Send(wire::ErrorReply{outcome.why});
     }
     waiting_[record_id] = WaitingJob{false, WaitKey(spec), spec, channel, false, ++next_generation_};
-    channel->Send(wire::SubmitReply{record_id, "", outcome.why});
+    channel->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, "", outcome.why});
   });
 }
 
@@ -728,7 +732,8 @@ void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire
   record.state = spool::JobState::kWaiting;
   record.submit_time = Now();
   record.spec = wire::EncodeStoredSpec(spec);
-  auto id = ledger_->Submit(std::move(record), [&spec](uint64_t id) { return OutputPathFor(spec, id); });
+  auto id = ledger_->Submit(std::move(record),
+                            [this, &spec](uint64_t id) { return OutputPathFor(spec, names_.LocalLabel(id)); });
   if (!id.ok()) return channel->Send(wire::ErrorReply{id.message()});
   uint64_t record_id = *id;
   ledger_->AfterCommit([this, channel, record_id](const Status& committed) {
@@ -736,7 +741,7 @@ void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire
       waiting_.erase(record_id);
       return channel->Send(wire::ErrorReply{"spool: the job was not stored: " + committed.message()});
     }
-    channel->Send(wire::SubmitReply{record_id, "", ""});
+    channel->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, "", ""});
   });
   waiting_[record_id] = WaitingJob{true, WaitKey(spec), {}, {}, false, ++next_generation_};
   ScheduleWaitingPass();
@@ -1031,14 +1036,15 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const
       // The host its owner asked for cannot take it (down, busy, or the transfer
       // failed): it goes on where it can, its own host included, as if never asked.
       std::string note = "it cannot go on on " + target->second + " (" + outcome.why + "); it goes on where it can";
-      std::cerr << "queued: job " << record_id << ": " << note << "\n";
+      std::cerr << "queued: job " << names_.LocalLabel(record_id) << ": " << note << "\n";
       migrate_to_.erase(target);
       avoid_.erase(record_id);
-      if (client) client->Send(wire::SubmitReply{record_id, "", note});
+      if (client) client->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, "", note});
       return ScheduleWaitingPass();
     }
   }
   if (outcome.host.empty() && outcome.may_wait) {
+    found->second.why = outcome.why;  // shown by queue --jobs
     blocked_.insert(key);
     return;
   }
@@ -1051,8 +1057,8 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const
       std::string note;
       if (found->second.stored)
         if (auto record = ledger_->Get(record_id); record.ok() && record->has_value() && (*record)->restarts > 0)
-          note = "job " + std::to_string(record_id) + " goes on on " + outcome.host + " (" + (*record)->message + ")";
-      client->Send(wire::SubmitReply{record_id, outcome.host, note});
+          note = "job " + names_.LocalLabel(record_id) + " goes on on " + outcome.host + " (" + (*record)->message + ")";
+      client->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, outcome.host, note});
     }
   }
   waiting_.erase(found);
@@ -1194,9 +1200,6 @@ std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
   return out.dump();
 }
 
-// A job's id as its owner knows it: the number its submit host gave it.
-uint64_t DaemonImpl::UserJobId(const spool::JobRecord& r) const { return r.origin_id != 0 ? r.origin_id : r.id; }
-
 nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_finished) {
   spool::JobFilter filter;
   if (!include_finished) filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
@@ -1205,7 +1208,8 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
   auto list = ledger_->List(filter);
   if (!list.ok()) return jobs;
   for (const auto& r : *list) {
-    nlohmann::json job{{"id", UserJobId(r)},
+    nlohmann::json job{{"id", names_.Label(r)},
+                       {"number", names_.IdOf(r).number},
                        {"origin", r.origin_host.empty() ? self_.entry : r.origin_host},
                        {"uid", r.uid},
                        {"queue", r.queue},
@@ -1224,6 +1228,10 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
       if (WIFSIGNALED(r.wait_status)) job["signal"] = WTERMSIG(r.wait_status);
     }
     if (!r.message.empty()) job["message"] = r.message;
+    if (auto waiting = waiting_.find(r.id);
+        r.state == spool::JobState::kWaiting && r.origin_host.empty() && waiting != waiting_.end() &&
+        !waiting->second.why.empty())
+      job["waiting_for"] = waiting->second.why;
     if (!r.output_held.empty()) {
       job["output_held"] = r.output_held;
       job["message"] = "output held: " + r.output_held;
@@ -1233,55 +1241,126 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
   return jobs;
 }
 
-Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t job_id) {
-  spool::JobFilter filter;
-  filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
-  if (who.uid != 0) filter.uid = who.uid;
-  auto list = ledger_->List(filter);
-  if (!list.ok()) return Fail("spool: " + list.message());
-  const std::string id_text = std::to_string(job_id);
-  // The number names the job submitted here first; a job from another host
-  // with the same number only when there is none.
-  std::stable_partition(list->begin(), list->end(), [](const spool::JobRecord& r) { return r.origin_host.empty(); });
-  for (const auto& r : *list) {
-    if (UserJobId(r) != job_id || !(r.origin_host.empty() || r.exec_host == self_.entry)) continue;
-    const std::string notice = "[job " + id_text + " cancelled by its owner]";
-    if (r.state == spool::JobState::kWaiting) {
-      auto waiting = waiting_.find(r.id);
-      if (waiting != waiting_.end()) {
-        if (auto client = waiting->second.client.lock()) client->Send(wire::ErrorReply{notice});
-        waiting_.erase(waiting);
-      }
-      // Offered without an answer: the host may have it; tell it too.
-      if (auto link = links_.find(r.exec_host); link != links_.end()) link->second->SendCancel(wire::CancelJob{job_id});
-      FailRecord(r.id, "cancelled by its owner while it waited", spool::JobState::kCancelled);
-      return "cancelled job " + id_text + " (it had not started)";
-    }
-    bool sent = r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice);
-    if (auto link = links_.find(r.exec_host); !sent && link != links_.end())
-      sent = link->second->SendCancel(wire::CancelJob{job_id});
-    if (!sent) return Fail("job " + id_text + " runs on " + r.exec_host + ", which cannot be reached now");
-    // One that stops at a checkpoint meanwhile comes back here to go on: it is cancelled then.
-    if (r.origin_host.empty())
-      if (Status noted = ledger_->NoteCancelRequested(r.id); !noted.ok())
-        return Fail("job " + id_text + " was told to stop on " + r.exec_host + ", but " + noted.message());
-    return "cancelling job " + id_text + " on " + r.exec_host;
+// A user's cancel, migrate or output request, answered through `reply` (an
+// encoded StatusReply, OutputReply or ErrorReply). A job submitted on another
+// host is asked of that host, which owns it; a request forwarded here is
+// answered here or refused, never forwarded again.
+void DaemonImpl::AnswerJobRequest(const PeerCredentials& who, wire::MessageType type, std::string_view payload,
+                                  bool forwarded, JobRequestReply reply) {
+  auto error = [&reply](const std::string& why) {
+    reply(wire::MessageType::kErrorReply, wire::EncodePayload(wire::ErrorReply{why}));
+  };
+  wire::JobId id;
+  std::string migrate_host;
+  if (type == wire::MessageType::kCancelRequest) {
+    auto request = wire::DecodePayload<wire::CancelRequest>(payload);
+    if (!request.ok()) return error(request.message());
+    id = request->job;
+  } else if (type == wire::MessageType::kOutputRequest) {
+    auto request = wire::DecodePayload<wire::OutputRequest>(payload);
+    if (!request.ok()) return error(request.message());
+    id = request->job;
+  } else {
+    auto request = wire::DecodePayload<wire::MigrateRequest>(payload);
+    if (!request.ok()) return error(request.message());
+    id = request->job;
+    migrate_host = request->host;
   }
-  return Fail("you have no waiting or running job " + id_text + " on this host");
+  id = names_.Complete(id);
+  if (id.host != names_.SelfNumber()) {
+    if (forwarded) return error("job " + wire::FormatJobId(id) + " was not submitted on " + self_.entry);
+    return ForwardJobRequest(who, id, type, payload, std::move(reply));
+  }
+  const std::string label = wire::FormatJobId(id);
+  if (type == wire::MessageType::kOutputRequest) {
+    auto output = OutputOf(who, id.number, label);
+    if (!output.ok()) return error(output.message());
+    // Asked on another host: the file is here, and there only on a shared file system.
+    if (forwarded && !output->path.empty() && output->message.empty())
+      output->message = "job " + label + "'s output is " + output->path + " on " + self_.entry;
+    return reply(wire::MessageType::kOutputReply, wire::EncodePayload(*output));
+  }
+  if (type == wire::MessageType::kMigrateRequest) {
+    auto done = Migrate(who, id.number, label, migrate_host);
+    if (!done.ok()) return error(done.message());
+    return reply(wire::MessageType::kStatusReply, wire::EncodePayload(wire::StatusReply{*done}));
+  }
+  auto done = Cancel(who, id.number, label);
+  if (!done.ok()) return error(done.message());
+  // Answered once the cancel is on disk: it must outlive a daemon restart.
+  ledger_->AfterCommit([reply = std::move(reply), said = *done](const Status& committed) {
+    if (!committed.ok())
+      return reply(wire::MessageType::kErrorReply, wire::EncodePayload(wire::ErrorReply{"spool: " + committed.message()}));
+    reply(wire::MessageType::kStatusReply, wire::EncodePayload(wire::StatusReply{said}));
+  });
 }
 
-Result<spool::JobRecord> DaemonImpl::CallersJob(const PeerCredentials& who, uint64_t job_id) {
-  auto record = ledger_->Get(job_id);
+void DaemonImpl::ForwardJobRequest(const PeerCredentials& who, const wire::JobId& id, wire::MessageType type,
+                                   std::string_view payload, JobRequestReply reply) {
+  // How long the submit host may take: an output of up to 8 MiB read from its spool.
+  constexpr auto kForwardTimeout = std::chrono::seconds(30);
+  const std::string host = names_.HostOf(id.host);
+  auto link = links_.find(host);
+  if (host.empty() || link == links_.end()) {
+    std::string why = "job " + wire::FormatJobId(id) + ": the hosts file " + config_.hosts_file + " has no host " +
+                      std::to_string(id.host) + " (it lists " + std::to_string(hosts_.size()) + ")";
+    // From the loop, as a forwarded answer would come.
+    return asio::post(io_, [reply = std::move(reply), why] {
+      reply(wire::MessageType::kErrorReply, wire::EncodePayload(wire::ErrorReply{why}));
+    });
+  }
+  // The request names the job as its submit host numbers it, host included.
+  std::string named = std::string(payload);
+  if (type == wire::MessageType::kCancelRequest) named = wire::EncodePayload(wire::CancelRequest{id});
+  if (type == wire::MessageType::kOutputRequest) named = wire::EncodePayload(wire::OutputRequest{id});
+  if (type == wire::MessageType::kMigrateRequest) {
+    auto request = wire::DecodePayload<wire::MigrateRequest>(payload);
+    named = wire::EncodePayload(wire::MigrateRequest{id, request.ok() ? request->host : ""});
+  }
+  link->second->Forward(wire::ForwardRequest{0, who.uid, who.gid, type, std::move(named)},
+                        std::chrono::duration_cast<std::chrono::milliseconds>(kForwardTimeout), std::move(reply));
+}
+
+Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t number, const std::string& label) {
+  auto record = CallersJob(who, number, label);
+  if (!record.ok()) return record.error();
+  const spool::JobRecord& r = *record;
+  if (r.state != spool::JobState::kWaiting && r.state != spool::JobState::kRunning)
+    return Fail("job " + label + " is not waiting or running (it is " + std::string(spool::ToString(r.state)) + ")");
+  const std::string notice = "[job " + label + " cancelled by its owner]";
+  if (r.state == spool::JobState::kWaiting) {
+    auto waiting = waiting_.find(r.id);
+    if (waiting != waiting_.end()) {
+      if (auto client = waiting->second.client.lock()) client->Send(wire::ErrorReply{notice});
+      waiting_.erase(waiting);
+    }
+    // Offered without an answer: the host may have it; tell it too.
+    if (auto link = links_.find(r.exec_host); link != links_.end()) link->second->SendCancel(wire::CancelJob{r.id});
+    FailRecord(r.id, "cancelled by its owner while it waited", spool::JobState::kCancelled);
+    return "cancelled job " + label + " (it had not started)";
+  }
+  bool sent = r.exec_host == self_.entry && runner_->ControlJob(r.id, wire::ShepherdAction::kTerminate, notice);
+  if (auto link = links_.find(r.exec_host); !sent && link != links_.end())
+    sent = link->second->SendCancel(wire::CancelJob{r.id});
+  if (!sent) return Fail("job " + label + " runs on " + r.exec_host + ", which cannot be reached now");
+  // One that stops at a checkpoint meanwhile comes back here to go on: it is cancelled then.
+  if (Status noted = ledger_->NoteCancelRequested(r.id); !noted.ok())
+    return Fail("job " + label + " was told to stop on " + r.exec_host + ", but " + noted.message());
+  return "cancelling job " + label + " on " + r.exec_host;
+}
+
+Result<spool::JobRecord> DaemonImpl::CallersJob(const PeerCredentials& who, uint64_t number, const std::string& label) {
+  auto record = ledger_->Get(number);
   if (!record.ok()) return Fail("spool: " + record.message());
   if (!record->has_value() || !(*record)->origin_host.empty() || (who.uid != 0 && (*record)->uid != who.uid))
-    return Fail("you have no job " + std::to_string(job_id) + " submitted on this host");
+    return Fail("you have no job " + label + " (it would have been submitted on " + self_.entry + ")");
   return std::move(**record);
 }
 
-Result<std::string> DaemonImpl::Migrate(const PeerCredentials& who, uint64_t job_id, const std::string& host) {
-  auto record = CallersJob(who, job_id);
+Result<std::string> DaemonImpl::Migrate(const PeerCredentials& who, uint64_t number, const std::string& id_text,
+                                        const std::string& host) {
+  auto record = CallersJob(who, number, id_text);
   if (!record.ok()) return record.error();
-  const std::string id_text = std::to_string(job_id);
   const spool::JobRecord& r = *record;
   if (r.state != spool::JobState::kRunning) return Fail("job " + id_text + " is not running");
   std::string target;
@@ -1298,7 +1377,7 @@ Result<std::string> DaemonImpl::Migrate(const PeerCredentials& who, uint64_t job
   if (r.exec_host == self_.entry) {
     asked = runner_->Checkpoint(r.id, reason);
   } else if (auto link = links_.find(r.exec_host); link != links_.end()) {
-    asked = link->second->SendMigrate(wire::MigrateJob{job_id, reason});
+    asked = link->second->SendMigrate(wire::MigrateJob{number, reason});
   }
   if (!asked)
     return Fail("job " + id_text + " cannot be checkpointed on " + r.exec_host +
@@ -1365,7 +1444,7 @@ void DaemonImpl::CancelAtCheckpoint(uint64_t record_id) {
   const std::string why = "cancelled by its owner at a checkpoint";
   if (auto stub = stubs_.find(record_id); stub != stubs_.end())
     if (auto client = stub->second.lock())
-      client->Send(wire::ErrorReply{"[job " + std::to_string(record_id) + " " + why + "]"});
+      client->Send(wire::ErrorReply{"[job " + names_.LocalLabel(record_id) + " " + why + "]"});
   FailRecord(record_id, why, spool::JobState::kCancelled);
 }
 
@@ -1395,10 +1474,9 @@ void DaemonImpl::ExpireFinishedJobs() {
                                                                        std::chrono::minutes(1));
 }
 
-Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint64_t job_id) {
-  auto record = CallersJob(who, job_id);
+Result<wire::OutputReply> DaemonImpl::OutputOf(const PeerCredentials& who, uint64_t number, const std::string& id_text) {
+  auto record = CallersJob(who, number, id_text);
   if (!record.ok()) return record.error();
-  const std::string id_text = std::to_string(job_id);
   const spool::JobRecord& r = *record;
   if (!r.batch) return Fail("job " + id_text + " is interactive: its output went to its terminal");
   if (r.output_path.empty()) return wire::OutputReply{"", true, "job " + id_text + " discards its output (QMAIL=FALSE)"};
@@ -1534,6 +1612,18 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
             });
           });
     }
+    case wire::MessageType::kForwardRequest: {
+      auto forward = wire::DecodePayload<wire::ForwardRequest>(payload);
+      if (!forward.ok()) return channel->Close(forward.message());
+      // The peer read the uid from its own socket; it holds the cluster key.
+      PeerCredentials who{forward->uid, forward->gid, {}};
+      std::weak_ptr<PeerChannel> weak = channel;
+      return AnswerJobRequest(who, forward->type, forward->payload, /*forwarded=*/true,
+                              [weak, request_id = forward->request_id](wire::MessageType type, std::string reply) {
+                                if (auto peer = weak.lock())
+                                  peer->Send(wire::ForwardReply{request_id, type, std::move(reply)});
+                              });
+    }
     case wire::MessageType::kCancelJob: {
       auto cancel = wire::DecodePayload<wire::CancelJob>(payload);
       if (!cancel.ok()) return channel->Close(cancel.message());
@@ -1541,13 +1631,14 @@ void DaemonImpl::OnPeerFrame(const std::shared_ptr<PeerChannel>& channel, const 
       if (!record.ok() || !record->has_value()) return;
       const bool fence = cancel->attempt != wire::CancelJob::kAnyAttempt;
       if (fence && (*record)->restarts != cancel->attempt) return;  // that run is over already
+      const std::string label = names_.Label(**record);
       const bool ended = runner_->ControlJob(
           (*record)->id, wire::ShepherdAction::kTerminate,
-          fence ? "[job " + std::to_string(cancel->origin_job_id) + " was taken for lost while " + self_.entry +
+          fence ? "[job " + label + " was taken for lost while " + self_.entry +
                       " did not answer, and runs again elsewhere: this run ends]"
-                : "[job " + std::to_string(cancel->origin_job_id) + " cancelled by its owner]");
+                : "[job " + label + " cancelled by its owner]");
       if (fence && ended)
-        std::cerr << "queued: job " << cancel->origin_job_id << " from " << *peer_name << ": ending run "
+        std::cerr << "queued: job " << label << " from " << *peer_name << ": ending run "
                   << cancel->attempt << ", which its submit host took for lost and runs again elsewhere\n";
       return;
     }

@@ -225,14 +225,14 @@ void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk
 void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const std::string& bundle,
                                const std::string& output, bool in_place, std::function<void()> then) {
   if (!bundle.empty() && ::rename(bundle.c_str(), RestartBundle(r.id).c_str()) != 0)
-    std::cerr << "queued: job " << r.id << ": cannot keep its restart files: " << ErrnoText(errno) << "\n";
+    std::cerr << "queued: job " << names_.Label(r) << ": cannot keep its restart files: " << ErrnoText(errno) << "\n";
   // The output so far stays here, one piece per run, and is put before the
   // rest when the job ends. Renamed, not copied: a GiB of it costs nothing
   // here, and keeping it again (an end sent twice, or a crash before the
   // requeue was recorded, when only the piece is left) replaces the piece.
   const std::string piece = OutputPiece(r.id, r.restarts);
   if (r.batch && !output.empty() && ::rename(output.c_str(), piece.c_str()) != 0 && errno != ENOENT) {
-    std::cerr << "queued: job " << r.id << ": cannot keep its output so far: " << ErrnoText(errno) << "\n";
+    std::cerr << "queued: job " << names_.Label(r) << ": cannot keep its output so far: " << ErrnoText(errno) << "\n";
     r.message += (r.message.empty() ? "" : "; ") + std::string("its output so far is lost: ") + ErrnoText(errno);
   }
   // Synced off the loop before `then`, which lets the execution host drop its copy.
@@ -259,7 +259,7 @@ void JobFinisher::Requeue(spool::JobRecord r, const std::string& from_host, bool
     std::cerr << "queued: " << requeued.message() << "\n";
     return;
   }
-  std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
+  std::cerr << "queued: job " << names_.Label(r) << ": " << r.message << "\n";
   ledger_.OnceOnDisk(std::move(then));
   if (on_requeue_) on_requeue_(r.id, in_place ? "" : from_host);
 }
@@ -271,7 +271,7 @@ void JobFinisher::OnOutput(const std::string& peer, const wire::JobOutput& outpu
   if (!r.batch || !IsPlacedOn(r, peer, output.attempt)) return;
   // Pieces come in order on one link; one that does not follow on is stale.
   if (auto stored = incoming_.Store(IncomingFile(r.id), output.offset, output.bytes); !stored.ok())
-    std::cerr << "queued: cannot store the output of job " << r.id << ": " << stored.message() << "\n";
+    std::cerr << "queued: cannot store the output of job " << names_.Label(r) << ": " << stored.message() << "\n";
 }
 
 void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, std::function<void()> acknowledge) {
@@ -295,7 +295,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   if (ended.checkpointed) {
     std::string bundle = IncomingBundle(r.id);
     if (!ended.bundle_sha256.empty() && !incoming_.Matches(bundle, ended.bundle_size, ended.bundle_sha256)) {
-      std::cerr << "queued: job " << r.id << ": its restart files from " << peer
+      std::cerr << "queued: job " << names_.Label(r) << ": its restart files from " << peer
                 << " arrived incomplete or damaged; waiting for them to be sent again\n";
       return;
     }
@@ -313,7 +313,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
   std::string note;
   if (r.batch && !ended.output_sha256.empty()) {
     if (!incoming_.Matches(incoming, ended.output_size, ended.output_sha256)) {
-      std::cerr << "queued: job " << r.id << ": its output from " << peer
+      std::cerr << "queued: job " << names_.Label(r) << ": its output from " << peer
                 << " arrived incomplete or damaged; waiting for it to be sent again\n";
       return;
     }
@@ -322,7 +322,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     // daemon stop before the end is recorded, the peer sends it again anyway.
     source = incoming + ".delivering";
     if (::rename(incoming.c_str(), source.c_str()) != 0) {
-      std::cerr << "queued: job " << r.id << ": cannot take its output from " << peer << ": " << ErrnoText(errno)
+      std::cerr << "queued: job " << names_.Label(r) << ": cannot take its output from " << peer << ": " << ErrnoText(errno)
                 << "; waiting for it to be sent again\n";
       return;
     }
@@ -360,7 +360,7 @@ void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const s
     return;
   }
   if (!r.output_held.empty())
-    std::cerr << "queued: job " << r.id << ": its output is held in the spool, as " << r.output_path
+    std::cerr << "queued: job " << names_.Label(r) << ": its output is held in the spool, as " << r.output_path
               << " cannot be written (" << r.output_held << "); delivery is tried again every "
               << std::chrono::duration_cast<std::chrono::seconds>(kHeldRetry).count() << " s\n";
   uint64_t id = r.id;
@@ -424,7 +424,7 @@ void JobFinisher::Lost(spool::JobRecord r, const std::string& why) {
     std::cerr << "queued: " << recorded.message() << "\n";
     return;
   }
-  std::cerr << "queued: job " << r.id << ": " << r.message << "\n";
+  std::cerr << "queued: job " << names_.Label(r) << ": " << r.message << "\n";
   uint64_t id = r.id;
   // Once that is on disk: a partial output of the lost run is not the job's.
   ledger_.OnceOnDisk([this, id, restart] {
@@ -503,7 +503,7 @@ void JobFinisher::RetryHeld(const spool::JobRecord& record) {
           std::cerr << "queued: " << noted.message() << "\n";
           return;
         }
-        std::cerr << "queued: job " << id << ": its held output was written to " << path << "\n";
+        std::cerr << "queued: job " << names_.LocalLabel(id) << ": its held output was written to " << path << "\n";
         ledger_.OnceOnDisk([held] { ::unlink(held.c_str()); });
       });
 }
@@ -532,7 +532,7 @@ void JobFinisher::MailStart(const spool::JobRecord& record, const std::string& h
   input.job_name = record.job_name;
   input.queue = record.queue;
   input.host = host;
-  input.job_id = record.id;
+  input.job_id = names_.Label(record);
   auto mail = ComposeStartMail(input, queue->policy.mail);
   if (!mail) return;
   std::string user = UserName(record.uid);
@@ -548,7 +548,7 @@ void JobFinisher::Mail(const spool::JobRecord& record, int fd) {
   input.job_name = record.job_name;
   input.queue = record.queue;
   input.host = record.exec_host;
-  input.job_id = record.id;
+  input.job_id = names_.Label(record);
   input.crashed = record.state != spool::JobState::kDone;
   input.wait_status = record.wait_status;
   input.cpu_seconds = record.cpu_seconds;

@@ -15,6 +15,7 @@
 
 #include "daemon/bundle_sender.h"
 #include "daemon/job_ledger.h"
+#include "daemon/job_names.h"
 #include "daemon/job_runner.h"
 #include "daemon/queue_table.h"
 #include "spool/job_store.h"
@@ -26,9 +27,10 @@ namespace queue::daemon {
 class JobFinisher {
  public:
   // `worker` writes output files home off the event loop.
-  JobFinisher(JobLedger& ledger, JobRunner& runner, QueueTable& queues, util::WorkerThread& worker,
-              std::string spool_dir)
-      : ledger_(ledger), runner_(runner), queues_(queues), worker_(worker),
+  // `names` spells job ids for users and logs; it must outlive the finisher.
+  JobFinisher(JobLedger& ledger, const JobNames& names, JobRunner& runner, QueueTable& queues,
+              util::WorkerThread& worker, std::string spool_dir)
+      : ledger_(ledger), names_(names), runner_(runner), queues_(queues), worker_(worker),
         spool_dir_(std::move(spool_dir)) {}
 
   Status Prepare();
@@ -116,6 +118,7 @@ class JobFinisher {
   void Mail(const spool::JobRecord& record, int fd);
 
   JobLedger& ledger_;
+  const JobNames& names_;
   JobRunner& runner_;
   QueueTable& queues_;
   util::WorkerThread& worker_;

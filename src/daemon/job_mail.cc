@@ -18,7 +18,7 @@ std::string Subject(const std::string& outcome, const JobMailInput& job) {
 }
 
 std::string Heading(const JobMailInput& job) {
-  std::string heading = "Job " + std::to_string(job.job_id) + " '" + job.job_name + "' in queue '" + job.queue + "'";
+  std::string heading = "Job " + job.job_id + " '" + job.job_name + "' in queue '" + job.queue + "'";
   return job.host.empty() ? heading : heading + " on host " + job.host;
 }
 

@@ -19,7 +19,7 @@ inline constexpr size_t kMaxMailedOutput = 64 * 1024;
 
 struct JobMailInput {
   std::string job_name, queue, host;  // host: the execution host's entry
-  uint64_t job_id = 0;
+  std::string job_id;  // as its owner knows it: "17.2"
   bool crashed = false;     // never ran, or was lost with its shepherd or host
   int wait_status = 0;      // as from waitpid, when !crashed
   double cpu_seconds = 0;

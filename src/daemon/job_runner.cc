@@ -22,6 +22,7 @@
 #include "migrate/criu.h"
 #include "migrate/restart_bundle.h"
 #include "spool/output_file.h"
+#include "spool/spool_dir.h"
 
 extern char** environ;
 
@@ -39,8 +40,7 @@ constexpr auto kCheckpointRetryAfter = std::chrono::seconds(60);
 // Far longer than any dump takes (a 1 GiB job dumps in seconds).
 constexpr auto kCriuDumpLimit = std::chrono::minutes(10);
 
-std::string DescribeEnd(const spool::JobRecord& r) {
-  std::string id = std::to_string(r.origin_id != 0 ? r.origin_id : r.id);
+std::string DescribeEnd(const spool::JobRecord& r, const std::string& id) {
   if (r.state == spool::JobState::kFailed) return "FAILED job " + id + ": " + r.message;
   std::string how = WIFSIGNALED(r.wait_status) ? "signal " + std::to_string(WTERMSIG(r.wait_status))
                                                : "exit " + std::to_string(WEXITSTATUS(r.wait_status));
@@ -133,10 +133,10 @@ bool HadNoShepherd(const spool::JobRecord& record) {
   return record.state == spool::JobState::kFailed && record.wait_status == kNoShepherdWaitStatus;
 }
 
-JobRunner::JobRunner(asio::io_context& io, JobLedger& ledger, QueueTable& queues,
+JobRunner::JobRunner(asio::io_context& io, JobLedger& ledger, const JobNames& names, QueueTable& queues,
                      util::WorkerThread& worker, std::string self_host, std::string shepherd_path,
                      std::string spool_dir)
-    : io_(io), ledger_(ledger), queues_(queues), self_host_(std::move(self_host)),
+    : io_(io), ledger_(ledger), names_(names), queues_(queues), self_host_(std::move(self_host)),
       shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)), worker_(worker) {}
 
 Status JobRunner::Prepare() {
@@ -203,6 +203,10 @@ void JobRunner::Admit(AdmitRequest request, double load1, AdmitDone done) {
                      ") and cannot run jobs for uid " + std::to_string(request.spec.uid)),
                 true);
   if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return done(Fail(*refusal), false);
+  // A spool that cannot record the job refuses it for now, before it logs a
+  // START it cannot keep (its submit host tries elsewhere, and again later).
+  if (auto full = spool::SpoolShortOfRoom(spool_dir_, spool::kSpoolReserveBytes); full)
+    return done(Fail(*full), false);
   if (request.bundle.empty()) {
     bool permanent = false;
     auto admitted = Enter(std::move(request), "", &permanent);
@@ -285,10 +289,11 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
                 << "; it starts again from the beginning\n";
   }
   Track(id, queue->name, !request.spec.only_host.empty());
-  uint64_t job_id = request.origin_job_id != 0 ? request.origin_job_id : id;
+  wire::JobId job_id = request.origin_host.empty() ? wire::JobId{id, names_.SelfNumber()}
+                                                  : wire::JobId{request.origin_job_id, names_.HostNumber(request.origin_host)};
   // Said once the job is on disk: a spool that cannot commit refuses the job,
   // and must not log a START for each offer it refuses.
-  std::string started = "START job " + std::to_string(job_id) + " (" + request.spec.job_name + ") for uid " +
+  std::string started = "START job " + wire::FormatJobId(job_id) + " (" + request.spec.job_name + ") for uid " +
                         std::to_string(request.spec.uid) +
                         (request.origin_host.empty() ? "" : " from " + request.origin_host);
   auto notice = [this, queue_name = queue->name, started] {
@@ -314,7 +319,7 @@ Result<uint64_t> JobRunner::Enter(AdmitRequest request, std::string staged_image
   return id;
 }
 
-void JobRunner::StartShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec) {
+void JobRunner::StartShepherd(uint64_t record_id, wire::JobId job_id, const wire::JobSpec& spec) {
   auto running = shepherds_.find(record_id);
   if (running == shepherds_.end() || running->second.finished) return;
   if (running->second.cancelled_before_start)
@@ -337,7 +342,7 @@ void JobRunner::StartShepherd(uint64_t record_id, uint64_t job_id, const wire::J
                     wire::ShepherdEvent{wire::ShepherdEventKind::kFailed, 0, kNoShepherdWaitStatus, 0, spawned.message()});
 }
 
-Status JobRunner::SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec,
+Status JobRunner::SpawnShepherd(uint64_t record_id, wire::JobId job_id, const wire::JobSpec& spec,
                                 const profile::QueuePolicy& policy) {
   // The shepherd creates it just before it launches the job: its absence must
   // mean that this shepherd never got that far.
@@ -470,7 +475,7 @@ JobRunner::Absence JobRunner::OnShepherdAbsent(const spool::JobRecord& record, c
   if (record.batch && spec.ok()) {
     // Admitted and on disk, but the daemon stopped before its shepherd began:
     // it is still this host's to run.
-    StartShepherd(record.id, record.origin_id != 0 ? record.origin_id : record.id, *spec);
+    StartShepherd(record.id, names_.IdOf(record), *spec);
     return Absence::kNeverStarted;
   }
   wire::ShepherdEvent never{wire::ShepherdEventKind::kFailed, 0, 0, 0, ""};
@@ -548,7 +553,10 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
                          WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == *queue->policy.checkpoint_exit;
   r.checkpointed = state == spool::JobState::kDone && (event.checkpointed || self_checkpoint);
   r.checkpoint_in_place = r.checkpointed && (self_checkpoint || asked_in_place);
-  if (!r.checkpointed) return FinishEnd(std::move(r));
+  if (!r.checkpointed) {
+    FailIfOutputMayBeCut(r);
+    return FinishEnd(std::move(r));
+  }
   // File times come from the kernel's coarse clock, which may lag the
   // shepherd's by a tick: a file written just after the signal must count.
   constexpr int64_t kClockSlackMs = 50;
@@ -572,6 +580,19 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
                            });
 }
 
+// A batch job writes its output into this spool as it runs. If the file
+// system is full when it ends, writes may have failed (the job is told, and
+// may well ignore it): its output is not known whole, and the job does not
+// count as done.
+void JobRunner::FailIfOutputMayBeCut(spool::JobRecord& r) {
+  if (!r.batch || r.state != spool::JobState::kDone) return;
+  auto full = spool::SpoolShortOfRoom(spool_dir_, spool::kOutputFullBytes);
+  if (!full) return;
+  r.state = spool::JobState::kFailed;
+  r.message = "its output may be incomplete: " + *full + " on " + self_host_ + " as it ended";
+  if (reserve_) reserve_->Release();  // so that this end, and others, can be recorded
+}
+
 void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic) {
   packing_.erase(r.id);
   auto current = ledger_.Get(r.id);
@@ -587,11 +608,14 @@ void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool 
     bool clean = WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0;
     r.message = clean ? "" : "it ended at its periodic checkpoint without writing a restart file";
     if (!clean) r.state = spool::JobState::kFailed;
+    FailIfOutputMayBeCut(r);
   }
   FinishEnd(std::move(r));
 }
 
-// Records the end, and tells whoever is to know.
+// Records the end, and tells whoever is to know once it is on disk: an end
+// reported before its commit (to a submit host that then forgets the job) and
+// lost with it would leave this host's record running for ever.
 void JobRunner::FinishEnd(const spool::JobRecord& end) {
   const uint64_t record_id = end.id;
   auto written = ledger_.EndRun(record_id, end.restarts,
@@ -602,18 +626,33 @@ void JobRunner::FinishEnd(const spool::JobRecord& end) {
     std::cerr << "queued: " << written.message() << "\n";
     return;
   }
-  const spool::JobRecord& r = *written;
-  const spool::JobState state = r.state;
-  ledger_.OnceOnDisk([this, record_id] {
-    ::unlink(RunFile(record_id, ".sock").c_str());
-    ::unlink(RunFile(record_id, ".status").c_str());
+  ledger_.AfterCommit([this, end, r = *written](const Status& committed) {
+    if (!committed.ok()) return RecordEndAgainLater(end);
+    ::unlink(RunFile(r.id, ".sock").c_str());
+    ::unlink(RunFile(r.id, ".status").c_str());
+    if (on_ended_) on_ended_(r);
+    // mailsupervisor: `e` for ends, `c` for failures (crashes).
+    if (const QueueState* q = queues_.Find(r.queue); q != nullptr && on_notice_ &&
+        ((r.state == spool::JobState::kDone && q->policy.mail_supervisor.end) ||
+         (r.state == spool::JobState::kFailed && q->policy.mail_supervisor.crash)))
+      on_notice_(r.queue, DescribeEnd(r, names_.Label(r)));
   });
-  if (on_ended_) on_ended_(r);
-  // mailsupervisor: `e` for ends, `c` for failures (crashes).
-  if (const QueueState* q = queues_.Find(r.queue); q != nullptr && on_notice_ &&
-      ((state == spool::JobState::kDone && q->policy.mail_supervisor.end) ||
-       (state == spool::JobState::kFailed && q->policy.mail_supervisor.crash)))
-    on_notice_(r.queue, DescribeEnd(r));
+}
+
+// The commit that held the end failed (the group commit logged why; a full
+// spool, most likely): the record is still running on disk, so the end is
+// written again in a while, as often as it takes.
+void JobRunner::RecordEndAgainLater(const spool::JobRecord& end) {
+  constexpr auto kRetryEndAfter = std::chrono::seconds(5);
+  if (reserve_) reserve_->Release();  // the room kept for this
+  auto timer = std::make_shared<asio::steady_timer>(io_, kRetryEndAfter);
+  timer->async_wait([this, timer, end](const asio::error_code& ec) {
+    if (ec) return;
+    auto current = ledger_.Get(end.id);
+    if (current.ok() && current->has_value() && (*current)->state == spool::JobState::kRunning &&
+        (*current)->restarts == end.restarts)
+      FinishEnd(end);
+  });
 }
 
 void JobRunner::Release(uint64_t record_id) {

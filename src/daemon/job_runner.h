@@ -22,9 +22,11 @@
 #include <asio.hpp>
 
 #include "daemon/job_ledger.h"
+#include "daemon/job_names.h"
 #include "daemon/queue_table.h"
 #include "migrate/criu.h"
 #include "spool/job_store.h"
+#include "spool/spool_reserve.h"
 #include "util/result.h"
 #include "util/worker_thread.h"
 #include "wire/channel.h"
@@ -52,11 +54,16 @@ class JobRunner {
   using ShepherdChannel = wire::Channel<asio::local::stream_protocol::socket>;
 
   // `worker` packs and unpacks restart files off the event loop.
-  JobRunner(asio::io_context& io, JobLedger& ledger, QueueTable& queues,
+  // `names` spells job ids for users and logs; it must outlive the runner.
+  JobRunner(asio::io_context& io, JobLedger& ledger, const JobNames& names, QueueTable& queues,
             util::WorkerThread& worker, std::string self_host, std::string shepherd_path, std::string spool_dir);
 
   // Creates the runner's spool directories.
   Status Prepare();
+
+  // The room kept in the spool for records, given back when a job's end finds
+  // the spool full. Must outlive the runner.
+  void SetReserve(spool::SpoolReserve* reserve) { reserve_ = reserve; }
 
   // checkpointmode 1: the criu this host dumps and restores jobs with.
   void SetCriu(migrate::CriuAvailability criu) { criu_ = std::move(criu); }
@@ -146,8 +153,10 @@ class JobRunner {
   };
 
   std::string RunFile(uint64_t record_id, const char* suffix) const;
-  void StartShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec);
-  Status SpawnShepherd(uint64_t record_id, uint64_t job_id, const wire::JobSpec& spec,
+  void FailIfOutputMayBeCut(spool::JobRecord& r);
+  void RecordEndAgainLater(const spool::JobRecord& end);
+  void StartShepherd(uint64_t record_id, wire::JobId job_id, const wire::JobSpec& spec);
+  Status SpawnShepherd(uint64_t record_id, wire::JobId job_id, const wire::JobSpec& spec,
                        const profile::QueuePolicy& policy);
   // Counts the job against its queue, once.
   void Track(uint64_t record_id, const std::string& queue, bool pinned = false);
@@ -181,6 +190,8 @@ class JobRunner {
 
   asio::io_context& io_;
   JobLedger& ledger_;  // every change to a job record goes through it
+  const JobNames& names_;
+  spool::SpoolReserve* reserve_ = nullptr;
   QueueTable& queues_;
   std::string self_host_;
   std::string shepherd_path_;

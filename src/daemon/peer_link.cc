@@ -77,6 +77,11 @@ void PeerLink::OnFrame(wire::MessageType type, std::string_view payload) {
       if (!reply.ok()) return channel_->Close(reply.message());
       return Complete(reply->request_id, *reply, PlaceFate::kAnswered);
     }
+    case wire::MessageType::kForwardReply: {
+      auto reply = wire::DecodePayload<wire::ForwardReply>(payload);
+      if (!reply.ok()) return channel_->Close(reply.message());
+      return CompleteForward(reply->request_id, reply->type, std::move(reply->payload));
+    }
     case wire::MessageType::kJobEndedAck: {
       auto ack = wire::DecodePayload<wire::JobEndedAck>(payload);
       if (!ack.ok()) return channel_->Close(ack.message());
@@ -94,6 +99,7 @@ void PeerLink::OnClosed(const std::string& reason) {
   if (last_failure_ != reason && !stopped_)
     std::cerr << "queued: link to " << peer_.entry << " closed: " << reason << "\n";
   last_failure_ = reason;
+  FailForwards("the connection to " + peer_.entry + " was lost: " + reason);
   auto pending = std::move(pending_);
   pending_.clear();
   for (auto& [id, p] : pending) {
@@ -165,6 +171,44 @@ void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, 
     if (!ec) self->Complete(id, wire::PlaceReply{id, false, false, "no answer in time"}, PlaceFate::kUnknown);
   });
   channel_->Send(request);
+}
+
+void PeerLink::Forward(wire::ForwardRequest request, std::chrono::milliseconds timeout, ForwardCallback callback) {
+  uint64_t id = next_request_++;
+  auto timer = std::make_shared<asio::steady_timer>(io_, connected() ? timeout : std::chrono::milliseconds(0));
+  forwards_[id] = PendingForward{std::move(callback), timer};
+  auto self = shared_from_this();
+  const std::string why = connected() ? peer_.entry + " did not answer in time"
+                                      : peer_.entry + " cannot be reached now" +
+                                            (last_failure_.empty() ? "" : " (" + last_failure_ + ")");
+  // Also when not connected: the answer comes from the loop, not from here.
+  timer->async_wait([self, id, why](const asio::error_code& ec) {
+    if (!ec) self->CompleteForward(id, wire::MessageType::kErrorReply, wire::EncodePayload(wire::ErrorReply{why}));
+  });
+  if (!connected()) return;
+  request.request_id = id;
+  channel_->Send(request);
+}
+
+void PeerLink::CompleteForward(uint64_t request_id, wire::MessageType type, std::string payload) {
+  auto it = forwards_.find(request_id);
+  if (it == forwards_.end()) return;
+  auto pending = std::move(it->second);
+  forwards_.erase(it);
+  pending.timer->cancel();
+  pending.callback(type, std::move(payload));
+}
+
+void PeerLink::FailForwards(const std::string& why) {
+  auto forwards = std::move(forwards_);
+  forwards_.clear();
+  for (auto& [id, f] : forwards) {
+    f.timer->cancel();
+    // From the loop: the caller (a closing channel) may be deep in its own stack.
+    asio::post(io_, [callback = std::move(f.callback), why] {
+      callback(wire::MessageType::kErrorReply, wire::EncodePayload(wire::ErrorReply{why}));
+    });
+  }
 }
 
 void PeerLink::Complete(uint64_t request_id, const wire::PlaceReply& reply, PlaceFate fate) {

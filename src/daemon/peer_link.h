@@ -57,6 +57,11 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // Calls back exactly once: with the peer's reply, or a refusal if the link
   // is down, drops, or the peer does not answer within `timeout`.
   void Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback);
+  // A user's request about a job submitted on the peer. Calls back exactly
+  // once, never from inside this call: with the peer's answer, or an ErrorReply
+  // when the link is down, drops, or the peer does not answer within `timeout`.
+  using ForwardCallback = std::function<void(wire::MessageType type, std::string payload)>;
+  void Forward(wire::ForwardRequest request, std::chrono::milliseconds timeout, ForwardCallback callback);
 
  private:
   using Channel = wire::Channel<auth::TlsStream>;
@@ -67,6 +72,9 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void OnClosed(const std::string& reason);
   void RetryLater();
   void Complete(uint64_t request_id, const wire::PlaceReply& reply, PlaceFate fate);
+  void CompleteForward(uint64_t request_id, wire::MessageType type, std::string payload);
+  // Ends every forwarded request still waiting, with an error saying `why`.
+  void FailForwards(const std::string& why);
 
   asio::io_context& io_;
   auth::PskTlsContext& tls_;
@@ -84,6 +92,11 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
     std::shared_ptr<asio::steady_timer> timer;
   };
   std::map<uint64_t, Pending> pending_;
+  struct PendingForward {
+    ForwardCallback callback;
+    std::shared_ptr<asio::steady_timer> timer;
+  };
+  std::map<uint64_t, PendingForward> forwards_;
   std::function<void(uint64_t, uint32_t)> on_end_ack_;
   std::function<void()> on_ready_;
 };

@@ -217,7 +217,7 @@ std::vector<std::string> JobEnvironment(const wire::JobSpec& spec, const LaunchO
   for (const auto& entry : spec.env)
     if (!IsQueueVariable(entry)) env.push_back(entry);
   env.push_back("QUEUE=i");
-  env.push_back("QUEUE_JOBID=" + std::to_string(options.job_id));
+  env.push_back("QUEUE_JOBID=" + options.job_id);
   env.push_back("QUEUE_HOST=" + options.exec_host);
   return env;
 }
@@ -286,7 +286,7 @@ bool UidKnown(uid_t uid) {
 
 // Whether the child must switch credentials, or why the job may not run here.
 Result<bool> CredentialsToUse(const wire::JobSpec& spec, const LaunchOptions& options) {
-  std::string id = std::to_string(options.job_id);
+  const std::string& id = options.job_id;
   uid_t self = geteuid();
   if (self != 0) {
     if (spec.uid == self) return false;
@@ -443,7 +443,7 @@ Result<pid_t> ForkChild(ChildPlan& plan, const LaunchOptions& options) {
   if (pid == 0) RunChild(plan);
   int err = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  if (pid < 0) return SystemFailure("could not fork job " + std::to_string(options.job_id), err);
+  if (pid < 0) return SystemFailure("could not fork job " + options.job_id, err);
   return pid;
 }
 
@@ -468,7 +468,7 @@ void ReapChild(pid_t pid) {
 
 std::string DescribeFailure(const ChildFailure& failure, const wire::JobSpec& spec,
                             const LaunchOptions& options) {
-  std::string job = "job " + std::to_string(options.job_id);
+  std::string job = "job " + options.job_id;
   std::string on_host = " on host " + options.exec_host;
   std::string reason = ": " + ErrnoText(failure.err) + ".";
   switch (failure.step) {
@@ -502,7 +502,7 @@ std::string DescribeFailure(const ChildFailure& failure, const wire::JobSpec& sp
 
 Result<LaunchedJob> LaunchJob(const wire::JobSpec& spec, const LaunchOptions& options) {
   if (spec.argv.empty())
-    return Fail("queued: job " + std::to_string(options.job_id) + " has no command to run.");
+    return Fail("queued: job " + options.job_id + " has no command to run.");
   auto change_credentials = CredentialsToUse(spec, options);
   if (!change_credentials.ok()) return change_credentials.error();
   auto limits = CappedLimits(spec, options);

@@ -22,7 +22,7 @@
 namespace queue::exec {
 
 struct LaunchOptions {
-  uint64_t job_id = 0;
+  std::string job_id;         // as its owner knows it ("17.2"); QUEUE_JOBID
   std::string exec_host;      // exported as QUEUE_HOST and named in error messages
   int32_t profile_nice = 0;   // the job runs at max(spec.nice, profile_nice)
   bool allow_root = false;    // the queue profile's allowroot

@@ -68,7 +68,7 @@ Result<wire::ShepherdStart> ReadStart(int fd) {
 Result<int> OpenBatchOutput(const wire::ShepherdStart& start) {
   const std::string& path = start.output_path;
   auto failure = [&](const std::string& what) {
-    return Fail("queued: cannot " + what + " the output file " + path + " of job " + std::to_string(start.job_id) +
+    return Fail("queued: cannot " + what + " the output file " + path + " of job " + wire::FormatJobId(start.job) +
                 " on host " + start.exec_host + ": " + ErrnoText(errno) + ".");
   };
   if (path.empty()) {
@@ -153,7 +153,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     }
     if (!start_.status_path.empty()) {
       auto file = ShepherdStatusFile::Create(start_.status_path);
-      if (!file.ok()) return Fail("queued: job " + std::to_string(start_.job_id) + " on host " + start_.exec_host +
+      if (!file.ok()) return Fail("queued: job " + wire::FormatJobId(start_.job) + " on host " + start_.exec_host +
                                   ": " + file.message() + ".");
       status_file_.emplace(std::move(file.value()));
     }
@@ -188,7 +188,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     asio::error_code ec;
     acceptor_->assign(asio::local::stream_protocol(), options_.adoption_fd, ec);
     if (ec) {
-      std::cerr << "queue-shepherd: job " << start_.job_id << ": no adoption socket on fd " << options_.adoption_fd
+      std::cerr << "queue-shepherd: job " << wire::FormatJobId(start_.job) << ": no adoption socket on fd " << options_.adoption_fd
                 << " (" << ec.message() << "); a restarted daemon cannot re-adopt this job\n";
       acceptor_.reset();
       return;
@@ -218,7 +218,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     socklen_t length = sizeof peer;
     if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
         (peer.uid != 0 && peer.uid != starting_uid_)) {
-      std::cerr << "queue-shepherd: job " << start_.job_id << ": refused a re-adoption by uid " << peer.uid << "\n";
+      std::cerr << "queue-shepherd: job " << wire::FormatJobId(start_.job) << ": refused a re-adoption by uid " << peer.uid << "\n";
       return;
     }
     AttachDaemon(std::move(socket));
@@ -234,7 +234,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     if (event.message.size() > kMaxStatusMessageBytes) event.message.resize(kMaxStatusMessageBytes);
     if (status_file_) {
       if (auto written = status_file_->Write(event); !written.ok())
-        std::cerr << "queue-shepherd: job " << start_.job_id << ": " << written.message() << "\n";
+        std::cerr << "queue-shepherd: job " << wire::FormatJobId(start_.job) << ": " << written.message() << "\n";
     }
     end_event_ = event;
     daemon_->Send(event);
@@ -282,7 +282,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   void OnStubConnected() {
     auto self = shared_from_this();
     stub_->Send(wire::Hello{wire::kProtocolVersion, wire::Role::kShepherd, start_.exec_host});
-    stub_->Send(wire::Attach{start_.job_id, start_.exec_host});
+    stub_->Send(wire::Attach{start_.job.number, start_.exec_host});
     stub_->Start([self](wire::MessageType type, std::string_view payload) { self->OnStubFrame(type, payload); },
                  [self](const std::string& reason) { self->OnStubLost(reason); });
     stub_ready_ = true;
@@ -305,7 +305,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
 
   void Launch() {
     LaunchOptions options;
-    options.job_id = start_.job_id;
+    options.job_id = wire::FormatJobId(start_.job);
     options.exec_host = start_.exec_host;
     options.profile_nice = start_.profile_nice;
     options.allow_root = start_.allow_root;
@@ -327,7 +327,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     migrate::CriuIdentity owner{start_.spec.uid, start_.spec.gid, start_.spec.groups};
     auto restored = RestoreJob({start_.restore_images, start_.criu_path, owner, batch_output_fd_});
     if (restored.ok()) return restored;
-    std::string note = "[job " + std::to_string(start_.job_id) + " could not be restored on " + start_.exec_host +
+    std::string note = "[job " + wire::FormatJobId(start_.job) + " could not be restored on " + start_.exec_host +
                        " (" + restored.message() + "); it starts again from the beginning]";
     std::cerr << "queue-shepherd: " << note << "\n";
     TellStub(note);
@@ -670,7 +670,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
 
   void OnStubLost(const std::string& reason) {
     if (finished_) return StubSettled();  // whatever was still queued for it is lost
-    std::cerr << "queue-shepherd: job " << start_.job_id << ": stub connection lost (" << reason
+    std::cerr << "queue-shepherd: job " << wire::FormatJobId(start_.job) << ": stub connection lost (" << reason
               << "); hanging up the job\n";
     SignalJob(SIGHUP);
     SignalJob(SIGCONT);
@@ -683,7 +683,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
 
   // No stub to serve: the job must not run on without one.
   void Abandon(const std::string& reason) {
-    std::cerr << "queue-shepherd: job " << start_.job_id << ": " << reason << "\n";
+    std::cerr << "queue-shepherd: job " << wire::FormatJobId(start_.job) << ": " << reason << "\n";
     if (job_.pid > 0 && !reaped_) {
       kill(-job_.pid, SIGKILL);
       int status = 0;

@@ -1,17 +1,21 @@
 // DeliverOutputFile: a forked child takes the owner's identity, writes a hidden
-// temporary file beside the destination, renames it into place, and reports the
-// first failure (which step, which errno) to the parent through a pipe.
+// temporary file beside the destination, moves it into place unless a file is
+// there already, and reports the first failure (which step, which errno) to the
+// parent through a pipe.
 #include "spool/output_file.h"
 
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -30,7 +34,7 @@ static_assert(std::is_same_v<uid_t, uint32_t> && std::is_same_v<gid_t, uint32_t>
 constexpr size_t kMaxTempBaseBytes = 200;
 
 // The step of the child's work that failed, sent to the parent with its errno.
-enum class Step : int32_t { kNone, kSwitchUser, kCreate, kCopy, kSync, kRename };
+enum class Step : int32_t { kNone, kSwitchUser, kCreate, kCopy, kSync, kRename, kExists };
 
 struct Report {
   Step step = Step::kNone;
@@ -140,6 +144,50 @@ void SyncDirectory(const std::string& dir_path) {
   close(dir);
 }
 
+// Whether `path` (not followed if a symlink) holds exactly the bytes of
+// `source`: the same output delivered before, by a run of this delivery that
+// stopped before it could say so. Buffers on the stack: the child does not allocate.
+bool SameContents(int source, const std::string& path) {
+  int other = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (other < 0) return false;
+  struct stat a {}, b {};
+  bool same = fstat(source, &a) == 0 && fstat(other, &b) == 0 && S_ISREG(b.st_mode) && a.st_size == b.st_size;
+  char mine[16 * 1024], theirs[16 * 1024];
+  for (off_t offset = 0; same && offset < a.st_size;) {
+    ssize_t got = pread(source, mine, sizeof mine, offset);
+    if (got <= 0 || pread(other, theirs, static_cast<size_t>(got), offset) != got ||
+        memcmp(mine, theirs, static_cast<size_t>(got)) != 0)
+      same = false;
+    offset += got > 0 ? got : 0;
+  }
+  close(other);
+  return same;
+}
+
+// Moves the finished temporary file to its name, never over another file: the
+// name holds a job id unique in the cluster, so a file there is someone
+// else's (another job's, or the user's own), and must not be lost. Returns 0 or
+// an errno; EEXIST when the name is taken by other bytes.
+int PlaceWithoutReplacing(const Plan& plan) {
+  if (renameat2(AT_FDCWD, plan.temp_path.c_str(), AT_FDCWD, plan.dest_path.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  int err = errno;
+  // File systems without RENAME_NOREPLACE (NFS among them): link(2) also fails
+  // rather than replace.
+  if (err == EINVAL || err == ENOSYS) {
+    if (link(plan.temp_path.c_str(), plan.dest_path.c_str()) != 0) {
+      err = errno;
+    } else {
+      unlink(plan.temp_path.c_str());
+      return 0;
+    }
+  }
+  if (err == EEXIST && SameContents(plan.source_fd, plan.dest_path)) {
+    unlink(plan.temp_path.c_str());
+    return 0;
+  }
+  return err;
+}
+
 Report WriteAsOwner(const Plan& plan) {
   if (plan.switch_user) {
     if (int err = SwitchToOwner(plan.owner); err != 0) return {Step::kSwitchUser, err};
@@ -152,8 +200,8 @@ Report WriteAsOwner(const Plan& plan) {
   if (out < 0) return {Step::kCreate, errno};
   Report report = FillTempFile(plan, out);
   if (close(out) != 0 && report.step == Step::kNone) report = {Step::kSync, errno};
-  if (report.step == Step::kNone && rename(plan.temp_path.c_str(), plan.dest_path.c_str()) != 0) {
-    report = {Step::kRename, errno};
+  if (report.step == Step::kNone) {
+    if (int err = PlaceWithoutReplacing(plan); err != 0) report = {err == EEXIST ? Step::kExists : Step::kRename, err};
   }
   if (report.step != Step::kNone) {
     unlink(plan.temp_path.c_str());
@@ -236,6 +284,7 @@ std::string Describe(const Report& report, const FileOwner& owner) {
     case Step::kCopy: return reason + " (while copying it)";
     case Step::kSync: return reason + " (while writing it to disk)";
     case Step::kRename: return reason + " (while moving it into place)";
+    case Step::kExists: return "a different file of that name is there already, and is not replaced";
     case Step::kNone: break;
   }
   return reason;

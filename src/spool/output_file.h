@@ -25,8 +25,10 @@ struct FileOwner {
 // Copies all of `source_fd` (from offset 0; the descriptor's own offset is left
 // alone) to `dest_path`, which must be absolute. The file appears whole or not at
 // all: it is written to a hidden temporary file beside `dest_path` (mode 0600,
-// never through a symlink), synced, then renamed over `dest_path`, so whatever
-// was there, a symlink included, is replaced and never followed.
+// never through a symlink), synced, then moved to `dest_path` only if nothing is
+// there: another file of that name (a symlink included, never followed) is
+// left alone and the delivery fails, unless it holds the very same bytes (this
+// output, delivered before by a delivery that could not say so).
 // Blocks until the file is on disk. Errors name `dest_path` and the reason, e.g.
 // "cannot write the output to /home/ann/job.o12: Permission denied".
 // REQUIRES: the process runs as root, or as owner.uid (otherwise refused).

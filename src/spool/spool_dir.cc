@@ -1,6 +1,8 @@
 // Creating, checking and listing the spool directory tree.
 #include "spool/spool_dir.h"
 
+#include <sys/statvfs.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -152,6 +154,18 @@ Result<std::vector<std::string>> ListQueueDirs(const std::string& dir) {
   }
   std::sort(queues.begin(), queues.end());
   return queues;
+}
+
+Result<uint64_t> FreeBytes(const std::string& path) {
+  struct statvfs fs {};
+  if (statvfs(path.c_str(), &fs) != 0) return Fail("cannot tell the free space of " + path + ": " + ErrnoText(errno));
+  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
+std::optional<std::string> SpoolShortOfRoom(const std::string& dir, uint64_t reserve) {
+  auto free = FreeBytes(dir);
+  if (!free.ok() || *free >= reserve) return std::nullopt;
+  return "the spool " + dir + " is full (" + std::to_string(*free) + " bytes free)";
 }
 
 }  // namespace queue::spool

@@ -4,6 +4,8 @@
 // themselves live in the JobStore file the daemon opens inside the root.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,5 +36,21 @@ Status PrepareSpoolDir(const std::string& dir);
 // names. Files and relative symlinks are ignored; absolute symlinks to
 // directories count, as in the original.
 Result<std::vector<std::string>> ListQueueDirs(const std::string& dir);
+
+// Room a spool keeps for its records and one job's start: a host with less
+// free takes no new job for now (its submit host tries elsewhere).
+inline constexpr uint64_t kSpoolReserveBytes = 1 << 20;
+// Below this much free space when a batch job ends, its output (written into
+// the spool as it ran) may have been cut short by a full file system.
+inline constexpr uint64_t kOutputFullBytes = 64 << 10;
+
+// Bytes an ordinary user may still write on the file system holding `path`
+// (jobs run as their owners, so root's reserved blocks do not count).
+Result<uint64_t> FreeBytes(const std::string& path);
+
+// "the spool DIR is full (N bytes free)" when fewer than `reserve` bytes are
+// free there; nothing when there is room, or when it cannot be told (the
+// write that follows then reports its own error).
+std::optional<std::string> SpoolShortOfRoom(const std::string& dir, uint64_t reserve);
 
 }  // namespace queue::spool

@@ -54,14 +54,10 @@ Status CheckUser(const std::string& user) {
   return Fail("-l " + user + ": Queue runs jobs only as the calling user");
 }
 
-// A job id as the daemon numbers them: decimal digits, from 1 up.
-Result<uint64_t> ParseJobId(const std::string& option, const std::string& text) {
-  uint64_t id = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])) || error != std::errc() ||
-      end != text.data() + text.size())
-    return Fail(option + " " + text + ": not a job id (see queue --jobs)");
-  if (id == 0) return Fail(option + " 0: job ids start at 1");
+// A job id as `queue -r` printed it ("17.2"), or a bare number for the asked host's job.
+Result<wire::JobId> ParseJobId(const std::string& option, const std::string& text) {
+  auto id = wire::ParseJobId(text);
+  if (!id.ok()) return Fail(option + ": " + id.message());
   return id;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "util/result.h"
+#include "wire/job_id.h"
 #include "wire/job_spec.h"
 
 namespace queue::stub {
@@ -22,9 +23,9 @@ struct Invocation {
   bool batch = false;
   bool json = false;
   bool all = false;         // --jobs --all: finished jobs too
-  uint64_t cancel_id = 0;   // --cancel ID
-  uint64_t output_id = 0;   // --output ID: the batch job whose output to show
-  uint64_t migrate_id = 0;  // --migrate ID [HOST]: the job to move
+  wire::JobId cancel_id;   // --cancel ID
+  wire::JobId output_id;   // --output ID: the batch job whose output to show
+  wire::JobId migrate_id;  // --migrate ID [HOST]: the job to move
   std::string migrate_host; //   and where to ("" = any host that takes it)
   std::string socket_path;
   std::string help_text;

@@ -79,7 +79,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     if (auto listening = Listen(self_entry->host); !listening.ok()) return Error(listening.message());
     auto reply = Call<wire::SubmitReply>(client, wire::SubmitRequest{options_.spec});
     if (!reply.ok()) return Error(reply.message());
-    job_id_ = reply->job_id;
+    job_id_ = wire::FormatJobId(reply->job);
     exec_host_ = reply->host;
     daemon_ = std::make_shared<wire::Channel<asio::local::stream_protocol::socket>>(
         asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), client.ReleaseFd()));
@@ -158,7 +158,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   // now has start_timeout to reach us. A moved job may wait for a host too.
   void OnPlaced(const wire::SubmitReply& placed) {
     if (placed.host.empty()) {
-      if (moving_) PrintNotice("job " + std::to_string(job_id_) + " is waiting: " + placed.waiting_reason);
+      if (moving_) PrintNotice("job " + job_id_ + " is waiting: " + placed.waiting_reason);
       return;
     }
     waiting_ = false;
@@ -173,19 +173,19 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     daemon_lost_ = true;
     if (finished_ || job_) return;  // a running job is the shepherd's, not the daemon's
     if (waiting_)
-      return Finish(Error("queued went away while job " + std::to_string(job_id_) + " was waiting"));
+      return Finish(Error("queued went away while job " + job_id_ + " was waiting"));
     // Moving with no word of where to: a restarted daemon may still place it,
     // but nobody will tell us, so give it start_timeout and no more.
     if (moving_ && !timer_armed_) StartTimer(NotRestartedMessage());
   }
 
   std::string NotStartedMessage() const {
-    return "job " + std::to_string(job_id_) + " was accepted by " + exec_host_ + " but did not start within " +
+    return "job " + job_id_ + " was accepted by " + exec_host_ + " but did not start within " +
            std::to_string(options_.start_timeout.count()) + " s";
   }
 
   std::string NotRestartedMessage() const {
-    return "queued went away while job " + std::to_string(job_id_) + " was moving, and it did not restart within " +
+    return "queued went away while job " + job_id_ + " was moving, and it did not restart within " +
            std::to_string(options_.start_timeout.count()) + " s";
   }
 
@@ -281,7 +281,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   // The job checkpointed and goes on elsewhere: let this shepherd go and wait
   // for the next one, keeping the terminal as it is.
   void OnMoved(const wire::JobStatus& status) {
-    PrintNotice("job " + std::to_string(job_id_) + " " + status.message);
+    PrintNotice("job " + job_id_ + " " + status.message);
     // Closed from the loop, not from inside the channel's own frame handler.
     auto moved = std::exchange(job_, nullptr);
     asio::post(io_, [moved] { moved->Close("the job moved"); });
@@ -476,7 +476,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
 
   void OnJobLost(const JobChannel* channel, const std::string& reason) {
     if (finished_ || channel != job_.get()) return;  // a moved job's old shepherd may go
-    Finish(Error("lost the connection to job " + std::to_string(job_id_) + " on " + exec_host_ + ": " + reason));
+    Finish(Error("lost the connection to job " + job_id_ + " on " + exec_host_ + ": " + reason));
   }
 
   void Finish(int status) {
@@ -515,7 +515,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   std::shared_ptr<std::promise<void>> stdin_reader_;
   std::optional<std::string> parked_stdin_;
   bool stdin_ended_ = false;
-  uint64_t job_id_ = 0;
+  std::string job_id_;  // as the daemon named it: "17.2"
   std::string exec_host_;
   int exit_status_ = 2;
   int died_by_signal_ = 0;
@@ -546,8 +546,8 @@ int SubmitBatchJob(const StubOptions& options) {
   if (auto connected = client.Connect(options.socket_path); !connected.ok()) return fail(connected.message());
   auto reply = Call<wire::SubmitReply>(client, wire::SubmitRequest{options.spec});
   if (!reply.ok()) return fail(reply.message());
-  std::cout << reply->job_id << "\n" << std::flush;
-  if (!std::cout) return fail("job " + std::to_string(reply->job_id) + " was submitted, but its id could not be written");
+  std::cout << wire::FormatJobId(reply->job) << "\n" << std::flush;
+  if (!std::cout) return fail("job " + wire::FormatJobId(reply->job) + " was submitted, but its id could not be written");
   return 0;
 }
 

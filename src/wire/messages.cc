@@ -34,13 +34,13 @@ void SubmitRequest::Encode(Writer& w) const { spec.Encode(w); }
 SubmitRequest SubmitRequest::Decode(Reader& r) { return {JobSpec::Decode(r)}; }
 
 void SubmitReply::Encode(Writer& w) const {
-  w.u64(job_id);
+  job.Encode(w);
   w.str(host);
   w.str(waiting_reason);
 }
 SubmitReply SubmitReply::Decode(Reader& r) {
   SubmitReply s;
-  s.job_id = r.u64();
+  s.job = JobId::Decode(r);
   s.host = r.str(kMaxNameBytes);
   s.waiting_reason = r.str(8192);
   return s;
@@ -204,15 +204,53 @@ BundleChunk BundleChunk::Decode(Reader& r) {
 }
 
 void MigrateRequest::Encode(Writer& w) const {
-  w.u64(job_id);
+  job.Encode(w);
   w.str(host);
 }
 
 MigrateRequest MigrateRequest::Decode(Reader& r) {
   MigrateRequest m;
-  m.job_id = r.u64();
+  m.job = JobId::Decode(r);
   m.host = r.str(kMaxNameBytes);
   return m;
+}
+
+void ForwardRequest::Encode(Writer& w) const {
+  w.u64(request_id);
+  w.u32(uid);
+  w.u32(gid);
+  w.u16(static_cast<uint16_t>(type));
+  w.str(payload);
+}
+
+ForwardRequest ForwardRequest::Decode(Reader& r) {
+  ForwardRequest f;
+  f.request_id = r.u64();
+  f.uid = r.u32();
+  f.gid = r.u32();
+  f.type = static_cast<MessageType>(r.u16());
+  if (f.type != MessageType::kCancelRequest && f.type != MessageType::kOutputRequest &&
+      f.type != MessageType::kMigrateRequest)
+    r.fail("a forwarded request must be a cancel, output or migrate request");
+  f.payload = r.str(kMaxPayloadBytes);
+  return f;
+}
+
+void ForwardReply::Encode(Writer& w) const {
+  w.u64(request_id);
+  w.u16(static_cast<uint16_t>(type));
+  w.str(payload);
+}
+
+ForwardReply ForwardReply::Decode(Reader& r) {
+  ForwardReply f;
+  f.request_id = r.u64();
+  f.type = static_cast<MessageType>(r.u16());
+  if (f.type != MessageType::kStatusReply && f.type != MessageType::kOutputReply &&
+      f.type != MessageType::kErrorReply)
+    r.fail("a forwarded reply must be a status, output or error reply");
+  f.payload = r.str(kMaxPayloadBytes);
+  return f;
 }
 
 void MigrateJob::Encode(Writer& w) const {
@@ -244,7 +282,7 @@ OutputReply OutputReply::Decode(Reader& r) {
 }
 
 void ShepherdStart::Encode(Writer& w) const {
-  w.u64(job_id);
+  job.Encode(w);
   w.str(exec_host);
   w.i32(profile_nice);
   w.boolean(allow_root);
@@ -259,7 +297,7 @@ void ShepherdStart::Encode(Writer& w) const {
 
 ShepherdStart ShepherdStart::Decode(Reader& r) {
   ShepherdStart s;
-  s.job_id = r.u64();
+  s.job = JobId::Decode(r);
   s.exec_host = r.str(kMaxNameBytes);
   s.profile_nice = r.i32();
   s.allow_root = r.boolean();

@@ -13,12 +13,14 @@
 
 #include "util/result.h"
 #include "wire/codec.h"
+#include "wire/job_id.h"
 #include "wire/job_spec.h"
 
 namespace queue::wire {
 
-// 3: CancelJob names the run it ends.
-inline constexpr uint16_t kProtocolVersion = 3;
+// 3: CancelJob names the run it ends. 4: job ids name their submit host
+// (JobId), and a daemon forwards a client's request to the host that has the job.
+inline constexpr uint16_t kProtocolVersion = 4;
 
 enum class MessageType : uint16_t {
   kHello = 1,
@@ -55,6 +57,9 @@ enum class MessageType : uint16_t {
   kJobStatus = 44,
   kNotice = 45,
   kAttach = 46,
+  // daemon <-> daemon, continued
+  kForwardRequest = 50,
+  kForwardReply = 51,
 };
 
 enum class Role : uint8_t { kClient = 1, kDaemon = 2, kShepherd = 3, kStub = 4 };
@@ -89,7 +94,7 @@ Result<JobSpec> DecodeStoredSpec(std::string_view blob);
 
 struct SubmitReply {
   static constexpr MessageType kType = MessageType::kSubmitReply;
-  uint64_t job_id = 0;
+  JobId job;  // the number this daemon gave the job, and this daemon's host number
   std::string host;  // execution host entry; empty while the job waits for one
   std::string waiting_reason;  // why no host takes it yet, when host is empty
   void Encode(Writer& w) const;
@@ -121,17 +126,17 @@ struct JobsRequest {
 // Cancels one of the caller's jobs; answered with a StatusReply (a sentence).
 struct CancelRequest {
   static constexpr MessageType kType = MessageType::kCancelRequest;
-  uint64_t job_id = 0;
-  void Encode(Writer& w) const { w.u64(job_id); }
-  static CancelRequest Decode(Reader& r) { return {r.u64()}; }
+  JobId job;
+  void Encode(Writer& w) const { job.Encode(w); }
+  static CancelRequest Decode(Reader& r) { return {JobId::Decode(r)}; }
 };
 
 // Asks where a batch job's output is; answered with OutputReply or ErrorReply.
 struct OutputRequest {
   static constexpr MessageType kType = MessageType::kOutputRequest;
-  uint64_t job_id = 0;
-  void Encode(Writer& w) const { w.u64(job_id); }
-  static OutputRequest Decode(Reader& r) { return {r.u64()}; }
+  JobId job;
+  void Encode(Writer& w) const { job.Encode(w); }
+  static OutputRequest Decode(Reader& r) { return {JobId::Decode(r)}; }
 };
 
 struct OutputReply {
@@ -280,7 +285,7 @@ struct BundleChunk {
 // Answered with a StatusReply (a sentence) or an ErrorReply.
 struct MigrateRequest {
   static constexpr MessageType kType = MessageType::kMigrateRequest;
-  uint64_t job_id = 0;
+  JobId job;
   std::string host;  // "" = any host that takes restarts
   void Encode(Writer& w) const;
   static MigrateRequest Decode(Reader& r);
@@ -293,6 +298,33 @@ struct MigrateJob {
   std::string reason;
   void Encode(Writer& w) const;
   static MigrateJob Decode(Reader& r);
+};
+
+// Daemon -> the daemon that has a job: a user's cancel, output or migrate
+// request about a job submitted there (named by its JobId), asked on another
+// host. The asking daemon vouches for the user: it read the uid and gid from
+// its Unix socket, and it holds the cluster key.
+struct ForwardRequest {
+  static constexpr MessageType kType = MessageType::kForwardRequest;
+  static constexpr size_t kMaxPayloadBytes = 4096;
+  uint64_t request_id = 0;  // matches the reply on this connection
+  uint32_t uid = 0, gid = 0;
+  MessageType type = MessageType::kCancelRequest;  // kCancelRequest, kOutputRequest or kMigrateRequest
+  std::string payload;  // the request, encoded
+  void Encode(Writer& w) const;
+  static ForwardRequest Decode(Reader& r);
+};
+
+// The answer to a ForwardRequest, as the client would have had it: a
+// StatusReply, an OutputReply or an ErrorReply, encoded.
+struct ForwardReply {
+  static constexpr MessageType kType = MessageType::kForwardReply;
+  static constexpr size_t kMaxPayloadBytes = OutputReply::kMaxHeldShown + 64 * 1024;
+  uint64_t request_id = 0;
+  MessageType type = MessageType::kErrorReply;
+  std::string payload;
+  void Encode(Writer& w) const;
+  static ForwardReply Decode(Reader& r);
 };
 
 // Execution daemon -> submit daemon: a piece of a batch job's output, in order.
@@ -310,7 +342,7 @@ struct JobOutput {
 // Daemon -> shepherd: run this job.
 struct ShepherdStart {
   static constexpr MessageType kType = MessageType::kShepherdStart;
-  uint64_t job_id = 0;
+  JobId job;  // as its owner knows it; exported as QUEUE_JOBID
   std::string exec_host;   // this host's entry, exported as QUEUE_HOST
   int32_t profile_nice = 0;
   bool allow_root = false;  // the queue's profile says allowroot

@@ -28,7 +28,7 @@ std::map<uint64_t, nlohmann::json> AllJobs(TestCluster& cluster, int host) {
   auto list = nlohmann::json::parse(run.out, nullptr, false);
   if (run.exit_code != 0 || list.is_discarded()) return jobs;
   for (const auto& job : list)
-    if (job["origin"] == cluster.entry(host)) jobs[job["id"].get<uint64_t>()] = job;
+    if (job["origin"] == cluster.entry(host)) jobs[job["number"].get<uint64_t>()] = job;
   return jobs;
 }
 
@@ -58,7 +58,7 @@ TEST(Batch, PrintsTheIdAndPutsTheOutputInTheSubmitDirectory) {
   EXPECT_EQ(job["state"], "done") << job.dump();
   EXPECT_EQ(job["exit_code"], 3) << job.dump();
   EXPECT_EQ(job["host"], cluster->entry(0));
-  std::string path = cwd + "/sh.o" + std::to_string(id);
+  std::string path = cwd + "/sh.o" + JobLabel(id);
   EXPECT_EQ(job["output"], path);
   EXPECT_EQ(ReadFile(path), "out\nerr\n");
   struct stat info{};
@@ -76,7 +76,7 @@ TEST(Batch, QmailFalseDiscardsTheOutput) {
   uint64_t id = SubmitBatch(*cluster, 0, {"-j", "quiet", "--", "echo", "noise"}, cwd, {"QMAIL=FALSE"});
   ASSERT_TRUE(WaitForEnds(*cluster, 0, {id}, 20s));
   EXPECT_EQ(AllJobs(*cluster, 0)[id]["state"], "done");
-  EXPECT_FALSE(std::filesystem::exists(cwd + "/quiet.o" + std::to_string(id)));
+  EXPECT_FALSE(std::filesystem::exists(cwd + "/quiet.o" + JobLabel(id)));
   auto shown = cluster->Queue(0, {"--output", std::to_string(id)});
   EXPECT_NE(shown.exit_code, 0);
   EXPECT_NE(shown.err.find("QMAIL=FALSE"), std::string::npos) << shown.err;
@@ -93,7 +93,7 @@ TEST(Batch, OutputComesHomeFromTheHostThatRanTheJob) {
   auto job = AllJobs(*cluster, 0)[id];
   EXPECT_EQ(job["state"], "done") << job.dump();
   EXPECT_EQ(job["host"], cluster->entry(1));
-  std::string output = ReadFile(cwd + "/sh.o" + std::to_string(id));
+  std::string output = ReadFile(cwd + "/sh.o" + JobLabel(id));
   EXPECT_EQ(output, "ran on " + cluster->entry(1) + "\n" + std::string(300000, '\0'));
   // The execution host keeps the accounting record, and no copy of the output.
   EXPECT_TRUE(WaitUntil(
@@ -113,7 +113,7 @@ TEST(Batch, AnEmptyOutputComesHomeFromTheHostThatRanTheJob) {
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = MakeDir(*cluster, "work");
   uint64_t id = SubmitBatch(*cluster, 0, {"-h", cluster->entry(1), "--", "true"}, cwd);
-  std::string output = cwd + "/true.o" + std::to_string(id);
+  std::string output = cwd + "/true.o" + JobLabel(id);
   nlohmann::json job;
   ASSERT_TRUE(WaitUntil(
       [&] {
@@ -172,12 +172,12 @@ TEST(Batch, WaitingAndRunningJobsSurviveKillNineOfTheDaemon) {
   std::string lines = ReadFile(ledger);
   for (uint64_t id : ids) {
     EXPECT_EQ(jobs[id]["state"], "done") << jobs[id].dump();
-    std::string line = std::to_string(id) + "\n";
+    std::string line = JobLabel(id) + "\n";
     size_t count = 0;
     for (size_t at = 0; (at = lines.find(line, at)) != std::string::npos; at += line.size())
       if (at == 0 || lines[at - 1] == '\n') ++count;
     EXPECT_EQ(count, 1u) << "job " << id << " ran " << count << " times; ledger:\n" << lines;
-    EXPECT_TRUE(std::filesystem::exists(cwd + "/sh.o" + std::to_string(id))) << id;
+    EXPECT_TRUE(std::filesystem::exists(cwd + "/sh.o" + JobLabel(id))) << id;
   }
 }
 
@@ -239,7 +239,7 @@ TEST(Batch, AJobLostWithItsHostRunsAgainElsewhereWhenTheProfileSaysRestart) {
   EXPECT_EQ(job["restarts"], 1) << job.dump();
   EXPECT_EQ(job["host"], cluster->entry(0));
   EXPECT_EQ(ReadFile(cwd + "/ledger"), cluster->entry(1) + "\n" + cluster->entry(0) + "\n");
-  EXPECT_EQ(ReadFile(cwd + "/sh.o" + std::to_string(id)), "finished\n");
+  EXPECT_EQ(ReadFile(cwd + "/sh.o" + JobLabel(id)), "finished\n");
   // The dead host comes back, finds the job's shepherd gone and says so; the
   // job's record stays as it is.
   cluster->StartDaemon(1);
@@ -277,7 +277,7 @@ TEST(BatchFaults, FiveHundredJobsSurviveRandomKillNine) {
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = MakeDir(*cluster, "work");
   std::string ledger = cwd + "/ledger";
-  const std::string script = "echo $QUEUE_JOBID >> " + ledger + "; sleep 0.$((QUEUE_JOBID % 3)); echo out-$QUEUE_JOBID";
+  const std::string script = "echo $QUEUE_JOBID >> " + ledger + "; sleep 0.$((${QUEUE_JOBID%.*} % 3)); echo out-$QUEUE_JOBID";
   constexpr int kJobs = 500;
   std::vector<uint64_t> ids;
   std::atomic<bool> submitting{true};
@@ -300,15 +300,16 @@ TEST(BatchFaults, FiveHundredJobsSurviveRandomKillNine) {
   auto jobs = AllJobs(*cluster, 0);
   std::map<uint64_t, int> runs;
   std::istringstream lines(ReadFile(ledger));
-  for (uint64_t id; lines >> id;) ++runs[id];
+  // Each line is an id as the job saw it, "17.1": its number, then the host's.
+  for (std::string label; lines >> label;) ++runs[std::stoull(label)];
   int bad = 0;
   for (uint64_t id : ids) {
     const auto& job = jobs[id];
     bool ok = job["state"] == "done" && job["exit_code"] == 0 && runs[id] == 1 &&
-              ReadFile(cwd + "/fault.o" + std::to_string(id)) == "out-" + std::to_string(id) + "\n";
+              ReadFile(cwd + "/fault.o" + JobLabel(id)) == "out-" + JobLabel(id) + "\n";
     if (!ok && ++bad <= 10)
       ADD_FAILURE() << "job " << id << " ran " << runs[id] << " time(s): " << job.dump()
-                    << " output: " << ReadFile(cwd + "/fault.o" + std::to_string(id));
+                    << " output: " << ReadFile(cwd + "/fault.o" + JobLabel(id));
   }
   EXPECT_EQ(bad, 0) << "seed " << seed;
   EXPECT_EQ(runs.size(), ids.size());

@@ -413,7 +413,7 @@ nlohmann::json JobOn(TestCluster& cluster, int host, uint64_t id) {
   auto list = nlohmann::json::parse(run.out, nullptr, false);
   if (list.is_discarded()) return {};
   for (const auto& job : list)
-    if (job["id"] == id && job["origin"] == cluster.entry(0)) return job;
+    if (job["number"] == id && job["origin"] == cluster.entry(0)) return job;
   return {};
 }
 

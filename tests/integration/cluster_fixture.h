@@ -124,6 +124,11 @@ class TestCluster {
 
 // Job `id` as host `host` lists it, when host 0 is its submit host; null when absent.
 nlohmann::json JobOn(TestCluster& cluster, int host, uint64_t id);
+// A job's id as users see it: the number host `host` gave it, and that host's
+// line in the hosts file ("17.1" for host 0).
+inline std::string JobLabel(uint64_t number, int host = 0) {
+  return std::to_string(number) + "." + std::to_string(host + 1);
+}
 // The host job `id` (submitted on host 0) runs on now, or "" when it is not running.
 std::string RunningOn(TestCluster& cluster, uint64_t id);
 // Which host of the cluster `entry` is, or -1.

@@ -115,7 +115,7 @@ TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
       },
       60s))
       << cluster->log(0) << cluster->log(1);
-  EXPECT_EQ(ReadFile(cwd + "/count.o" + std::to_string(id)), CountTo(kLines))
+  EXPECT_EQ(ReadFile(cwd + "/count.o" + JobLabel(id)), CountTo(kLines))
       << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
   EXPECT_EQ(JobOn(*cluster, 0, id)["restarts"], 1);
 }

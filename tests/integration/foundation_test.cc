@@ -266,7 +266,7 @@ TEST(Foundation, ADetachedDaemonRunsBatchJobsAndStops) {
   auto submitted =
       cluster->Queue(0, {"-r", "-j", "detached", "--", "sh", "-c", "echo from a detached daemon"}, {{}, "", 30s, cwd});
   EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
-  EXPECT_TRUE(WaitUntil([&] { return ReadFile(cwd + "/detached.o1") == "from a detached daemon\n"; }, 20s))
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(cwd + "/detached.o" + JobLabel(1)) == "from a detached daemon\n"; }, 20s))
       << ReadFile(host + "/spool/queued.log");
   syscall(SYS_pidfd_send_signal, daemon, SIGTERM, nullptr, 0);
   pollfd ended{daemon, POLLIN, 0};
@@ -437,9 +437,11 @@ TEST(Jobs, OwnerCancelsARunningJobHereOrElsewhereAndSeesItInTheRecord) {
     ASSERT_TRUE(WaitUntil([&] { return ReadFile(base + ".out") == "started\n"; }, 10s)) << ReadFile(base + ".err");
     auto listed = nlohmann::json::parse(cluster->Queue(0, {"--jobs", "--json"}).out);
     ASSERT_EQ(listed.size(), 1U) << listed.dump();
-    uint64_t id = listed[0]["id"];
-    EXPECT_EQ(cluster->Queue(0, {"--cancel", std::to_string(id + 1000)}).exit_code, 2);
-    auto cancel = cluster->Queue(0, {"--cancel", std::to_string(id)});
+    std::string id = listed[0]["id"];
+    uint64_t number = listed[0]["number"];
+    EXPECT_EQ(id, std::to_string(number) + ".1") << "host 0 is the first line of the hosts file";
+    EXPECT_EQ(cluster->Queue(0, {"--cancel", std::to_string(number + 1000)}).exit_code, 2);
+    auto cancel = cluster->Queue(0, {"--cancel", id});
     EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
     EXPECT_NE(cancel.out.find(cluster->entry(target)), std::string::npos) << cancel.out;
     auto status = WaitChild(stub.pid, 10s);
@@ -616,7 +618,7 @@ TEST(Jobs, ACancelBeforeTheShepherdReachesTheStubIsStillToldToTheOwner) {
   auto status = WaitChild(stub.pid, 20s);
   ASSERT_TRUE(status.has_value()) << ReadFile(base + ".err");
   EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM) << ReadFile(base + ".err");
-  EXPECT_NE(ReadFile(base + ".err").find("[job 2 cancelled by its owner]"), std::string::npos) << ReadFile(base + ".err");
+  EXPECT_NE(ReadFile(base + ".err").find("[job 2.1 cancelled by its owner]"), std::string::npos) << ReadFile(base + ".err");
   WaitChild(blocker.pid, 10s);
 }
 

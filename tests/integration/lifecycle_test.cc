@@ -16,6 +16,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <set>
 
 #include "batch_helpers.h"
 #include "cluster_fixture.h"
@@ -32,7 +33,7 @@ nlohmann::json SubmittedJob(TestCluster& cluster, uint64_t id) {
   auto list = nlohmann::json::parse(run.out, nullptr, false);
   if (run.exit_code != 0 || list.is_discarded()) return nullptr;
   for (const auto& job : list)
-    if (job["origin"] == cluster.entry(0) && job["id"] == id) return job;
+    if (job["origin"] == cluster.entry(0) && job["number"] == id) return job;
   return nullptr;
 }
 
@@ -72,7 +73,7 @@ TEST(Lifecycle, AHungHostsJobRunsAgainElsewhereAndItsOldRunIsFenced) {
   auto job = SubmittedJob(*cluster, id);
   EXPECT_EQ(job["restarts"], 1) << job.dump();
   EXPECT_EQ(job["host"], cluster->entry(0)) << job.dump();
-  const std::string output_path = cwd + "/sh.o" + std::to_string(id);
+  const std::string output_path = cwd + "/sh.o" + JobLabel(id);
   EXPECT_EQ(ReadFile(output_path), "finished on " + cluster->entry(0) + "\n");
   EXPECT_TRUE(IsAlive(first_run)) << "the hung host's run went on meanwhile";
 
@@ -138,7 +139,7 @@ TEST(Lifecycle, FinishedJobsAreForgottenAfterKeepFinished) {
   auto table = cluster->Queue(0, {"--jobs", "--all"});
   EXPECT_NE(table.out.find("finished jobs are listed for 3 s after they end"), std::string::npos) << table.out;
   EXPECT_TRUE(WaitUntil([&] { return SubmittedJob(*cluster, id).is_null(); }, 20s)) << cluster->log(0);
-  EXPECT_EQ(ReadFile(cwd + "/echo.o" + std::to_string(id)), "hello\n") << "the output file is the user's to keep";
+  EXPECT_EQ(ReadFile(cwd + "/echo.o" + JobLabel(id)), "hello\n") << "the output file is the user's to keep";
   auto waiting = cluster->Queue(0, {"--jobs", "--all", "--json"});
   EXPECT_EQ(waiting.exit_code, 0) << waiting.err;
 }
@@ -156,7 +157,7 @@ TEST(Lifecycle, MovesThroughTheSubmitHostKeepOneRestartFlagAndNoPin) {
       "run=${QUEUE_RESTART_COUNT:-0}; echo \"run $run on $QUEUE_HOST with [$*]\"; [ $run = 2 ] && exit 0; "
       "trap 'echo saved > \"$QUEUE_RESTART_FILE\"; exit 0' USR2; touch ready.$run; while :; do sleep 0.1; done";
   uint64_t id = SubmitBatch(*cluster, 0, {"-H", cluster->entry(1), "-j", "moves", "--", "sh", "-c", script, "sh"}, cwd);
-  const std::string id_text = std::to_string(id);
+  const std::string id_text = JobLabel(id);
   auto ready = [&](int run) {
     return WaitUntil([&] { return std::filesystem::exists(cwd + "/ready." + std::to_string(run)); }, 30s);
   };
@@ -235,7 +236,7 @@ TEST(Lifecycle, AnOutputThatCannotBeWrittenIsHeldServedAndDeliveredWhenThereIsRo
   EXPECT_NE(table.out.find("output held: "), std::string::npos) << table.out;
 
   std::filesystem::remove(cwd + "/filler");
-  const std::string path = cwd + "/sh.o" + std::to_string(id);
+  const std::string path = cwd + "/sh.o" + JobLabel(id);
   EXPECT_TRUE(WaitUntil([&] { return std::filesystem::exists(path) && ReadFile(path) == expected; }, 30s))
       << cluster->log(0);
   EXPECT_TRUE(WaitUntil(
@@ -283,6 +284,151 @@ TEST(Lifecycle, ADaemonDoesNotOutliveItsKilledTest) {
   EXPECT_EQ(poll(&gone, 1, 10000), 1) << "the daemon started by the killed test's thread still runs";
   if (gone.revents == 0) syscall(SYS_pidfd_send_signal, daemon, SIGKILL, nullptr, 0);
   close(daemon);
+}
+
+// Fault 2: each host numbers its jobs from 1, so three hosts' first jobs in one
+// shared directory all wrote `sh.o1` and two outputs were lost. Ids now name
+// their submit host ("1.2"), and so do the output files.
+TEST(Lifecycle, JobsFromThreeHostsInOneDirectoryKeepTheirOwnOutputs) {
+  auto cluster = TestCluster::Start(3);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = MakeDir(*cluster, "shared");
+  std::set<std::string> ids;
+  for (int host = 0; host < 3; ++host) {
+    auto run = cluster->Queue(host, {"-r", "-j", "sh", "--", "sh", "-c", "echo from " + std::to_string(host)},
+                              {{}, "", 30s, cwd});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.out, JobLabel(1, host) + "\n") << "each host's first job, named by its host";
+    ids.insert(run.out);
+  }
+  EXPECT_EQ(ids.size(), 3u);
+  for (int host = 0; host < 3; ++host) {
+    std::string path = cwd + "/sh.o" + JobLabel(1, host);
+    EXPECT_TRUE(WaitUntil([&] { return ReadFile(path) == "from " + std::to_string(host) + "\n"; }, 30s))
+        << path << ": " << ReadFile(path) << cluster->log(host);
+  }
+  EXPECT_FALSE(std::filesystem::exists(cwd + "/sh.o1"));
+}
+
+// Fault 2: an id works with every command on any host: the host asked passes
+// the request to the job's submit host, which owns the job.
+TEST(Lifecycle, AJobIdWorksOnEveryHost) {
+  auto cluster = TestCluster::Start(3);
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = MakeDir(*cluster, "work");
+  auto run = cluster->Queue(1, {"-r", "-h", cluster->entry(2), "-j", "sleeper", "--", "sh", "-c",
+                                "echo started > started; exec sleep 300"},
+                            {{}, "", 30s, cwd});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string id = run.out.substr(0, run.out.find('\n'));
+  EXPECT_EQ(id, JobLabel(1, 1));
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(cwd + "/started"); }, 20s)) << cluster->log(2);
+
+  auto shown = cluster->Queue(0, {"--output", id});
+  EXPECT_NE(shown.err.find("job " + id + " is running on " + cluster->entry(2)), std::string::npos)
+      << shown.out << shown.err;
+  auto wrong = cluster->Queue(0, {"--cancel", JobLabel(7, 1)});
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.err.find("you have no job " + JobLabel(7, 1)), std::string::npos) << wrong.err;
+  auto nowhere = cluster->Queue(0, {"--cancel", "1.9"});
+  EXPECT_NE(nowhere.err.find("has no host 9"), std::string::npos) << nowhere.err;
+
+  auto cancelled = cluster->Queue(0, {"--cancel", id});
+  EXPECT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  EXPECT_NE(cancelled.out.find("cancelling job " + id + " on " + cluster->entry(2)), std::string::npos)
+      << cancelled.out;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        auto list = nlohmann::json::parse(cluster->Queue(1, {"--jobs", "--all", "--json"}).out, nullptr, false);
+        return !list.is_discarded() && list.size() == 1 && list[0]["id"] == id && list[0]["state"] != "running";
+      },
+      20s))
+      << cluster->log(1) << cluster->log(2);
+}
+
+// Fault 2: a delivery never overwrites another file. A file already there under
+// the job's output name is left alone; the output is held and served.
+TEST(Lifecycle, ADeliveryNeverOverwritesAnotherFile) {
+  auto cluster = TestCluster::Start(1);
+  ASSERT_TRUE(cluster->WaitForView(10s));
+  std::string cwd = MakeDir(*cluster, "work");
+  const std::string path = cwd + "/sh.o" + JobLabel(1);
+  WriteFile(path, "someone else's file\n");
+  uint64_t id = SubmitBatch(*cluster, 0, {"-j", "sh", "--", "echo", "the job's output"}, cwd);
+  ASSERT_EQ(id, 1u);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = SubmittedJob(*cluster, id);
+        return !job.is_null() && job.contains("output_held");
+      },
+      20s))
+      << cluster->log(0);
+  EXPECT_NE(SubmittedJob(*cluster, id)["output_held"].get<std::string>().find("is there already"), std::string::npos)
+      << SubmittedJob(*cluster, id).dump();
+  EXPECT_EQ(ReadFile(path), "someone else's file\n");
+  auto shown = cluster->Queue(0, {"--output", JobLabel(id)});
+  EXPECT_EQ(shown.out, "the job's output\n") << shown.err;
+}
+
+// Gives host `host`'s daemon a spool on a file system of its own, `size` big
+// (tmpfs, in a mount namespace of the daemon's): what was in the spool is
+// copied in first. The test reaches it through /proc/<pid>/root.
+void SmallSpoolFor(ClusterOptions& options, int host, const std::string& size) {
+  const std::string script =
+      "for a; do [ \"$prev\" = --spooldir ] && d=$a; prev=$a; done; mkdir -p \"$d\" \"$d.keep\" && "
+      "cp -a \"$d/.\" \"$d.keep/\" && mount -t tmpfs -o size=" + size + ",mode=0700 tmpfs \"$d\" && "
+      "cp -a \"$d.keep/.\" \"$d/\" && exec \"$@\"";
+  options.daemon_wrappers[host] = {"/usr/bin/unshare", "--mount", "--propagation", "private", "--",
+                                   "/bin/sh", "-c", script, "sh"};
+}
+
+// Fault 4: the execution host's spool fills while a batch job writes its
+// output there. The job is failed with the reason, never "done" with a cut
+// output; a host whose spool is full refuses jobs for now, and takes them
+// once there is room.
+TEST(Lifecycle, AFullExecutionSpoolFailsTheJobWithTheReasonAndRefusesForNow) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to mount a small file system";
+  ClusterOptions options;
+  SmallSpoolFor(options, 1, "3m");
+  auto cluster = TestCluster::Start(2, options);
+  ASSERT_TRUE(cluster->WaitForView(15s)) << cluster->log(1);
+  std::string cwd = MakeDir(*cluster, "work");
+  uint64_t id = SubmitBatch(
+      *cluster, 0, {"-h", cluster->entry(1), "-j", "big", "--", "sh", "-c", "head -c 8000000 /dev/zero 2>/dev/null; exit 0"},
+      cwd);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto job = SubmittedJob(*cluster, id);
+        return !job.is_null() && (job["state"] == "done" || job["state"] == "failed");
+      },
+      30s))
+      << SubmittedJob(*cluster, id).dump() << cluster->log(0) << cluster->log(1);
+  auto job = SubmittedJob(*cluster, id);
+  EXPECT_EQ(job["state"], "failed") << job.dump();
+  EXPECT_NE(job.value("message", "").find("its output may be incomplete: the spool"), std::string::npos) << job.dump();
+
+  // Full now (a file of the test's fills it): a job for that host waits, saying why.
+  const std::string spool = "/proc/" + std::to_string(cluster->daemon_pid(1)) + "/root" + cluster->spool(1);
+  {
+    std::ofstream filler(spool + "/filler");
+    std::string block(64 << 10, 'f');
+    for (int i = 0; i < 64 && filler; ++i) filler << block;
+  }
+  auto second = cluster->Queue(0, {"-r", "-h", cluster->entry(1), "-j", "small", "--", "echo", "ran"},
+                               {{}, "", 30s, cwd});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  uint64_t second_id = std::stoull(second.out);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto waiting = SubmittedJob(*cluster, second_id);
+        return !waiting.is_null() && waiting["state"] == "waiting" &&
+               waiting.value("waiting_for", "").find("is full") != std::string::npos;
+      },
+      20s))
+      << SubmittedJob(*cluster, second_id).dump() << cluster->log(1);
+  std::filesystem::remove(spool + "/filler");
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(cwd + "/small.o" + JobLabel(second_id)) == "ran\n"; }, 40s))
+      << SubmittedJob(*cluster, second_id).dump() << cluster->log(0) << cluster->log(1);
 }
 
 }  // namespace

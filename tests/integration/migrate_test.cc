@@ -195,7 +195,7 @@ TEST_F(MigrateTest, ABatchJobMovesAndItsOutputFileIsWhole) {
       60s))
       << cluster->log(0) << cluster->log(1);
   auto alone = RunCommand({Counter(), "2000", "0"});
-  std::string output = ReadFile(cwd + "/count.o" + std::to_string(id));
+  std::string output = ReadFile(cwd + "/count.o" + JobLabel(id));
   EXPECT_EQ(ResultLine(output), ResultLine(alone.out)) << output << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
   EXPECT_NE(output.find("resum"), std::string::npos) << output;
 }
@@ -223,7 +223,7 @@ TEST_F(MigrateTest, ABatchJobsOutputFromEachRunComesHomeOnceAndInOrder) {
   ASSERT_TRUE(WaitUntil([&] { return JobOn(*cluster, 0, std::stoull(id))["state"] == "done"; }, 30s))
       << JobOn(*cluster, 0, std::stoull(id)).dump() << cluster->log(0) << cluster->log(1);
   // (sh reports each `sleep` that the checkpoint signal killed, on stderr.)
-  std::istringstream output(ReadFile(cwd + "/runs.o" + id));
+  std::istringstream output(ReadFile(cwd + "/runs.o" + JobLabel(std::stoull(id))));
   std::string runs;
   for (std::string line; std::getline(output, line);)
     if (line != "User defined signal 2") runs += line + "\n";
@@ -347,7 +347,7 @@ TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {
       },
       60s))
       << JobOn(*cluster, 0, id).dump() << cluster->log(0);
-  std::string output = ReadFile(cwd + "/periodic.o" + std::to_string(id));
+  std::string output = ReadFile(cwd + "/periodic.o" + JobLabel(id));
   auto alone = RunCommand({Counter(), steps, "0"});
   EXPECT_EQ(ResultLine(output), ResultLine(alone.out)) << output;
   EXPECT_NE(output.find("resumed"), std::string::npos) << output;
@@ -497,7 +497,7 @@ TEST_F(MigrateTest, ACancelDuringThePackOutlivesARestartOfTheSubmitDaemon) {
       << job.dump();
   std::this_thread::sleep_for(1s);
   EXPECT_FALSE(job_alive()) << "it went on after all";
-  EXPECT_EQ(ReadFile(cwd + "/packed.o" + id).find("resumed"), std::string::npos);
+  EXPECT_EQ(ReadFile(cwd + "/packed.o" + JobLabel(std::stoull(id))).find("resumed"), std::string::npos);
 }
 
 // Restart files sent ahead of an offer that never came are removed once

@@ -741,7 +741,7 @@ TEST_F(RemoteFeelContext, EnvironmentWithQueueVariables) {
   options.env = {"FEEL_MULTI=line one\nline=two", "PATH=/feel/bin:" + SearchPath()};
   auto run = RunRemote({"-n", "--", "sh", "-c",
                         "printf '%s|%s|%s|%s\\n' \"$FEEL_MULTI\" \"$QUEUE\" \"$QUEUE_HOST\" \"$PATH\"; "
-                        "echo \"$QUEUE_JOBID\" | grep -Eqx '[0-9]+' && echo jobid-ok"},
+                        "echo \"$QUEUE_JOBID\" | grep -Eqx '[0-9]+[.][0-9]+' && echo jobid-ok"},
                        options);
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "line one\nline=two|i|" + Remote() + "|/feel/bin:" + SearchPath() + "\njobid-ok\n");
@@ -939,7 +939,7 @@ TEST_F(RemoteFeelQsh, BatchModePrintsTheJobId) {
   options.cwd = WorkDir();
   auto batch = RunCommand({BinDir() + "/qsh", "-r", Remote(), "true"}, options);
   EXPECT_EQ(batch.exit_code, 0) << batch.err;
-  EXPECT_TRUE(std::regex_match(batch.out, std::regex("[0-9]+\n"))) << batch.out;
+  EXPECT_TRUE(std::regex_match(batch.out, std::regex("[0-9]+[.][0-9]+\n"))) << batch.out;
 }
 
 }  // namespace

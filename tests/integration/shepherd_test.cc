@@ -113,7 +113,7 @@ class ShepherdTest : public ::testing::Test {
 
   wire::ShepherdStart BatchStart(std::vector<std::string> argv) {
     wire::ShepherdStart start;
-    start.job_id = 501;
+    start.job = {501, 1};
     start.exec_host = "127.0.0.1:1";
     start.allow_root = geteuid() == 0;  // the test's own uid runs the job, root included
     start.output_path = output_path_;

@@ -154,7 +154,7 @@ class StubMoveTest : public ::testing::Test {
     EXPECT_TRUE(submit) << Stderr();
     if (!submit) return nullptr;
     spec_ = submit->spec;
-    EXPECT_TRUE(daemon->Send(wire::SubmitReply{kJobId, kFirstHost, ""}));
+    EXPECT_TRUE(daemon->Send(wire::SubmitReply{{kJobId, 1}, kFirstHost, ""}));
     return daemon;
   }
 
@@ -250,7 +250,7 @@ TEST_F(StubMoveTest, MovedJobKeepsItsStubThroughTheNextShepherd) {
   asio::ip::tcp::socket stranger(io_);
   stranger.connect({asio::ip::make_address(spec_.stub_address), spec_.stub_port});
   std::this_thread::sleep_for(300ms);
-  ASSERT_TRUE(daemon->Send(wire::SubmitReply{kJobId, kSecondHost, ""}));
+  ASSERT_TRUE(daemon->Send(wire::SubmitReply{{kJobId, 1}, kSecondHost, ""}));
   EXPECT_TRUE(StubAlive()) << Stderr();
 
   auto second = ConnectShepherd();
@@ -284,7 +284,7 @@ TEST_F(StubMoveTest, MovedJobKeepsItsStubThroughTheNextShepherd) {
   ASSERT_TRUE(WIFEXITED(*exit)) << *exit;
   EXPECT_EQ(WEXITSTATUS(*exit), 7) << Stderr();
   EXPECT_EQ(Stdout(), "one\ntwo\n");
-  EXPECT_NE(Stderr().find("[queue: job 77 checkpointed on 127.0.0.1:1; it carries on elsewhere]"), std::string::npos)
+  EXPECT_NE(Stderr().find("[queue: job 77.1 checkpointed on 127.0.0.1:1; it carries on elsewhere]"), std::string::npos)
       << Stderr();
 }
 

@@ -32,7 +32,7 @@ namespace fs = std::filesystem;
 using wire::JobSpec;
 using wire::PtyMode;
 
-constexpr uint64_t kJobId = 77;
+constexpr const char* kJobId = "77.2";
 const char* const kHost = "testhost";
 
 JobSpec SpecFor(std::vector<std::string> argv) {
@@ -186,7 +186,7 @@ TEST(ExecLauncher, EnvironmentIsTheSpecsPlusQueueVariables) {
   Outcome outcome = RunToEnd(spec);
   unsetenv("EXEC_LAUNCHER_TEST_OWN_VARIABLE");
   std::vector<std::string> expected = {"FOO=bar baz", "PATH=/usr/bin:/bin", "QUEUE=i",
-                                       "QUEUE_HOST=testhost", "QUEUE_JOBID=77"};
+                                       "QUEUE_HOST=testhost", "QUEUE_JOBID=77.2"};
   EXPECT_EQ(SortedLines(outcome.out), expected);
 }
 
@@ -403,7 +403,7 @@ TEST(ExecLauncher, RefusesAUidItMayNotRunAs) {
     auto job = LaunchJob(spec, options);
     ASSERT_FALSE(job.ok());
     EXPECT_EQ(job.message(),
-              "queued: refusing to run job 77 as root on host testhost; the queue's profile "
+              "queued: refusing to run job 77.2 as root on host testhost; the queue's profile "
               "does not say allowroot.");
   } else {
     spec.uid = geteuid() + 1;

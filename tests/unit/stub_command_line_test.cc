@@ -156,17 +156,20 @@ TEST(StubQueueCommandLine, StatusAndJsonNeedNoCommand) {
 TEST(StubQueueCommandLine, OutputTakesAJobId) {
   Invocation inv = Queue({"--output", "12"});
   EXPECT_EQ(inv.verb, Verb::kOutput);
-  EXPECT_EQ(inv.output_id, 12U);
+  EXPECT_EQ(inv.output_id, (wire::JobId{12, 0}));
   EXPECT_TRUE(inv.command.empty());
-  EXPECT_EQ(Queue({"--output=7"}).output_id, 7U);
+  EXPECT_EQ(Queue({"--output=7"}).output_id, (wire::JobId{7, 0}));
+  // A job submitted on host 3 of the hosts file, asked about from any host.
+  EXPECT_EQ(Queue({"--output", "7.3"}).output_id, (wire::JobId{7, 3}));
   EXPECT_EQ(Queue({"--socket", "/tmp/q.sock", "--output", "3"}).socket_path, "/tmp/q.sock");
 }
 
 TEST(StubQueueCommandLine, OutputNeedsAGoodJobId) {
-  for (const char* bad : {"abc", "-5", "+5", " 5", "5x", "0x10", "18446744073709551616", ""})
-    EXPECT_TRUE(Contains(QueueError({"--output", bad}), "not a job id")) << bad;
-  EXPECT_EQ(Queue({"--output", "18446744073709551615"}).output_id, UINT64_MAX);
-  EXPECT_TRUE(Contains(QueueError({"--output", "0"}), "job ids start at 1"));
+  for (const char* bad : {"abc", "-5", "+5", " 5", "5x", "0x10", "18446744073709551616", "", "0", "5.", ".5",
+                          "5.0", "5.2.1", "5.-1", "5. 2", "5.4294967296"})
+    EXPECT_TRUE(Contains(QueueError({"--output", bad}), "is not a job id")) << bad;
+  EXPECT_EQ(Queue({"--output", "18446744073709551615"}).output_id.number, UINT64_MAX);
+  EXPECT_EQ(Queue({"--output", "1.4294967295"}).output_id.host, UINT32_MAX);
   EXPECT_FALSE(ParseQueueCommandLine({"--output"}).ok());
   // A second word is not silently taken for a command to run.
   EXPECT_TRUE(Contains(QueueError({"--output", "12", "13"}), "takes no command"));
@@ -182,8 +185,9 @@ TEST(StubQueueCommandLine, VerbsExcludeEachOther) {
 TEST(StubQueueCommandLine, CancelNeedsAGoodJobId) {
   Invocation inv = Queue({"--cancel", "9"});
   EXPECT_EQ(inv.verb, Verb::kCancel);
-  EXPECT_EQ(inv.cancel_id, 9U);
-  EXPECT_TRUE(Contains(QueueError({"--cancel", "0"}), "job ids start at 1"));
+  EXPECT_EQ(inv.cancel_id, (wire::JobId{9, 0}));
+  EXPECT_EQ(Queue({"--cancel", "9.2"}).cancel_id, (wire::JobId{9, 2}));
+  EXPECT_TRUE(Contains(QueueError({"--cancel", "0"}), "is not a job id"));
   EXPECT_TRUE(Contains(QueueError({"--cancel", "9", "--", "rm"}), "takes no command"));
 }
 

@@ -133,7 +133,7 @@ TEST(Messages, HelloNeedsMagic) {
 
 ShepherdStart SampleStart() {
   ShepherdStart s;
-  s.job_id = 77;
+  s.job = {77, 2};
   s.exec_host = "10.0.0.2:2222";
   s.profile_nice = 3;
   s.allow_root = true;
@@ -151,7 +151,7 @@ TEST(Messages, ShepherdStartRoundTripsARestore) {
   start.criu_path = "/usr/local/sbin/criu";
   auto decoded = DecodePayload<ShepherdStart>(EncodePayload(start));
   ASSERT_TRUE(decoded.ok()) << decoded.message();
-  EXPECT_EQ(decoded->job_id, start.job_id);
+  EXPECT_EQ(decoded->job, start.job);
   EXPECT_EQ(decoded->exec_host, start.exec_host);
   EXPECT_EQ(decoded->profile_nice, start.profile_nice);
   EXPECT_EQ(decoded->allow_root, start.allow_root);

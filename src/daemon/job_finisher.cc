@@ -251,21 +251,22 @@ void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk
 
 void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const CheckpointFiles& files,
                                bool in_place, std::function<void()> then) {
-  // Its files are being kept: an end sent again meanwhile waits for the ack.
-  if (!delivering_.insert(r.id).second) return;
   // The output so far stays here, one piece per run, and is put before the
-  // rest when the job ends. All of it is sealed and synced off the loop
-  // before `then`, which lets the execution host drop its copy.
+  // rest when the job ends. Renamed here, so that the job is queued again at
+  // once (it must not show as ended meanwhile); sealed and synced on the
+  // worker, ahead of any check of its bundle there, and before `then`, which
+  // lets the execution host drop its copy.
   KeepInput input{files.bundle,       files.bundle_seal, RestartBundle(r.id), PreviousBundle(r.id),
                   files.output,       files.output_seal, r.batch ? OutputPiece(r.id, r.restarts) : ""};
-  worker_.Run<Kept>([input = std::move(input)] { return KeepCheckpoint(input); },
-                    [this, r = std::move(r), from_host, in_place, then = std::move(then)](Kept kept) mutable {
-                      delivering_.erase(r.id);
-                      if (!kept.note.empty())
-                        std::cerr << "queued: job " << r.id << ": " << kept.note << "\n";
-                      AddNote(r.message, kept.note);
-                      Requeue(std::move(r), from_host, kept.bundle, in_place, std::move(then));
-                    });
+  Kept kept = MoveCheckpointFiles(input);
+  if (!kept.note.empty()) std::cerr << "queued: job " << r.id << ": " << kept.note << "\n";
+  AddNote(r.message, kept.note);
+  worker_.Run<std::string>([input, bundle = kept.bundle] { return SealCheckpointFiles(input, bundle); },
+                           [this, id = r.id, then = std::move(then)](const std::string& note) {
+                             if (!note.empty()) std::cerr << "queued: job " << id << ": " << note << "\n";
+                             ledger_.OnceOnDisk(then);  // the requeue, too
+                           });
+  Requeue(std::move(r), from_host, kept.bundle, in_place, [] {});
 }
 
 bool JobFinisher::RestartBundleChecked(const spool::JobRecord& record) const {

@@ -118,8 +118,8 @@ class JobFinisher {
     std::optional<spool::FileSeal> output_seal;
   };
   // The job stopped on `from_host` to go on elsewhere: keeps its files (the
-  // bundle as the kept one, the output moved into its piece), sealed, on the
-  // worker thread, and queues it; `then` runs once all that is on disk.
+  // bundle as the kept one, the output moved into its piece; sealed on the
+  // worker thread) and queues it; `then` runs once all that is on disk.
   // `in_place`: it checkpointed for its own sake and may restart anywhere.
   void Checkpointed(spool::JobRecord record, const std::string& from_host, const CheckpointFiles& files,
                     bool in_place, std::function<void()> then);
@@ -150,7 +150,7 @@ class JobFinisher {
   QueueTable& queues_;
   util::WorkerThread& worker_;
   std::string spool_dir_;
-  std::set<uint64_t> delivering_;  // output on its way home, or files being kept, on the worker thread
+  std::set<uint64_t> delivering_;  // output on its way home on the worker thread
   // Jobs whose kept bundle was checked: for which run, and the bundle's inode,
   // size and change time then. A placement tried again every heartbeat must
   // not hash a GiB each time, but one written to since is checked again.

@@ -27,50 +27,61 @@ Status Seal(const std::string& path, const std::optional<spool::FileSeal>& known
   return sealed.ok() ? Status::Ok() : Status(sealed.error());
 }
 
-// The new bundle, sealed, in the kept one's place; the kept one becomes the
-// previous one first, to fall back on should the new one be damaged later.
-Kept KeepBundle(const KeepInput& in) {
+// The new bundle in the kept one's place; the kept one becomes the previous
+// one first, to fall back on should the new one be damaged later.
+Kept MoveBundle(const KeepInput& in) {
   Kept kept;
-  if (Status sealed = Seal(in.bundle, in.bundle_seal); !sealed.ok()) {
-    // Unsealed, it could not be checked before use: it is not kept at all.
-    spool::RemoveSealed(in.bundle);
-    kept.note = "its new restart files could not be kept (" + sealed.message() + ")";
-    return kept;
-  }
   if (Exists(in.kept_bundle))
     if (Status moved = spool::RenameSealed(in.kept_bundle, in.previous_bundle); !moved.ok())
       kept.note = "its previous restart files could not be kept (" + moved.message() + ")";
+  // Unsealed until SealCheckpointFiles: a stale seal of the kept one goes.
   if (Status moved = spool::RenameSealed(in.bundle, in.kept_bundle); !moved.ok()) {
-    spool::RemoveSealed(in.bundle);
+    ::unlink(in.bundle.c_str());
     AddNote(kept.note, "its new restart files could not be kept (" + moved.message() + ")");
     return kept;
   }
   kept.bundle = true;
-  spool::SyncSealed(in.kept_bundle);
-  spool::SyncSealed(in.previous_bundle);
   return kept;
-}
-
-// This run's output, renamed (not copied: a GiB of it costs nothing here)
-// into its piece and sealed. Keeping it again (an end sent twice) replaces it.
-std::string KeepOutput(const KeepInput& in) {
-  std::string note;
-  if (!in.output.empty() && ::rename(in.output.c_str(), in.piece.c_str()) != 0 && errno != ENOENT)
-    note = "its output so far is lost: " + ErrnoText(errno);
-  if (!Exists(in.piece)) return note;
-  // A piece that cannot be sealed is still delivered, unchecked: better than lost.
-  if (Status sealed = Seal(in.piece, in.output_seal); !sealed.ok())
-    AddNote(note, "its output so far cannot be checked when it is delivered (" + sealed.message() + ")");
-  spool::SyncSealed(in.piece);
-  return note;
 }
 
 }  // namespace
 
-Kept KeepCheckpoint(const KeepInput& in) {
+Kept MoveCheckpointFiles(const KeepInput& in) {
   Kept kept;
-  if (!in.bundle.empty()) kept = KeepBundle(in);
-  if (!in.piece.empty()) AddNote(kept.note, KeepOutput(in));
+  if (!in.bundle.empty()) kept = MoveBundle(in);
+  // Renamed, not copied: a GiB of it costs nothing here. Keeping it again (an
+  // end sent twice) replaces the piece.
+  if (in.piece.empty() || in.output.empty()) return kept;
+  // Gone already (kept by an end sent before): the piece is there.
+  if (!Exists(in.output)) return kept;
+  if (Status moved = spool::RenameSealed(in.output, in.piece); !moved.ok())
+    AddNote(kept.note, "its output so far is lost (" + moved.message() + ")");
+  return kept;
+}
+
+std::string SealCheckpointFiles(const KeepInput& in, bool bundle_kept) {
+  std::string note;
+  if (bundle_kept) {
+    // Unsealed, it could not be checked before use: it is not kept at all.
+    if (Status sealed = Seal(in.kept_bundle, in.bundle_seal); !sealed.ok()) {
+      spool::RemoveSealed(in.kept_bundle);
+      note = "its new restart files are not kept (" + sealed.message() + ")";
+    }
+    spool::SyncSealed(in.kept_bundle);
+    spool::SyncSealed(in.previous_bundle);
+  }
+  if (!in.piece.empty() && Exists(in.piece)) {
+    // A piece that cannot be sealed is still delivered, unchecked: better than lost.
+    if (Status sealed = Seal(in.piece, in.output_seal); !sealed.ok())
+      AddNote(note, "its output so far cannot be checked when it is delivered (" + sealed.message() + ")");
+    spool::SyncSealed(in.piece);
+  }
+  return note;
+}
+
+Kept KeepCheckpoint(const KeepInput& in) {
+  Kept kept = MoveCheckpointFiles(in);
+  AddNote(kept.note, SealCheckpointFiles(in, kept.bundle));
   return kept;
 }
 

@@ -34,9 +34,16 @@ struct Kept {
   std::string note;     // what could not be done, for the job's record, or ""
 };
 
-// Keeps a checkpointed run's files: the kept bundle becomes the previous one
-// and the new bundle takes its place, the output goes into its piece, each
-// sealed, and all of it synced.
+// Keeps a checkpointed run's files, by renaming them (cheap, for the event
+// loop, so that the job is queued again at once): the kept bundle becomes the
+// previous one and the new bundle takes its place, the output goes into its
+// piece. Unsealed until SealCheckpointFiles.
+Kept MoveCheckpointFiles(const KeepInput& input);
+// Then, on the worker: seals them (hashing what the sender did not) and syncs
+// them. Returns what could not be done, or "". A bundle that cannot be sealed
+// is removed (unchecked, it must not be used); a piece is still delivered.
+std::string SealCheckpointFiles(const KeepInput& input, bool bundle_kept);
+// Both, one after the other.
 Kept KeepCheckpoint(const KeepInput& input);
 
 struct BundleChoice {

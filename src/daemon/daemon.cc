@@ -836,6 +836,12 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
                    WithdrawOffer(attempt->record_id, host, attempt->attempt);  // the host never saw an offer
                    return refused(sent.message(), false);
                  }
+                 // Hashed as it was read: damaged since it was checked, it goes
+                 // nowhere, and is checked again (and given up) on the next pass.
+                 if (!finisher_->SentAsKept(attempt->record_id, attempt->bundle, sent->size, sent->sha256)) {
+                   WithdrawOffer(attempt->record_id, host, attempt->attempt);
+                   return refused("its restart files changed on disk since they were checked", false);
+                 }
                  send(*sent);
                });
   };
@@ -972,6 +978,17 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
       FailRecord(record_id, "withdrawn: its stub went away while it waited to go on", spool::JobState::kCancelled);
       waiting_.erase(record_id);
       return;
+    }
+    // Its kept restart files are checked before they go anywhere (on the
+    // worker: a GiB takes seconds); it is taken again once they are.
+    if (!finisher_->RestartBundleChecked(r)) {
+      job.in_flight = true;
+      return finisher_->CheckRestartBundle(r, [this, record_id, generation = job.generation] {
+        auto found = waiting_.find(record_id);
+        if (found == waiting_.end() || found->second.generation != generation) return;
+        found->second.in_flight = false;
+        ScheduleWaitingPass();
+      });
     }
     options.offered_to = r.exec_host;
     options.attempt = r.restarts;

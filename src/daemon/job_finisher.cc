@@ -12,7 +12,9 @@
 
 #include "daemon/bundle_sender.h"
 #include "daemon/job_mail.h"
+#include "daemon/kept_files.h"
 #include "daemon/mailer.h"
+#include "spool/file_seal.h"
 #include "spool/output_file.h"
 #include "util/sha256.h"
 
@@ -29,6 +31,15 @@ std::string UserName(uint32_t uid) {
   char buffer[4096];
   if (getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found != nullptr) return entry.pw_name;
   return std::to_string(uid);
+}
+
+// What changes when a file is written to or replaced: its inode, size and
+// change time ("" when there is no file).
+std::string FileStamp(const std::string& path) {
+  struct stat info{};
+  if (::stat(path.c_str(), &info) != 0) return "";
+  return std::to_string(info.st_ino) + ":" + std::to_string(info.st_size) + ":" + std::to_string(info.st_ctim.tv_sec) +
+         "." + std::to_string(info.st_ctim.tv_nsec);
 }
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
@@ -84,6 +95,7 @@ struct OutputDelivery {
   bool remove_source = false;
   int fd = -1;                      // source, once opened there
   std::vector<std::string> pieces;  // the output of its runs before its checkpoints, in order
+  std::vector<std::string> labels;  // which run each piece is, for the user
   std::string whole_path;           // where pieces and fd are put together (a scratch file)
   std::string output_path;          // where its owner wants it ("" = nowhere)
   std::string held_path;            // where it is kept when output_path cannot be written
@@ -97,31 +109,41 @@ struct DeliveredOutput {
   int whole_fd = -1;    // the whole output (for the mail), to be closed by the caller
 };
 
+void AddNote(std::string& notes, const std::string& note) {
+  if (!note.empty()) notes += (notes.empty() ? "" : "; ") + note;
+}
+
 // The pieces kept from before its checkpoints, then this run's output, in one
 // scratch file, built afresh each time (a delivery done again after a crash
-// must not add to a half-done one). Returns its fd, or delivery.fd when it
-// cannot be made (that run's output at least goes home).
-int JoinOutput(const OutputDelivery& delivery, std::string& note) {
+// must not add to a half-done one). A piece that is damaged or missing is
+// said so in the output itself, where it would have been, and in `note`.
+// Returns its fd, or delivery.fd when it cannot be made (that run's output at
+// least goes home).
+int JoinOutput(const OutputDelivery& delivery, const std::vector<CheckedPiece>& pieces, std::string& note) {
   int whole = open(delivery.whole_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (whole < 0) {
-    note = "its output from before its checkpoints is lost: " + ErrnoText(errno);
+    AddNote(note, "its output from before its checkpoints is lost: " + ErrnoText(errno));
     return delivery.fd;
   }
-  for (const std::string& path : delivery.pieces) {
-    int piece = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (piece < 0) continue;  // gone since it was listed
-    if (auto appended = AppendFile(whole, piece); !appended.ok()) note = appended.message();
-    close(piece);
+  for (const CheckedPiece& piece : pieces) {
+    AddNote(note, piece.problem);
+    const std::string marker = piece.problem.empty() ? "" : "[queue: " + piece.problem + "]\n";
+    if (!marker.empty() && write(whole, marker.data(), marker.size()) != static_cast<ssize_t>(marker.size()))
+      AddNote(note, "cannot say so in its output: " + ErrnoText(errno));
+    if (!piece.include) continue;
+    int fd = open(piece.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+      AddNote(note, "its output kept in " + piece.path + " cannot be read: " + ErrnoText(errno));
+      continue;
+    }
+    if (auto appended = AppendFile(whole, fd); !appended.ok()) AddNote(note, appended.message());
+    close(fd);
   }
   if (delivery.fd >= 0) {
-    if (auto appended = AppendFile(whole, delivery.fd); !appended.ok()) note = appended.message();
+    if (auto appended = AppendFile(whole, delivery.fd); !appended.ok()) AddNote(note, appended.message());
     close(delivery.fd);
   }
   return whole;
-}
-
-void AddNote(std::string& notes, const std::string& note) {
-  if (!note.empty()) notes += (notes.empty() ? "" : "; ") + note;
 }
 
 // On the worker thread: puts this run's output after what came before, and
@@ -139,9 +161,11 @@ DeliveredOutput DeliverOutput(const OutputDelivery& in) {
   // pieces go first, else this run's own file.
   delivered.whole_fd = delivery.fd;
   std::string whole = delivery.fd >= 0 ? delivery.source : "";
-  if (!delivery.pieces.empty()) {
+  // Checked here, as they are used: each against the seal it was kept with.
+  const std::vector<CheckedPiece> pieces = CheckOutputPieces(delivery.pieces, delivery.labels);
+  if (!pieces.empty()) {
     std::string joined_note;
-    delivered.whole_fd = JoinOutput(delivery, joined_note);
+    delivered.whole_fd = JoinOutput(delivery, pieces, joined_note);
     if (delivered.whole_fd != delivery.fd) whole = delivery.whole_path;
     AddNote(delivered.note, joined_note);
   }
@@ -193,6 +217,8 @@ std::string JobFinisher::RestartBundle(uint64_t record_id) const {
   return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".qrb";
 }
 
+std::string JobFinisher::PreviousBundle(uint64_t record_id) const { return RestartBundle(record_id) + ".previous"; }
+
 std::string JobFinisher::PartialOutput(uint64_t record_id) const {
   return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".out";
 }
@@ -208,11 +234,12 @@ std::vector<std::string> JobFinisher::OutputPieces(const spool::JobRecord& recor
 }
 
 void JobFinisher::DiscardOriginFiles(uint64_t record_id) {
-  for (const std::string& path : {IncomingFile(record_id), IncomingBundle(record_id), RestartBundle(record_id)})
-    ::unlink(path.c_str());
+  checked_bundles_.erase(record_id);
+  for (const std::string& path : {IncomingFile(record_id), IncomingBundle(record_id)}) ::unlink(path.c_str());
+  for (const std::string& path : {RestartBundle(record_id), PreviousBundle(record_id)}) spool::RemoveSealed(path);
   auto record = ledger_.Get(record_id);
   if (!record.ok() || !record->has_value()) return;
-  for (const std::string& piece : OutputPieces(**record)) ::unlink(piece.c_str());
+  for (const std::string& piece : OutputPieces(**record)) spool::RemoveSealed(piece);
 }
 
 void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk) {
@@ -222,31 +249,64 @@ void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk
     std::cerr << "queued: job " << chunk.origin_job_id << ": " << stored.message() << "\n";
 }
 
-void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const std::string& bundle,
-                               const std::string& output, bool in_place, std::function<void()> then) {
-  if (!bundle.empty() && ::rename(bundle.c_str(), RestartBundle(r.id).c_str()) != 0)
-    std::cerr << "queued: job " << names_.Label(r) << ": cannot keep its restart files: " << ErrnoText(errno) << "\n";
+void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const CheckpointFiles& files,
+                               bool in_place, std::function<void()> then) {
   // The output so far stays here, one piece per run, and is put before the
-  // rest when the job ends. Renamed, not copied: a GiB of it costs nothing
-  // here, and keeping it again (an end sent twice, or a crash before the
-  // requeue was recorded, when only the piece is left) replaces the piece.
-  const std::string piece = OutputPiece(r.id, r.restarts);
-  if (r.batch && !output.empty() && ::rename(output.c_str(), piece.c_str()) != 0 && errno != ENOENT) {
-    std::cerr << "queued: job " << names_.Label(r) << ": cannot keep its output so far: " << ErrnoText(errno) << "\n";
-    r.message += (r.message.empty() ? "" : "; ") + std::string("its output so far is lost: ") + ErrnoText(errno);
-  }
-  // Synced off the loop before `then`, which lets the execution host drop its copy.
-  if (r.batch && ::access(piece.c_str(), F_OK) == 0) {
-    then = [this, piece, then = std::move(then)] {
-      worker_.Run<bool>(
-          [piece] {
-            SyncFile(piece);
-            return true;
-          },
-          [then](bool) { then(); });
-    };
-  }
-  Requeue(std::move(r), from_host, !bundle.empty(), in_place, std::move(then));
+  // rest when the job ends. Renamed here, so that the job is queued again at
+  // once (it must not show as ended meanwhile); sealed and synced on the
+  // worker, ahead of any check of its bundle there, and before `then`, which
+  // lets the execution host drop its copy.
+  KeepInput input{files.bundle,       files.bundle_seal, RestartBundle(r.id), PreviousBundle(r.id),
+                  files.output,       files.output_seal, r.batch ? OutputPiece(r.id, r.restarts) : ""};
+  Kept kept = MoveCheckpointFiles(input);
+  if (!kept.note.empty()) std::cerr << "queued: job " << names_.Label(r) << ": " << kept.note << "\n";
+  AddNote(r.message, kept.note);
+  worker_.Run<std::string>([input, bundle = kept.bundle] { return SealCheckpointFiles(input, bundle); },
+                           [this, id = r.id, then = std::move(then)](const std::string& note) {
+                             if (!note.empty()) std::cerr << "queued: job " << names_.LocalLabel(id) << ": " << note << "\n";
+                             ledger_.OnceOnDisk(then);  // the requeue, too
+                           });
+  Requeue(std::move(r), from_host, kept.bundle, in_place, [] {});
+}
+
+bool JobFinisher::RestartBundleChecked(const spool::JobRecord& record) const {
+  auto checked = checked_bundles_.find(record.id);
+  return checked != checked_bundles_.end() && checked->second.attempt == record.restarts &&
+         checked->second.stamp == FileStamp(RestartBundle(record.id));
+}
+
+// Checked once per run, not once per placement: a job may wait for a host for
+// hours, and each pass would hash its bundle again. A write to it after the
+// check changes its stamp (RestartBundleChecked), and what the stamp cannot
+// see is caught by SentAsKept as the bundle is sent to a peer.
+void JobFinisher::CheckRestartBundle(const spool::JobRecord& record, std::function<void()> then) {
+  const uint64_t id = record.id;
+  const uint32_t attempt = record.restarts;
+  worker_.Run<BundleChoice>(
+      [kept = RestartBundle(id), previous = PreviousBundle(id)] { return ChooseRestartBundle(kept, previous); },
+      [this, id, attempt, then = std::move(then)](BundleChoice choice) {
+        // Stamped after the check, which may have put the previous bundle in its place.
+        checked_bundles_[id] = CheckedBundle{attempt, FileStamp(RestartBundle(id))};
+        if (choice.checked_bad) NoteBundleChoice(id, attempt, choice);
+        then();
+      });
+}
+
+void JobFinisher::NoteBundleChoice(uint64_t record_id, uint32_t attempt, const BundleChoice& choice) {
+  std::cerr << "queued: job " << names_.LocalLabel(record_id) << ": " << choice.note << " (" << RestartBundle(record_id) << ")\n";
+  // Refused when the job moved on meanwhile (cancelled, say): nothing to tell then.
+  if (Status noted = ledger_.NoteRestartFiles(record_id, attempt, choice.note); !noted.ok())
+    std::cerr << "queued: " << noted.message() << "\n";
+}
+
+bool JobFinisher::SentAsKept(uint64_t record_id, const std::string& bundle, uint64_t size,
+                             const std::string& sha256) {
+  auto seal = spool::ReadSeal(bundle);
+  if (!seal.ok() || (seal->size == size && seal->sha256 == sha256)) return true;  // unsealed: nothing to check
+  std::cerr << "queued: job " << names_.LocalLabel(record_id) << ": its restart files " << bundle
+            << " changed on disk since they were checked; they are checked again\n";
+  checked_bundles_.erase(record_id);
+  return false;
 }
 
 void JobFinisher::Requeue(spool::JobRecord r, const std::string& from_host, bool wrote_bundle, bool in_place,
@@ -299,14 +359,19 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
                 << " arrived incomplete or damaged; waiting for them to be sent again\n";
       return;
     }
-    std::string output;
+    // Both arrived whole: what they are sealed with when kept.
+    CheckpointFiles files;
+    if (!ended.bundle_sha256.empty()) {
+      files.bundle = bundle;
+      files.bundle_seal = spool::FileSeal{ended.bundle_size, ended.bundle_sha256};
+    }
     if (r.batch && !ended.output_sha256.empty()) {
-      output = IncomingFile(r.id);
-      if (!incoming_.Matches(output, ended.output_size, ended.output_sha256)) return;
+      files.output = IncomingFile(r.id);
+      if (!incoming_.Matches(files.output, ended.output_size, ended.output_sha256)) return;
+      files.output_seal = spool::FileSeal{ended.output_size, ended.output_sha256};
     }
     r.message = ended.message;
-    return Checkpointed(r, peer, ended.bundle_sha256.empty() ? "" : bundle, output, ended.checkpoint_in_place,
-                        acknowledge);
+    return Checkpointed(r, peer, files, ended.checkpoint_in_place, acknowledge);
   }
   std::string incoming = IncomingFile(r.id);
   std::string source;
@@ -352,6 +417,9 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
 }
 
 void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const std::function<void()>& then) {
+  // Its end's message replaces the one it waited with: what was found wrong
+  // with its restart files on the way is said again here.
+  AddNote(r.message, r.restart_notes);
   AddNote(r.message, note);
   RunEnd end{r.state, r.wait_status, r.cpu_seconds, r.start_time, r.end_time, r.message};
   end.output_held = r.output_held;
@@ -373,9 +441,11 @@ void JobFinisher::RecordEnd(spool::JobRecord r, const std::string& note, const s
 
 void JobFinisher::FinishLocal(spool::JobRecord r) {
   if (r.checkpointed) {
-    std::string bundle = runner_.BundleFile(r.id);
-    return Checkpointed(r, r.exec_host, ::access(bundle.c_str(), F_OK) == 0 ? bundle : "",
-                        r.batch ? runner_.OutputFile(r.id) : "", r.checkpoint_in_place, [] {});
+    // Packed and written here: sealed by hashing them as they are kept.
+    CheckpointFiles files;
+    if (std::string bundle = runner_.BundleFile(r.id); ::access(bundle.c_str(), F_OK) == 0) files.bundle = bundle;
+    if (r.batch) files.output = runner_.OutputFile(r.id);
+    return Checkpointed(r, r.exec_host, files, r.checkpoint_in_place, [] {});
   }
   if (!r.batch || r.end_reported) return;
   if (WasLost(r)) return Lost(r, r.message);
@@ -439,12 +509,19 @@ void JobFinisher::DeliverThen(const spool::JobRecord& record, const std::string&
                               std::function<void(Delivered)> then) {
   auto spec = wire::DecodeStoredSpec(record.spec);
   if (!spec.ok()) return then(Delivered{spec.message(), ""});
-  std::vector<std::string> pieces = OutputPieces(record);
-  std::erase_if(pieces, [](const std::string& piece) { return ::access(piece.c_str(), F_OK) != 0; });
+  // Only the runs that kept a piece (or its seal, when the piece went since).
+  std::vector<std::string> pieces, labels;
+  const std::vector<std::string> all = OutputPieces(record);
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (::access(all[i].c_str(), F_OK) != 0 && ::access(spool::SealPath(all[i]).c_str(), F_OK) != 0) continue;
+    pieces.push_back(all[i]);
+    labels.push_back(i == 0 ? "its earlier runs" : "run " + std::to_string(i - 1));
+  }
   OutputDelivery delivery{source,
                           remove_source,
                           -1,
                           std::move(pieces),
+                          std::move(labels),
                           PartialOutput(record.id) + ".whole",
                           record.output_path,
                           HeldOutput(record.id),

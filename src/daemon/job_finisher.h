@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,7 +19,9 @@
 #include "daemon/job_ledger.h"
 #include "daemon/job_names.h"
 #include "daemon/job_runner.h"
+#include "daemon/kept_files.h"
 #include "daemon/queue_table.h"
+#include "spool/file_seal.h"
 #include "spool/job_store.h"
 #include "util/worker_thread.h"
 #include "wire/messages.h"
@@ -54,6 +58,19 @@ class JobFinisher {
   // The bundle a restarted job starts from, if it has one: the restart files of
   // its last checkpoint, kept at its submit host.
   std::string RestartBundle(uint64_t record_id) const;
+  // Whether the kept bundle of the waiting job `record` was checked for this
+  // run already, and has not been written to since (a stat, no hashing).
+  // When not, CheckRestartBundle must come before it is used.
+  bool RestartBundleChecked(const spool::JobRecord& record) const;
+  // Checks the kept bundle against its seal on the worker thread (a GiB takes
+  // seconds); a damaged one gives way to the previous bundle, or to a fresh
+  // start, and the job's record and the log say which. Calls `then` on the
+  // loop once the bundle at RestartBundle is the one to use (or there is none).
+  void CheckRestartBundle(const spool::JobRecord& record, std::function<void()> then);
+  // Whether a bundle just sent (`size`, `sha256`, hashed as it was read) is
+  // still the one that was checked; when not, it changed on disk since, and is
+  // checked again before the next placement.
+  bool SentAsKept(uint64_t record_id, const std::string& bundle, uint64_t size, const std::string& sha256);
 
   // A piece of the output of a job this host placed on `peer`.
   void OnOutput(const std::string& peer, const wire::JobOutput& output);
@@ -84,6 +101,8 @@ class JobFinisher {
  private:
   std::string IncomingFile(uint64_t record_id) const;
   std::string IncomingBundle(uint64_t record_id) const;
+  // The bundle kept before RestartBundle, to fall back on should that one be damaged.
+  std::string PreviousBundle(uint64_t record_id) const;
   std::string PartialOutput(uint64_t record_id) const;
   // The output of run `attempt` of a batch job, kept from its checkpoint until
   // the job ends: one file per run, so that keeping it again (an end sent twice,
@@ -91,12 +110,23 @@ class JobFinisher {
   std::string OutputPiece(uint64_t record_id, uint32_t attempt) const;
   // Every piece the job may have, in order (some may not exist).
   std::vector<std::string> OutputPieces(const spool::JobRecord& record) const;
-  // The job stopped on `from_host` to go on elsewhere: keeps its new restart
-  // files (`bundle`, "" when it wrote none) and its output so far (the file at
-  // `output`, moved into its piece), and queues it; `then` runs once all that
-  // is on disk. `in_place`: it checkpointed for its own sake and may restart anywhere.
-  void Checkpointed(spool::JobRecord record, const std::string& from_host, const std::string& bundle,
-                    const std::string& output, bool in_place, std::function<void()> then);
+  // What a checkpointed run left: its new restart files ("" when it wrote
+  // none) and its output so far ("" when none came), with their seals when a
+  // peer sent them (unknown ones are hashed when they are kept).
+  struct CheckpointFiles {
+    std::string bundle;
+    std::optional<spool::FileSeal> bundle_seal;
+    std::string output;
+    std::optional<spool::FileSeal> output_seal;
+  };
+  // The job stopped on `from_host` to go on elsewhere: keeps its files (the
+  // bundle as the kept one, the output moved into its piece; sealed on the
+  // worker thread) and queues it; `then` runs once all that is on disk.
+  // `in_place`: it checkpointed for its own sake and may restart anywhere.
+  void Checkpointed(spool::JobRecord record, const std::string& from_host, const CheckpointFiles& files,
+                    bool in_place, std::function<void()> then);
+  // Records what the check of a waiting job's kept bundle found.
+  void NoteBundleChoice(uint64_t record_id, uint32_t attempt, const BundleChoice& choice);
   void Requeue(spool::JobRecord record, const std::string& from_host, bool wrote_bundle, bool in_place,
                std::function<void()> then);
   struct Delivered {
@@ -124,6 +154,14 @@ class JobFinisher {
   util::WorkerThread& worker_;
   std::string spool_dir_;
   std::set<uint64_t> delivering_;  // output on its way home on the worker thread
+  // Jobs whose kept bundle was checked: for which run, and the bundle's inode,
+  // size and change time then. A placement tried again every heartbeat must
+  // not hash a GiB each time, but one written to since is checked again.
+  struct CheckedBundle {
+    uint32_t attempt = 0;
+    std::string stamp;
+  };
+  std::map<uint64_t, CheckedBundle> checked_bundles_;
   IncomingFiles incoming_;  // outputs and restart bundles coming home
   std::function<void(uint64_t, const std::string&)> on_requeue_;
   std::function<void(const spool::JobRecord&)> on_closed_;

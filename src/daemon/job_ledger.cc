@@ -115,6 +115,16 @@ Status JobLedger::NoteCancelRequested(uint64_t id) {
   return Write(*r, "was cancelled");
 }
 
+Status JobLedger::NoteRestartFiles(uint64_t id, uint32_t attempt, const std::string& note) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, attempt, "note the restart files of");
+  if (!r.ok()) return r.error();
+  // In its message for now, and in its notes for its end's message, which
+  // replaces this one.
+  r->message += (r->message.empty() ? "" : "; ") + note;
+  r->restart_notes += (r->restart_notes.empty() ? "" : "; ") + note;
+  return Write(*r, "had its restart files checked");
+}
+
 Status JobLedger::Requeue(uint64_t id, uint32_t attempt, const std::string& message) {
   // From OFFERED too: an offer whose host died unanswered may have run there.
   auto r = Expect(id, {JobPhase::kOffered, JobPhase::kRunning, JobPhase::kEnded}, attempt, "requeue");

@@ -24,6 +24,7 @@
 //    Requeue(checkpoint, lost + restart) ─► WAITING (attempt + 1)
 //    EndWaiting(no host ever, cancel, stub gone) ─► CLOSED (failed|cancelled)
 //    OutputDelivered: a held output reached its file (CLOSED ─► CLOSED)
+//    NoteRestartFiles: its kept restart files were checked (WAITING ─► WAITING)
 //    Expire(--keep-finished) removes CLOSED records
 //
 // A run is named by its attempt (`restarts`): a transition about a run that is
@@ -100,6 +101,10 @@ class JobLedger {
   Status EndWaiting(uint64_t id, spool::JobState final_state, const std::string& why, int64_t now);
   // RUNNING: its owner cancelled it; kept should it come back from a checkpoint.
   Status NoteCancelRequested(uint64_t id);
+  // WAITING|OFFERED run `attempt`: what the check of its kept restart files
+  // found before they were used (a damaged bundle, and what it starts from
+  // instead), added to its message and its restart notes for its owner to see.
+  Status NoteRestartFiles(uint64_t id, uint32_t attempt, const std::string& note);
   // RUNNING|ENDED run `attempt` ─► WAITING, attempt + 1 (a checkpoint, or a
   // lost run of a job that restarts), with `message` saying why.
   Status Requeue(uint64_t id, uint32_t attempt, const std::string& message);

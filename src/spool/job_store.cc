@@ -25,7 +25,7 @@ namespace {
 constexpr int64_t kApplicationId = 0x51554555;
 // Bump when the schema changes, and add the step that upgrades older files to
 // kSchemaSteps.
-constexpr int64_t kSchemaVersion = 5;
+constexpr int64_t kSchemaVersion = 6;
 // Someone inspecting the file with the sqlite3 shell may hold a lock briefly.
 constexpr int kBusyTimeoutMs = 5000;
 // After a burst, shrink the WAL back to this size at the next checkpoint.
@@ -89,15 +89,20 @@ ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
     R"sql(
 ALTER TABLE jobs ADD COLUMN output_held TEXT NOT NULL DEFAULT '';
 )sql",
+    // 5 -> 6: what the checks of a job's kept restart files found across its
+    // runs (a damaged bundle, and what it went on from instead).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN restart_notes TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
-// Every query reads the record's columns in this order: id first, then the 25
+// Every query reads the record's columns in this order: id first, then the 26
 // fields of JobRecord as declared (see ReadRecord).
 constexpr std::string_view kSelectColumns =
     "SELECT id, origin_host, origin_id, uid, gid, queue, job_name, state, spec, exec_host, "
     "submit_time, start_time, end_time, wait_status, cpu_seconds, shepherd_pid, "
     "shepherd_start_time, message, batch, output_path, restarts, end_reported, checkpointed, checkpoint_in_place, "
-    "cancel_requested, output_held FROM jobs ";
+    "cancel_requested, output_held, restart_notes FROM jobs ";
 
 // A finished statement must be reset so it releases its read snapshot and can be
 // reused; doing it on scope exit covers every early return.
@@ -154,7 +159,7 @@ void BindRecordFields(Binder& bind, const JobRecord& r) {
   bind.Int(r.wait_status).Real(r.cpu_seconds).Int(r.shepherd_pid);
   bind.Int(r.shepherd_start_time).Text(r.message);
   bind.Int(r.batch).Text(r.output_path).Int(r.restarts).Int(r.end_reported).Int(r.checkpointed).Int(r.checkpoint_in_place);
-  bind.Int(r.cancel_requested).Text(r.output_held);
+  bind.Int(r.cancel_requested).Text(r.output_held).Text(r.restart_notes);
 }
 
 std::string ColumnBytes(sqlite3_stmt* stmt, int column) {
@@ -200,6 +205,7 @@ Result<JobRecord> ReadRecord(sqlite3_stmt* stmt, const std::string& path) {
   r.checkpoint_in_place = integer(23) != 0;
   r.cancel_requested = integer(24) != 0;
   r.output_held = ColumnBytes(stmt, 25);
+  r.restart_notes = ColumnBytes(stmt, 26);
   return r;
 }
 
@@ -305,9 +311,10 @@ struct JobStore::Statements {
         return "INSERT INTO jobs (origin_host, origin_id, uid, gid, queue, job_name, state, "
                "spec, exec_host, submit_time, start_time, end_time, wait_status, "
                "cpu_seconds, shepherd_pid, shepherd_start_time, message, batch, "
-               "output_path, restarts, end_reported, checkpointed, checkpoint_in_place, cancel_requested, output_held) "
+               "output_path, restarts, end_reported, checkpointed, checkpoint_in_place, cancel_requested, output_held, "
+               "restart_notes) "
                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-               "?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+               "?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)";
       case kUpdate:
         return "UPDATE jobs SET origin_host = ?1, origin_id = ?2, uid = ?3, gid = ?4, "
                "queue = ?5, job_name = ?6, state = ?7, spec = ?8, exec_host = ?9, "
@@ -315,7 +322,7 @@ struct JobStore::Statements {
                "cpu_seconds = ?14, shepherd_pid = ?15, shepherd_start_time = ?16, "
                "message = ?17, batch = ?18, output_path = ?19, restarts = ?20, "
                "end_reported = ?21, checkpointed = ?22, checkpoint_in_place = ?23, cancel_requested = ?24, "
-               "output_held = ?25 WHERE id = ?26";
+               "output_held = ?25, restart_notes = ?26 WHERE id = ?27";
       case kSelectById:
         return select + "WHERE id = ?1";
       case kFindByOrigin:

@@ -69,6 +69,9 @@ struct JobRecord {
   // owner asked ("" when it was, or is not due yet); the spool holds it and
   // delivery is tried again.
   std::string output_held;
+  // Submit side: what the checks of its kept restart files found, across its
+  // runs ("" when nothing was wrong); its end's message carries them.
+  std::string restart_notes;
 
   bool operator==(const JobRecord&) const = default;
 };

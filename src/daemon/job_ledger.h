@@ -100,6 +100,9 @@ class JobLedger {
   Status EndWaiting(uint64_t id, spool::JobState final_state, const std::string& why, int64_t now);
   // RUNNING: its owner cancelled it; kept should it come back from a checkpoint.
   Status NoteCancelRequested(uint64_t id);
+  // WAITING|OFFERED run `attempt`: what holds it up now (a restart-file
+  // transfer that stalled, say), shown with the job. The phase stays.
+  Status NoteWhileWaiting(uint64_t id, uint32_t attempt, const std::string& message);
   // RUNNING|ENDED run `attempt` ─► WAITING, attempt + 1 (a checkpoint, or a
   // lost run of a job that restarts), with `message` saying why.
   Status Requeue(uint64_t id, uint32_t attempt, const std::string& message);

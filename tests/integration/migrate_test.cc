@@ -456,6 +456,49 @@ std::string HalfGibCheckpointer(const std::string& ready) {
 }
 const std::string kHalfGibProfile = kCheckpointing + "restartflagpos last\nrestartfile big.restart\n";
 
+// Fault 9: a link that stops carrying a restart-file transfer (here its
+// receiving daemon is stopped, which TCP sees as it sees a cut link: open and
+// silent) is said in the sender's log after a short stall, with the job, the
+// host and the bytes so far, and again when it moves; the job then goes on.
+TEST_F(MigrateTest, AStalledRestartFileTransferIsSaidAndSoIsItsResumption) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kHalfGibProfile});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  auto submitted = cluster->Queue(
+      0, {"-r", "-h", cluster->entry(1), "-j", "big", "--", "sh", "-c", HalfGibCheckpointer("echo ready"), "sh"},
+      {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  uint64_t id = std::stoull(submitted.out);
+  // Host 1's first record holds it; its trap is set once it says so.
+  const std::string running_output = cluster->spool(1) + "/.queued/output/1.out";
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(running_output) == "ready\n"; }, 30s)) << cluster->log(1);
+  auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(0)});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  // Once it writes its restart file, the submit host stops reading: the
+  // transfer home that follows the packing stalls.
+  const std::string restart_file = cwd + "/big.restart";
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(restart_file); }, 30s)) << cluster->log(1);
+  cluster->SignalDaemon(0, SIGSTOP);
+  const std::string stalled = "job " + std::to_string(id) + " of " + cluster->entry(0) +
+                              ": its restart files and end stalled on the way to " + cluster->entry(0) + " at ";
+  bool said = WaitUntil([&] { return cluster->log(1).find(stalled) != std::string::npos; }, 60s);
+  cluster->SignalDaemon(0, SIGCONT);
+  ASSERT_TRUE(said) << cluster->log(1);
+  std::string log = cluster->log(1);
+  EXPECT_EQ(log.find(stalled), log.rfind(stalled)) << "said more than once:\n" << log;
+  EXPECT_TRUE(WaitUntil(
+      [&] { return cluster->log(1).find("its restart files and end are moving to " + cluster->entry(0) + " again") !=
+                   std::string::npos; },
+      30s))
+      << cluster->log(1);
+  // And the job goes on, from the whole of its restart file.
+  const std::string output_file = cwd + "/big.o" + std::to_string(id);
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(output_file).find("resumed with 536870912 bytes") != std::string::npos; },
+                        120s))
+      << ReadFile(output_file) << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
+}
+
 // Cancelled in the time its restart files take to pack (half a GiB), when its
 // shepherd is gone: it is cancelled on its way home, and does not go on.
 TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {

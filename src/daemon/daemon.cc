@@ -838,7 +838,7 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
               TellOfTransfer(*attempt, "its restart files did not reach " + host + " (" + sent.message() + ") after " +
                                            std::to_string((*stalled_at)->bytes) + " of " +
                                            std::to_string((*stalled_at)->size) +
-                                           " bytes; the job waits here to be offered again");
+                                           " bytes; the job is offered to another host, or waits here for one");
             WithdrawOffer(attempt->record_id, host, attempt->attempt);  // the host never saw an offer
             return refused(sent.message(), false);
           }

@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <utility>
+
 namespace queue::daemon {
 
 namespace {
@@ -25,7 +28,8 @@ const std::string& EmptyDigest() {
 }
 
 struct BundleStream : std::enable_shared_from_this<BundleStream> {
-  BundleStream(asio::io_context& io, std::shared_ptr<PeerLink> peer) : timer(io), link(std::move(peer)) {}
+  BundleStream(asio::io_context& io, std::shared_ptr<PeerLink> peer)
+      : timer(io), link(std::move(peer)), watch(kTransferStallAfter, StallWatch::Clock::now()) {}
   ~BundleStream() {
     if (file.fd >= 0) close(file.fd);
   }
@@ -35,7 +39,13 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
     auto send = [this](uint64_t offset, std::string bytes) {
       link->SendBundleChunk(wire::BundleChunk{origin_host, origin_id, attempt, offset, std::move(bytes)});
     };
-    switch (SendChunks(file, *link, send)) {
+    ChunkPace pace = SendChunks(file, *link, send);
+    // Bytes out of the link's queue: while the peer reads nothing, neither
+    // the file's offset nor this moves.
+    uint64_t moved = file.offset - std::min<uint64_t>(file.offset, link->pending_bytes());
+    if (auto change = watch.Observe(moved, StallWatch::Clock::now()); change != StallWatch::Change::kNone && on_stall)
+      on_stall(BundleProgress{change, moved, size});
+    switch (pace) {
       case ChunkPace::kEnd: return done(SentBundle{file.offset, file.digest.Final()});
       case ChunkPace::kReadError: return done(Fail("cannot read the restart bundle: " + ErrnoText(errno)));
       case ChunkPace::kLinkFull:
@@ -53,10 +63,24 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
   uint64_t origin_id = 0;
   uint32_t attempt = 0;
   OutgoingFile file;
+  uint64_t size = 0;
+  StallWatch watch;
   std::function<void(Result<SentBundle>)> done;
+  std::function<void(const BundleProgress&)> on_stall;
 };
 
 }  // namespace
+
+StallWatch::Change StallWatch::Observe(uint64_t bytes_moved, Clock::time_point now) {
+  if (bytes_moved > bytes_) {
+    bytes_ = bytes_moved;
+    moved_at_ = now;
+    return std::exchange(stalled_, false) ? Change::kResumed : Change::kNone;
+  }
+  if (stalled_ || now - moved_at_ < stall_after_) return Change::kNone;
+  stalled_ = true;
+  return Change::kStalled;
+}
 
 ChunkPace SendChunks(OutgoingFile& file, const PeerLink& link,
                      const std::function<void(uint64_t offset, std::string bytes)>& send) {
@@ -76,8 +100,10 @@ ChunkPace SendChunks(OutgoingFile& file, const PeerLink& link,
 }
 
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
-                uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done) {
+                uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done,
+                std::function<void(const BundleProgress&)> on_stall) {
   auto stream = std::make_shared<BundleStream>(io, std::move(link));
+  stream->on_stall = std::move(on_stall);
   stream->origin_host = std::move(origin_host);
   stream->origin_id = origin_id;
   stream->attempt = attempt;
@@ -85,6 +111,8 @@ void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::strin
   stream->file.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (stream->file.fd < 0)
     return stream->done(Fail("cannot open the restart bundle " + path + ": " + ErrnoText(errno)));
+  struct stat info{};
+  if (fstat(stream->file.fd, &info) == 0) stream->size = static_cast<uint64_t>(info.st_size);
   stream->Continue();
 }
 

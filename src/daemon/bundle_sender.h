@@ -36,15 +36,54 @@ enum class ChunkPace { kEnd, kLinkFull, kReadError };
 ChunkPace SendChunks(OutgoingFile& file, const PeerLink& link,
                      const std::function<void(uint64_t offset, std::string bytes)>& send);
 
+// How long a transfer may move no byte before whoever waits on it is told:
+// a link cut (not a crash) leaves the connection open and silent until TCP
+// gives up, minutes later.
+constexpr std::chrono::seconds kTransferStallAfter{10};
+
+// Watches one transfer for a stall. It is given the bytes moved so far and the
+// time; it says kStalled once, when no byte has moved for `stall_after`, and
+// kResumed once bytes move again. Pure: no clock or I/O of its own.
+class StallWatch {
+ public:
+  using Clock = std::chrono::steady_clock;
+  enum class Change { kNone, kStalled, kResumed };
+
+  StallWatch(Clock::duration stall_after, Clock::time_point now) : stall_after_(stall_after), moved_at_(now) {}
+
+  Change Observe(uint64_t bytes_moved, Clock::time_point now);
+  bool stalled() const { return stalled_; }
+  uint64_t bytes() const { return bytes_; }
+  // How long since a byte last moved.
+  Clock::duration idle(Clock::time_point now) const { return now - moved_at_; }
+
+ private:
+  Clock::duration stall_after_;
+  Clock::time_point moved_at_;
+  uint64_t bytes_ = 0;
+  bool stalled_ = false;
+};
+
 struct SentBundle {
   uint64_t size = 0;
   std::string sha256;  // 32 raw bytes
 };
 
+// What a bundle's sender hears of a stall: kStalled or kResumed, with the bytes
+// sent so far and the bundle's size.
+struct BundleProgress {
+  StallWatch::Change change = StallWatch::Change::kNone;
+  uint64_t bytes = 0;
+  uint64_t size = 0;
+};
+
 // Calls `done` once: with the bundle's size and digest when every chunk is
 // queued on the link, or an error (the file cannot be read, the link dropped).
+// `on_stall`, if given, hears when no byte has left for kTransferStallAfter,
+// and when bytes leave again.
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
-                uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done);
+                uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done,
+                std::function<void(const BundleProgress&)> on_stall = nullptr);
 
 // The receiving side: files arriving in chunks, each kept open and hashed
 // while it grows. A daemon restarted in the middle of a transfer knows nothing

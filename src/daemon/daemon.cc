@@ -223,6 +223,9 @@ class DaemonImpl {
   // The job is still waiting, in the same run: a cancel or a restart may have
   // come while its placement was under way.
   bool StillWaiting(const PlacementAttempt& attempt);
+  // A restart-file transfer to `host` stalled, moves again, or was given up:
+  // said in the log, to an interactive job's stub, and in a batch job's record.
+  void TellOfTransfer(const PlacementAttempt& attempt, const std::string& text);
   void ScheduleWaitingPass();
   void TakeWaiting(uint64_t record_id);
   void OnWaitingOutcome(uint64_t record_id, uint64_t generation, const std::string& key,
@@ -830,20 +833,39 @@ void DaemonImpl::TryNextHost(const std::shared_ptr<PlacementAttempt>& attempt, P
   // Restart files go first, so that the host has them when it takes the job.
   auto ship = [this, attempt, send, refused, host, link = link->second] {
     if (attempt->bundle.empty()) return send(SentBundle{});
-    SendBundle(io_, link, self_.entry, attempt->record_id, attempt->attempt, attempt->bundle,
-               [this, attempt, send, refused, host](Result<SentBundle> sent) {
-                 if (!sent.ok()) {
-                   WithdrawOffer(attempt->record_id, host, attempt->attempt);  // the host never saw an offer
-                   return refused(sent.message(), false);
-                 }
-                 // Hashed as it was read: damaged since it was checked, it goes
-                 // nowhere, and is checked again (and given up) on the next pass.
-                 if (!finisher_->SentAsKept(attempt->record_id, attempt->bundle, sent->size, sent->sha256)) {
-                   WithdrawOffer(attempt->record_id, host, attempt->attempt);
-                   return refused("its restart files changed on disk since they were checked", false);
-                 }
-                 send(*sent);
-               });
+    // Bytes sent when the transfer last stalled, if it is stalled now.
+    auto stalled_at = std::make_shared<std::optional<BundleProgress>>();
+    SendBundle(
+        io_, link, self_.entry, attempt->record_id, attempt->attempt, attempt->bundle,
+        [this, attempt, send, refused, host, stalled_at](Result<SentBundle> sent) {
+          if (!sent.ok()) {
+            if (*stalled_at)
+              TellOfTransfer(*attempt, "its restart files did not reach " + host + " (" + sent.message() + ") after " +
+                                           std::to_string((*stalled_at)->bytes) + " of " +
+                                           std::to_string((*stalled_at)->size) +
+                                           " bytes; the job is offered to another host, or waits here for one");
+            WithdrawOffer(attempt->record_id, host, attempt->attempt);  // the host never saw an offer
+            return refused(sent.message(), false);
+          }
+          // Hashed as it was read: damaged since it was checked, it goes
+          // nowhere, and is checked again (and given up) on the next pass.
+          if (!finisher_->SentAsKept(attempt->record_id, attempt->bundle, sent->size, sent->sha256)) {
+            WithdrawOffer(attempt->record_id, host, attempt->attempt);
+            return refused("its restart files changed on disk since they were checked", false);
+          }
+          send(*sent);
+        },
+        [this, attempt, host, stalled_at](const BundleProgress& progress) {
+          const std::string sent = std::to_string(progress.bytes) + " of " + std::to_string(progress.size) + " bytes";
+          if (progress.change == StallWatch::Change::kStalled) {
+            *stalled_at = progress;
+            return TellOfTransfer(*attempt, "its restart files stalled on the way to " + host + " at " + sent +
+                                                ": nothing moved for " + std::to_string(kTransferStallAfter.count()) +
+                                                " s (the link may be cut); the transfer waits for the link");
+          }
+          stalled_at->reset();
+          TellOfTransfer(*attempt, "its restart files are moving to " + host + " again (" + sent + " sent)");
+        });
   };
   if (!batch) return ship();
   // Two-phase hand-off: the spool says where the job was offered before the
@@ -860,6 +882,20 @@ bool DaemonImpl::StillWaiting(const PlacementAttempt& attempt) {
   auto record = ledger_->Get(attempt.record_id);
   return record.ok() && record->has_value() && (*record)->state == spool::JobState::kWaiting &&
          (*record)->restarts == attempt.attempt;
+}
+
+void DaemonImpl::TellOfTransfer(const PlacementAttempt& attempt, const std::string& text) {
+  std::cerr << "queued: job " << names_.LocalLabel(attempt.record_id) << ": " << text << "\n";
+  if (!attempt.spec.batch) {
+    if (auto stub = stubs_.find(attempt.record_id); stub != stubs_.end())
+      if (auto client = stub->second.lock())
+        client->Send(wire::SubmitReply{{attempt.record_id, names_.SelfNumber()}, "", text});
+    return;
+  }
+  // A job that moved on meanwhile (cancelled, placed, lost) is not noted.
+  if (!StillWaiting(attempt)) return;
+  if (Status noted = ledger_->NoteWhileWaiting(attempt.record_id, attempt.attempt, text); !noted.ok())
+    std::cerr << "queued: " << noted.message() << "\n";
 }
 
 // A job cancelled, ended, queued again or offered elsewhere meanwhile has no

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "daemon/bundle_sender.h"
@@ -22,6 +23,7 @@ struct EndReporter::Transfer {
   spool::JobRecord record;
   OutgoingFile output;  // fd -1 when no output travels
   OutgoingFile bundle;  // a checkpointed job's restart files; fd -1 when none travel
+  StallWatch watch{kTransferStallAfter, StallWatch::Clock::now()};
   ~Transfer() {
     if (output.fd >= 0) close(output.fd);
     if (bundle.fd >= 0) close(bundle.fd);
@@ -120,20 +122,48 @@ void EndReporter::Pump() {
 bool EndReporter::Continue(Transfer& transfer) {
   const auto& [peer, origin_id, attempt] = transfer.key;
   auto link = links_(peer);
-  if (!link || !link->connected()) return true;  // dropped; sent again on Resume()
+  if (!link || !link->connected()) {  // dropped; sent again on Resume()
+    if (transfer.watch.stalled())
+      std::cerr << "queued: job " << origin_id << " of " << peer << ": the link dropped after "
+                << transfer.watch.bytes() << " bytes of its end had gone; all of it goes again once the link is back\n";
+    return true;
+  }
+  // A link cut leaves the connection open and silent: whoever reads the log
+  // learns of it here, not when TCP gives up minutes later.
+  auto watched = [&] {
+    uint64_t queued = transfer.bundle.offset + transfer.output.offset;
+    uint64_t moved = queued - std::min<uint64_t>(queued, link->pending_bytes());
+    const char* what = transfer.bundle.fd >= 0 ? "restart files and end" : "output and end";
+    switch (transfer.watch.Observe(moved, StallWatch::Clock::now())) {
+      case StallWatch::Change::kNone: break;
+      case StallWatch::Change::kStalled:
+        std::cerr << "queued: job " << origin_id << " of " << peer << ": its " << what << " stalled on the way to "
+                  << peer << " at " << moved << " bytes: nothing moved for " << kTransferStallAfter.count()
+                  << " s (the link may be cut); the transfer waits for the link, and the job waits here\n";
+        break;
+      case StallWatch::Change::kResumed:
+        std::cerr << "queued: job " << origin_id << " of " << peer << ": its " << what << " are moving to " << peer
+                  << " again (" << moved << " bytes sent)\n";
+        break;
+    }
+  };
   // A file that cannot be read is sent as far as it could be; the size and
   // digest that follow say so, and the submit host waits for a resend.
   if (transfer.bundle.fd >= 0) {
     auto send = [&](uint64_t offset, std::string bytes) {
       link->SendBundleChunk(wire::BundleChunk{peer, origin_id, attempt, offset, std::move(bytes)});
     };
-    if (SendChunks(transfer.bundle, *link, send) == ChunkPace::kLinkFull) return false;
+    bool full = SendChunks(transfer.bundle, *link, send) == ChunkPace::kLinkFull;
+    watched();
+    if (full) return false;
   }
   if (transfer.output.fd >= 0) {
     auto send = [&](uint64_t offset, std::string bytes) {
       link->SendJobOutput(wire::JobOutput{origin_id, attempt, offset, std::move(bytes)});
     };
-    if (SendChunks(transfer.output, *link, send) == ChunkPace::kLinkFull) return false;
+    bool full = SendChunks(transfer.output, *link, send) == ChunkPace::kLinkFull;
+    watched();
+    if (full) return false;
   }
   const spool::JobRecord& r = transfer.record;
   wire::JobEnded ended;

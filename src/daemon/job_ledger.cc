@@ -125,6 +125,13 @@ Status JobLedger::NoteRestartFiles(uint64_t id, uint32_t attempt, const std::str
   return Write(*r, "had its restart files checked");
 }
 
+Status JobLedger::NoteWhileWaiting(uint64_t id, uint32_t attempt, const std::string& message) {
+  auto r = Expect(id, {JobPhase::kWaiting, JobPhase::kOffered}, attempt, "note why it waits");
+  if (!r.ok()) return r.error();
+  r->message = message;
+  return Write(*r, "noted why it waits");
+}
+
 Status JobLedger::Requeue(uint64_t id, uint32_t attempt, const std::string& message) {
   // From OFFERED too: an offer whose host died unanswered may have run there.
   auto r = Expect(id, {JobPhase::kOffered, JobPhase::kRunning, JobPhase::kEnded}, attempt, "requeue");

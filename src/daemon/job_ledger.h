@@ -105,6 +105,10 @@ class JobLedger {
   // found before they were used (a damaged bundle, and what it starts from
   // instead), added to its message and its restart notes for its owner to see.
   Status NoteRestartFiles(uint64_t id, uint32_t attempt, const std::string& note);
+
+  // WAITING|OFFERED run `attempt`: what holds it up now (a restart-file
+  // transfer that stalled, say), shown with the job. The phase stays.
+  Status NoteWhileWaiting(uint64_t id, uint32_t attempt, const std::string& message);
   // RUNNING|ENDED run `attempt` ─► WAITING, attempt + 1 (a checkpoint, or a
   // lost run of a job that restarts), with `message` saying why.
   Status Requeue(uint64_t id, uint32_t attempt, const std::string& message);

@@ -129,6 +129,31 @@ bool WasLost(const spool::JobRecord& record) {
   return record.state == spool::JobState::kFailed && record.wait_status == kLostWaitStatus;
 }
 
+bool PeriodicCheckpointDue(const std::optional<std::chrono::steady_clock::time_point>& job_started,
+                           std::chrono::steady_clock::time_point now, std::chrono::seconds period) {
+  return job_started.has_value() && now - *job_started >= period;
+}
+
+CheckpointVerdict JudgeCheckpointedEnd(bool wrote_restart_files, int wait_status, bool periodic,
+                                       bool self_checkpoint, bool interactive) {
+  if (wrote_restart_files) return CheckpointVerdict::kGoesOn;
+  // `checkpointexit` says it checkpointed: it is run again, as it asked.
+  if (self_checkpoint) return CheckpointVerdict::kStartsAgain;
+  // A job that exits 0 and leaves no state to go on from has finished: the
+  // signal crossed its last moments (or it has nothing to save). Run again,
+  // it would repeat finished work, and at every period, never end. (An
+  // interactive job asked to move is the exception: its stub, told that it
+  // moves, hears an end only from a run of it.)
+  if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0 && (periodic || !interactive))
+    return CheckpointVerdict::kFinished;
+  // Asked for a copy only, it died or failed without one: it is not run
+  // again for it, or it would loop for ever.
+  if (periodic) return CheckpointVerdict::kFailed;
+  // Asked to move, it went without its state (killed after checkpointgrace,
+  // say): it goes on from its earlier restart files, or the beginning.
+  return CheckpointVerdict::kStartsAgain;
+}
+
 bool HadNoShepherd(const spool::JobRecord& record) {
   return record.state == spool::JobState::kFailed && record.wait_status == kNoShepherdWaitStatus;
 }
@@ -437,6 +462,7 @@ void JobRunner::Adopt() {
     if (!ec) {
       auto channel = std::make_shared<ShepherdChannel>(std::move(socket));
       Attach(r.id, r.queue, channel);
+      shepherds_.at(r.id).job_started = std::chrono::steady_clock::now();  // its period begins again
       // A CRIU dump the previous daemon began died with it (PR_SET_PDEATHSIG):
       // a SIGKILL from now on is no checkpoint.
       channel->Send(wire::ShepherdControl{wire::ShepherdAction::kCheckpointAbandoned, ""});
@@ -488,6 +514,7 @@ void JobRunner::OnShepherdEvent(uint64_t record_id, const wire::ShepherdEvent& e
     case wire::ShepherdEventKind::kStarted: {
       if (auto it = shepherds_.find(record_id); it != shepherds_.end()) {
         it->second.job_pid = event.pid;
+        it->second.job_started = std::chrono::steady_clock::now();
         // Adopted: the shepherd is the job's parent (SO_PEERCRED would name
         // the daemon that made the socket the shepherd listens on).
         if (it->second.shepherd_pid == 0) it->second.shepherd_pid = ShepherdOf(event.pid);
@@ -574,10 +601,11 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   // meanwhile finds the end in the shepherd's status file and packs again.
   bool periodic = asked_in_place && !self_checkpoint;
   packing_.insert(r.id);
-  worker_.Run<std::string>([input = std::move(input)] { return PackCheckpoint(input); },
-                           [this, r = std::move(r), periodic](std::string packed) mutable {
-                             OnCheckpointPacked(std::move(r), std::move(packed), periodic);
-                           });
+  worker_.Run<std::string>(
+      [input = std::move(input)] { return PackCheckpoint(input); },
+      [this, r = std::move(r), periodic, self_checkpoint](std::string packed) mutable {
+        OnCheckpointPacked(std::move(r), std::move(packed), periodic, self_checkpoint);
+      });
 }
 
 // A batch job writes its output into this spool as it runs. If the file
@@ -593,7 +621,7 @@ void JobRunner::FailIfOutputMayBeCut(spool::JobRecord& r) {
   if (reserve_) reserve_->Release();  // so that this end, and others, can be recorded
 }
 
-void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic) {
+void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic, bool self_checkpoint) {
   packing_.erase(r.id);
   auto current = ledger_.Get(r.id);
   if (!current.ok() || !current->has_value() || (*current)->state != spool::JobState::kRunning) {
@@ -601,15 +629,22 @@ void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool 
     return;
   }
   r.message = std::move(packed);
-  // Asked for a periodic copy, it left none: it ended on its own (or died of
-  // the signal), and is not run again for it, or it would loop for ever.
-  if (periodic && ::access(BundleFile(r.id).c_str(), F_OK) != 0) {
-    r.checkpointed = r.checkpoint_in_place = false;
-    bool clean = WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0;
-    r.message = clean ? "" : "it ended at its periodic checkpoint without writing a restart file";
-    if (!clean) r.state = spool::JobState::kFailed;
-    FailIfOutputMayBeCut(r);
+  const bool wrote = ::access(BundleFile(r.id).c_str(), F_OK) == 0;
+  switch (JudgeCheckpointedEnd(wrote, r.wait_status, periodic, self_checkpoint, !r.batch)) {
+    case CheckpointVerdict::kGoesOn:
+    case CheckpointVerdict::kStartsAgain: break;
+    case CheckpointVerdict::kFinished:
+      r.checkpointed = r.checkpoint_in_place = false;
+      r.message = "it exited 0 at its checkpoint without writing a restart file: it has finished";
+      std::cerr << "queued: job " << names_.Label(r) << ": " << r.message << "\n";
+      break;
+    case CheckpointVerdict::kFailed:
+      r.checkpointed = r.checkpoint_in_place = false;
+      r.state = spool::JobState::kFailed;
+      r.message = "it ended at its periodic checkpoint without writing a restart file";
+      break;
   }
+  if (!r.checkpointed) FailIfOutputMayBeCut(r);
   FinishEnd(std::move(r));
 }
 
@@ -826,7 +861,8 @@ std::vector<uint64_t> JobRunner::DueForPeriodicCheckpoint(const std::string& que
   auto now = std::chrono::steady_clock::now();
   for (const auto& [id, running] : shepherds_)
     if (running.queue == queue && !running.finished && running.channel && !running.checkpoint_requested &&
-        !running.uncheckpointable && now >= running.no_checkpoint_before && now - running.started >= period)
+        !running.uncheckpointable && now >= running.no_checkpoint_before &&
+        PeriodicCheckpointDue(running.job_started, now, period))
       due.push_back(id);
   return due;
 }

@@ -49,6 +49,31 @@ bool WasLost(const spool::JobRecord& record);
 // reached its stub.
 bool HadNoShepherd(const spool::JobRecord& record);
 
+// `checkpointperiod`: whether a job is due for its periodic checkpoint. The
+// period is the job's own running time, counted from when its shepherd said it
+// started (`job_started`, unset until then), not from its admission: on a
+// loaded host the record's commit and the shepherd's start can take a period
+// or more, and a job signalled before it has done any work saves the state it
+// was restarted from, to be restarted from it again, for ever.
+bool PeriodicCheckpointDue(const std::optional<std::chrono::steady_clock::time_point>& job_started,
+                           std::chrono::steady_clock::time_point now, std::chrono::seconds period);
+
+// What a run that was asked for a checkpoint (or exited with the queue's
+// `checkpointexit` code) comes to, once its restart files are packed.
+enum class CheckpointVerdict {
+  kGoesOn,       // it wrote restart files after the signal: restarted from them
+  kStartsAgain,  // it wrote none and did not finish: run again, from earlier files or the beginning
+  kFinished,     // it wrote none and exited 0: its work is done, whatever it was asked
+  kFailed,       // it wrote none at a periodic checkpoint, and did not exit 0
+};
+// `wrote_restart_files`: files written since the signal travel with it.
+// `periodic`: asked for a copy of its state only (checkpointperiod).
+// `self_checkpoint`: it exited with `checkpointexit` on its own.
+// `interactive`: its stub was told that it moves, and only a run of it can
+// give the stub an end.
+CheckpointVerdict JudgeCheckpointedEnd(bool wrote_restart_files, int wait_status, bool periodic,
+                                       bool self_checkpoint, bool interactive);
+
 class JobRunner {
  public:
   using ShepherdChannel = wire::Channel<asio::local::stream_protocol::socket>;
@@ -149,7 +174,10 @@ class JobRunner {
     bool restoring = false;         // its shepherd was told to restore it from its CRIU image
     std::chrono::steady_clock::time_point no_checkpoint_before{};  // after a failed CRIU dump
     std::optional<wire::ShepherdEvent> held_end;  // its end, come before the dump's
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();  // admitted
+    // When its shepherd said the job started (or it was re-adopted): the
+    // periodic checkpoint's clock.
+    std::optional<std::chrono::steady_clock::time_point> job_started;
   };
 
   std::string RunFile(uint64_t record_id, const char* suffix) const;
@@ -169,8 +197,9 @@ class JobRunner {
                  const std::string& message);
   // A job that stopped to go on elsewhere, once its restart files are packed
   // into its bundle (`packed` says how that went); `periodic` when it was only
-  // asked for a copy of its state.
-  void OnCheckpointPacked(spool::JobRecord record, std::string packed, bool periodic);
+  // asked for a copy of its state, `self_checkpoint` when it exited with
+  // `checkpointexit`.
+  void OnCheckpointPacked(spool::JobRecord record, std::string packed, bool periodic, bool self_checkpoint);
   // Stores the record of a job that ended here, and tells whoever is to know.
   void FinishEnd(const spool::JobRecord& record);
   // Names one admission, so that an offer repeated while the first is still

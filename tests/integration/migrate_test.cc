@@ -171,6 +171,36 @@ TEST_F(MigrateTest, AJobThatWritesNoRestartFileStartsAgainFromTheBeginning) {
   EXPECT_EQ(record["restarts"], 1) << record.dump();
 }
 
+// A batch job that exits 0 when asked to move, without writing a restart
+// file, has finished: the signal crossed its end. It is not run again.
+TEST_F(MigrateTest, ABatchJobThatExitsZeroWithoutARestartFileWhenAskedToMoveHasFinished) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string script = "trap 'echo finishing; exit 0' USR2; echo started; while :; do sleep 0.1; done";
+  auto submitted = cluster->Queue(0, {"-r", "-h", cluster->entry(0), "-j", "ends", "--", "sh", "-c", script},
+                                  {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  uint64_t id = std::stoull(submitted.out);
+  // Its first line says its trap is set.
+  const std::string running_output = cluster->spool(0) + "/.queued/output/" + std::to_string(id) + ".out";
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(running_output) == "started\n"; }, 30s)) << cluster->log(0);
+  auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(1)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  const std::string output_file = cwd + "/ends.o" + JobLabel(id);
+  // (sh may also say that its `sleep` died of the signal.)
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(output_file).ends_with("finishing\n"); }, 30s))
+      << ReadFile(output_file) << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
+  std::string output = ReadFile(output_file);
+  EXPECT_EQ(output.find("started"), output.rfind("started")) << "it ran again:\n" << output;
+  auto record = JobOn(*cluster, 0, id);
+  EXPECT_EQ(record["state"], "done") << record.dump();
+  EXPECT_EQ(record.value("exit_code", -1), 0) << record.dump();
+  EXPECT_EQ(record.value("restarts", 0), 0) << record.dump();
+  EXPECT_EQ(record["host"], cluster->entry(0)) << record.dump();
+}
+
 TEST_F(MigrateTest, ABatchJobMovesAndItsOutputFileIsWhole) {
   auto cluster = TestCluster::Start(2, ClusterOptions{{}, kCheckpointing});
   ASSERT_TRUE(cluster->WaitForView(15s));
@@ -303,15 +333,37 @@ std::vector<pid_t> PidsRunning(const std::string& needle) {
   return pids;
 }
 
+// The steps each run of a counter resumed at, in order.
+std::vector<long> ResumedSteps(const std::string& output) {
+  std::vector<long> steps;
+  const std::string resumed = "resumed at step ";
+  for (size_t at = 0; (at = output.find(resumed, at)) != std::string::npos; at += resumed.size())
+    steps.push_back(std::stol(output.substr(at + resumed.size())));
+  return steps;
+}
+
 // checkpointperiod: the job's restart files are copied off its host every
 // period, so when the host dies the job goes on elsewhere from the last copy.
+// Each period stops the job and restarts it from its copy, so a slow (loaded,
+// sanitized) machine makes every step slower: the waits are for evidence, with
+// room to spare, never for a fixed time.
 TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {
   auto cluster = TestCluster::Start(
       2, ClusterOptions{{}, "checkpointmode 2\nrestartmode 1\ncheckpointperiod 2\nrestartflag --resume\n",
                         {}, {}, {}, {"--host-timeout", "3"}});
   ASSERT_TRUE(cluster->WaitForView(15s));
   cluster->SetLoad(0, 20);  // host 1 is the better place while it lives
-  std::this_thread::sleep_for(1500ms);
+  // Once host 0, which places the job, sees its own load so.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto view = nlohmann::json::parse(cluster->Queue(0, {"--status", "--json"}).out, nullptr, false);
+        if (view.is_discarded()) return false;
+        for (const auto& host : view["hosts"])
+          if (host["host"] == cluster->entry(0)) return host.value("load1", 0.0) >= 20;
+        return false;
+      },
+      15s))
+      << cluster->Queue(0, {"--status", "--json"}).out;
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
   const std::string steps = "4001";
@@ -325,12 +377,13 @@ TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {
         return !job.is_null() && job.value("restarts", 0) >= 1 && job["state"] == "running" &&
                job["host"] == cluster->entry(1);
       },
-      20s))
+      60s))
       << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
   // Restarted, it runs as `queue-example-counter --resume STEPS DELAY`.
   const std::string job_words = " " + steps + " 0.002";
   std::vector<pid_t> jobs;
-  ASSERT_TRUE(WaitUntil([&] { return !(jobs = PidsRunning(Counter() + " --resume" + job_words)).empty(); }, 15s));
+  ASSERT_TRUE(WaitUntil([&] { return !(jobs = PidsRunning(Counter() + " --resume" + job_words)).empty(); }, 60s))
+      << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
   // Host 1 dies: its daemon, the job's shepherd and the job.
   cluster->StopDaemon(1, SIGKILL);
   for (pid_t job : jobs) {
@@ -340,17 +393,25 @@ TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {
     kill(job, SIGKILL);
   }
   cluster->SetLoad(0, 0);
+  // Every run makes progress (it has a whole period of its own), so it ends.
   ASSERT_TRUE(WaitUntil(
       [&] {
         auto job = JobOn(*cluster, 0, id);
         return !job.is_null() && job["state"] == "done";
       },
-      60s))
+      180s))
       << JobOn(*cluster, 0, id).dump() << cluster->log(0);
-  std::string output = ReadFile(cwd + "/periodic.o" + JobLabel(id));
+  // "done" is recorded when the last run ends; its output goes home after.
+  const std::string output_file = cwd + "/periodic.o" + JobLabel(id);
+  EXPECT_TRUE(WaitUntil([&] { return !ResultLine(ReadFile(output_file)).empty(); }, 30s))
+      << ReadFile(output_file) << JobOn(*cluster, 0, id).dump() << cluster->log(0);
+  std::string output = ReadFile(output_file);
   auto alone = RunCommand({Counter(), steps, "0"});
-  EXPECT_EQ(ResultLine(output), ResultLine(alone.out)) << output;
-  EXPECT_NE(output.find("resumed"), std::string::npos) << output;
+  EXPECT_EQ(ResultLine(output), ResultLine(alone.out)) << output << cluster->log(0);
+  // Each run went on from where a copy left it, never from further back.
+  auto resumed = ResumedSteps(output);
+  EXPECT_FALSE(resumed.empty()) << output;
+  EXPECT_TRUE(std::is_sorted(resumed.begin(), resumed.end())) << output;
   EXPECT_EQ(JobOn(*cluster, 0, id)["host"], cluster->entry(0));
 }
 
@@ -394,6 +455,49 @@ std::string HalfGibCheckpointer(const std::string& ready) {
          ready + "; while :; do sleep 0.1; done";
 }
 const std::string kHalfGibProfile = kCheckpointing + "restartflagpos last\nrestartfile big.restart\n";
+
+// Fault 9: a link that stops carrying a restart-file transfer (here its
+// receiving daemon is stopped, which TCP sees as it sees a cut link: open and
+// silent) is said in the sender's log after a short stall, with the job, the
+// host and the bytes so far, and again when it moves; the job then goes on.
+TEST_F(MigrateTest, AStalledRestartFileTransferIsSaidAndSoIsItsResumption) {
+  auto cluster = TestCluster::Start(2, ClusterOptions{{}, kHalfGibProfile});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  auto submitted = cluster->Queue(
+      0, {"-r", "-h", cluster->entry(1), "-j", "big", "--", "sh", "-c", HalfGibCheckpointer("echo ready"), "sh"},
+      {{}, "", 10s, cwd});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  uint64_t id = std::stoull(submitted.out);
+  // Host 1's first record holds it; its trap is set once it says so.
+  const std::string running_output = cluster->spool(1) + "/.queued/output/1.out";
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(running_output) == "ready\n"; }, 30s)) << cluster->log(1);
+  auto asked = cluster->Queue(0, {"--migrate", std::to_string(id), cluster->entry(0)});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  // Once it writes its restart file, the submit host stops reading: the
+  // transfer home that follows the packing stalls.
+  const std::string restart_file = cwd + "/big.restart";
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(restart_file); }, 30s)) << cluster->log(1);
+  cluster->SignalDaemon(0, SIGSTOP);
+  const std::string stalled = "job " + std::to_string(id) + " of " + cluster->entry(0) +
+                              ": its restart files and end stalled on the way to " + cluster->entry(0) + " at ";
+  bool said = WaitUntil([&] { return cluster->log(1).find(stalled) != std::string::npos; }, 60s);
+  cluster->SignalDaemon(0, SIGCONT);
+  ASSERT_TRUE(said) << cluster->log(1);
+  std::string log = cluster->log(1);
+  EXPECT_EQ(log.find(stalled), log.rfind(stalled)) << "said more than once:\n" << log;
+  EXPECT_TRUE(WaitUntil(
+      [&] { return cluster->log(1).find("its restart files and end are moving to " + cluster->entry(0) + " again") !=
+                   std::string::npos; },
+      30s))
+      << cluster->log(1);
+  // And the job goes on, from the whole of its restart file.
+  const std::string output_file = cwd + "/big.o" + JobLabel(id);
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(output_file).find("resumed with 536870912 bytes") != std::string::npos; },
+                        120s))
+      << ReadFile(output_file) << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
+}
 
 // Cancelled in the time its restart files take to pack (half a GiB), when its
 // shepherd is gone: it is cancelled on its way home, and does not go on.

@@ -242,6 +242,7 @@ class DaemonImpl {
   Result<std::string> ResolveHostOption(const std::string& option) const;
   std::string StatusJson(const PeerCredentials& who);
   nlohmann::json JobsJson(const PeerCredentials& who, bool include_finished);
+  static std::string StateShown(const spool::JobRecord& record);
   Result<std::string> Cancel(const PeerCredentials& who, uint64_t number, const std::string& label);
 
   // Peer daemons.
@@ -1253,6 +1254,15 @@ std::string DaemonImpl::StatusJson(const PeerCredentials& who) {
   return out.dump();
 }
 
+// A job's state as its owner should read it. A run that ended here whose
+// output is not yet home (or that stopped at a checkpoint and is not yet
+// queued again) is not finished for its owner: "ending" ("moving"), not "done".
+std::string DaemonImpl::StateShown(const spool::JobRecord& r) {
+  const bool run_over = r.state == spool::JobState::kDone || r.state == spool::JobState::kFailed;
+  if (!run_over || !r.origin_host.empty() || r.end_reported) return std::string(spool::ToString(r.state));
+  return r.checkpointed ? "moving" : "ending";
+}
+
 nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_finished) {
   spool::JobFilter filter;
   if (!include_finished) filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
@@ -1267,7 +1277,7 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
                        {"uid", r.uid},
                        {"queue", r.queue},
                        {"name", r.job_name},
-                       {"state", spool::ToString(r.state)},
+                       {"state", StateShown(r)},
                        {"host", r.exec_host},
                        {"submit_time", r.submit_time},
                        {"start_time", r.start_time},

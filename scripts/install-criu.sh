@@ -17,7 +17,8 @@
 set -euo pipefail
 
 criu_version=4.1.1
-source_url="http://deb.debian.org/debian/pool/main/c/criu/criu_${criu_version}.orig.tar.xz"
+# Where: the pool of the Debian mirror this machine's apt uses (see debian_mirror).
+source_path="pool/main/c/criu/criu_${criu_version}.orig.tar.xz"
 source_sha256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
 target=/usr/local/sbin/criu
 
@@ -32,6 +33,16 @@ packages=(
 fail() {
   echo "install-criu: FAILED: $*" >&2
   exit 1
+}
+
+# The Debian archive this machine's apt is configured with (whatever mirror the
+# site uses; its pool holds the source too): the first source apt-cache policy
+# lists as Debian's own (o=Debian, l=Debian: not security, not a third party).
+debian_mirror() {
+  apt-cache policy 2>/dev/null | awk '
+    /^ *[0-9]+ (https?|ftp|file):/ { url = $2; next }
+    url != "" && /release / && /o=Debian,/ && /l=Debian,/ { print url; exit }
+    { url = "" }'
 }
 
 as_root=()
@@ -100,6 +111,9 @@ install_build_packages() {
 
 fetch_source() {
   local tarball="$workdir/criu_${criu_version}.orig.tar.xz" actual
+  mirror=$(debian_mirror)
+  [[ -n "$mirror" ]] || fail "apt has no Debian archive configured to fetch criu's source from (apt-cache policy)"
+  source_url="${mirror%/}/$source_path"
   curl -fsSL --retry 3 --connect-timeout 30 -o "$tarball" "$source_url" ||
     fail "could not download $source_url"
   actual=$(sha256sum "$tarball" | awk '{ print $1 }')

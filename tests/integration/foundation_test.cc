@@ -280,7 +280,14 @@ TEST(Foundation, StatusShowsHostsQueuesAndJobsAsJson) {
   auto cluster = TestCluster::Start(2);
   cluster->SetLoad(1, 1.5);
   ASSERT_TRUE(cluster->WaitForView(10s));
-  std::this_thread::sleep_for(1500ms);
+  // Evidence, not a pause: host 0 has heard host 1's new load.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto seen = nlohmann::json::parse(cluster->Queue(0, {"--status", "--json"}).out, nullptr, false);
+        return !seen.is_discarded() && seen["hosts"].size() == 2 && seen["hosts"][1].contains("load1") &&
+               seen["hosts"][1]["load1"] == 1.5;
+      },
+      10s));
   auto run = cluster->Queue(0, {"--status", "--json"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   auto status = nlohmann::json::parse(run.out);
@@ -510,7 +517,19 @@ TEST(Waiting, AJobWaitsForAFreeSlotAndRunsOnTheHostThatFreesOne) {
   auto cluster = TestCluster::Start(2);
   for (int i = 0; i < 2; ++i) cluster->WriteProfile(i, "now", "maxexec 1\n");
   ASSERT_TRUE(cluster->WaitForView(10s));
-  std::this_thread::sleep_for(1500ms);
+  // Evidence, not a pause: host 0 sees maxexec 1 on both hosts.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto seen = nlohmann::json::parse(cluster->Queue(0, {"--status", "--json"}).out, nullptr, false);
+        if (seen.is_discarded() || seen["hosts"].size() != 2) return false;
+        for (const auto& h : seen["hosts"]) {
+          if (!h.contains("queues")) return false;
+          for (const auto& q : h["queues"])
+            if (q["name"] == "now" && q["maxexec"] != 1) return false;
+        }
+        return true;
+      },
+      10s));
   std::vector<Background> holders;
   for (int i = 0; i < 2; ++i) {
     std::string flag = cluster->dir() + "/release" + std::to_string(i), started = flag + ".started";
@@ -570,7 +589,9 @@ TEST(QueuePolicy, ABrokenProfileDrainsOnlyItsQueueAndStatusSaysWhere) {
   auto cluster = TestCluster::Start(1);
   cluster->WriteProfile(0, "wait", "exec on\nloadsched lots\n");
   ASSERT_TRUE(cluster->WaitForView(10s));
-  std::this_thread::sleep_for(1500ms);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return cluster->Queue(0, {"--status"}).out.find("wait/profile:2: loadsched") != std::string::npos; },
+      10s));
   auto status = cluster->Queue(0, {"--status"});
   EXPECT_NE(status.out.find("wait/profile:2: loadsched"), std::string::npos) << status.out;
   // Its jobs wait, saying why; the other queue runs; fixing the profile lets them go.

@@ -11,6 +11,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "cluster_fixture.h"
 
 namespace queue::testing {
@@ -85,7 +87,16 @@ TEST(KeptFiles, ADamagedRestartBundleGivesWayToThePreviousOneAndTheOwnerIsTold) 
   ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(cwd + "/saved.1"); }, 30s)) << cluster->log(0);
   cluster->SetLoad(0, 20);
   cluster->SetLoad(1, 20);
-  std::this_thread::sleep_for(2500ms);
+  // Evidence, not a pause: host 0 sees both loads.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto seen = nlohmann::json::parse(cluster->Queue(0, {"--status", "--json"}).out, nullptr, false);
+        if (seen.is_discarded() || seen["hosts"].size() != 2) return false;
+        for (const auto& h : seen["hosts"])
+          if (!h.contains("load1") || h["load1"] != 20) return false;
+        return true;
+      },
+      10s));
   WriteFile(cwd + "/go.1", "");
   ASSERT_TRUE(WaitUntil(
       [&] {

@@ -158,8 +158,12 @@ bool PeerLink::SendCancel(const wire::CancelJob& cancel) {
 
 void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback) {
   if (!connected()) {
-    callback(wire::PlaceReply{0, false, false, "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")},
-             PlaceFate::kNotSent);
+    // From the loop, never from inside this call: the caller may still be
+    // setting up what the callback touches.
+    asio::post(io_, [callback = std::move(callback),
+                     why = "not connected" + (last_failure_.empty() ? "" : " (" + last_failure_ + ")")] {
+      callback(wire::PlaceReply{0, false, false, why}, PlaceFate::kNotSent);
+    });
     return;
   }
   uint64_t id = next_request_++;

@@ -54,8 +54,10 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   }
   // Called each time the link comes up (again).
   void OnReady(std::function<void()> callback) { on_ready_ = std::move(callback); }
-  // Calls back exactly once: with the peer's reply, or a refusal if the link
-  // is down, drops, or the peer does not answer within `timeout`.
+  // Calls back exactly once, never from inside this call: with the peer's
+  // reply, or a refusal if the link is down, drops, or the peer does not
+  // answer within `timeout`. The link holds itself alive (shared_from_this)
+  // until then; what the callback captures is the caller's to keep valid.
   void Place(wire::PlaceJob request, std::chrono::milliseconds timeout, PlaceCallback callback);
   // A user's request about a job submitted on the peer. Calls back exactly
   // once, never from inside this call: with the peer's answer, or an ErrorReply

@@ -1,13 +1,18 @@
 // End-to-end tests of batch jobs (SPEC §6) and of jobs outliving their daemon
 // (§9): output files, the spool across kill -9, re-adoption, hosts that die.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <set>
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -15,38 +20,12 @@
 
 #include "batch_helpers.h"
 #include "cluster_fixture.h"
+#include "util/result.h"
 
 namespace queue::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Every job host `host` knows, finished ones included, by id.
-std::map<uint64_t, nlohmann::json> AllJobs(TestCluster& cluster, int host) {
-  std::map<uint64_t, nlohmann::json> jobs;
-  auto run = cluster.Queue(host, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
-  auto list = nlohmann::json::parse(run.out, nullptr, false);
-  if (run.exit_code != 0 || list.is_discarded()) return jobs;
-  for (const auto& job : list)
-    if (job["origin"] == cluster.entry(host)) jobs[job["number"].get<uint64_t>()] = job;
-  return jobs;
-}
-
-bool Ended(const nlohmann::json& job) {
-  std::string state = job["state"];
-  return state == "done" || state == "failed" || state == "cancelled";
-}
-
-bool WaitForEnds(TestCluster& cluster, int host, const std::vector<uint64_t>& ids, std::chrono::milliseconds timeout) {
-  return WaitUntil(
-      [&] {
-        auto jobs = AllJobs(cluster, host);
-        for (uint64_t id : ids)
-          if (!jobs.count(id) || !Ended(jobs[id])) return false;
-        return true;
-      },
-      timeout);
-}
 
 TEST(Batch, PrintsTheIdAndPutsTheOutputInTheSubmitDirectory) {
   auto cluster = TestCluster::Start(1);
@@ -313,6 +292,153 @@ TEST(BatchFaults, FiveHundredJobsSurviveRandomKillNine) {
   }
   EXPECT_EQ(bad, 0) << "seed " << seed;
   EXPECT_EQ(runs.size(), ids.size());
+}
+
+// Host `from`'s view of host `of`: alive or not; nullopt when `from` does not answer.
+std::optional<bool> SeesAlive(TestCluster& cluster, int from, int of) {
+  auto status = cluster.Queue(from, {"--status", "--json"}, {{}, "", 5s, ""});
+  auto json = nlohmann::json::parse(status.out, nullptr, false);
+  if (status.exit_code != 0 || json.is_discarded()) return std::nullopt;
+  for (const auto& h : json["hosts"])
+    if (h["host"] == cluster.entry(of)) return h["alive"].get<bool>();
+  return std::nullopt;
+}
+
+// Every daemon's log lines that mention `label`, each after its host's index.
+std::string LogLinesAbout(TestCluster& cluster, const std::string& label) {
+  std::string found;
+  for (int host = 0; host < cluster.size(); ++host) {
+    std::istringstream lines(cluster.log(host));
+    for (std::string line; std::getline(lines, line);)
+      if (line.find(" " + label + " ") != std::string::npos || line.find(" " + label + ":") != std::string::npos)
+        found += std::to_string(host) + ": " + line + "\n";
+  }
+  return found;
+}
+
+// The chaos test above, with a hung host and a full disk besides: host 1's
+// daemon is stopped (SIGSTOP) for longer than --host-timeout once, and host
+// 2's spool is a small file system that some jobs' outputs fill. Every job
+// still ends once: done with its whole output, having run once, or failed
+// with a stated reason (lost with the hung host; its output cut by the full
+// spool) and run at most once; no job runs twice and no output is doubled.
+//
+// DISABLED: it fails about one run in three on a product fault not yet fixed
+// (issue 11). Host 2's spool fills; the room kept for job records is given
+// back once and not kept again; a job's end then cannot be committed there
+// ("database or disk is full"), and after each kill -9 the restarted daemon
+// reads the end from the shepherd's status file and fails to commit it
+// again. Yet the submit host records the job failed with no message (its
+// output whole, or cut), and acknowledges an end that host 2 never
+// committed ("job record N: cannot close a job that is running"): most
+// likely EndReporter::LoadOwed, at start-up, lists the end that Adopt wrote
+// into the still-open group-commit transaction and reports it before it is
+// on disk. Run it with --gtest_also_run_disabled_tests.
+TEST(BatchFaults, DISABLED_FiveHundredJobsSurviveKillNineAHungHostAndAFullSpool) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to mount a small file system";
+  unsigned seed = static_cast<unsigned>(std::time(nullptr));
+  if (const char* given = std::getenv("QUEUE_FAULT_SEED")) seed = static_cast<unsigned>(std::stoul(given));
+  std::cerr << "fault seed " << seed << " (QUEUE_FAULT_SEED=" << seed << " replays it)\n";
+  std::mt19937 random(seed);
+  // Host 2's small spool lives in this thread's own mount namespace, which
+  // its daemon joins, so that it outlives a kill -9 of that daemon (see
+  // Lifecycle.AnOutputThatCannotBeWrittenIsHeldServedAndDeliveredWhenThereIsRoom
+  // on why this thread cannot leave it).
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << ErrnoText(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << ErrnoText(errno);
+  ClusterOptions options{{}, "maxexec 4\n", {}, {}, {}, {"--host-timeout", "3"}};
+  const std::string mount_spool =
+      "for a; do [ \"$prev\" = --spooldir ] && d=$a; prev=$a; done; "
+      "if ! mountpoint -q \"$d\"; then mkdir -p \"$d\" \"$d.keep\" && cp -a \"$d/.\" \"$d.keep/\" && "
+      "mount -t tmpfs -o size=3m,mode=0700 tmpfs \"$d\" && cp -a \"$d.keep/.\" \"$d/\" || exit 1; fi; exec \"$@\"";
+  options.daemon_wrappers[2] = {"/usr/bin/nsenter",
+                                "--mount=/proc/" + std::to_string(getpid()) + "/task/" + std::to_string(gettid()) +
+                                    "/ns/mnt",
+                                "--", "/bin/sh", "-c", mount_spool, "sh"};
+  auto cluster = TestCluster::Start(3, options);
+  ASSERT_TRUE(cluster->WaitForView(15s)) << cluster->log(2);
+  std::string cwd = MakeDir(*cluster, "work");
+  std::string ledger = cwd + "/ledger";
+  // Every fifth job writes a MiB besides: three of them at once fill host 2's spool.
+  constexpr int kBig = 1 << 20;
+  const std::string script = "echo $QUEUE_JOBID >> " + ledger +
+                             "; n=${QUEUE_JOBID%.*}; sleep 0.$((n % 3)); echo out-$QUEUE_JOBID; "
+                             "if [ $((n % 5)) = 0 ]; then head -c " + std::to_string(kBig) + " /dev/zero; fi";
+  auto expected_output = [&](uint64_t id) {
+    return "out-" + JobLabel(id) + "\n" + (id % 5 == 0 ? std::string(kBig, '\0') : "");
+  };
+  constexpr int kJobs = 500;
+  std::vector<uint64_t> ids;
+  std::atomic<bool> submitting{true};
+  bool hung = false;
+  ContinueOnExit resume{*cluster, 1};
+  std::thread chaos([&] {
+    auto start = std::chrono::steady_clock::now();
+    auto end = start + 20s;
+    while (std::chrono::steady_clock::now() < end) {
+      if (!hung && std::chrono::steady_clock::now() > start + 6s) {
+        // Hung until the submit host has seen it silent past --host-timeout:
+        // not alive in its view (3.5 s), then the silent-host check that
+        // follows it (every heartbeat).
+        hung = true;
+        cluster->SignalDaemon(1, SIGSTOP);
+        WaitUntil([&] { return SeesAlive(*cluster, 0, 1) == false; }, 15s);
+        const size_t lost_before = cluster->log(0).size();
+        WaitUntil([&] { return cluster->log(0).find("silent for", lost_before) != std::string::npos; }, 2s);
+        cluster->SignalDaemon(1, SIGCONT);
+        continue;
+      }
+      int host = submitting ? 1 + static_cast<int>(random() % 2) : static_cast<int>(random() % 3);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 + random() % 1200));
+      cluster->StopDaemon(host, SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(random() % 800));
+      cluster->StartDaemon(host);
+    }
+  });
+  for (int i = 0; i < kJobs; ++i) ids.push_back(SubmitBatch(*cluster, 0, {"-j", "fault", "--", "sh", "-c", script}, cwd));
+  submitting = false;
+  chaos.join();
+  EXPECT_TRUE(hung);
+  ASSERT_TRUE(WaitForEnds(*cluster, 0, ids, 120s)) << cluster->log(0);
+  auto listed = cluster->Queue(0, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
+  auto list = nlohmann::json::parse(listed.out, nullptr, false);
+  ASSERT_FALSE(list.is_discarded()) << listed.out;
+  std::map<uint64_t, int> listings;
+  for (const auto& job : list)
+    if (job["origin"] == cluster->entry(0)) ++listings[job["number"].get<uint64_t>()];
+  auto jobs = AllJobs(*cluster, 0);
+  std::map<uint64_t, int> runs;
+  std::istringstream lines(ReadFile(ledger));
+  for (std::string label; lines >> label;) ++runs[std::stoull(label)];
+  int bad = 0, done = 0;
+  std::map<std::string, int> reasons;
+  for (uint64_t id : ids) {
+    const auto& job = jobs[id];
+    const std::string output_path = cwd + "/fault.o" + JobLabel(id);
+    bool ok = listings[id] == 1 && runs[id] <= 1;
+    if (job["state"] == "done") {
+      ++done;
+      ok = ok && job["exit_code"] == 0 && runs[id] == 1 && ReadFile(output_path) == expected_output(id);
+    } else {
+      std::string message = job.value("message", "");
+      ok = ok && job["state"] == "failed" && !message.empty();
+      ++reasons[message.substr(0, message.find(':'))];
+    }
+    if (!ok && ++bad <= 10)
+      ADD_FAILURE() << "job " << id << " ran " << runs[id] << " time(s), listed " << listings[id]
+                    << " time(s): " << job.dump() << " output size: " << ReadFile(output_path).size() << "\n"
+                    << LogLinesAbout(*cluster, JobLabel(id));
+  }
+  std::cerr << done << " of " << kJobs << " done; failed:";
+  for (const auto& [reason, count] : reasons) std::cerr << " " << count << " \"" << reason << "\"";
+  std::cerr << "\n";
+  EXPECT_EQ(bad, 0) << "seed " << seed;
+  // No output but the jobs' own, and none twice.
+  std::set<std::string> allowed{"ledger"};
+  for (uint64_t id : ids) allowed.insert("fault.o" + JobLabel(id));
+  for (const auto& entry : std::filesystem::directory_iterator(cwd))
+    EXPECT_TRUE(allowed.count(entry.path().filename().string())) << entry.path();
+  umount2(cluster->spool(2).c_str(), MNT_DETACH);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 
 #include <filesystem>
@@ -38,13 +39,6 @@ nlohmann::json SubmittedJob(TestCluster& cluster, uint64_t id) {
 }
 
 bool IsAlive(pid_t pid) { return kill(pid, 0) == 0; }
-
-// Keeps a stopped daemon from outliving a failed assertion in a stopped state.
-struct ContinueOnExit {
-  TestCluster& cluster;
-  int host;
-  ~ContinueOnExit() { cluster.SignalDaemon(host, SIGCONT); }
-};
 
 // Fault 5: a daemon stopped with SIGSTOP keeps its TCP connections open, but
 // sends no load reports. Its host must be taken for dead after --host-timeout
@@ -120,6 +114,117 @@ TEST(Lifecycle, TheDaemonRaisesItsDescriptorLimitToTheHardLimit) {
   EXPECT_TRUE(found) << limits;
   auto run = cluster->Queue(0, {"-n", "--", "true"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
+// Fault 6: a host whose daemon cannot start a shepherd (here its binary is
+// /dev/null in that daemon's mount namespace; out of descriptors, in the
+// fault) fails an interactive job at once, and its stub says why, whether it
+// was submitted there or on another host; it does not wait out its 60 s.
+TEST(Lifecycle, AnInteractiveJobWhoseShepherdCannotStartFailsAtOnceWithTheCause) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to bind-mount over the shepherd";
+  std::error_code error;
+  const std::string shepherd = std::filesystem::canonical(BinDir() + "/queue-shepherd", error).string();
+  ASSERT_FALSE(error) << error.message();
+  ClusterOptions options;
+  options.daemon_wrappers[1] = {"/usr/bin/unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                                "mount --bind /dev/null \"$0\" && exec \"$@\"", shepherd};
+  auto cluster = TestCluster::Start(2, options);
+  ASSERT_TRUE(cluster->WaitForView(15s)) << cluster->log(1);
+  for (int submit_host : {1, 0}) {
+    SCOPED_TRACE("submitted on host " + std::to_string(submit_host));
+    auto began = std::chrono::steady_clock::now();
+    auto run = cluster->Queue(submit_host, {"-h", cluster->entry(1), "-n", "--", "true"}, {{}, "", 40s, ""});
+    auto took = std::chrono::steady_clock::now() - began;
+    EXPECT_FALSE(run.timed_out);
+    EXPECT_NE(run.exit_code, 0) << run.err;
+    EXPECT_NE(run.err.find("cannot start the shepherd"), std::string::npos) << run.err << cluster->log(1);
+    EXPECT_EQ(run.err.find("did not start within"), std::string::npos) << run.err;
+    EXPECT_LT(took, 15s) << run.err;
+  }
+}
+
+// Descriptors process `pid` has open, and how many of them are deleted files.
+struct OpenFiles {
+  int total = 0, deleted = 0;
+};
+OpenFiles OpenFilesOf(pid_t pid) {
+  OpenFiles files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
+    ++files.total;
+    auto target = std::filesystem::read_symlink(entry.path(), error);
+    if (!error && target.string().ends_with(" (deleted)")) ++files.deleted;
+  }
+  return files;
+}
+
+// Fault 6's other half: daemons whose hard descriptor limit is 256 drain 300
+// batch jobs submitted at once, every one done with its output, and hold no
+// descriptor per waiting or finished job meanwhile (in the fault, the submit
+// daemon held the deleted output file of every job it had delivered).
+TEST(Lifecycle, ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256) {
+  ClusterOptions options;
+  options.profile_extra = "maxexec 8\n";
+  for (int host : {0, 1}) options.daemon_wrappers[host] = {"/usr/bin/prlimit", "--nofile=256:256", "--"};
+  auto cluster = TestCluster::Start(2, options);
+  ASSERT_TRUE(cluster->WaitForView(15s)) << cluster->log(0);
+  std::string cwd = MakeDir(*cluster, "work");
+  const OpenFiles idle[2] = {OpenFilesOf(cluster->daemon_pid(0)), OpenFilesOf(cluster->daemon_pid(1))};
+  OpenFiles most[2];
+  std::atomic<bool> draining{true};
+  std::thread watch([&] {
+    while (draining) {
+      for (int host : {0, 1}) {
+        OpenFiles now = OpenFilesOf(cluster->daemon_pid(host));
+        most[host].total = std::max(most[host].total, now.total);
+        most[host].deleted = std::max(most[host].deleted, now.deleted);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  constexpr int kJobs = 300, kSubmitters = 4;
+  std::vector<uint64_t> ids[kSubmitters];
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kSubmitters; ++t)
+    submitters.emplace_back([&, t] {
+      for (int i = t; i < kJobs; i += kSubmitters)
+        ids[t].push_back(SubmitBatch(*cluster, 0, {"-j", "many", "--", "sh", "-c", "echo out-$QUEUE_JOBID"}, cwd));
+    });
+  for (auto& submitter : submitters) submitter.join();
+  std::vector<uint64_t> all;
+  for (const auto& some : ids) all.insert(all.end(), some.begin(), some.end());
+  bool ended = WaitForEnds(*cluster, 0, all, 120s);
+  draining = false;
+  watch.join();
+  ASSERT_TRUE(ended) << cluster->log(0) << cluster->log(1);
+  auto jobs = AllJobs(*cluster, 0);
+  int bad = 0;
+  for (uint64_t id : all) {
+    const auto& job = jobs[id];
+    bool ok = job["state"] == "done" && ReadFile(cwd + "/many.o" + JobLabel(id)) == "out-" + JobLabel(id) + "\n";
+    if (!ok && ++bad <= 5) ADD_FAILURE() << job.dump() << " output: " << ReadFile(cwd + "/many.o" + JobLabel(id));
+  }
+  EXPECT_EQ(bad, 0);
+  for (int host : {0, 1}) {
+    SCOPED_TRACE("host " + std::to_string(host));
+    // Running jobs (8 a host) hold a few each; 300 jobs would hold the rest.
+    std::cerr << "host " << host << ": " << idle[host].total << " descriptors idle, at most " << most[host].total
+              << " while draining (" << most[host].deleted << " of deleted files)\n";
+    EXPECT_LT(most[host].total, 128) << "idle: " << idle[host].total;
+    // An output being delivered (its spool file removed meanwhile) is held
+    // for a moment: a few at a time, never one per finished job.
+    EXPECT_LT(most[host].deleted, 16);
+    // Every job finished: back to what it held before, give or take a
+    // connection, and no deleted file.
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          OpenFiles now = OpenFilesOf(cluster->daemon_pid(host));
+          return now.total <= idle[host].total + 4 && now.deleted == 0;
+        },
+        10s))
+        << "idle: " << idle[host].total << ", now: " << OpenFilesOf(cluster->daemon_pid(host)).total;
+  }
+  EXPECT_EQ(cluster->log(0).find("Too many open files"), std::string::npos) << cluster->log(0);
 }
 
 // Fault 10: finished records go after --keep-finished, and --jobs --all says
@@ -368,18 +473,6 @@ TEST(Lifecycle, ADeliveryNeverOverwritesAnotherFile) {
   EXPECT_EQ(ReadFile(path), "someone else's file\n");
   auto shown = cluster->Queue(0, {"--output", JobLabel(id)});
   EXPECT_EQ(shown.out, "the job's output\n") << shown.err;
-}
-
-// Gives host `host`'s daemon a spool on a file system of its own, `size` big
-// (tmpfs, in a mount namespace of the daemon's): what was in the spool is
-// copied in first. The test reaches it through /proc/<pid>/root.
-void SmallSpoolFor(ClusterOptions& options, int host, const std::string& size) {
-  const std::string script =
-      "for a; do [ \"$prev\" = --spooldir ] && d=$a; prev=$a; done; mkdir -p \"$d\" \"$d.keep\" && "
-      "cp -a \"$d/.\" \"$d.keep/\" && mount -t tmpfs -o size=" + size + ",mode=0700 tmpfs \"$d\" && "
-      "cp -a \"$d.keep/.\" \"$d/\" && exec \"$@\"";
-  options.daemon_wrappers[host] = {"/usr/bin/unshare", "--mount", "--propagation", "private", "--",
-                                   "/bin/sh", "-c", script, "sh"};
 }
 
 // Fault 4: the execution host's spool fills while a batch job writes its

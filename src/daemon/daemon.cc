@@ -1146,7 +1146,11 @@ void DaemonImpl::Recover() {
   }
   runner_->Adopt();
   finisher_->LoadUnfinished();
-  reporter_->LoadOwed();
+  // Ends Adopt read from shepherds' status files are in the open transaction:
+  // an end is owed to its submit host only once it is on disk, or the submit
+  // host forgets a job whose end this spool then loses. Listed after the
+  // commit, whether it worked or not (a failed one leaves only what is on disk).
+  ledger_->AfterCommit([this](const Status&) { reporter_->LoadOwed(); });
 }
 
 // A host silent for longer than host_dead_after is taken for dead: the jobs

@@ -32,6 +32,7 @@
 #include "daemon/queue_program.h"
 #include "daemon/queue_table.h"
 #include "daemon/supervisor_log.h"
+#include "daemon/waiting_list.h"
 #include "load/load_sampler.h"
 #include "load/load_table.h"
 #include "migrate/criu.h"
@@ -166,22 +167,10 @@ class DaemonImpl {
     std::vector<std::string> refusals;
     bool any_temporary = false;
   };
-  // A job no host could take yet. Batch jobs wait in the spool (their spec is
-  // read from there); interactive ones wait with their stub's connection.
-  struct WaitingJob {
-    bool stored = false;  // its spec is in the spool: a batch job, or a job to restart
-    std::string key;  // "queue|only host": jobs that the same refusal holds back
-    wire::JobSpec spec;  // interactive only
-    std::weak_ptr<ClientChannel> client;  // an interactive job's stub, to tell it where the job goes
-    bool in_flight = false;
-    // Which time the job entered the list: a placement started for an earlier
-    // entry (before a restart re-queued it) reports to nobody.
-    uint64_t generation = 0;
-    std::string why;  // the last placement's refusals, while it waits (queue --jobs)
-  };
-  uint64_t next_generation_ = 0;
-  static std::string WaitKey(const wire::JobSpec& spec) { return spec.queue + "|" + spec.only_host; }
   void AddWaitingStored(uint64_t record_id);
+  // An interactive job's stub (submitted here, and still connected), to tell
+  // it where its job goes; null for a batch job.
+  std::shared_ptr<ClientChannel> StubOf(uint64_t record_id) const;
   // The spec a restarted job runs with: QUEUE_RESTART_COUNT, and with restart
   // files RESTARTED=1 and the queue's restartflag.
   wire::JobSpec RestartSpec(const spool::JobRecord& record, wire::JobSpec spec, bool from_bundle) const;
@@ -279,10 +268,12 @@ class DaemonImpl {
   std::unique_ptr<EndReporter> reporter_;
   QueueProgram programs_;
   std::optional<SupervisorLog> supervisor_log_;
-  std::map<uint64_t, WaitingJob> waiting_;  // by spool record id: FIFO
-  std::set<std::string> blocked_;  // "queue|host" keys no host took this heartbeat
-  // Interactive jobs submitted here: their stubs, to tell them where a job that
-  // moved goes next.
+  // Jobs no host could take yet. Batch jobs wait in the spool (their spec is
+  // read from there); interactive ones wait with their stub's connection
+  // (stubs_).
+  WaitingList waiting_;
+  // Interactive jobs submitted here: their stubs, to tell them where a job
+  // that waits or moved goes next.
   std::map<uint64_t, std::weak_ptr<ClientChannel>> stubs_;
   // Hosts a moved job is not sent back to before the time given (no ping-pong).
   std::map<uint64_t, std::map<std::string, std::chrono::steady_clock::time_point>> avoid_;
@@ -474,7 +465,7 @@ wire::LoadReport DaemonImpl::SelfReport() {
 void DaemonImpl::Heartbeat() {
   queues_->Refresh(false);
   ApplyQueuePolicies();
-  blocked_.clear();
+  waiting_.ClearBlocked();
   RetryWaiting();
   reporter_->Tick();
   finisher_->RetryHeldOutputs();
@@ -711,7 +702,7 @@ void DaemonImpl::Submit(const std::shared_ptr<ClientChannel>& channel, const Pee
       FailRecord(record_id, outcome.why);
       return channel->Send(wire::ErrorReply{outcome.why});
     }
-    waiting_[record_id] = WaitingJob{false, WaitKey(spec), spec, channel, false, ++next_generation_};
+    waiting_.Add(record_id, false, WaitingList::WaitKey(spec), spec);
     channel->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, "", outcome.why});
   });
 }
@@ -742,12 +733,12 @@ void DaemonImpl::SubmitBatch(const std::shared_ptr<ClientChannel>& channel, wire
   uint64_t record_id = *id;
   ledger_->AfterCommit([this, channel, record_id](const Status& committed) {
     if (!committed.ok()) {
-      waiting_.erase(record_id);
+      waiting_.Erase(record_id);
       return channel->Send(wire::ErrorReply{"spool: the job was not stored: " + committed.message()});
     }
     channel->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, "", ""});
   });
-  waiting_[record_id] = WaitingJob{true, WaitKey(spec), {}, {}, false, ++next_generation_};
+  waiting_.Add(record_id, true, WaitingList::WaitKey(spec));
   ScheduleWaitingPass();
 }
 
@@ -957,24 +948,17 @@ void DaemonImpl::ScheduleWaitingPass() {
 // handed from spool to spool while it waits, so it cannot be lost or run twice
 // on the way. After a refusal for now, the jobs behind it with the same queue
 // and host constraint wait for the next heartbeat rather than ask again.
+// Only as many as may start now: a pass costs what it starts plus a step per
+// queue and host constraint, however long the list (daemon/waiting_list).
+// Placements may end (and change the list) before StartPlacement returns.
 void DaemonImpl::RetryWaiting() {
   waiting_pass_posted_ = false;
-  size_t in_flight = 0;
-  std::vector<uint64_t> ready;
-  for (const auto& [id, job] : waiting_) in_flight += job.in_flight;
-  // Only as many as may start now: a pass over a long list stays short.
-  for (const auto& [id, job] : waiting_) {
-    if (ready.size() + in_flight >= kMaxPlacementsInFlight) break;
-    if (!job.in_flight && !blocked_.count(job.key)) ready.push_back(id);
-  }
-  // Placements may end (and change waiting_) before StartPlacement returns.
-  for (uint64_t id : ready) {
-    if (in_flight >= kMaxPlacementsInFlight) break;
-    auto it = waiting_.find(id);
-    if (it == waiting_.end() || it->second.in_flight || blocked_.count(it->second.key)) continue;
-    ++in_flight;
-    TakeWaiting(id);
-  }
+  waiting_.Pass(kMaxPlacementsInFlight, [this](uint64_t record_id) { TakeWaiting(record_id); });
+}
+
+std::shared_ptr<ClientChannel> DaemonImpl::StubOf(uint64_t record_id) const {
+  auto found = stubs_.find(record_id);
+  return found == stubs_.end() ? nullptr : found->second.lock();
 }
 
 void DaemonImpl::AddWaitingStored(uint64_t record_id) {
@@ -986,45 +970,40 @@ void DaemonImpl::AddWaitingStored(uint64_t record_id) {
     std::cerr << "queued: job " << record_id << " fails: " << spec.message() << "\n";
     return FailRecord(record_id, spec.message());
   }
-  std::weak_ptr<ClientChannel> stub;
-  if (auto found = stubs_.find(record_id); found != stubs_.end()) stub = found->second;
-  waiting_[record_id] = WaitingJob{true, WaitKey(*spec), {}, stub, false, ++next_generation_};
+  waiting_.Add(record_id, true, WaitingList::WaitKey(*spec));
 }
 
 // Starts placing one waiting job, or drops it from the list when it is gone.
 void DaemonImpl::TakeWaiting(uint64_t record_id) {
-  WaitingJob& job = waiting_.at(record_id);
+  const WaitingList::Job& job = *waiting_.Find(record_id);
   wire::JobSpec spec;
   PlacementOptions options;
   if (job.stored) {
     auto record = ledger_->Get(record_id);
     if (!record.ok()) return;  // the spool is failing; try again later
     if (!record->has_value() || (*record)->state != spool::JobState::kWaiting) {
-      waiting_.erase(record_id);
+      waiting_.Erase(record_id);
       return;
     }
     auto decoded = wire::DecodeStoredSpec((*record)->spec);
     if (!decoded.ok()) {
       std::cerr << "queued: job " << record_id << " fails: " << decoded.message() << "\n";
       FailRecord(record_id, decoded.message());
-      waiting_.erase(record_id);
+      waiting_.Erase(record_id);
       return;
     }
     const spool::JobRecord& r = **record;
-    if (!r.batch && job.client.expired()) {
+    if (!r.batch && !StubOf(record_id)) {
       FailRecord(record_id, "withdrawn: its stub went away while it waited to go on", spool::JobState::kCancelled);
-      waiting_.erase(record_id);
+      waiting_.Erase(record_id);
       return;
     }
     // Its kept restart files are checked before they go anywhere (on the
     // worker: a GiB takes seconds); it is taken again once they are.
     if (!finisher_->RestartBundleChecked(r)) {
-      job.in_flight = true;
-      return finisher_->CheckRestartBundle(r, [this, record_id, generation = job.generation] {
-        auto found = waiting_.find(record_id);
-        if (found == waiting_.end() || found->second.generation != generation) return;
-        found->second.in_flight = false;
-        ScheduleWaitingPass();
+      uint64_t generation = waiting_.Take(record_id);
+      return finisher_->CheckRestartBundle(r, [this, record_id, generation] {
+        if (waiting_.Return(record_id, generation)) ScheduleWaitingPass();
       });
     }
     options.offered_to = r.exec_host;
@@ -1043,19 +1022,18 @@ void DaemonImpl::TakeWaiting(uint64_t record_id) {
       std::erase(options.avoid, target->second);
     }
   } else {
-    auto client = job.client.lock();
+    auto client = StubOf(record_id);
     if (!client || client->closed()) {
       FailRecord(record_id, "withdrawn: its stub went away while it waited", spool::JobState::kCancelled);
-      waiting_.erase(record_id);
+      waiting_.Erase(record_id);
       return;
     }
     spec = job.spec;
   }
-  job.in_flight = true;
-  StartPlacement(record_id, spec, options,
-                 [this, record_id, generation = job.generation, key = job.key](const PlacementOutcome& outcome) {
-                   OnWaitingOutcome(record_id, generation, key, outcome);
-                 });
+  uint64_t generation = waiting_.Take(record_id);
+  StartPlacement(record_id, spec, options, [this, record_id, generation, key = job.key](const PlacementOutcome& outcome) {
+    OnWaitingOutcome(record_id, generation, key, outcome);
+  });
 }
 
 wire::JobSpec DaemonImpl::RestartSpec(const spool::JobRecord& record, wire::JobSpec spec, bool from_bundle) const {
@@ -1080,11 +1058,10 @@ wire::JobSpec DaemonImpl::RestartSpec(const spool::JobRecord& record, wire::JobS
 
 void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const std::string& key,
                                   const PlacementOutcome& outcome) {
-  auto found = waiting_.find(record_id);
-  if (found == waiting_.end() || found->second.generation != generation) return;  // cancelled or re-queued meanwhile
-  found->second.in_flight = false;
+  if (!waiting_.Return(record_id, generation)) return;  // cancelled or re-queued meanwhile
   if (outcome.unresolved) return;  // asked there again on the next pass
-  auto client = found->second.client.lock();
+  const bool stored = waiting_.Find(record_id)->stored;
+  auto client = StubOf(record_id);
   if (outcome.host.empty()) {
     if (auto target = migrate_to_.find(record_id); target != migrate_to_.end()) {
       // The host its owner asked for cannot take it (down, busy, or the transfer
@@ -1098,8 +1075,8 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const
     }
   }
   if (outcome.host.empty() && outcome.may_wait) {
-    found->second.why = outcome.why;  // shown by queue --jobs
-    blocked_.insert(key);
+    waiting_.SetWhy(record_id, outcome.why);  // shown by queue --jobs
+    waiting_.Block(key);
     return;
   }
   if (outcome.host.empty()) FailRecord(record_id, outcome.why);
@@ -1109,13 +1086,13 @@ void DaemonImpl::OnWaitingOutcome(uint64_t record_id, uint64_t generation, const
     } else {
       // A job placed again after a checkpoint: say where, and from what.
       std::string note;
-      if (found->second.stored)
+      if (stored)
         if (auto record = ledger_->Get(record_id); record.ok() && record->has_value() && (*record)->restarts > 0)
           note = "job " + names_.LocalLabel(record_id) + " goes on on " + outcome.host + " (" + (*record)->message + ")";
       client->Send(wire::SubmitReply{{record_id, names_.SelfNumber()}, outcome.host, note});
     }
   }
-  waiting_.erase(found);
+  waiting_.Erase(record_id);
   if (!outcome.host.empty()) {
     migrate_to_.erase(record_id);
     ScheduleWaitingPass();
@@ -1183,7 +1160,7 @@ void DaemonImpl::WatchSilentHosts() {
     if (!list.ok()) continue;
     auto silent = std::chrono::duration_cast<std::chrono::seconds>(now - last).count();
     for (auto& r : *list) {
-      waiting_.erase(r.id);
+      waiting_.Erase(r.id);
       fenced_[host.entry].push_back(Fence{r.id, r.restarts, std::chrono::steady_clock::now() + kFenceFor});
       finisher_->Lost(std::move(r), "its host " + host.entry + " was silent for " + std::to_string(silent) + " s");
     }
@@ -1214,7 +1191,7 @@ void DaemonImpl::OnLocalJobEnded(const spool::JobRecord& record) {
     reporter_->Report(record);
   else
     finisher_->FinishLocal(record);
-  blocked_.clear();  // a slot is free
+  waiting_.ClearBlocked();  // a slot is free
   ScheduleWaitingPass();
 }
 
@@ -1295,10 +1272,9 @@ nlohmann::json DaemonImpl::JobsJson(const PeerCredentials& who, bool include_fin
       if (WIFSIGNALED(r.wait_status)) job["signal"] = WTERMSIG(r.wait_status);
     }
     if (!r.message.empty()) job["message"] = r.message;
-    if (auto waiting = waiting_.find(r.id);
-        r.state == spool::JobState::kWaiting && r.origin_host.empty() && waiting != waiting_.end() &&
-        !waiting->second.why.empty())
-      job["waiting_for"] = waiting->second.why;
+    if (const WaitingList::Job* waiting = waiting_.Find(r.id);
+        r.state == spool::JobState::kWaiting && r.origin_host.empty() && waiting != nullptr && !waiting->why.empty())
+      job["waiting_for"] = waiting->why;
     if (!r.output_held.empty()) {
       job["output_held"] = r.output_held;
       job["message"] = "output held: " + r.output_held;
@@ -1396,11 +1372,8 @@ Result<std::string> DaemonImpl::Cancel(const PeerCredentials& who, uint64_t numb
     return Fail("job " + label + " is not waiting or running (it is " + std::string(spool::ToString(r.state)) + ")");
   const std::string notice = "[job " + label + " cancelled by its owner]";
   if (r.state == spool::JobState::kWaiting) {
-    auto waiting = waiting_.find(r.id);
-    if (waiting != waiting_.end()) {
-      if (auto client = waiting->second.client.lock()) client->Send(wire::ErrorReply{notice});
-      waiting_.erase(waiting);
-    }
+    if (waiting_.Erase(r.id))
+      if (auto client = StubOf(r.id)) client->Send(wire::ErrorReply{notice});
     // Offered without an answer: the host may have it; tell it too.
     if (auto link = links_.find(r.exec_host); link != links_.end()) link->second->SendCancel(wire::CancelJob{r.id});
     FailRecord(r.id, "cancelled by its owner while it waited", spool::JobState::kCancelled);

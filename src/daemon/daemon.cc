@@ -183,7 +183,7 @@ class DaemonImpl {
   void AnswerJobRequest(const PeerCredentials& who, wire::MessageType type, std::string_view payload, bool forwarded,
                         JobRequestReply reply);
   void ForwardJobRequest(const PeerCredentials& who, const wire::JobId& id, wire::MessageType type,
-                         std::string_view payload, JobRequestReply reply);
+                         const std::string& migrate_host, JobRequestReply reply);
   Result<std::string> Migrate(const PeerCredentials& who, uint64_t number, const std::string& label,
                               const std::string& host);
   // The caller's job submitted here with this number (any job, for root).
@@ -879,9 +879,8 @@ bool DaemonImpl::StillWaiting(const PlacementAttempt& attempt) {
 void DaemonImpl::TellOfTransfer(const PlacementAttempt& attempt, const std::string& text) {
   std::cerr << "queued: job " << names_.LocalLabel(attempt.record_id) << ": " << text << "\n";
   if (!attempt.spec.batch) {
-    if (auto stub = stubs_.find(attempt.record_id); stub != stubs_.end())
-      if (auto client = stub->second.lock())
-        client->Send(wire::SubmitReply{{attempt.record_id, names_.SelfNumber()}, "", text});
+    if (auto client = StubOf(attempt.record_id))
+      client->Send(wire::SubmitReply{{attempt.record_id, names_.SelfNumber()}, "", text});
     return;
   }
   // A job that moved on meanwhile (cancelled, placed, lost) is not noted.
@@ -1312,7 +1311,7 @@ void DaemonImpl::AnswerJobRequest(const PeerCredentials& who, wire::MessageType 
   id = names_.Complete(id);
   if (id.host != names_.SelfNumber()) {
     if (forwarded) return error("job " + wire::FormatJobId(id) + " was not submitted on " + self_.entry);
-    return ForwardJobRequest(who, id, type, payload, std::move(reply));
+    return ForwardJobRequest(who, id, type, migrate_host, std::move(reply));
   }
   const std::string label = wire::FormatJobId(id);
   if (type == wire::MessageType::kOutputRequest) {
@@ -1339,7 +1338,7 @@ void DaemonImpl::AnswerJobRequest(const PeerCredentials& who, wire::MessageType 
 }
 
 void DaemonImpl::ForwardJobRequest(const PeerCredentials& who, const wire::JobId& id, wire::MessageType type,
-                                   std::string_view payload, JobRequestReply reply) {
+                                   const std::string& migrate_host, JobRequestReply reply) {
   // How long the submit host may take: an output of up to 8 MiB read from its spool.
   constexpr auto kForwardTimeout = std::chrono::seconds(30);
   const std::string host = names_.HostOf(id.host);
@@ -1353,13 +1352,9 @@ void DaemonImpl::ForwardJobRequest(const PeerCredentials& who, const wire::JobId
     });
   }
   // The request names the job as its submit host numbers it, host included.
-  std::string named = std::string(payload);
-  if (type == wire::MessageType::kCancelRequest) named = wire::EncodePayload(wire::CancelRequest{id});
-  if (type == wire::MessageType::kOutputRequest) named = wire::EncodePayload(wire::OutputRequest{id});
-  if (type == wire::MessageType::kMigrateRequest) {
-    auto request = wire::DecodePayload<wire::MigrateRequest>(payload);
-    named = wire::EncodePayload(wire::MigrateRequest{id, request.ok() ? request->host : ""});
-  }
+  std::string named = type == wire::MessageType::kCancelRequest   ? wire::EncodePayload(wire::CancelRequest{id})
+                      : type == wire::MessageType::kOutputRequest ? wire::EncodePayload(wire::OutputRequest{id})
+                                                                  : wire::EncodePayload(wire::MigrateRequest{id, migrate_host});
   link->second->Forward(wire::ForwardRequest{0, who.uid, who.gid, type, std::move(named)},
                         std::chrono::duration_cast<std::chrono::milliseconds>(kForwardTimeout), std::move(reply));
 }

@@ -1,16 +1,26 @@
 // queue and qsh: the client and stub. Which one is decided by argv[0].
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "auth/psk_tls.h"
+#include "util/printable.h"
+#include "stub/bulk_submit.h"
 #include "stub/command_line.h"
 #include "stub/daemon_client.h"
+#include "stub/live_view.h"
 #include "stub/local_context.h"
+#include "stub/qsh_command_line.h"
+#include "stub/status_view.h"
 #include "stub/stub_session.h"
+#include "util/fd_io.h"
 
 namespace {
 
@@ -18,106 +28,100 @@ using queue::Result;
 using queue::stub::Invocation;
 
 // Sends one request whose answer is a StatusReply, and returns its text.
-Result<std::string> Ask(const Invocation& inv, auto request) {
+Result<std::string> Ask(const queue::stub::DaemonSocket& socket, auto request) {
   queue::stub::DaemonClient client;
-  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok())
+  if (auto connected = client.Connect(socket); !connected.ok())
     return queue::Fail(connected.message());
   auto reply = queue::stub::Call<queue::wire::StatusReply>(client, request);
   if (!reply.ok()) return reply.error();
   return reply->json;
 }
 
-int ShowStatus(const Invocation& inv, const std::string& program) {
-  auto reply = Ask(inv, queue::wire::StatusRequest{});
-  if (!reply.ok()) {
-    std::cerr << program << ": " << reply.message() << "\n";
-    return 2;
-  }
-  if (inv.json) {
-    std::cout << *reply << "\n";
-    return 0;
-  }
+// `queue --status` or `queue --jobs` once: its JSON document or its table.
+Result<std::string> StatusOnce(const Invocation& inv, const queue::stub::DaemonSocket& socket, bool colour) {
+  auto reply = Ask(socket, queue::wire::StatusRequest{});
+  if (!reply.ok()) return reply.error();
   auto status = nlohmann::json::parse(*reply, nullptr, false);
-  if (status.is_discarded()) {
-    std::cerr << program << ": queued sent malformed status\n";
-    return 2;
-  }
-  std::printf("%-24s %-6s %6s %5s  %s\n", "HOST", "STATE", "LOAD", "CPUS", "QUEUES (running/maxexec)");
-  for (const auto& h : status["hosts"]) {
-    std::string queues;
-    if (h.contains("queues"))
-      for (const auto& q : h["queues"])
-        queues += q["name"].get<std::string>() + " " + std::to_string(q["running"].get<unsigned>()) + "/" +
-                  std::to_string(q["maxexec"].get<unsigned>()) + (q["accepting"].get<bool>() ? "" : " (closed)") + "  ";
-    bool alive = h["alive"].get<bool>();
-    std::printf("%-24s %-6s %6.2f %5u  %s\n", h["host"].get<std::string>().c_str(), alive ? "up" : "down",
-                alive ? h["load1"].get<double>() : 0.0, alive ? h["cpus"].get<unsigned>() : 0U, queues.c_str());
-  }
-  for (const auto& q : status["queues"])
-    for (const char* note : {"error", "warning", "criu"})
-      if (q.contains(note))
-        std::printf("queue %s: %s\n", q["name"].get<std::string>().c_str(), q[note].get<std::string>().c_str());
-  if (!status["jobs"].empty()) {
-    std::printf("\n%-10s %-8s %-10s %-24s %s\n", "JOB", "STATE", "QUEUE", "HOST", "NAME");
-    for (const auto& j : status["jobs"])
-      std::printf("%-10s %-8s %-10s %-24s %s\n", j["id"].get<std::string>().c_str(),
-                  j["state"].get<std::string>().c_str(), j["queue"].get<std::string>().c_str(),
-                  j["host"].get<std::string>().c_str(), j["name"].get<std::string>().c_str());
-  }
-  return 0;
+  if (!status.is_object()) return queue::Fail("queued sent malformed status");
+  // Which daemon answered, and how we found it (QUEUE_SOCKET is often dropped on the way).
+  auto doc = queue::stub::StatusDocument(std::move(status), socket.path, socket.found_by);
+  return inv.json ? doc.dump() + "\n" : queue::stub::StatusText(doc, colour);
 }
 
-int ShowJobs(const Invocation& inv, const std::string& program) {
-  auto reply = Ask(inv, queue::wire::JobsRequest{inv.all});
-  if (!reply.ok()) {
-    std::cerr << program << ": " << reply.message() << "\n";
-    return 2;
-  }
-  if (inv.json) {
-    std::cout << *reply << "\n";
-    return 0;
-  }
+Result<std::string> JobsOnce(const Invocation& inv, const queue::stub::DaemonSocket& socket, bool colour) {
+  auto reply = Ask(socket, queue::wire::JobsRequest{inv.all});
+  if (!reply.ok()) return reply.error();
   auto jobs = nlohmann::json::parse(*reply, nullptr, false);
-  if (jobs.is_discarded()) {
-    std::cerr << program << ": queued sent a malformed job list\n";
-    return 2;
-  }
-  std::printf("%-10s %-10s %-10s %-24s %-8s %s\n", "JOB", "STATE", "QUEUE", "HOST", "EXIT", "NAME");
-  for (const auto& j : jobs) {
-    std::string exit = j.contains("exit_code") ? std::to_string(j["exit_code"].get<int>())
-                       : j.contains("signal")  ? "sig " + std::to_string(j["signal"].get<int>())
-                                               : "-";
-    std::printf("%-10s %-10s %-10s %-24s %-8s %s%s\n", j["id"].get<std::string>().c_str(),
-                j["state"].get<std::string>().c_str(), j["queue"].get<std::string>().c_str(),
-                j["host"].get<std::string>().c_str(), exit.c_str(), j["name"].get<std::string>().c_str(),
-                j.contains("message")       ? ("  (" + j["message"].get<std::string>() + ")").c_str()
-                : j.contains("waiting_for") ? ("  (waiting: " + j["waiting_for"].get<std::string>() + ")").c_str()
-                                            : "");
-  }
+  if (!jobs.is_array()) return queue::Fail("queued sent a malformed job list");
+  auto doc = queue::stub::JobsDocument(std::move(jobs));
+  if (inv.json) return doc.dump() + "\n";
+  // Elements of a job array in the same state, queue and host share a row.
+  auto shown = doc;
+  shown["jobs"] = queue::stub::CompactArrays(doc["jobs"]);
+  std::string text = queue::stub::JobsText(shown, colour);
   if (inv.all) {
     // How far back the list reaches: queued forgets finished jobs after --keep-finished.
-    auto status = Ask(inv, queue::wire::StatusRequest{});
+    auto status = Ask(socket, queue::wire::StatusRequest{});
     auto parsed = status.ok() ? nlohmann::json::parse(*status, nullptr, false) : nlohmann::json();
-    if (parsed.is_object() && parsed.contains("keep_finished_seconds")) {
-      int64_t seconds = parsed["keep_finished_seconds"].get<int64_t>();
-      std::printf("(finished jobs are listed for %s after they end)\n",
-                  seconds % 86400 == 0 ? (std::to_string(seconds / 86400) + " day(s)").c_str()
-                  : seconds % 3600 == 0 ? (std::to_string(seconds / 3600) + " hour(s)").c_str()
-                                         : (std::to_string(seconds) + " s").c_str());
-    }
+    if (parsed.is_object() && parsed.contains("keep_finished_seconds"))
+      text += "(finished jobs are listed for " + queue::stub::KeptFor(parsed["keep_finished_seconds"].get<int64_t>()) +
+              " after they end)\n";
   }
+  return text;
+}
+
+// --status and --jobs, once or --watch'ed.
+int ShowStatusOrJobs(const Invocation& inv, const std::string& program) {
+  auto socket = queue::stub::FindDaemonSocket(inv.socket_path);
+  const bool terminal = isatty(1) != 0;
+  const bool colour = !inv.json && queue::stub::UseColour(terminal, std::getenv("NO_COLOR"), std::getenv("TERM"));
+  auto render = [&]() -> Result<std::string> {
+    auto text = inv.verb == queue::stub::Verb::kStatus ? StatusOnce(inv, socket, colour) : JobsOnce(inv, socket, colour);
+    if (!text.ok()) return queue::Fail(program + ": " + text.message());
+    return text;
+  };
+  if (inv.watch_seconds > 0) return queue::stub::Watch(render, inv.watch_seconds, terminal, std::cout, std::cerr);
+  auto text = render();
+  if (!text.ok()) {
+    std::cerr << text.message() << "\n";
+    return 2;
+  }
+  std::cout << *text;
   return 0;
 }
 
 // Verbs whose answer is one sentence: --cancel, --migrate.
 template <class Request>
 int PrintAnswer(const Invocation& inv, const Request& request, const std::string& program) {
-  auto reply = Ask(inv, request);
+  auto reply = Ask(queue::stub::FindDaemonSocket(inv.socket_path), request);
   if (!reply.ok()) {
     std::cerr << program << ": " << reply.message() << "\n";
     return 2;
   }
   std::cout << *reply << "\n";
+  return 0;
+}
+
+// queue --migrate ID [HOST]: the daemon's answer, then, on a terminal, the
+// move's progress (stderr: the answer stays alone on stdout for a script).
+int Migrate(const Invocation& inv, const std::string& program) {
+  if (int answered = PrintAnswer(inv, queue::wire::MigrateRequest{inv.migrate_id, inv.migrate_host}, program);
+      answered != 0 || isatty(2) == 0)
+    return answered;
+  auto socket = queue::stub::FindDaemonSocket(inv.socket_path);
+  auto status = Ask(socket, queue::wire::StatusRequest{});
+  auto parsed = status.ok() ? nlohmann::json::parse(*status, nullptr, false) : nlohmann::json();
+  if (!parsed.is_object()) return 0;
+  auto jobs = [&socket]() -> Result<nlohmann::json> {
+    auto reply = Ask(socket, queue::wire::JobsRequest{true});
+    if (!reply.ok()) return reply.error();
+    auto list = nlohmann::json::parse(*reply, nullptr, false);
+    if (!list.is_array()) return queue::Fail("queued sent a malformed job list");
+    return list;
+  };
+  winsize size{};
+  int width = ioctl(2, TIOCGWINSZ, &size) == 0 && size.ws_col > 0 ? size.ws_col : 80;
+  queue::stub::FollowMigration(jobs, inv.migrate_id, parsed.value("host", std::string()), width, std::cerr);
   return 0;
 }
 
@@ -136,15 +140,10 @@ queue::Status CopyFileToStdout(const std::string& path) {
       if (n < 0) return queue::Fail("cannot read " + path + ": " + queue::ErrnoText(read_errno));
       return queue::Status::Ok();
     }
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = write(1, buffer + done, static_cast<size_t>(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        int write_errno = errno;
-        close(fd);
-        return queue::Fail("cannot write the output: " + queue::ErrnoText(write_errno));
-      }
-      done += w;
+    // Our stdout may be a non-blocking pipe (WriteFully waits for it).
+    if (int error = queue::WriteFully(1, std::string_view(buffer, static_cast<size_t>(n))); error != 0) {
+      close(fd);
+      return queue::Fail("cannot write the output: " + queue::ErrnoText(error));
     }
   }
 }
@@ -152,7 +151,7 @@ queue::Status CopyFileToStdout(const std::string& path) {
 // queue --output ID: the daemon says where a batch job's output is, and we read it.
 int ShowOutput(const Invocation& inv, const std::string& program) {
   queue::stub::DaemonClient client;
-  if (auto connected = client.Connect(queue::stub::ResolveSocketPath(inv.socket_path)); !connected.ok()) {
+  if (auto connected = client.Connect(queue::stub::FindDaemonSocket(inv.socket_path)); !connected.ok()) {
     std::cerr << program << ": " << connected.message() << "\n";
     return 2;
   }
@@ -164,9 +163,11 @@ int ShowOutput(const Invocation& inv, const std::string& program) {
   if (reply->path.empty() && !reply->held.empty()) {
     // Held in the spool (its file could not be written): shown from there.
     std::cerr << program << ": " << reply->message << "\n";
-    std::cout.write(reply->held.data(), static_cast<std::streamsize>(reply->held.size()));
-    std::cout.flush();
-    return std::cout ? 0 : 1;
+    if (int error = queue::WriteFully(1, reply->held); error != 0) {
+      std::cerr << program << ": cannot write the output: " << queue::ErrnoText(error) << "\n";
+      return 1;
+    }
+    return 0;
   }
   if (reply->path.empty()) {
     std::cerr << program << ": "
@@ -186,10 +187,88 @@ int ShowOutput(const Invocation& inv, const std::string& program) {
   return 0;
 }
 
+// Reads all of `path` ("-": stdin).
+Result<std::string> ReadAll(const std::string& path) {
+  int fd = path == "-" ? 0 : open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return queue::Fail("--from: cannot open " + path + ": " + queue::ErrnoText(errno));
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int error = errno;
+      if (fd != 0) close(fd);
+      return queue::Fail("--from: cannot read " + path + ": " + queue::ErrnoText(error));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  if (fd != 0) close(fd);
+  return text;
+}
+
+// queue -r --array INDICES -- cmd, queue -r --from FILE: many batch jobs,
+// stored all or none; prints the array's id alone (queue --cancel takes it).
+int SubmitMany(const Invocation& inv, const std::string& program) {
+  std::vector<queue::wire::ArrayRange> ranges;
+  std::vector<std::string> lines;
+  if (inv.array) {
+    auto parsed = queue::stub::ParseArrayIndices(*inv.array);
+    if (!parsed.ok()) {
+      std::cerr << program << ": " << parsed.message() << "\n";
+      return 2;
+    }
+    ranges = std::move(parsed.value());
+  } else {
+    auto text = ReadAll(*inv.from);
+    auto parsed = text.ok() ? queue::stub::ParseCommandLines(*text) : Result<std::vector<std::string>>(text.error());
+    if (!parsed.ok()) {
+      std::cerr << program << ": " << parsed.message() << "\n";
+      return 2;
+    }
+    lines = std::move(parsed.value());
+  }
+  // The submitter's context, captured once and shared by every job.
+  auto spec = queue::stub::CaptureLocalContext(inv.from ? std::vector<std::string>{"/bin/sh", "-c"} : inv.command);
+  if (!spec.ok()) {
+    std::cerr << program << ": " << spec.message() << "\n";
+    return 2;
+  }
+  spec->pty = queue::wire::PtyMode::kNone;
+  spec->batch = true;
+  spec->queue = inv.queue;
+  spec->job_name = !inv.job_name.empty() ? inv.job_name
+                                         : std::filesystem::path(spec->argv.front()).filename().string();
+  spec->only_host = inv.only_host;
+  spec->preferred_host = inv.preferred_host;
+  queue::stub::DaemonClient client;
+  if (auto connected = client.Connect(queue::stub::FindDaemonSocket(inv.socket_path)); !connected.ok()) {
+    std::cerr << program << ": " << connected.message() << "\n";
+    return 2;
+  }
+  const bool terminal = isatty(2) != 0;
+  auto progress = [&](size_t sent, size_t total) {
+    if (terminal) std::cerr << "\r" << program << ": sent " << sent << " of " << total << " commands" << std::flush;
+  };
+  auto reply = queue::stub::SubmitBulk(client, *spec, ranges, std::move(lines), progress);
+  if (terminal && inv.from) std::cerr << "\n";
+  if (!reply.ok()) {
+    std::cerr << program << ": " << reply.message() << "\n";
+    return 2;
+  }
+  const std::string id = queue::wire::FormatJobId(reply->array);
+  if (terminal)
+    std::cerr << program << ": " << reply->count << " jobs submitted as array " << id << " (elements " << id
+              << "_INDEX; queue --cancel " << id << " cancels them all)\n";
+  std::cout << id << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  queue::auth::InitOpenSsl();
+  queue::auth::InitOpenSsl(queue::auth::OpenSslUse::kPerJob);
   std::string program = std::filesystem::path(argv[0]).filename().string();
   bool is_qsh = program.find("qsh") != std::string::npos;
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -201,21 +280,34 @@ int main(int argc, char** argv) {
   Invocation inv = std::move(parsed.value());
   switch (inv.verb) {
     case queue::stub::Verb::kHelp: std::cout << inv.help_text; return 0;
+    case queue::stub::Verb::kPrintConfig: std::cout << inv.help_text; return 0;
     case queue::stub::Verb::kVersion: std::cout << program << " " << QUEUE_VERSION << "\n"; return 0;
-    case queue::stub::Verb::kStatus: return ShowStatus(inv, program);
-    case queue::stub::Verb::kJobs: return ShowJobs(inv, program);
-    case queue::stub::Verb::kCancel: return PrintAnswer(inv, queue::wire::CancelRequest{inv.cancel_id}, program);
+    case queue::stub::Verb::kStatus:
+    case queue::stub::Verb::kJobs: return ShowStatusOrJobs(inv, program);
+    case queue::stub::Verb::kCancel:
+      return PrintAnswer(inv, queue::wire::CancelRequest{inv.cancel_id, inv.cancel_element}, program);
     case queue::stub::Verb::kOutput: return ShowOutput(inv, program);
-    case queue::stub::Verb::kMigrate:
-      return PrintAnswer(inv, queue::wire::MigrateRequest{inv.migrate_id, inv.migrate_host}, program);
+    case queue::stub::Verb::kMigrate: return Migrate(inv, program);
     case queue::stub::Verb::kRun: break;
   }
+  // qsh -n: stdin from /dev/null, as ssh -n does it, before anything looks at stdin.
+  if (inv.stdin_null) {
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0) {
+      std::cerr << program << ": cannot open /dev/null: " << queue::ErrnoText(errno) << "\n";
+      return 2;
+    }
+    if (null != 0) close(null);
+  }
+  if (inv.array || inv.from) return SubmitMany(inv, program);
   auto spec = queue::stub::CaptureLocalContext(inv.command);
   if (!spec.ok()) {
     std::cerr << program << ": " << spec.message() << "\n";
     return 2;
   }
-  spec->pty = queue::stub::ChoosePtyMode(inv.pty, isatty(0) != 0, isatty(1) != 0);
+  // qsh -tt: a pty even without a terminal here, as ssh -tt.
+  spec->pty = inv.force_pty ? queue::wire::PtyMode::kFull
+                            : queue::stub::ChoosePtyMode(inv.pty, isatty(0) != 0, isatty(1) != 0);
   if (inv.batch) spec->pty = queue::wire::PtyMode::kNone;
   spec->batch = inv.batch;
   spec->queue = inv.queue;
@@ -223,7 +315,7 @@ int main(int argc, char** argv) {
   spec->only_host = inv.only_host;
   spec->preferred_host = inv.preferred_host;
   queue::stub::StubOptions options;
-  options.socket_path = queue::stub::ResolveSocketPath(inv.socket_path);
+  options.socket = queue::stub::FindDaemonSocket(inv.socket_path);
   options.program_name = program;
   options.spec = std::move(spec.value());
   return queue::stub::RunStub(std::move(options));

@@ -7,7 +7,7 @@
 #include "exec/shepherd.h"
 
 int main(int argc, char** argv) {
-  queue::auth::InitOpenSsl();
+  queue::auth::InitOpenSsl(queue::auth::OpenSslUse::kPerJob);
   queue::exec::ShepherdOptions options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

@@ -12,16 +12,29 @@
 
 #include "auth/psk_tls.h"
 #include "auth/cluster_key.h"
+#include "daemon/config_file.h"
 #include "daemon/daemon.h"
+#include "daemon/log_output.h"
+#include "daemon/service_notifier.h"
+#include "spool/spool_layout.h"
+#include "util/log_priority.h"
 #include "util/result.h"
 
 namespace {
 
-std::string SiblingBinary(const std::string& name) {
+// The shepherd beside queued (the build tree, build/bin), else where the
+// install puts it: /usr/sbin/queued and /usr/lib/queue/queue-shepherd
+// (packaging/CMakeLists.txt), found from queued's own path so that any
+// prefix works.
+std::string ShepherdPath() {
+  const std::string name = "queue-shepherd";
   std::error_code ec;
   auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return name;
-  return (self.parent_path() / name).string();
+  auto beside = self.parent_path() / name;
+  auto installed = self.parent_path().parent_path() / "lib" / "queue" / name;
+  if (!std::filesystem::exists(beside, ec) && std::filesystem::exists(installed, ec)) return installed.string();
+  return beside.string();
 }
 
 std::string DefaultListen() {
@@ -30,21 +43,25 @@ std::string DefaultListen() {
   return std::string(name) + ":1421";
 }
 
-// Leaves the terminal: a new session, stdin from /dev/null, logs appended to a file.
+// Leaves the terminal: a new session, stdin from /dev/null, logs appended to a
+// file (opened again on SIGHUP, for logrotate).
 bool Daemonize(asio::io_context& io, const std::string& log_path) {
-  int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (log < 0) {
-    std::cerr << "queued: cannot open log " << log_path << "\n";
+  int null = open("/dev/null", O_RDONLY);
+  if (null < 0 || dup2(null, 0) < 0) {
+    std::cerr << "queued: cannot open /dev/null: " << queue::ErrnoText(errno) << "\n";
     return false;
   }
+  if (null > 2) close(null);
+  // Before the fork, so that an error reaches the terminal.
+  if (auto opened = queue::daemon::OpenLogFile(log_path); !opened.ok()) {
+    std::cerr << "queued: " << opened.message() << "\n";
+    return false;
+  }
+  queue::daemon::InstallLogStream(/*journal=*/false);
   io.notify_fork(asio::io_context::fork_prepare);
   if (pid_t pid = fork(); pid != 0) _exit(pid < 0 ? 2 : 0);
   io.notify_fork(asio::io_context::fork_child);
   setsid();
-  int null = open("/dev/null", O_RDONLY);
-  dup2(null, 0);
-  dup2(log, 1);
-  dup2(log, 2);
   return true;
 }
 
@@ -63,7 +80,8 @@ void RaiseDescriptorLimit() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  queue::auth::InitOpenSsl();
+  queue::auth::InitOpenSsl(queue::auth::OpenSslUse::kLongLived);
+  queue::daemon::InstallLogStream(queue::daemon::StderrIsJournal());
   CLI::App app{"queued: the Queue daemon; runs on every host of the cluster."};
   queue::daemon::DaemonConfig config;
   config.spool_dir = "/var/spool/queue";
@@ -73,8 +91,10 @@ int main(int argc, char** argv) {
   config.listen = DefaultListen();
   std::string keygen, pidfile;
   bool foreground = false, version = false;
-  app.add_option("--keygen", keygen, "write a new random cluster key to FILE (mode 0600) and exit");
-  app.add_flag("-D,--debug", foreground, "stay in the foreground, log on stderr");
+  queue::daemon::AddConfigFileOption(app, queue::daemon::kDefaultConfigFile);
+  app.add_option("--keygen", keygen, "write a new random cluster key to FILE (mode 0600) and exit")->configurable(false);
+  app.add_flag("-D,--debug", foreground,
+               "stay in the foreground, log on stderr (so does a daemon systemd starts: $NOTIFY_SOCKET)");
   app.add_option("-d,--spooldir", config.spool_dir, "spool root (one directory per queue)")->capture_default_str();
   app.add_option("--hosts", config.hosts_file, "hosts file (qhostsfile format, name[:port])")->capture_default_str();
   app.add_option("--key", config.key_file, "cluster key file")->capture_default_str();
@@ -84,6 +104,8 @@ int main(int argc, char** argv) {
   app.add_option("-p,--pidfile", pidfile, "write the daemon's pid to FILE");
   app.add_option("--clock-file", config.clock_file, "tests: take the time (Unix seconds) from FILE");
   app.add_option("--criu", config.criu_path, "the criu binary for checkpointmode 1 (default: found in PATH)");
+  app.add_option("--metrics", config.metrics_listen,
+                 "serve Prometheus/OpenMetrics metrics at http://ADDR:PORT/metrics (PORT alone: 127.0.0.1); off when not given");
   double host_timeout = 60;
   app.add_option("--host-timeout", host_timeout,
                  "seconds a silent peer may take (a daemon restart, say) before its jobs from here count as lost")
@@ -95,8 +117,16 @@ int main(int argc, char** argv) {
       ->transform(CLI::AsNumberWithUnit(std::map<std::string, double>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
                                         CLI::AsNumberWithUnit::CASE_SENSITIVE))
       ->check(CLI::Range(0.0, 1e10));
-  app.add_flag("-v,--version", version, "print the version");
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--user-waiting-jobs", config.user_waiting_jobs,
+                 "jobs one user may have waiting in this host's spool")
+      ->capture_default_str()->check(CLI::Range(1, 10000000));
+  uint64_t user_spool_mib = config.user_spool_bytes >> 20;
+  app.add_option("--user-spool-mib", user_spool_mib,
+                 "MiB one user may keep in this host's spool: waiting jobs' specs, held outputs, restart files")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 30));
+  app.add_flag("-v,--version", version, "print the version")->configurable(false);
+  if (auto exit = queue::daemon::ParseCommandLineAndConfigFile(app, argc, argv, queue::daemon::kDefaultConfigFile))
+    return *exit;
 
   if (version) {
     std::cout << "queued " << QUEUE_VERSION << "\n";
@@ -110,18 +140,22 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  config.user_spool_bytes = user_spool_mib << 20;
   config.host_dead_after = std::chrono::milliseconds(static_cast<int64_t>(host_timeout * 1000));
   config.keep_finished = std::chrono::seconds(static_cast<int64_t>(keep_finished));
   RaiseDescriptorLimit();
   if (geteuid() == 0) umask(022);
-  config.shepherd_path = SiblingBinary("queue-shepherd");
+  config.shepherd_path = ShepherdPath();
+  // systemd watches the process it started: under it, no fork.
+  const bool detach = !foreground && !queue::daemon::UnderServiceManager();
+  if (detach) config.log_file = queue::spool::SpoolLayout(config.spool_dir).Log();
   asio::io_context io;
   auto daemon = queue::daemon::Daemon::Create(io, config);
   if (!daemon.ok()) {
-    std::cerr << "queued: " << daemon.message() << "\n";
+    std::cerr << queue::util::kLogErr << "queued: " << daemon.message() << "\n";
     return 1;
   }
-  if (!foreground && !Daemonize(io, config.spool_dir + "/queued.log")) return 1;
+  if (detach && !Daemonize(io, config.log_file)) return 1;
   if (!pidfile.empty()) std::ofstream(pidfile) << getpid() << "\n";
   (*daemon)->Run();
   if (!pidfile.empty()) unlink(pidfile.c_str());

@@ -21,23 +21,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using queue::testing::CommandOptions;
 using queue::testing::RunCommand;
+using queue::testing::RunConcurrently;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// Runs `argv` `total` times from `clients` threads; the seconds taken, or -1.
-double RunMany(const std::vector<std::string>& argv, const CommandOptions& options, int total, int clients) {
-  std::atomic<int> next{0};
-  std::atomic<bool> failed{false};
-  auto start = Clock::now();
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c)
-    threads.emplace_back([&] {
-      while (next.fetch_add(1) < total && !failed)
-        if (RunCommand(argv, options).exit_code != 0) failed = true;
-    });
-  for (auto& t : threads) t.join();
-  return failed ? -1 : Seconds(Clock::now() - start);
-}
 
 size_t Unfinished(queue::testing::TestCluster& cluster) {
   auto run = cluster.Queue(0, {"--jobs", "--json"}, {{}, "", std::chrono::seconds(30), ""});
@@ -60,9 +46,9 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(cwd);
   CommandOptions options{{"QUEUE_SOCKET=" + cluster->socket(0), "QMAIL=FALSE"}, "", std::chrono::seconds(60), cwd};
 
-  double direct = RunMany({"/bin/true"}, options, jobs, clients);
+  double direct = RunConcurrently({"/bin/true"}, options, jobs, clients);
   auto start = Clock::now();
-  double submit = RunMany({BinDir() + "/queue", "-r", "--", "true"}, options, jobs, clients);
+  double submit = RunConcurrently({BinDir() + "/queue", "-r", "--", "true"}, options, jobs, clients);
   if (direct < 0 || submit < 0) {
     std::fprintf(stderr, "a run failed\n%s\n", cluster->log(0).c_str());
     return 1;

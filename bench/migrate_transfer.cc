@@ -1,7 +1,8 @@
 // Moving a job with a large restart file between two hosts (SPEC §10: signal to
 // restart under 2 s plus the transfer at >= 80% of the link's bandwidth), over
 // one of two links:
-//   - by default loopback, both daemons on 127.0.0.1. Loopback has no rate of
+//   - by default loopback, both daemons on the test cluster's loopback address
+//     (127.X.Y.Z, LoopbackAddress()). Loopback has no rate of
 //     its own (it measures memcpy), so there the ratios say what queue's own
 //     work costs, not whether the file moves at a link's speed;
 //   - with --link-mbit N (root only) a link that has a rate: two network

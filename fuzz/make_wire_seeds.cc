@@ -87,10 +87,23 @@ int main(int argc, char** argv) {
   seeds.Message("attach", Attach{99, "node1:1421"});
   seeds.Message("stream_data", StreamData{StreamId::kStdout, "hello, world\n"});
   seeds.Message("stream_eof", StreamEof{StreamId::kStdin});
+  seeds.Message("stream_closed", StreamClosed{StreamId::kStdout});
   seeds.Message("signal", Signal{2});
   seeds.Message("window_size", WindowSize{24, 80, 640, 480});
   seeds.Message("job_status", JobStatus{JobStatusKind::kExited, 3, ""});
   seeds.Message("cancel_request", CancelRequest{{17, 3}});
+  seeds.Message("cancel_element", CancelRequest{{17, 3}, 5});
+  {
+    JobSpec batch = SampleSpec();
+    batch.batch = true;
+    BulkSubmitRequest array{batch, {{1, 9, 2}, {10, 10000, 1}}, {}, false};
+    seeds.Message("bulk_submit_array", array);
+    batch.argv = {"/bin/sh", "-c"};
+    BulkSubmitRequest lines{batch, {}, {"echo one", "make -C dir{1} > out 2>&1"}, true};
+    seeds.Message("bulk_submit_lines", lines);
+  }
+  seeds.Message("bulk_submit_reply", BulkSubmitReply{true, 10000, {17, 3}});
+  seeds.Message("transfer_progress", TransferProgress{{17, 3}, true, "127.0.0.1:15002", 1 << 20, 32 << 20, 250, false});
   seeds.Message("forward_request", ForwardRequest{5, 1000, 1000, MessageType::kCancelRequest,
                                                   EncodePayload(CancelRequest{{17, 3}})});
   seeds.Message("forward_reply", ForwardReply{5, MessageType::kStatusReply, EncodePayload(StatusReply{"cancelled"})});

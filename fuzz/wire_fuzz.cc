@@ -36,9 +36,9 @@ void DecodeAsEvery(std::string_view payload) {
 
 // Every message of messages.h; keep in step with MessageType.
 #define QUEUE_ALL_MESSAGES                                                                       \
-  Hello, ErrorReply, SubmitRequest, SubmitReply, StatusRequest, StatusReply, LoadReport, PlaceJob, \
-      PlaceReply, JobEnded, JobEndedAck, JobOutput, OutputRequest, OutputReply, BundleChunk, MigrateRequest, MigrateJob, ForwardRequest, ForwardReply, CancelJob, JobsRequest, CancelRequest, ShepherdStart, ShepherdEvent, ShepherdControl, Attach, StreamData, StreamEof, \
-      Signal, WindowSize, JobStatus, Notice
+  Hello, ErrorReply, SubmitRequest, SubmitReply, BulkSubmitRequest, BulkSubmitReply, StatusRequest, StatusReply, LoadReport, PlaceJob, \
+      PlaceReply, JobEnded, JobEndedAck, JobOutput, OutputRequest, OutputReply, BundleChunk, MigrateRequest, MigrateJob, ForwardRequest, ForwardReply, CancelJob, JobsRequest, CancelRequest, ShepherdStart, ShepherdEvent, ShepherdControl, Attach, StreamData, StreamEof, StreamClosed, \
+      Signal, WindowSize, JobStatus, Notice, TransferProgress
 
 void SplitFrames(std::string_view input) {
   // The first byte picks where the stream is cut in two, so that frames

@@ -2,6 +2,7 @@
 #include "auth/cluster_key.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,19 +10,20 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/rand.h>
+#include <openssl/sha.h>
 
 namespace queue::auth {
 namespace {
 
 constexpr std::size_t kHexDigits = 2 * kKeyBytes;
-// Room for the digits and generous trailing whitespace; anything longer is not
-// a key file, and reading it whole would let a wrong path cost unbounded memory.
-constexpr std::size_t kMaxFileBytes = 256;
+// Room for the digits of two keys and generous trailing whitespace; anything
+// longer is not a key file, and reading it whole would let a wrong path cost
+// unbounded memory.
+constexpr std::size_t kMaxFileBytes = 512;
 
 // Owns a file descriptor, so every early return closes it.
 class OpenFile {
@@ -152,37 +154,60 @@ Result<std::string> ReadBounded(const std::string& path, int fd) {
   return text;
 }
 
-Result<std::string> DecodeKeyText(const std::string& path, std::string_view text) {
-  std::size_t end = text.find_last_not_of(" \t\r\n");
-  text = text.substr(0, end == std::string_view::npos ? 0 : end + 1);
-  std::string key;
-  bool well_formed = text.size() == kHexDigits;
-  for (std::size_t i = 0; well_formed && i < kHexDigits; i += 2) {
-    int high = HexValue(text[i]);
-    int low = HexValue(text[i + 1]);
-    well_formed = high >= 0 && low >= 0;
+// One line: exactly kHexDigits hex digits, then optional whitespace.
+bool DecodeKeyLine(std::string_view line, std::string& key) {
+  std::size_t end = line.find_last_not_of(" \t\r");
+  line = line.substr(0, end == std::string_view::npos ? 0 : end + 1);
+  if (line.size() != kHexDigits) return false;
+  for (std::size_t i = 0; i < kHexDigits; i += 2) {
+    int high = HexValue(line[i]);
+    int low = HexValue(line[i + 1]);
+    if (high < 0 || low < 0) return false;
     key.push_back(static_cast<char>(high << 4 | low));
   }
+  return true;
+}
+
+void WipeKeys(std::vector<std::string>& keys) {
+  for (std::string& key : keys) OPENSSL_cleanse(key.data(), key.size());
+}
+
+Result<std::vector<std::string>> DecodeKeyText(const std::string& path, std::string_view text) {
+  std::size_t end = text.find_last_not_of(" \t\r\n");
+  text = text.substr(0, end == std::string_view::npos ? 0 : end + 1);
+  std::vector<std::string> keys;
+  bool well_formed = !text.empty();
+  while (well_formed && !text.empty()) {
+    std::size_t newline = text.find('\n');
+    std::string_view line = text.substr(0, newline);
+    text = newline == std::string_view::npos ? std::string_view() : text.substr(newline + 1);
+    keys.emplace_back();
+    keys.back().reserve(kKeyBytes);
+    well_formed = keys.size() <= kMaxKeysPerFile && DecodeKeyLine(line, keys.back());
+  }
   if (!well_formed) {
-    OPENSSL_cleanse(key.data(), key.size());
-    return Fail("The cluster key file " + path + " does not hold exactly " + std::to_string(kHexDigits) +
+    WipeKeys(keys);
+    return Fail("The cluster key file " + path + " does not hold one or " + std::to_string(kMaxKeysPerFile) +
+                " lines of exactly " + std::to_string(kHexDigits) +
                 " hex digits; copy it again from another host, or make a new key with `queued --keygen` for every host.");
   }
-  return key;
+  return keys;
 }
 
 }  // namespace
 
 std::string RandomBytes(std::size_t n) {
   std::string bytes(n, '\0');
-  constexpr std::size_t kChunk = 1 << 20;  // RAND_bytes takes an int length
-  for (std::size_t done = 0; done < n; done += kChunk) {
-    int len = static_cast<int>(std::min(kChunk, n - done));
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data() + done), len) != 1) {
-      std::fprintf(stderr, "queue: OpenSSL's random number generator failed (%s); stopping rather than use weak keys.\n",
-                   ERR_reason_error_string(ERR_get_error()));
+  for (std::size_t done = 0; done < n;) {
+    // Up to 256 bytes come whole; more may come in parts, or be cut by a signal.
+    ssize_t got = getrandom(bytes.data() + done, n - done, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      std::fprintf(stderr, "queue: the kernel's random number generator failed (%s); stopping rather than use weak keys.\n",
+                   got < 0 ? std::strerror(errno) : "it returned nothing");
       std::abort();
     }
+    done += static_cast<std::size_t>(got);
   }
   return bytes;
 }
@@ -208,7 +233,7 @@ Status WriteNewKeyFile(const std::string& path) {
   return Status::Ok();
 }
 
-Result<std::string> LoadKeyFile(const std::string& path) {
+Result<std::vector<std::string>> LoadKeyFileKeys(const std::string& path) {
   // O_NONBLOCK: opening a FIFO put in the key's place must not hang the daemon.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
@@ -224,9 +249,23 @@ Result<std::string> LoadKeyFile(const std::string& path) {
   }
   if (Status checked = CheckAttributes(path, st); !checked.ok()) return Fail(checked.message());
   Result<std::string> text = ReadBounded(path, fd);
-  if (!text.ok()) return text;
+  if (!text.ok()) return Fail(text.message());
   SecretWiper wipe_text(*text);
   return DecodeKeyText(path, *text);
+}
+
+Result<std::string> LoadKeyFile(const std::string& path) {
+  Result<std::vector<std::string>> keys = LoadKeyFileKeys(path);
+  if (!keys.ok()) return Fail(keys.message());
+  std::string current = std::move(keys->front());
+  WipeKeys(*keys);
+  return current;
+}
+
+std::string KeyIdentity(const std::string& key) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), digest);
+  return "queue-" + ToHex(std::string_view(reinterpret_cast<const char*>(digest), 4));
 }
 
 }  // namespace queue::auth

@@ -3,6 +3,8 @@
 
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <utility>
 
 #include <openssl/crypto.h>
@@ -18,11 +20,16 @@ constexpr std::size_t kMaxIdentityBytes = 128;
 // Both use SHA-256, the hash OpenSSL assigns to a PSK from the callbacks below.
 constexpr char kCipherSuites[] = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
 
-// What the OpenSSL callbacks need; owned by the SSL_CTX through ex_data.
+void WipeKeys(std::vector<PskKey>& keys) {
+  for (PskKey& k : keys) OPENSSL_cleanse(k.key.data(), k.key.size());
+}
+
+// What the OpenSSL callbacks need; owned by the SSL_CTX through ex_data. The
+// keys change on SetKeys while handshakes may run on other threads.
 struct PskCredentials {
-  std::string key;
-  std::string identity;
-  ~PskCredentials() { OPENSSL_cleanse(key.data(), key.size()); }
+  mutable std::mutex mutex;
+  std::vector<PskKey> keys;  // guarded by mutex; never empty once attached
+  ~PskCredentials() { WipeKeys(keys); }
 };
 
 void FreeCredentials(void* /*parent*/, void* credentials, CRYPTO_EX_DATA* /*ad*/, int /*index*/, long /*argl*/,
@@ -45,25 +52,45 @@ const PskCredentials* CredentialsOf(SSL* ssl) {
 unsigned int OfferPsk(SSL* ssl, const char* /*hint*/, char* identity, unsigned int max_identity_len,
                       unsigned char* psk, unsigned int max_psk_len) {
   const PskCredentials* credentials = CredentialsOf(ssl);
-  if (credentials == nullptr || credentials->identity.size() >= max_identity_len ||
-      credentials->key.size() > max_psk_len) {
-    return 0;
-  }
-  std::memcpy(identity, credentials->identity.c_str(), credentials->identity.size() + 1);
-  std::memcpy(psk, credentials->key.data(), credentials->key.size());
-  return static_cast<unsigned int>(credentials->key.size());
+  if (credentials == nullptr) return 0;
+  std::lock_guard lock(credentials->mutex);
+  if (credentials->keys.empty()) return 0;
+  const PskKey& offered = credentials->keys.front();
+  if (offered.identity.size() >= max_identity_len || offered.key.size() > max_psk_len) return 0;
+  std::memcpy(identity, offered.identity.c_str(), offered.identity.size() + 1);
+  std::memcpy(psk, offered.key.data(), offered.key.size());
+  return static_cast<unsigned int>(offered.key.size());
 }
 
-// Returning 0 rejects the identity; OpenSSL then wants a certificate we do not
-// have, so the handshake fails instead of falling back.
+// Picks the key by the identity the client offers. Returning 0 rejects the
+// identity; OpenSSL then wants a certificate we do not have, so the handshake
+// fails instead of falling back.
 unsigned int FindPsk(SSL* ssl, const char* identity, unsigned char* psk, unsigned int max_psk_len) {
   const PskCredentials* credentials = CredentialsOf(ssl);
-  if (credentials == nullptr || identity == nullptr || credentials->identity != identity ||
-      credentials->key.size() > max_psk_len) {
-    return 0;
+  if (credentials == nullptr || identity == nullptr) return 0;
+  std::lock_guard lock(credentials->mutex);
+  for (const PskKey& accepted : credentials->keys) {
+    if (accepted.identity != identity) continue;
+    if (accepted.key.size() > max_psk_len) return 0;
+    std::memcpy(psk, accepted.key.data(), accepted.key.size());
+    return static_cast<unsigned int>(accepted.key.size());
   }
-  std::memcpy(psk, credentials->key.data(), credentials->key.size());
-  return static_cast<unsigned int>(credentials->key.size());
+  return 0;
+}
+
+Status CheckKeyAndIdentity(const std::string& key, const std::string& identity);
+
+Status CheckKeys(const std::vector<PskKey>& keys) {
+  if (keys.empty()) return Fail("A TLS context needs at least one pre-shared key.");
+  std::set<std::string> identities;
+  for (const PskKey& k : keys) {
+    if (Status checked = CheckKeyAndIdentity(k.key, k.identity); !checked.ok()) return checked;
+    if (!identities.insert(k.identity).second) {
+      return Fail("Two TLS pre-shared keys have the same identity " + k.identity +
+                  "; a key file must not list one key twice.");
+    }
+  }
+  return Status::Ok();
 }
 
 Status CheckKeyAndIdentity(const std::string& key, const std::string& identity) {
@@ -105,12 +132,14 @@ Status RestrictToTls13Psk(SSL_CTX* ctx, PskTlsContext::Side side) {
   return Status::Ok();
 }
 
-Status AttachCredentials(SSL_CTX* ctx, std::string key, std::string identity) {
+Status AttachCredentials(SSL_CTX* ctx, std::vector<PskKey> keys) {
   int index = CredentialsIndex();
-  if (index < 0) return Fail(OpenSslFailure("reserve a slot for the TLS key"));
+  if (index < 0) {
+    WipeKeys(keys);
+    return Fail(OpenSslFailure("reserve a slot for the TLS key"));
+  }
   auto credentials = std::make_unique<PskCredentials>();
-  credentials->key = std::move(key);
-  credentials->identity = std::move(identity);
+  credentials->keys = std::move(keys);
   if (SSL_CTX_set_ex_data(ctx, index, credentials.get()) != 1) return Fail(OpenSslFailure("attach the TLS key"));
   credentials.release();  // Now owned by ctx; FreeCredentials deletes it.
   return Status::Ok();
@@ -118,7 +147,8 @@ Status AttachCredentials(SSL_CTX* ctx, std::string key, std::string identity) {
 
 // What an OpenSSL handshake error most likely means between two Queue peers.
 // The reasons were observed with OpenSSL 3 (see auth_tls_test.cc): a wrong key
-// fails the PSK binder check, a wrong identity leaves the server without a PSK.
+// under the right identity fails the PSK binder check, an unknown identity (for
+// daemons: another cluster key) leaves the server without a PSK.
 std::string TlsFailureCause(unsigned long code) {
   if (ERR_GET_LIB(code) != ERR_LIB_SSL) return "the peer does not hold the same key, or is not a Queue peer";
   switch (ERR_GET_REASON(code)) {
@@ -126,11 +156,13 @@ std::string TlsFailureCause(unsigned long code) {
     case SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER:
     case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
       return "the peer does not hold the same key";
+    // Daemons name each key by an identity derived from it, so another cluster
+    // key shows up as an identity the other end does not know.
     case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
     case SSL_R_NO_SHARED_CIPHER:
-      return "the peer offered no pre-shared key under our identity";
+      return "the peer offered no pre-shared key under an identity we accept, so it does not hold the same key";
     case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
-      return "the peer refused our identity, or does not use a pre-shared key";
+      return "the peer refused our identity, so it does not hold the same key, or does not use a pre-shared key";
     case SSL_R_CERTIFICATE_VERIFY_FAILED:
       return "the peer presented a certificate instead of using the pre-shared key";
     case SSL_R_HTTP_REQUEST:
@@ -151,8 +183,14 @@ std::string TlsFailureCause(unsigned long code) {
 PskTlsContext::PskTlsContext(Side side, asio::ssl::context context) : side_(side), context_(std::move(context)) {}
 
 Result<PskTlsContext> PskTlsContext::Create(Side side, std::string key, std::string identity) {
-  if (Status checked = CheckKeyAndIdentity(key, identity); !checked.ok()) {
-    OPENSSL_cleanse(key.data(), key.size());
+  std::vector<PskKey> keys;
+  keys.push_back(PskKey{std::move(key), std::move(identity)});
+  return Create(side, std::move(keys));
+}
+
+Result<PskTlsContext> PskTlsContext::Create(Side side, std::vector<PskKey> keys) {
+  if (Status checked = CheckKeys(keys); !checked.ok()) {
+    WipeKeys(keys);
     return Fail(checked.message());
   }
   try {
@@ -160,19 +198,43 @@ Result<PskTlsContext> PskTlsContext::Create(Side side, std::string key, std::str
                                                                           : asio::ssl::context::tls_client));
     SSL_CTX* ctx = created.context_.native_handle();
     Status configured = RestrictToTls13Psk(ctx, side);
-    if (configured.ok()) configured = AttachCredentials(ctx, std::move(key), std::move(identity));
+    if (configured.ok()) configured = AttachCredentials(ctx, std::move(keys));
     if (!configured.ok()) return Fail(configured.message());
     return created;
   } catch (const asio::system_error& e) {
+    WipeKeys(keys);
     return Fail("Cannot create a TLS context: " + std::string(e.what()) + ".");
   }
+}
+
+Status PskTlsContext::SetKeys(std::vector<PskKey> keys) {
+  if (Status checked = CheckKeys(keys); !checked.ok()) {
+    WipeKeys(keys);
+    return checked;
+  }
+  auto* credentials = static_cast<PskCredentials*>(SSL_CTX_get_ex_data(context_.native_handle(), CredentialsIndex()));
+  if (credentials == nullptr) {
+    WipeKeys(keys);
+    return Fail("This TLS context has no keys to replace.");
+  }
+  std::lock_guard lock(credentials->mutex);
+  std::swap(credentials->keys, keys);
+  WipeKeys(keys);  // the old ones
+  return Status::Ok();
 }
 
 asio::ssl::stream_base::handshake_type PskTlsContext::handshake_type() const {
   return side_ == Side::kServer ? asio::ssl::stream_base::server : asio::ssl::stream_base::client;
 }
 
-void InitOpenSsl() { OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr); }
+void InitOpenSsl(OpenSslUse use) {
+  uint64_t options = OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS;
+  if (use == OpenSslUse::kPerJob) options |= OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_ATEXIT;
+  // The NO_ options take effect only before anything asks for the opposite,
+  // and OPENSSL_init_ssl asks for all ciphers and digests: crypto goes first.
+  OPENSSL_init_crypto(options, nullptr);
+  OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr);
+}
 
 std::string DescribeHandshakeFailure(const asio::error_code& ec) {
   std::string cause;

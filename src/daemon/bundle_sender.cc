@@ -45,6 +45,7 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
     uint64_t moved = file.offset - std::min<uint64_t>(file.offset, link->pending_bytes());
     if (auto change = watch.Observe(moved, StallWatch::Clock::now()); change != StallWatch::Change::kNone && on_stall)
       on_stall(BundleProgress{change, moved, size});
+    if (on_progress && moved != reported) on_progress(BundleProgress{StallWatch::Change::kNone, reported = moved, size});
     switch (pace) {
       case ChunkPace::kEnd: return done(SentBundle{file.offset, file.digest.Final()});
       case ChunkPace::kReadError: return done(Fail("cannot read the restart bundle: " + ErrnoText(errno)));
@@ -67,6 +68,8 @@ struct BundleStream : std::enable_shared_from_this<BundleStream> {
   StallWatch watch;
   std::function<void(Result<SentBundle>)> done;
   std::function<void(const BundleProgress&)> on_stall;
+  std::function<void(const BundleProgress&)> on_progress;
+  uint64_t reported = 0;  // bytes on_progress heard of last
 };
 
 }  // namespace
@@ -101,9 +104,11 @@ ChunkPace SendChunks(OutgoingFile& file, const PeerLink& link,
 
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
                 uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done,
-                std::function<void(const BundleProgress&)> on_stall) {
+                std::function<void(const BundleProgress&)> on_stall,
+                std::function<void(const BundleProgress&)> on_progress) {
   auto stream = std::make_shared<BundleStream>(io, std::move(link));
   stream->on_stall = std::move(on_stall);
+  stream->on_progress = std::move(on_progress);
   stream->origin_host = std::move(origin_host);
   stream->origin_id = origin_id;
   stream->attempt = attempt;

@@ -80,10 +80,12 @@ struct BundleProgress {
 // Calls `done` once: with the bundle's size and digest when every chunk is
 // queued on the link, or an error (the file cannot be read, the link dropped).
 // `on_stall`, if given, hears when no byte has left for kTransferStallAfter,
-// and when bytes leave again.
+// and when bytes leave again. `on_progress`, if given, hears the bytes that
+// left the link's queue (change kNone) whenever they grew: for queue --jobs.
 void SendBundle(asio::io_context& io, std::shared_ptr<PeerLink> link, std::string origin_host, uint64_t origin_id,
                 uint32_t attempt, const std::string& path, std::function<void(Result<SentBundle>)> done,
-                std::function<void(const BundleProgress&)> on_stall = nullptr);
+                std::function<void(const BundleProgress&)> on_stall = nullptr,
+                std::function<void(const BundleProgress&)> on_progress = nullptr);
 
 // The receiving side: files arriving in chunks, each kept open and hashed
 // while it grows. A daemon restarted in the middle of a transfer knows nothing

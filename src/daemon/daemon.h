@@ -25,6 +25,7 @@ struct DaemonConfig {
   std::string clock_file;  // tests: the time as Unix seconds, read on every pass
   std::string shepherd_path;  // the queue-shepherd binary
   std::string criu_path;      // checkpointmode 1; empty: look for criu in PATH, /usr/local/sbin, /usr/sbin
+  std::string metrics_listen;  // --metrics: PORT (loopback) or ADDR:PORT for /metrics; empty: off
   std::chrono::milliseconds report_interval{1000};
   std::chrono::milliseconds stale_after{3500};
   std::chrono::milliseconds place_timeout{5000};
@@ -34,6 +35,12 @@ struct DaemonConfig {
   std::chrono::milliseconds host_dead_after{60000};
   // Finished jobs' records (their spec included) are removed this long after they end.
   std::chrono::seconds keep_finished{7 * 24 * 3600};
+  // What one user may keep in this host's spool (UserQuota).
+  size_t user_waiting_jobs = 1000;
+  uint64_t user_spool_bytes = 1ull << 30;
+  // Detached: the log file on descriptors 1 and 2, opened again on SIGHUP
+  // (logrotate moves it away first). Empty: the log is stderr as it is.
+  std::string log_file;
 };
 
 class DaemonImpl;
@@ -44,7 +51,9 @@ class Daemon {
   static Result<std::unique_ptr<Daemon>> Create(asio::io_context& io, DaemonConfig config);
   ~Daemon();
 
-  // Runs until SIGTERM or SIGINT; SIGHUP reloads the hosts file and profiles.
+  // Runs until SIGTERM or SIGINT; SIGHUP reloads the hosts file, the key and
+  // profiles, and opens the log file again. Under systemd it says when it is
+  // ready, reloading and stopping, and its status (ServiceNotifier).
   void Run();
 
  private:

@@ -198,29 +198,25 @@ DeliveredOutput DeliverOutput(const OutputDelivery& in) {
 }  // namespace
 
 Status JobFinisher::Prepare() {
-  for (const char* sub : {"/.queued/incoming", "/.queued/restart", "/.queued/held"}) {
-    std::string dir = spool_dir_ + sub;
-    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
-  }
-  return Status::Ok();
+  return layout_.MakePrivateDirs();
 }
 
 std::string JobFinisher::IncomingFile(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/incoming/" + std::to_string(record_id) + ".out";
+  return layout_.IncomingOutput(record_id);
 }
 
 std::string JobFinisher::IncomingBundle(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/incoming/" + std::to_string(record_id) + ".qrb";
+  return layout_.IncomingBundle(record_id);
 }
 
 std::string JobFinisher::RestartBundle(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".qrb";
+  return layout_.RestartBundle(record_id);
 }
 
 std::string JobFinisher::PreviousBundle(uint64_t record_id) const { return RestartBundle(record_id) + ".previous"; }
 
 std::string JobFinisher::PartialOutput(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/restart/" + std::to_string(record_id) + ".out";
+  return layout_.PartialOutput(record_id);
 }
 
 std::string JobFinisher::OutputPiece(uint64_t record_id, uint32_t attempt) const {
@@ -245,8 +241,13 @@ void JobFinisher::DiscardOriginFiles(uint64_t record_id) {
 void JobFinisher::OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk) {
   auto record = ledger_.Get(chunk.origin_job_id);
   if (!record.ok() || !record->has_value() || !IsPlacedOn(**record, peer, chunk.attempt)) return;
-  if (auto stored = incoming_.Store(IncomingBundle(chunk.origin_job_id), chunk.offset, chunk.bytes); !stored.ok())
+  if (auto stored = incoming_.Store(IncomingBundle(chunk.origin_job_id), chunk.offset, chunk.bytes); !stored.ok()) {
     std::cerr << "queued: job " << chunk.origin_job_id << ": " << stored.message() << "\n";
+    return;
+  }
+  // Its size is said only by the JobEnded that follows the last chunk.
+  transfers_.Moved(chunk.origin_job_id, Transfer::Direction::kHome, peer, chunk.attempt,
+                   chunk.offset + chunk.bytes.size(), 0, TransferBoard::Clock::now());
 }
 
 void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host, const CheckpointFiles& files,
@@ -266,6 +267,7 @@ void JobFinisher::Checkpointed(spool::JobRecord r, const std::string& from_host,
                              if (!note.empty()) std::cerr << "queued: job " << names_.LocalLabel(id) << ": " << note << "\n";
                              ledger_.OnceOnDisk(then);  // the requeue, too
                            });
+  if (metrics_ != nullptr && !in_place) ++metrics_->migrations;
   Requeue(std::move(r), from_host, kept.bundle, in_place, [] {});
 }
 
@@ -293,6 +295,7 @@ void JobFinisher::CheckRestartBundle(const spool::JobRecord& record, std::functi
 }
 
 void JobFinisher::NoteBundleChoice(uint64_t record_id, uint32_t attempt, const BundleChoice& choice) {
+  if (metrics_ != nullptr) ++metrics_->restart_failures;
   std::cerr << "queued: job " << names_.LocalLabel(record_id) << ": " << choice.note << " (" << RestartBundle(record_id) << ")\n";
   // Refused when the job moved on meanwhile (cancelled, say): nothing to tell then.
   if (Status noted = ledger_.NoteRestartFiles(record_id, attempt, choice.note); !noted.ok())
@@ -357,8 +360,11 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     if (!ended.bundle_sha256.empty() && !incoming_.Matches(bundle, ended.bundle_size, ended.bundle_sha256)) {
       std::cerr << "queued: job " << names_.Label(r) << ": its restart files from " << peer
                 << " arrived incomplete or damaged; waiting for them to be sent again\n";
+      if (metrics_ != nullptr) ++metrics_->transfer_failures[TransferKind::kRestartFiles];
       return;
     }
+    if (!ended.bundle_sha256.empty())
+      transfers_.Completed(r.id, Transfer::Direction::kHome, ended.bundle_size, TransferBoard::Clock::now());
     // Both arrived whole: what they are sealed with when kept.
     CheckpointFiles files;
     if (!ended.bundle_sha256.empty()) {
@@ -380,6 +386,7 @@ void JobFinisher::OnEnded(const std::string& peer, const wire::JobEnded& ended, 
     if (!incoming_.Matches(incoming, ended.output_size, ended.output_sha256)) {
       std::cerr << "queued: job " << names_.Label(r) << ": its output from " << peer
                 << " arrived incomplete or damaged; waiting for it to be sent again\n";
+      if (metrics_ != nullptr) ++metrics_->transfer_failures[TransferKind::kOutput];
       return;
     }
     // Delivered from another name: the same output sent again (its end's ack
@@ -535,7 +542,7 @@ void JobFinisher::DeliverThen(const spool::JobRecord& record, const std::string&
 }
 
 std::string JobFinisher::HeldOutput(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/held/" + std::to_string(record_id) + ".out";
+  return layout_.HeldOutput(record_id);
 }
 
 // Held outputs are tried again on a timer: a full disk gives no sign when it
@@ -545,7 +552,7 @@ void JobFinisher::RetryHeldOutputs() {
   if (now < next_held_retry_) return;
   next_held_retry_ = now + kHeldRetry;
   std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(spool_dir_ + "/.queued/held", error)) {
+  for (const auto& entry : std::filesystem::directory_iterator(layout_.HeldDir(), error)) {
     const std::string name = entry.path().filename();
     uint64_t id = 0;
     if (!name.ends_with(".out") || !(std::istringstream(name) >> id) || delivering_.contains(id)) continue;

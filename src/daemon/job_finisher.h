@@ -17,12 +17,15 @@
 
 #include "daemon/bundle_sender.h"
 #include "daemon/job_ledger.h"
+#include "daemon/metrics.h"
 #include "daemon/job_names.h"
 #include "daemon/job_runner.h"
 #include "daemon/kept_files.h"
 #include "daemon/queue_table.h"
+#include "daemon/transfer_board.h"
 #include "spool/file_seal.h"
 #include "spool/job_store.h"
+#include "spool/spool_layout.h"
 #include "util/worker_thread.h"
 #include "wire/messages.h"
 
@@ -35,7 +38,7 @@ class JobFinisher {
   JobFinisher(JobLedger& ledger, const JobNames& names, JobRunner& runner, QueueTable& queues,
               util::WorkerThread& worker, std::string spool_dir)
       : ledger_(ledger), names_(names), runner_(runner), queues_(queues), worker_(worker),
-        spool_dir_(std::move(spool_dir)) {}
+        layout_(std::move(spool_dir)) {}
 
   Status Prepare();
 
@@ -52,6 +55,14 @@ class JobFinisher {
   }
   // Called with the record of every job whose end on a peer is recorded here.
   void OnClosed(std::function<void(const spool::JobRecord&)> callback) { on_closed_ = std::move(callback); }
+  // Migrations, damaged arrivals and restart files found bad are counted
+  // there; null: not counted.
+  void CountIn(MetricsRegistry* metrics) { metrics_ = metrics; }
+
+  // The restart files of the jobs submitted here on their way (home, and out
+  // from here: Placement notes those), for queue --jobs.
+  TransferBoard& transfers() { return transfers_; }
+  const TransferBoard& transfers() const { return transfers_; }
 
   // A piece of the restart-file bundle of a job this host placed on `peer`.
   void OnBundleChunk(const std::string& peer, const wire::BundleChunk& chunk);
@@ -152,7 +163,7 @@ class JobFinisher {
   JobRunner& runner_;
   QueueTable& queues_;
   util::WorkerThread& worker_;
-  std::string spool_dir_;
+  spool::SpoolLayout layout_;
   std::set<uint64_t> delivering_;  // output on its way home on the worker thread
   // Jobs whose kept bundle was checked: for which run, and the bundle's inode,
   // size and change time then. A placement tried again every heartbeat must
@@ -163,10 +174,12 @@ class JobFinisher {
   };
   std::map<uint64_t, CheckedBundle> checked_bundles_;
   IncomingFiles incoming_;  // outputs and restart bundles coming home
+  TransferBoard transfers_;
   std::function<void(uint64_t, const std::string&)> on_requeue_;
   std::function<void(const spool::JobRecord&)> on_closed_;
   std::function<void(const std::string&, uint64_t, uint32_t)> on_stale_end_;
   std::chrono::steady_clock::time_point next_held_retry_{};
+  MetricsRegistry* metrics_ = nullptr;
 };
 
 }  // namespace queue::daemon

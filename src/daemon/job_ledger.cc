@@ -63,11 +63,41 @@ Result<uint64_t> JobLedger::Submit(spool::JobRecord record,
   batch_.Join();
   auto id = store_.Add(record);
   if (!id.ok()) return Fail("spool: " + id.message());
+  if (metrics_ != nullptr) ++metrics_->jobs_submitted[record.queue];
   if (!output_path) return *id;
   record.id = *id;
   record.output_path = output_path(*id);
   if (Status written = Write(record, "was submitted"); !written.ok()) return Fail(written.message());
   return *id;
+}
+
+Result<uint64_t> JobLedger::SubmitMany(size_t count,
+                                       const std::function<spool::JobRecord(size_t i, uint64_t array_id)>& make) {
+  if (count == 0) return Fail("a job array has at least one job");
+  batch_.Join();
+  // The ids are known before the records are written (the store numbers them
+  // one after another), so that each record names its array in one write.
+  auto first = store_.NextIdHint();
+  if (!first.ok()) return Fail("spool: " + first.message());
+  spool::JobStore::Transaction all = store_.Begin();
+  if (!all.status().ok()) return Fail("spool: " + all.status().message());
+  for (size_t i = 0; i < count; ++i) {
+    spool::JobRecord record = make(i, *first);
+    record.state = JobState::kWaiting;
+    record.exec_host.clear();
+    record.restarts = 0;
+    record.end_reported = false;
+    record.array_id = *first;
+    auto id = store_.Add(record);
+    if (!id.ok())
+      return Fail("spool: job " + std::to_string(i + 1) + " of " + std::to_string(count) +
+                  " could not be stored, so none was: " + id.message());
+    if (*id != *first + i)
+      return Fail("spool: job " + std::to_string(i + 1) + " of " + std::to_string(count) + " was numbered " +
+                  std::to_string(*id) + ", not " + std::to_string(*first + i) + ", so none was stored");
+  }
+  if (Status committed = all.Commit(); !committed.ok()) return Fail("spool: none of the jobs was stored: " + committed.message());
+  return *first;
 }
 
 Status JobLedger::Offer(uint64_t id, const std::string& host, uint32_t attempt) {
@@ -105,7 +135,9 @@ Status JobLedger::EndWaiting(uint64_t id, JobState final_state, const std::strin
   r->message = why;
   r->end_time = now;
   r->end_reported = true;
-  return Write(*r, "ended before it ran");
+  if (Status written = Write(*r, "ended before it ran"); !written.ok()) return written;
+  CountFinished(*r);
+  return Status::Ok();
 }
 
 Status JobLedger::NoteCancelRequested(uint64_t id) {
@@ -148,7 +180,9 @@ Status JobLedger::Requeue(uint64_t id, uint32_t attempt, const std::string& mess
   r->shepherd_start_time = 0;
   r->message = message;
   r->end_reported = false;
-  return Write(*r, "was queued again");
+  if (Status written = Write(*r, "was queued again"); !written.ok()) return written;
+  if (metrics_ != nullptr) ++metrics_->jobs_requeued[r->queue];
+  return Status::Ok();
 }
 
 Status JobLedger::Close(uint64_t id, uint32_t attempt, const RunEnd& end) {
@@ -165,7 +199,9 @@ Status JobLedger::Close(uint64_t id, uint32_t attempt, const RunEnd& end) {
   r->checkpointed = r->checkpoint_in_place = false;
   r->output_held = end.output_held;
   r->end_reported = true;
-  return Write(*r, "ended");
+  if (Status written = Write(*r, "ended"); !written.ok()) return written;
+  CountFinished(*r);
+  return Status::Ok();
 }
 
 Status JobLedger::OutputDelivered(uint64_t id) {
@@ -187,7 +223,9 @@ Status JobLedger::AdmitLocal(uint64_t id, uint32_t attempt, const std::string& s
   r->shepherd_pid = 0;
   r->end_reported = false;
   r->checkpointed = r->checkpoint_in_place = false;
-  return Write(*r, "was admitted");
+  if (Status written = Write(*r, "was admitted"); !written.ok()) return written;
+  if (metrics_ != nullptr) ++metrics_->runs_started[r->queue];
+  return Status::Ok();
 }
 
 Result<uint64_t> JobLedger::AdmitFromPeer(spool::JobRecord record, const std::string& self, int64_t now) {
@@ -203,6 +241,7 @@ Result<uint64_t> JobLedger::AdmitFromPeer(spool::JobRecord record, const std::st
   batch_.Join();
   auto id = store_.Add(record);
   if (!id.ok()) return Fail("spool: " + id.message());
+  if (metrics_ != nullptr) ++metrics_->runs_started[record.queue];
   return *id;
 }
 
@@ -228,6 +267,8 @@ Result<spool::JobRecord> JobLedger::EndRun(uint64_t id, uint32_t attempt, const 
   // A local interactive job has nobody else to tell.
   r->end_reported = r->origin_host.empty() && !r->batch && !r->checkpointed;
   if (Status written = Write(*r, "ended its run"); !written.ok()) return Fail(written.message());
+  if (metrics_ != nullptr && r->checkpointed) ++metrics_->checkpoints;
+  if (r->end_reported) CountFinished(*r);
   return std::move(r.value());
 }
 
@@ -238,6 +279,11 @@ Status JobLedger::Acknowledge(uint64_t id) {
   if (r->origin_host.empty()) return Fail(JobText(id) + ": only a peer acknowledges an end");
   r->end_reported = true;
   return Write(*r, "had its end acknowledged");
+}
+
+void JobLedger::CountFinished(const spool::JobRecord& record) {
+  if (metrics_ == nullptr || !record.origin_host.empty()) return;
+  ++metrics_->jobs_finished[{record.queue, std::string(spool::ToString(record.state))}];
 }
 
 Result<size_t> JobLedger::Expire(int64_t before, size_t limit) {

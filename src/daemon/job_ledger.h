@@ -12,7 +12,7 @@
 //
 //   submit host (origin_host == "")           execution host (origin_host == peer)
 //   ───────────────────────────────           ────────────────────────────────────
-//   Submit ─► WAITING ◄─► OFFERED(H)          Admit(PlaceJob) ─► RUNNING
+//   Submit, SubmitMany ─► WAITING ◄─► OFFERED(H)          Admit(PlaceJob) ─► RUNNING
 //               │  Offer/WithdrawOffer           │ NoteShepherd (kStarted)
 //               │                                │ EndRun (shepherd's end, or lost)
 //     Placed(PlaceReply ok) / AdmitLocal         ▼
@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "daemon/group_commit.h"
+#include "daemon/metrics.h"
 #include "spool/job_store.h"
 #include "util/result.h"
 
@@ -68,6 +69,10 @@ class JobLedger {
  public:
   JobLedger(spool::JobStore& store, GroupCommit& batch) : store_(store), batch_(batch) {}
 
+  // Transitions are counted there (submitted, runs started, requeued,
+  // checkpointed, finished) once written; null: not counted.
+  void CountIn(MetricsRegistry* metrics) { metrics_ = metrics; }
+
   // Reads (no transition).
   Result<std::optional<spool::JobRecord>> Get(uint64_t id) { return store_.Get(id); }
   Result<std::vector<spool::JobRecord>> List(const spool::JobFilter& filter) { return store_.List(filter); }
@@ -89,6 +94,14 @@ class JobLedger {
   // A new job, WAITING. `output_path` names a batch job's output file from its id.
   Result<uint64_t> Submit(spool::JobRecord record,
                           const std::function<std::string(uint64_t id)>& output_path = nullptr);
+  // `count` new jobs, WAITING, as one job array: every one of them or none
+  // (one nested transaction inside the group commit's, rolled back whole when
+  // any record cannot be written). They get consecutive record ids; the first
+  // is the array's id, returned. `make(i, array_id)` builds the i-th record
+  // (its spec and output path may name the array); its array_id is set here.
+  // REQUIRES: count >= 1.
+  Result<uint64_t> SubmitMany(size_t count,
+                              const std::function<spool::JobRecord(size_t i, uint64_t array_id)>& make);
   // WAITING ─► OFFERED(host) for run `attempt`: recorded before a two-phase
   // offer leaves.
   Status Offer(uint64_t id, const std::string& host, uint32_t attempt);
@@ -144,6 +157,10 @@ class JobLedger {
   Result<spool::JobRecord> Expect(uint64_t id, std::initializer_list<JobPhase> allowed,
                                   std::optional<uint32_t> attempt, const char* what);
   Status Write(const spool::JobRecord& record, const char* what);
+  // A job submitted here that reached CLOSED.
+  void CountFinished(const spool::JobRecord& record);
+
+  MetricsRegistry* metrics_ = nullptr;
 
   spool::JobStore& store_;
   GroupCommit& batch_;

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "profile/signal_names.h"
+#include "util/printable.h"
 
 namespace queue::daemon {
 
@@ -14,11 +15,12 @@ namespace {
 // The queue_b suffix and the quoting are the original's, so mail filters written
 // for GNU Queue keep working.
 std::string Subject(const std::string& outcome, const JobMailInput& job) {
-  return outcome + ": '" + job.job_name + "' in '" + job.queue + "' queue_b";
+  // A name with a newline would otherwise add a header of its own to the mail.
+  return outcome + ": '" + util::Printable(job.job_name) + "' in '" + job.queue + "' queue_b";
 }
 
 std::string Heading(const JobMailInput& job) {
-  std::string heading = "Job " + job.job_id + " '" + job.job_name + "' in queue '" + job.queue + "'";
+  std::string heading = "Job " + job.job_id + " '" + util::Printable(job.job_name) + "' in queue '" + job.queue + "'";
   return job.host.empty() ? heading : heading + " on host " + job.host;
 }
 
@@ -27,7 +29,7 @@ bool Succeeded(const JobMailInput& job) {
 }
 
 std::string Outcome(const JobMailInput& job) {
-  if (job.crashed) return job.failure.empty() ? "Crashed." : "Crashed: " + job.failure;
+  if (job.crashed) return job.failure.empty() ? "Crashed." : "Crashed: " + util::Printable(job.failure);
   int status = job.wait_status;
   if (WIFEXITED(status)) return "Exit code: " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status))

@@ -29,6 +29,7 @@ class JobNames {
   uint32_t SelfNumber() const { return HostNumber(self_); }
   // The entry a host number names; "" when none.
   std::string HostOf(uint32_t number) const;
+  size_t HostCount() const { return entries_.size(); }
 
   // A record's id as its owner knows it: its submit host's number for it.
   wire::JobId IdOf(const spool::JobRecord& record) const;

@@ -23,6 +23,7 @@
 #include "migrate/restart_bundle.h"
 #include "spool/output_file.h"
 #include "spool/spool_dir.h"
+#include "util/posted.h"
 
 extern char** environ;
 
@@ -162,37 +163,41 @@ JobRunner::JobRunner(asio::io_context& io, JobLedger& ledger, const JobNames& na
                      util::WorkerThread& worker, std::string self_host, std::string shepherd_path,
                      std::string spool_dir)
     : io_(io), ledger_(ledger), names_(names), queues_(queues), self_host_(std::move(self_host)),
-      shepherd_path_(std::move(shepherd_path)), spool_dir_(std::move(spool_dir)), worker_(worker) {}
+      shepherd_path_(std::move(shepherd_path)), layout_(std::move(spool_dir)), worker_(worker) {}
 
 Status JobRunner::Prepare() {
-  for (const char* sub : {"/.queued", "/.queued/run", "/.queued/output", "/.queued/bundle", "/.queued/criu"}) {
-    std::string dir = spool_dir_ + sub;
-    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("cannot create " + dir + ": " + ErrnoText(errno));
-  }
+  if (Status made = layout_.MakePrivateDirs(); !made.ok()) return made;
   // Images a daemon was unpacking when it stopped, for jobs it never took.
   std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(spool_dir_ + "/.queued/criu", error))
+  for (const auto& entry : std::filesystem::directory_iterator(layout_.CriuDir(), error))
     if (entry.path().filename().string().starts_with("incoming-")) std::filesystem::remove_all(entry.path(), error);
   return Status::Ok();
 }
 
+size_t JobRunner::running() const {
+  return std::count_if(shepherds_.begin(), shepherds_.end(), [](const auto& entry) { return !entry.second.finished; });
+}
+
 std::string JobRunner::RunFile(uint64_t record_id, const char* suffix) const {
-  return spool_dir_ + "/.queued/run/" + std::to_string(record_id) + suffix;
+  return layout_.RunFile(record_id, suffix);
 }
 
 std::string JobRunner::OutputFile(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/output/" + std::to_string(record_id) + ".out";
+  return layout_.Output(record_id);
 }
 
 std::string JobRunner::BundleFile(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/bundle/" + std::to_string(record_id) + ".qrb";
+  return layout_.Bundle(record_id);
 }
 
 std::string JobRunner::ImageDir(uint64_t record_id) const {
-  return spool_dir_ + "/.queued/criu/" + std::to_string(record_id);
+  return layout_.CriuImages(record_id);
 }
 
-void JobRunner::RemoveJobFiles(uint64_t record_id) const {
+void JobRunner::RemoveJobFiles(uint64_t record_id) {
+  // Full now, the spool is about to have room again: a job writing meanwhile
+  // may have lost output that it will end too late to see the spool full.
+  if (spool::SpoolShortOfRoom(layout_.root(), spool::kOutputFullBytes)) spool_seen_full_ = std::chrono::steady_clock::now();
   std::error_code ignored;
   std::filesystem::remove_all(ImageDir(record_id), ignored);
   ::unlink(BundleFile(record_id).c_str());
@@ -201,7 +206,14 @@ void JobRunner::RemoveJobFiles(uint64_t record_id) const {
   ::unlink(OutputFile(record_id).c_str());
 }
 
-void JobRunner::Admit(AdmitRequest request, double load1, AdmitDone done) {
+void JobRunner::Admit(AdmitRequest request, double load1, AdmitDone answer) {
+  // Answered from the loop, never inside the caller's stack, whether the
+  // answer is known at once (a refusal) or after the disk (an unpacking).
+  AdmitDone done = util::Posted(io_, std::move(answer));
+  auto refuse = [this, &done](AdmissionRefusal why, const std::string& text, bool permanent) {
+    if (metrics_ != nullptr) ++metrics_->admission_refusals[why];
+    done(Fail(text), permanent);
+  };
   const std::string key = AdmissionKey(request);
   if (!request.origin_host.empty()) {
     // An offer repeated because its answer was lost: this host already has the
@@ -213,35 +225,42 @@ void JobRunner::Admit(AdmitRequest request, double load1, AdmitDone done) {
     // An offer of an earlier run, arriving late: that run is over, and was
     // never to run twice.
     if (existing.ok() && existing->has_value() && (*existing)->restarts > request.attempt)
-      return done(Fail("run " + std::to_string(request.attempt) + " of the job is stale: run " +
-                       std::to_string((*existing)->restarts) + " came here already"),
-                  true);
+      return refuse(AdmissionRefusal::kStaleRun,
+                    "run " + std::to_string(request.attempt) + " of the job is stale: run " +
+                        std::to_string((*existing)->restarts) + " came here already",
+                    true);
     if (auto unpacking = unpacking_.find(key); unpacking != unpacking_.end())
       return unpacking->second.push_back(std::move(done));
   }
   QueueState* queue = queues_.Find(request.spec.queue);
-  if (queue == nullptr) return done(Fail("has no queue \"" + request.spec.queue + "\""), true);
+  if (queue == nullptr)
+    return refuse(AdmissionRefusal::kNoQueue, "has no queue \"" + request.spec.queue + "\"", true);
   if (request.spec.uid == 0 && !queue->policy.allow_root)
-    return done(Fail("queue \"" + queue->name + "\" does not run root's jobs (no allowroot in its profile)"), true);
+    return refuse(AdmissionRefusal::kRootNotAllowed,
+                  "queue \"" + queue->name + "\" does not run root's jobs (no allowroot in its profile)", true);
   if (geteuid() != 0 && request.spec.uid != geteuid())
-    return done(Fail("this daemon runs as a single user (uid " + std::to_string(geteuid()) +
-                     ") and cannot run jobs for uid " + std::to_string(request.spec.uid)),
-                true);
-  if (auto refusal = queues_.RefusalReason(request.spec.queue, load1); refusal) return done(Fail(*refusal), false);
+    return refuse(AdmissionRefusal::kSingleUser,
+                  "this daemon runs as a single user (uid " + std::to_string(geteuid()) +
+                      ") and cannot run jobs for uid " + std::to_string(request.spec.uid),
+                  true);
+  if (auto refusal = queues_.Refuse(request.spec.queue, load1); refusal)
+    return refuse(refusal->kind, refusal->text, false);
   // A spool that cannot record the job refuses it for now, before it logs a
   // START it cannot keep (its submit host tries elsewhere, and again later).
-  if (auto full = spool::SpoolShortOfRoom(spool_dir_, spool::kSpoolReserveBytes); full)
-    return done(Fail(*full), false);
+  if (auto full = spool::SpoolShortOfRoom(layout_.root(), spool::kSpoolReserveBytes); full)
+    return refuse(AdmissionRefusal::kSpoolFull, *full, false);
   if (request.bundle.empty()) {
     bool permanent = false;
     auto admitted = Enter(std::move(request), "", &permanent);
+    if (!admitted.ok()) CountEnterRefusal(permanent, false);
     return done(admitted, permanent);
   }
   if (queue->policy.restart_mode == profile::RestartMode::kRefuse)
-    return done(Fail("queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)"), true);
+    return refuse(AdmissionRefusal::kNoRestarts,
+                  "queue \"" + queue->name + "\" takes no restarted jobs (restartmode 0)", true);
   UnpackInput input{request.bundle, request.spec,
                     queue->policy.checkpoint_mode == profile::CheckpointMode::kTransparent, criu_,
-                    spool_dir_ + "/.queued/criu"};
+                    layout_.CriuDir()};
   // The job holds its place in the queue (maxexec) while its files are unpacked.
   ++queue->running;
   unpacking_[key].push_back(std::move(done));
@@ -253,9 +272,21 @@ void JobRunner::Admit(AdmitRequest request, double load1, AdmitDone done) {
         bool permanent = false;
         Result<uint64_t> admitted = unpacked.ok() ? Enter(std::move(request), *unpacked, &permanent)
                                                   : Result<uint64_t>(Error{unpacked.message()});
+        if (!admitted.ok()) CountEnterRefusal(permanent, !unpacked.ok());
         if (!waiting.empty())
           for (auto& done : waiting.mapped()) done(admitted, permanent);
       });
+}
+
+void JobRunner::CountEnterRefusal(bool permanent, bool unpack_failed) {
+  if (metrics_ == nullptr) return;
+  // Enter refuses for good only a job that moved on meanwhile (or whose queue
+  // went away); for now, when the spool cannot record it.
+  AdmissionRefusal why = unpack_failed ? AdmissionRefusal::kRestartFiles
+                         : permanent   ? AdmissionRefusal::kNotWaiting
+                                       : AdmissionRefusal::kSpool;
+  ++metrics_->admission_refusals[why];
+  if (unpack_failed) ++metrics_->restart_failures;
 }
 
 std::string JobRunner::AdmissionKey(const AdmitRequest& request) {
@@ -559,6 +590,7 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   auto it = shepherds_.find(record_id);
   if (it == shepherds_.end() || it->second.finished) return;  // already recorded
   const bool asked_in_place = it->second.checkpoint_in_place;
+  const auto started = it->second.started;
   Release(record_id);
   auto record = ledger_.Get(record_id);
   if (!record.ok() || !record->has_value()) return;
@@ -581,7 +613,7 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   r.checkpointed = state == spool::JobState::kDone && (event.checkpointed || self_checkpoint);
   r.checkpoint_in_place = r.checkpointed && (self_checkpoint || asked_in_place);
   if (!r.checkpointed) {
-    FailIfOutputMayBeCut(r);
+    FailIfOutputMayBeCut(r, started);
     return FinishEnd(std::move(r));
   }
   // File times come from the kernel's coarse clock, which may lag the
@@ -603,25 +635,34 @@ void JobRunner::EndRecord(uint64_t record_id, spool::JobState state, const wire:
   packing_.insert(r.id);
   worker_.Run<std::string>(
       [input = std::move(input)] { return PackCheckpoint(input); },
-      [this, r = std::move(r), periodic, self_checkpoint](std::string packed) mutable {
-        OnCheckpointPacked(std::move(r), std::move(packed), periodic, self_checkpoint);
+      [this, r = std::move(r), periodic, self_checkpoint, started](std::string packed) mutable {
+        OnCheckpointPacked(std::move(r), std::move(packed), periodic, self_checkpoint, started);
       });
 }
 
 // A batch job writes its output into this spool as it runs. If the file
-// system is full when it ends, writes may have failed (the job is told, and
-// may well ignore it): its output is not known whole, and the job does not
-// count as done.
-void JobRunner::FailIfOutputMayBeCut(spool::JobRecord& r) {
+// system is full when it ends, or was while it ran, writes may have failed
+// (the job is told, and may well ignore it, or exit for it): its output is
+// not known whole, and the job does not count as done. Jobs cannot free room
+// in the spool; this daemon does, above all by removing the outputs of ended
+// jobs (RemoveJobFiles), and notes there whether it was full just before. So
+// a job that met a full spool is caught even when it ends after room came
+// back, unless the daemon was started again since it took the job
+// (`started`), or the room came from elsewhere.
+void JobRunner::FailIfOutputMayBeCut(spool::JobRecord& r, std::chrono::steady_clock::time_point started) {
   if (!r.batch || r.state != spool::JobState::kDone) return;
-  auto full = spool::SpoolShortOfRoom(spool_dir_, spool::kOutputFullBytes);
-  if (!full) return;
+  if (auto full = spool::SpoolShortOfRoom(layout_.root(), spool::kOutputFullBytes); full) {
+    r.message = "its output may be incomplete: " + *full + " on " + self_host_ + " as it ended";
+  } else if (spool_seen_full_ >= started) {
+    r.message = "its output may be incomplete: the spool " + layout_.root() + " on " + self_host_ + " was full while it ran";
+  } else {
+    return;
+  }
   r.state = spool::JobState::kFailed;
-  r.message = "its output may be incomplete: " + *full + " on " + self_host_ + " as it ended";
-  if (reserve_) reserve_->Release();  // so that this end, and others, can be recorded
 }
 
-void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic, bool self_checkpoint) {
+void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool periodic, bool self_checkpoint,
+                                   std::chrono::steady_clock::time_point started) {
   packing_.erase(r.id);
   auto current = ledger_.Get(r.id);
   if (!current.ok() || !current->has_value() || (*current)->state != spool::JobState::kRunning) {
@@ -644,7 +685,7 @@ void JobRunner::OnCheckpointPacked(spool::JobRecord r, std::string packed, bool 
       r.message = "it ended at its periodic checkpoint without writing a restart file";
       break;
   }
-  if (!r.checkpointed) FailIfOutputMayBeCut(r);
+  if (!r.checkpointed) FailIfOutputMayBeCut(r, started);
   FinishEnd(std::move(r));
 }
 
@@ -675,11 +716,11 @@ void JobRunner::FinishEnd(const spool::JobRecord& end) {
 }
 
 // The commit that held the end failed (the group commit logged why; a full
-// spool, most likely): the record is still running on disk, so the end is
-// written again in a while, as often as it takes.
+// spool whose room for records, spool/spool_reserve.h, ran out, most likely):
+// the record is still running on disk, so the end is written again in a
+// while, as often as it takes.
 void JobRunner::RecordEndAgainLater(const spool::JobRecord& end) {
   constexpr auto kRetryEndAfter = std::chrono::seconds(5);
-  if (reserve_) reserve_->Release();  // the room kept for this
   auto timer = std::make_shared<asio::steady_timer>(io_, kRetryEndAfter);
   timer->async_wait([this, timer, end](const asio::error_code& ec) {
     if (ec) return;

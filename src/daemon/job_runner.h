@@ -23,10 +23,11 @@
 
 #include "daemon/job_ledger.h"
 #include "daemon/job_names.h"
+#include "daemon/metrics.h"
 #include "daemon/queue_table.h"
 #include "migrate/criu.h"
 #include "spool/job_store.h"
-#include "spool/spool_reserve.h"
+#include "spool/spool_layout.h"
 #include "util/result.h"
 #include "util/worker_thread.h"
 #include "wire/channel.h"
@@ -86,10 +87,6 @@ class JobRunner {
   // Creates the runner's spool directories.
   Status Prepare();
 
-  // The room kept in the spool for records, given back when a job's end finds
-  // the spool full. Must outlive the runner.
-  void SetReserve(spool::SpoolReserve* reserve) { reserve_ = reserve; }
-
   // checkpointmode 1: the criu this host dumps and restores jobs with.
   void SetCriu(migrate::CriuAvailability criu) { criu_ = std::move(criu); }
   const migrate::CriuAvailability& criu() const { return criu_; }
@@ -107,6 +104,8 @@ class JobRunner {
   // Called once for every job that ends here (done or failed), with its record
   // as the ledger wrote it (not yet committed).
   void OnJobEnded(std::function<void(const spool::JobRecord&)> callback) { on_ended_ = std::move(callback); }
+  // Refused admissions are counted there, by reason; null: not counted.
+  void CountIn(MetricsRegistry* metrics) { metrics_ = metrics; }
 
   // The job's record id here, or why this host will not take it; `permanent`
   // when it never will (no such queue, root not allowed), not just not now.
@@ -118,12 +117,16 @@ class JobRunner {
   // is on disk, so a crash cannot run a job the spool does not know; an
   // interactive job starts at once (its stub waits). A job from a peer that is
   // already here, or still being unpacked here (a repeated offer), is not run again.
+  // `done` runs from the event loop, never before Admit returns.
   void Admit(AdmitRequest request, double load1, AdmitDone done);
 
   // Start-up: takes back the jobs a previous daemon left running here, through
   // their shepherds' sockets; records the end of those that ended meanwhile, and
   // of those whose shepherd is gone.
   void Adopt();
+
+  // Jobs whose shepherd runs here now (for the service status line).
+  size_t running() const;
 
   // Sends one running job this action; false when it does not run here.
   bool ControlJob(uint64_t record_id, wire::ShepherdAction action, const std::string& message);
@@ -151,8 +154,9 @@ class JobRunner {
   // Where a batch job's output is kept on this host while it runs and until
   // it has been handed to its submit host.
   std::string OutputFile(uint64_t record_id) const;
-  // Deletes what the spool still holds for an ended job whose end is reported.
-  void RemoveJobFiles(uint64_t record_id) const;
+  // Deletes what the spool still holds for an ended job whose end is reported
+  // (noting first whether the spool is full: see FailIfOutputMayBeCut).
+  void RemoveJobFiles(uint64_t record_id);
 
  private:
   struct Running {
@@ -181,7 +185,12 @@ class JobRunner {
   };
 
   std::string RunFile(uint64_t record_id, const char* suffix) const;
-  void FailIfOutputMayBeCut(spool::JobRecord& r);
+  void FailIfOutputMayBeCut(spool::JobRecord& r, std::chrono::steady_clock::time_point started);
+  // Writes `end` again in a while (its commit failed). The timer owns itself
+  // (its handler holds it) and the handler uses `this`: the daemon keeps its
+  // JobRunner until the event loop has stopped, and a handler still pending
+  // then is destroyed with the loop, never run. It reads the record again
+  // before it acts, so an end that came meanwhile is never written twice.
   void RecordEndAgainLater(const spool::JobRecord& end);
   void StartShepherd(uint64_t record_id, wire::JobId job_id, const wire::JobSpec& spec);
   Status SpawnShepherd(uint64_t record_id, wire::JobId job_id, const wire::JobSpec& spec,
@@ -199,12 +208,15 @@ class JobRunner {
   // into its bundle (`packed` says how that went); `periodic` when it was only
   // asked for a copy of its state, `self_checkpoint` when it exited with
   // `checkpointexit`.
-  void OnCheckpointPacked(spool::JobRecord record, std::string packed, bool periodic, bool self_checkpoint);
+  void OnCheckpointPacked(spool::JobRecord record, std::string packed, bool periodic, bool self_checkpoint,
+                          std::chrono::steady_clock::time_point started);
   // Stores the record of a job that ended here, and tells whoever is to know.
   void FinishEnd(const spool::JobRecord& record);
   // Names one admission, so that an offer repeated while the first is still
   // unpacking waits for the first one's answer.
   static std::string AdmissionKey(const AdmitRequest& request);
+  // A refusal of Enter (or of the unpacking before it), counted by reason.
+  void CountEnterRefusal(bool permanent, bool unpack_failed);
   // The record and shepherd, once the job's files (or CRIU image, staged in
   // that directory) are in place.
   Result<uint64_t> Enter(AdmitRequest request, std::string staged_image, bool* permanent);
@@ -220,12 +232,13 @@ class JobRunner {
   asio::io_context& io_;
   JobLedger& ledger_;  // every change to a job record goes through it
   const JobNames& names_;
-  spool::SpoolReserve* reserve_ = nullptr;
   QueueTable& queues_;
   std::string self_host_;
   std::string shepherd_path_;
-  std::string spool_dir_;
+  spool::SpoolLayout layout_;
   std::map<uint64_t, Running> shepherds_;  // by spool record id
+  // When the spool was last found full as files were removed from it (never: epoch).
+  std::chrono::steady_clock::time_point spool_seen_full_{};
   std::map<pid_t, uint64_t> criu_dumps_;   // CRIU dumps under way: the job's record id
   migrate::CriuAvailability criu_;
   std::function<void(const spool::JobRecord&)> on_ended_;
@@ -233,6 +246,7 @@ class JobRunner {
   std::set<uint64_t> packing_;  // checkpointed jobs whose restart files are being packed
   std::map<std::string, std::vector<AdmitDone>> unpacking_;  // by AdmissionKey: who waits for its answer
   util::WorkerThread& worker_;
+  MetricsRegistry* metrics_ = nullptr;
 };
 
 }  // namespace queue::daemon

@@ -54,8 +54,16 @@ Kept MoveCheckpointFiles(const KeepInput& in) {
   if (in.piece.empty() || in.output.empty()) return kept;
   // Gone already (kept by an end sent before): the piece is there.
   if (!Exists(in.output)) return kept;
-  if (Status moved = spool::RenameSealed(in.output, in.piece); !moved.ok())
+  if (Status moved = spool::RenameSealed(in.output, in.piece); !moved.ok()) {
     AddNote(kept.note, "its output so far is lost (" + moved.message() + ")");
+    return kept;
+  }
+  // Sealed at once with what its sender reported (a few bytes, synced later on
+  // the worker): the job goes on meanwhile, and a piece deleted before the
+  // worker gets to it must read as missing, not as one never kept.
+  if (in.output_seal)
+    if (Status sealed = spool::WriteSeal(in.piece, *in.output_seal); !sealed.ok())
+      AddNote(kept.note, "its output so far cannot be checked when it is delivered (" + sealed.message() + ")");
   return kept;
 }
 

@@ -37,7 +37,8 @@ struct Kept {
 // Keeps a checkpointed run's files, by renaming them (cheap, for the event
 // loop, so that the job is queued again at once): the kept bundle becomes the
 // previous one and the new bundle takes its place, the output goes into its
-// piece. Unsealed until SealCheckpointFiles.
+// piece. The bundle is unsealed until SealCheckpointFiles; the piece is sealed
+// at once when its sender's digest is known (else there too).
 Kept MoveCheckpointFiles(const KeepInput& input);
 // Then, on the worker: seals them (hashing what the sender did not) and syncs
 // them. Returns what could not be done, or "". A bundle that cannot be sealed

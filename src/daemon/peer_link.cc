@@ -3,6 +3,8 @@
 
 #include <iostream>
 
+#include "daemon/peer_service.h"
+
 namespace queue::daemon {
 
 using asio::ip::tcp;
@@ -38,6 +40,9 @@ void PeerLink::Connect() {
 void PeerLink::OnConnected(tcp::socket socket) {
   socket.set_option(tcp::no_delay(true));
   channel_ = std::make_shared<Channel>(auth::TlsStream(std::move(socket), tls_.context()));
+  // A peer that stops reading (hung, stopped) is dropped, not buffered for
+  // without end: the link reconnects, and what was owed is sent again.
+  channel_->SetLimits(wire::ChannelLimits{wire::kMaxFrameBytes, kMaxPeerOutbox, nullptr});
   auto self = shared_from_this();
   auto channel = channel_;
   channel_->stream().async_handshake(asio::ssl::stream_base::client, [self, channel](const asio::error_code& ec) {
@@ -132,12 +137,14 @@ bool PeerLink::SendJobEnded(const wire::JobEnded& ended) {
 
 bool PeerLink::SendJobOutput(wire::JobOutput output) {
   if (!connected()) return false;
+  if (metrics_ != nullptr) metrics_->bytes_sent[TransferKind::kOutput] += output.bytes.size();
   channel_->Send(output);
   return true;
 }
 
 bool PeerLink::SendBundleChunk(wire::BundleChunk chunk) {
   if (!connected()) return false;
+  if (metrics_ != nullptr) metrics_->bytes_sent[TransferKind::kRestartFiles] += chunk.bytes.size();
   channel_->Send(chunk);
   return true;
 }

@@ -16,6 +16,7 @@
 
 #include "auth/psk_tls.h"
 #include "cluster/hosts_file.h"
+#include "daemon/metrics.h"
 #include "wire/channel.h"
 
 namespace queue::daemon {
@@ -54,6 +55,8 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   }
   // Called each time the link comes up (again).
   void OnReady(std::function<void()> callback) { on_ready_ = std::move(callback); }
+  // Output and restart-file bytes sent are counted there; null: not counted.
+  void CountIn(MetricsRegistry* metrics) { metrics_ = metrics; }
   // Calls back exactly once, never from inside this call: with the peer's
   // reply, or a refusal if the link is down, drops, or the peer does not
   // answer within `timeout`. The link holds itself alive (shared_from_this)
@@ -101,6 +104,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   std::map<uint64_t, PendingForward> forwards_;
   std::function<void(uint64_t, uint32_t)> on_end_ack_;
   std::function<void()> on_ready_;
+  MetricsRegistry* metrics_ = nullptr;
 };
 
 }  // namespace queue::daemon

@@ -4,6 +4,9 @@
 //   0 run, 1 stop (suspend the queue's jobs), 2 drain, 4 drain and migrate;
 //   anything else drains the queue and turns the program off until the
 //   profile changes. One run at a time per queue; the loop never waits on it.
+// The program runs as nobody (when queued is root) in `/`, with a minimal
+// environment of its own (PATH, HOME, LOGNAME, USER, SHELL, QUEUE_NAME),
+// nothing of the daemon's.
 #pragma once
 
 #include <sys/types.h>

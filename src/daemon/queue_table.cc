@@ -55,36 +55,51 @@ QueueState* QueueTable::Find(const std::string& name) {
 }
 
 // Why the queue takes no job now, whatever its number of running jobs.
-std::optional<std::string> QueueTable::StateRefusal(const QueueState& q, double load1) const {
+std::optional<QueueTable::Refusal> QueueTable::StateRefusal(const QueueState& q, double load1) const {
+  using K = AdmissionRefusal;
   const std::string& name = q.name;
-  if (!q.error.empty()) return "queue \"" + name + "\" is drained: " + q.error;
+  if (!q.error.empty()) return Refusal{K::kQueueNotAccepting, "queue \"" + name + "\" is drained: " + q.error};
   if (q.policy.exec != profile::ExecState::kOn)
-    return "queue \"" + name + "\" is not accepting jobs (exec " +
-           (q.policy.exec == profile::ExecState::kOff ? "off" : "drain") + ")";
-  if (!q.closed_reason.empty()) return "queue \"" + name + "\" is closed: " + q.closed_reason;
-  if (!q.suspend_reason.empty()) return "queue \"" + name + "\" is suspended: " + q.suspend_reason;
+    return Refusal{K::kQueueNotAccepting, "queue \"" + name + "\" is not accepting jobs (exec " +
+                                              (q.policy.exec == profile::ExecState::kOff ? "off" : "drain") + ")"};
+  if (!q.closed_reason.empty()) return Refusal{K::kQueueClosed, "queue \"" + name + "\" is closed: " + q.closed_reason};
+  if (!q.suspend_reason.empty())
+    return Refusal{K::kQueueSuspended, "queue \"" + name + "\" is suspended: " + q.suspend_reason};
   double load = profile::NormalizedLoad(load1, q.policy.load_norm, cpu_count_);
-  if (load >= q.policy.load_sched) return "load " + std::to_string(load).substr(0, 5) + " is at or above loadsched";
+  if (load >= q.policy.load_sched)
+    return Refusal{K::kLoad, "load " + std::to_string(load).substr(0, 5) + " is at or above loadsched"};
   if (q.policy.min_free) {
     struct statvfs fs {};
     const auto& floor = *q.policy.min_free;
     if (statvfs(floor.path.c_str(), &fs) != 0)
-      return "minfree: cannot check " + floor.path + ": " + ErrnoText(errno);
+      return Refusal{K::kMinFree, "minfree: cannot check " + floor.path + ": " + ErrnoText(errno)};
     uint64_t free_kb = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize / 1024;
     if (free_kb < floor.kilobytes)
-      return "only " + std::to_string(free_kb) + " KB free on " + floor.path + " (minfree " +
-             std::to_string(floor.kilobytes) + ")";
+      return Refusal{K::kMinFree, "only " + std::to_string(free_kb) + " KB free on " + floor.path + " (minfree " +
+                                      std::to_string(floor.kilobytes) + ")"};
   }
   return std::nullopt;
 }
 
-std::optional<std::string> QueueTable::RefusalReason(const std::string& name, double load1) const {
+std::optional<QueueTable::Refusal> QueueTable::Refuse(const std::string& name, double load1) const {
   auto it = queues_.find(name);
-  if (it == queues_.end()) return "has no queue \"" + name + "\"";
+  if (it == queues_.end()) return Refusal{AdmissionRefusal::kNoQueue, "has no queue \"" + name + "\""};
   if (auto refusal = StateRefusal(it->second, load1)) return refusal;
   if (it->second.running >= it->second.policy.max_exec)
-    return "queue \"" + name + "\" is full (" + std::to_string(it->second.policy.max_exec) + " running)";
+    return Refusal{AdmissionRefusal::kQueueFull, "queue \"" + name + "\" is full (" +
+                                                     std::to_string(it->second.policy.max_exec) + " running)"};
   return std::nullopt;
+}
+
+std::string ShortenedRefusal(std::string reason) {
+  constexpr size_t kMax = kMaxRefusalBytes;
+  if (reason.size() <= kMax) return reason;
+  // Cut on a character boundary (UTF-8 continuation bytes are 10xxxxxx).
+  static constexpr std::string_view kEllipsis = "...";
+  size_t cut = kMax - kEllipsis.size();
+  while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+  reason.resize(cut);
+  return reason + std::string(kEllipsis);
 }
 
 std::vector<wire::QueueLoad> QueueTable::Loads(double load1) const {
@@ -98,7 +113,7 @@ std::vector<wire::QueueLoad> QueueTable::Loads(double load1) const {
     l.pfactor = q.policy.pfactor > 0 ? q.policy.pfactor : 1.0;
     auto refusal = StateRefusal(q, load1);
     l.accepting = !refusal.has_value();
-    l.refusal = refusal.value_or("");
+    l.refusal = ShortenedRefusal(refusal ? refusal->text : "");
     l.takes_restarts = q.policy.restart_mode != profile::RestartMode::kRefuse &&
                        (q.policy.checkpoint_mode != profile::CheckpointMode::kTransparent || criu_usable_);
     loads.push_back(std::move(l));

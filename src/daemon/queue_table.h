@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/metrics.h"
 #include "profile/queue_policy.h"
 #include "wire/messages.h"
 
@@ -40,6 +41,16 @@ inline constexpr char kSuspendedNotice[] =
     "[Load average on CPU server too high; process suspended. Please stand-by.]";
 inline constexpr char kResumedNotice[] = "[Your process has resumed execution.]";
 
+// The bound LoadReport::Decode (wire/messages.cc) puts on QueueLoad::refusal;
+// a unit test round-trips a refusal this long.
+inline constexpr size_t kMaxRefusalBytes = 1024;
+
+// A queue's refusal as it travels in a LoadReport: at most kMaxRefusalBytes
+// (a longer one, such as a profile error quoting a deep spool path, made
+// every peer refuse the whole report, and the host looked down to them),
+// cut with "...".
+std::string ShortenedRefusal(std::string reason);
+
 class QueueTable {
  public:
   QueueTable(std::string spool_dir, std::string local_host, unsigned cpu_count)
@@ -53,7 +64,15 @@ class QueueTable {
   const std::map<std::string, QueueState>& queues() const { return queues_; }
 
   // Why a job cannot start in this queue now, or nullopt when it can.
-  std::optional<std::string> RefusalReason(const std::string& name, double load1) const;
+  struct Refusal {
+    AdmissionRefusal kind;  // for the metrics
+    std::string text;       // for people
+  };
+  std::optional<Refusal> Refuse(const std::string& name, double load1) const;
+  std::optional<std::string> RefusalReason(const std::string& name, double load1) const {
+    auto refusal = Refuse(name, load1);
+    return refusal ? std::optional<std::string>(refusal->text) : std::nullopt;
+  }
 
   std::vector<wire::QueueLoad> Loads(double load1) const;
   // Whether CRIU works here: a `checkpointmode 1` queue takes restarted jobs only then.
@@ -67,7 +86,7 @@ class QueueTable {
 
  private:
   void Load(QueueState& queue);
-  std::optional<std::string> StateRefusal(const QueueState& queue, double load1) const;
+  std::optional<Refusal> StateRefusal(const QueueState& queue, double load1) const;
 
   std::string spool_dir_;
   std::string local_host_;

@@ -8,6 +8,9 @@
 #include <iostream>
 
 #include "daemon/mailer.h"
+#include "util/printable.h"
+#include "util/result.h"
+#include "util/strict_open.h"
 
 namespace queue::daemon {
 
@@ -17,7 +20,8 @@ std::string SupervisorLog::Line(const std::string& queue, const std::string& tex
   localtime_r(&now, &local);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
-  return std::string(stamp) + " " + host_ + " queue " + queue + ": " + text + "\n";
+  // The text may quote a job's name: one line, no escape sequences.
+  return std::string(stamp) + " " + host_ + " queue " + queue + ": " + util::Printable(text) + "\n";
 }
 
 void SupervisorLog::Notify(const std::optional<std::string>& supervisor, const std::string& queue,
@@ -28,10 +32,17 @@ void SupervisorLog::Notify(const std::optional<std::string>& supervisor, const s
     return;
   }
   if (supervisor->find('/') != std::string::npos) {
-    int fd = open(supervisor->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-    if (fd < 0 || write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-      std::cerr << "queued: cannot write to supervisor log " << *supervisor << ": " << line;
-    if (fd >= 0) close(fd);
+    // Root appends here for an administrator: never through a link, nor in
+    // a directory another user could put one in.
+    auto fd = util::OpenForAppendStrictly(*supervisor);
+    if (!fd.ok()) {
+      std::cerr << "queued: refusing the supervisor log " << fd.message() << "; the notice: " << line;
+      return;
+    }
+    if (write(*fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+      std::cerr << "queued: cannot write to supervisor log " << *supervisor << ": " << ErrnoText(errno)
+                << "; the notice: " << line;
+    close(*fd);
     return;
   }
   if (!SendMail(*supervisor, "Queue notice", line))

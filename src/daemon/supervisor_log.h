@@ -3,6 +3,8 @@
 // (with time, host and queue), `/dev/null` silences them, any other value is
 // a local user mailed through sendmail when one is installed (else the notice
 // goes to the daemon's log, saying so); without `supervisor`, the daemon's log.
+// The file is opened as OpenForAppendStrictly says (no link, no directory
+// others can write), and a notice's text has its control characters escaped.
 #pragma once
 
 #include <optional>

@@ -62,8 +62,11 @@ bool WaitingList::Return(uint64_t record_id, uint64_t generation) {
   return true;
 }
 
-void WaitingList::SetWhy(uint64_t record_id, std::string why) {
-  if (auto found = jobs_.find(record_id); found != jobs_.end()) found->second.why = std::move(why);
+void WaitingList::SetWhy(uint64_t record_id, std::string why, std::string summary) {
+  auto found = jobs_.find(record_id);
+  if (found == jobs_.end()) return;
+  found->second.why = std::move(why);
+  found->second.summary = std::move(summary);
 }
 
 void WaitingList::Block(const std::string& key) { keys_[key].blocked = true; }

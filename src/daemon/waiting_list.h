@@ -45,7 +45,11 @@ class WaitingList {
     // Which time the job entered the list: what was started for an earlier
     // entry (before a restart re-queued it) reports to nobody.
     uint64_t generation = 0;
-    std::string why;  // the last placement's refusals, while it waits (queue --jobs)
+    // The last placement's refusals, while it waits (queue --jobs), and
+    // their summary. In memory only: the first pass after a restart of this
+    // daemon, within a heartbeat, says them again.
+    std::string why;
+    std::string summary;
   };
 
   // The jobs one refusal for now holds back: the same queue and `-h` host.
@@ -71,7 +75,7 @@ class WaitingList {
   // again. False, and nothing changes, when that entry is gone (cancelled,
   // placed, re-queued meanwhile): the result is stale.
   bool Return(uint64_t record_id, uint64_t generation);
-  void SetWhy(uint64_t record_id, std::string why);
+  void SetWhy(uint64_t record_id, std::string why, std::string summary = "");
 
   // No host takes jobs with this key for now: passes skip them until ClearBlocked.
   void Block(const std::string& key);

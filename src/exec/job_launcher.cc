@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <optional>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -99,7 +100,26 @@ Status ConnectPipe(JobStreams& streams, int stream) {
   return Status::Ok();
 }
 
-Status OpenPty(JobStreams& streams, const wire::TerminalSettings& terminal) {
+// The group that owns terminals (login's "tty"), or the owner's own group.
+gid_t TerminalGroup(gid_t fallback) {
+  group entry{};
+  group* found = nullptr;
+  std::vector<char> buffer(16384);
+  if (getgrnam_r("tty", &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) return found->gr_gid;
+  return fallback;
+}
+
+// As login does: the job's terminal is its owner's, readable and writable by
+// them, writable by the tty group (write(1), mesg(1)). Root's shepherd made it.
+Status GiveTerminalTo(int slave, const wire::JobSpec& spec) {
+  if (geteuid() != 0) return Status::Ok();
+  if (fchown(slave, spec.uid, TerminalGroup(spec.gid)) != 0 || fchmod(slave, 0620) != 0)
+    return SystemFailure("could not give the job's pty to its owner", errno);
+  return Status::Ok();
+}
+
+Status OpenPty(JobStreams& streams, const wire::JobSpec& spec) {
+  const wire::TerminalSettings& terminal = spec.terminal;
   OwnedFd master(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (master.get() < 0) return SystemFailure("could not allocate a pty for the job", errno);
   char name[128];
@@ -109,6 +129,7 @@ Status OpenPty(JobStreams& streams, const wire::TerminalSettings& terminal) {
   OwnedFd slave(open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (slave.get() < 0 || !MoveAboveStdio(slave))
     return SystemFailure(std::string("could not open the job's pty ") + name, errno);
+  if (Status given = GiveTerminalTo(slave.get(), spec); !given.ok()) return given;
   Status applied = term::ApplyTerminal(slave.get(), terminal);  // nothing when !present
   if (!applied.ok()) return Fail("queued: could not give the job's pty the stub's terminal: " +
                                  applied.message());
@@ -152,7 +173,7 @@ Result<JobStreams> OpenStreams(const wire::JobSpec& spec, const LaunchOptions& o
   bool pty = spec.pty != wire::PtyMode::kNone;
   bool full = spec.pty == wire::PtyMode::kFull;
   Status status;
-  if (pty) status = OpenPty(streams, spec.terminal);
+  if (pty) status = OpenPty(streams, spec);
   if (status.ok()) status = pty ? ConnectPty(streams, 0) : ConnectPipe(streams, 0);
   if (status.ok()) status = full ? ConnectPty(streams, 1) : ConnectPipe(streams, 1);
   if (status.ok()) {
@@ -212,10 +233,49 @@ bool IsQueueVariable(const std::string& entry) {
          entry.starts_with("QUEUE_HOST=");
 }
 
+// The job owner's passwd entry on this host, as the strings a job needs from it.
+struct LoginEntry {
+  std::string name, home, shell;
+};
+
+std::optional<LoginEntry> LookUpUid(uid_t uid) {
+  long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buffer(hint > 0 ? static_cast<size_t>(hint) : 16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  int rc;
+  while ((rc = getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found)) == ERANGE &&
+         buffer.size() < (1u << 20))
+    buffer.resize(buffer.size() * 2);
+  if (rc != 0 || found == nullptr) return std::nullopt;
+  auto text = [](const char* s) { return std::string(s == nullptr ? "" : s); };
+  return LoginEntry{text(entry.pw_name), text(entry.pw_dir), text(entry.pw_shell)};
+}
+
+bool HasVariable(const std::vector<std::string>& env, std::string_view name) {
+  return std::any_of(env.begin(), env.end(), [&](const std::string& entry) {
+    return entry.size() > name.size() && entry.starts_with(name) && entry[name.size()] == '=';
+  });
+}
+
+// The submitter's environment travels whole. What it lacks of the login variables
+// is filled from the owner's passwd entry here, as sshd and rshd set them: programs
+// that drive a remote shell rely on them (GNU Parallel's remote wrapper runs
+// $SHELL, which a caller with a cleaned environment does not have).
+void AddMissingLoginVariables(std::vector<std::string>& env, uid_t uid) {
+  auto login = LookUpUid(uid);
+  if (!login) return;
+  std::string shell = login->shell.empty() ? "/bin/sh" : login->shell;
+  for (auto [name, value] : {std::pair<std::string_view, const std::string&>{"HOME", login->home},
+                             {"SHELL", shell}, {"USER", login->name}, {"LOGNAME", login->name}})
+    if (!value.empty() && !HasVariable(env, name)) env.push_back(std::string(name) + "=" + value);
+}
+
 std::vector<std::string> JobEnvironment(const wire::JobSpec& spec, const LaunchOptions& options) {
   std::vector<std::string> env;
   for (const auto& entry : spec.env)
     if (!IsQueueVariable(entry)) env.push_back(entry);
+  AddMissingLoginVariables(env, spec.uid);
   env.push_back("QUEUE=i");
   env.push_back("QUEUE_JOBID=" + options.job_id);
   env.push_back("QUEUE_HOST=" + options.exec_host);
@@ -272,17 +332,7 @@ Result<std::vector<std::pair<int, rlimit>>> CappedLimits(const wire::JobSpec& sp
   return limits;
 }
 
-bool UidKnown(uid_t uid) {
-  long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buffer(hint > 0 ? static_cast<size_t>(hint) : 16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  int rc;
-  while ((rc = getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found)) == ERANGE &&
-         buffer.size() < (1u << 20))
-    buffer.resize(buffer.size() * 2);
-  return rc == 0 && found != nullptr;
-}
+bool UidKnown(uid_t uid) { return LookUpUid(uid).has_value(); }
 
 // Whether the child must switch credentials, or why the job may not run here.
 Result<bool> CredentialsToUse(const wire::JobSpec& spec, const LaunchOptions& options) {

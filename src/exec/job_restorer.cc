@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "migrate/criu.h"
+#include "spool/spool_layout.h"
 
 namespace queue::exec {
 
@@ -23,9 +24,6 @@ namespace {
 // two daemons of one machine and a zombie of its tree lingers) clears soon.
 constexpr int kRestoreAttempts = 10;
 constexpr auto kPidBusyPause = std::chrono::milliseconds(500);
-// Where a daemon keeps batch output (daemon/job_runner): the old host's file
-// the job wrote to, whose place the new host's takes.
-constexpr const char* kBatchOutputDir = "/.queued/output/";
 
 struct NewStreams {
   std::vector<int> child_ends;                   // passed to criu as fd 4, 5, ... (3 is the image directory)
@@ -90,7 +88,8 @@ Result<NewStreams> PrepareStreams(const migrate::CriuStreams& old, int batch_out
     if (target.empty() || target == "/dev/null" || IsTerminal(target)) continue;
     if (auto seen = given.find(target); seen != given.end()) continue;
     int child_end = -1;
-    if (batch_output_fd >= 0 && target.find(kBatchOutputDir) != std::string::npos && target.ends_with(".out")) {
+    // The old host's batch output file the job wrote to: the new host's takes its place.
+    if (batch_output_fd >= 0 && spool::SpoolLayout::IsBatchOutput(target)) {
       child_end = fcntl(batch_output_fd, F_DUPFD_CLOEXEC, 3);
       if (child_end < 0) return CloseAll(streams), Fail("cannot pass on the output file: " + ErrnoText(errno));
     } else if (batch_output_fd < 0 && target.starts_with("pipe:[")) {

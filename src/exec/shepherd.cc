@@ -12,6 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <array>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <iostream>
@@ -138,6 +139,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     stub_.reset();
     acceptor_.reset();
     stdin_.reset();
+    outputs_.clear();
   }
 
  private:
@@ -294,12 +296,13 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     }
     if (job_.stdin_fd >= 0) stdin_.emplace(io_, job_.stdin_fd);
     // Outputs first: a job that has already exited must still have its output relayed.
-    StartOutput(job_.stdout_fd, wire::StreamId::kStdout);
-    StartOutput(job_.stderr_fd, wire::StreamId::kStderr);
+    bool stdout_is_pty = start_.spec.pty == wire::PtyMode::kFull;  // a copy of the pty master
+    StartOutput(job_.stdout_fd, wire::StreamId::kStdout, stdout_is_pty ? Unread::kHangUp : Unread::kClose);
+    StartOutput(job_.stderr_fd, wire::StreamId::kStderr, Unread::kClose);
     // Half pty: what the terminal itself prints (the echo of typed input, and
     // whatever the job writes to /dev/tty) reaches the user too.
     if (start_.spec.pty == wire::PtyMode::kHalf && job_.pty_master >= 0)
-      StartOutput(fcntl(job_.pty_master, F_DUPFD_CLOEXEC, 3), wire::StreamId::kStdout);
+      StartOutput(fcntl(job_.pty_master, F_DUPFD_CLOEXEC, 3), wire::StreamId::kStdout, Unread::kDiscard);
     WatchChild();
   }
 
@@ -334,11 +337,43 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
     return LaunchJob(start_.spec, options);
   }
 
-  void StartOutput(int fd, wire::StreamId id) {
+  // What becomes of an output reader once the stub says nobody reads that
+  // stream (StreamClosed): a pipe's read end is closed, so that the job's next
+  // write fails as it would locally (SIGPIPE); a pty has no read end to close,
+  // so its job is hung up, as when a terminal goes away, and what it still
+  // writes is read and dropped; the half pty's echo is just dropped.
+  enum class Unread { kClose, kHangUp, kDiscard };
+  struct OutputReader {
+    std::shared_ptr<asio::posix::stream_descriptor> descriptor;
+    wire::StreamId id;
+    Unread unread;
+  };
+
+  void StartOutput(int fd, wire::StreamId id, Unread unread) {
     if (fd < 0) return;
     ++open_outputs_;
     auto reader = std::make_shared<asio::posix::stream_descriptor>(io_, fd);
+    outputs_.push_back({reader, id, unread});
     ReadOutput(reader, id);
+  }
+
+  static size_t Index(wire::StreamId id) { return static_cast<size_t>(id); }
+
+  // The stub's reader of stream `id` is gone (StreamClosed).
+  void OnOutputUnread(wire::StreamId id) {
+    if (std::exchange(unread_[Index(id)], true)) return;
+    bool hang_up = false;
+    for (const auto& reader : outputs_) {
+      if (reader.id != id) continue;
+      if (reader.unread == Unread::kHangUp) hang_up = true;
+      asio::error_code ignored;
+      // A pending read ends with operation_aborted, which counts the output closed.
+      if (reader.unread == Unread::kClose) reader.descriptor->close(ignored);
+    }
+    if (hang_up) {
+      SignalJob(SIGHUP);
+      SignalJob(SIGCONT);
+    }
   }
 
   void ReadOutput(std::shared_ptr<asio::posix::stream_descriptor> reader, wire::StreamId id) {
@@ -350,6 +385,7 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         if (--self->open_outputs_ == 0) self->MaybeFinish();
         return;
       }
+      if (self->unread_[Index(id)]) return self->ReadOutput(reader, id);  // nobody reads it: dropped
       buffer->resize(n);
       self->stub_->Send(wire::StreamData{id, std::move(*buffer)});
       if (self->stub_->pending_bytes() < kOutputHighWater) return self->ReadOutput(reader, id);
@@ -366,6 +402,11 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
         return WriteStdin(std::make_shared<std::string>(std::move(data->bytes)));
       }
       case wire::MessageType::kStreamEof: return CloseStdin();
+      case wire::MessageType::kStreamClosed: {
+        auto closed = wire::DecodePayload<wire::StreamClosed>(payload);
+        if (!closed.ok()) return stub_->Close(closed.message());
+        return OnOutputUnread(closed->stream);
+      }
       case wire::MessageType::kSignal: {
         auto sig = wire::DecodePayload<wire::Signal>(payload);
         if (!sig.ok()) return stub_->Close(sig.message());
@@ -718,6 +759,8 @@ class ShepherdSession : public std::enable_shared_from_this<ShepherdSession> {
   std::vector<std::string> pending_notices_;  // for the stub, once it is connected
   std::optional<wire::ShepherdEvent> end_event_;  // kFinished or kFailed, once known
   int open_outputs_ = 0;
+  std::vector<OutputReader> outputs_;
+  std::array<bool, 3> unread_{};  // by StreamId: the stub's reader of it has gone
   bool reaped_ = false;
   bool finished_ = false;
   bool stub_settled_ = true;

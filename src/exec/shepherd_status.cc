@@ -52,6 +52,15 @@ Result<std::string> ReadBounded(const std::string& path, size_t limit) {
 Result<ShepherdStatusFile> ShepherdStatusFile::Create(const std::string& path) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Fail("cannot create the status file " + path + ": " + ErrnoText(errno));
+  // Its blocks now, the file still empty (FALLOC_FL_KEEP_SIZE): the end is
+  // written when the job's output may have filled the spool, and a daemon
+  // restarted meanwhile learns the end from this file alone. A file system
+  // that cannot allocate ahead (EOPNOTSUPP) is written as it can be.
+  if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(kMaxStatusFileBytes)) != 0 && errno != EOPNOTSUPP) {
+    int err = errno;
+    close(fd);
+    return Fail("cannot keep room for the status file " + path + ": " + ErrnoText(err));
+  }
   // The directory entry is not fsynced: the file matters to a daemon restarted
   // while this shepherd lives, and a crash of the host ends the shepherd too.
   return ShepherdStatusFile(fd);

@@ -28,7 +28,8 @@ inline constexpr size_t kMaxStatusMessageBytes = 4096;
 
 class ShepherdStatusFile {
  public:
-  // Creates (or empties) the file at path, mode 0600, refusing a symlink there.
+  // Creates (or empties) the file at path, mode 0600, refusing a symlink there,
+  // with room for the end already given to it by the file system.
   static Result<ShepherdStatusFile> Create(const std::string& path);
 
   ShepherdStatusFile(ShepherdStatusFile&& other) noexcept;

@@ -448,6 +448,12 @@ constexpr std::array<std::string_view, 3> kReservedWords = {"maxqueue", "console
 
 }  // namespace
 
+std::vector<std::string_view> KeywordNames() {
+  std::vector<std::string_view> names;
+  for (const Keyword& keyword : kKeywords) names.push_back(keyword.name);
+  return names;
+}
+
 Status ApplyStatement(const Statement& statement, QueuePolicy& policy) {
   const std::string name = Lower(statement.keyword);
   for (const Keyword& keyword : kKeywords) {

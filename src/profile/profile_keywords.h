@@ -6,6 +6,7 @@
 
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "profile/profile_tokens.h"
 #include "profile/queue_policy.h"
@@ -22,5 +23,10 @@ struct Statement {
 // Applies `statement` to `policy`. An error is a reason without file, line or
 // keyword; `policy` may then be partly changed.
 Status ApplyStatement(const Statement& statement, QueuePolicy& policy);
+
+// The name of every keyword ApplyStatement knows, lower case, in table order
+// (for the check that queue-profile(5) documents each; `host` is the
+// parser's, not a keyword of this table).
+std::vector<std::string_view> KeywordNames();
 
 }  // namespace queue::profile

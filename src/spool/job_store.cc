@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <limits>
 #include <map>
 #include <set>
@@ -25,11 +27,14 @@ namespace {
 constexpr int64_t kApplicationId = 0x51554555;
 // Bump when the schema changes, and add the step that upgrades older files to
 // kSchemaSteps.
-constexpr int64_t kSchemaVersion = 6;
+constexpr int64_t kSchemaVersion = 8;
 // Someone inspecting the file with the sqlite3 shell may hold a lock briefly.
 constexpr int kBusyTimeoutMs = 5000;
 // After a burst, shrink the WAL back to this size at the next checkpoint.
 constexpr int64_t kWalSizeLimitBytes = 16 * 1024 * 1024;
+// KeepRoom writes its ballast in rows of this size (each a chain of overflow
+// pages): few rows, and a size SQLite stores without fuss.
+constexpr uint64_t kBallastRowBytes = 64 << 10;
 
 // kSchemaSteps[v] turns a version-v file into a version v+1 file. A new file runs
 // every step, so a new spool and an upgraded one have exactly the same schema.
@@ -94,15 +99,29 @@ ALTER TABLE jobs ADD COLUMN output_held TEXT NOT NULL DEFAULT '';
     R"sql(
 ALTER TABLE jobs ADD COLUMN restart_notes TEXT NOT NULL DEFAULT '';
 )sql",
+    // 6 -> 7: the ballast KeepRoom writes, to make free pages and WAL room,
+    // and deletes again: empty but for the moment between the two.
+    R"sql(
+CREATE TABLE room_for_records (id INTEGER PRIMARY KEY, ballast BLOB NOT NULL);
+)sql",
+    // 7 -> 8: job arrays (`queue -r --array`, `--from`): each element names its
+    // array (the record id of its first element) and its index; the index
+    // finds an array's elements without touching other jobs (a whole index:
+    // SQLite would not use a partial one for `array_id = ?`).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN array_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_by_array ON jobs (array_id, array_index);
+)sql",
 };
 
-// Every query reads the record's columns in this order: id first, then the 26
+// Every query reads the record's columns in this order: id first, then the 28
 // fields of JobRecord as declared (see ReadRecord).
 constexpr std::string_view kSelectColumns =
     "SELECT id, origin_host, origin_id, uid, gid, queue, job_name, state, spec, exec_host, "
     "submit_time, start_time, end_time, wait_status, cpu_seconds, shepherd_pid, "
     "shepherd_start_time, message, batch, output_path, restarts, end_reported, checkpointed, checkpoint_in_place, "
-    "cancel_requested, output_held, restart_notes FROM jobs ";
+    "cancel_requested, output_held, restart_notes, array_id, array_index FROM jobs ";
 
 // A finished statement must be reset so it releases its read snapshot and can be
 // reused; doing it on scope exit covers every early return.
@@ -160,6 +179,7 @@ void BindRecordFields(Binder& bind, const JobRecord& r) {
   bind.Int(r.shepherd_start_time).Text(r.message);
   bind.Int(r.batch).Text(r.output_path).Int(r.restarts).Int(r.end_reported).Int(r.checkpointed).Int(r.checkpoint_in_place);
   bind.Int(r.cancel_requested).Text(r.output_held).Text(r.restart_notes);
+  bind.Id(r.array_id).Int(r.array_index);
 }
 
 std::string ColumnBytes(sqlite3_stmt* stmt, int column) {
@@ -206,6 +226,8 @@ Result<JobRecord> ReadRecord(sqlite3_stmt* stmt, const std::string& path) {
   r.cancel_requested = integer(24) != 0;
   r.output_held = ColumnBytes(stmt, 25);
   r.restart_notes = ColumnBytes(stmt, 26);
+  r.array_id = static_cast<uint64_t>(integer(27));
+  r.array_index = static_cast<uint32_t>(integer(28));
   return r;
 }
 
@@ -287,6 +309,7 @@ enum JobStore::StatementId : int {
   kDelete,
   kDeleteClosedBefore,
   kNextId,
+  kCountUnfinished,
   kStatementCount,
 };
 
@@ -302,7 +325,7 @@ struct JobStore::Statements {
     for (auto& [sql, stmt] : lists) sqlite3_finalize(stmt);
   }
 
-  // Parameters are bound in the order of BindRecordFields (?1..?21) where a
+  // Parameters are bound in the order of BindRecordFields (?1..?28) where a
   // statement takes a whole record.
   static std::string Sql(StatementId id) {
     const std::string select(kSelectColumns);
@@ -312,9 +335,9 @@ struct JobStore::Statements {
                "spec, exec_host, submit_time, start_time, end_time, wait_status, "
                "cpu_seconds, shepherd_pid, shepherd_start_time, message, batch, "
                "output_path, restarts, end_reported, checkpointed, checkpoint_in_place, cancel_requested, output_held, "
-               "restart_notes) "
+               "restart_notes, array_id, array_index) "
                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-               "?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)";
+               "?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
       case kUpdate:
         return "UPDATE jobs SET origin_host = ?1, origin_id = ?2, uid = ?3, gid = ?4, "
                "queue = ?5, job_name = ?6, state = ?7, spec = ?8, exec_host = ?9, "
@@ -322,7 +345,7 @@ struct JobStore::Statements {
                "cpu_seconds = ?14, shepherd_pid = ?15, shepherd_start_time = ?16, "
                "message = ?17, batch = ?18, output_path = ?19, restarts = ?20, "
                "end_reported = ?21, checkpointed = ?22, checkpoint_in_place = ?23, cancel_requested = ?24, "
-               "output_held = ?25, restart_notes = ?26 WHERE id = ?27";
+               "output_held = ?25, restart_notes = ?26, array_id = ?27, array_index = ?28 WHERE id = ?29";
       case kSelectById:
         return select + "WHERE id = ?1";
       case kFindByOrigin:
@@ -335,6 +358,9 @@ struct JobStore::Statements {
                "'cancelled') AND end_reported = 1 AND output_held = '' AND end_time < ?1 ORDER BY id LIMIT ?2)";
       case kNextId:
         return "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'";
+      case kCountUnfinished:
+        return "SELECT queue, state, exec_host != '', origin_host != '', count(*) FROM jobs "
+               "WHERE end_reported = 0 GROUP BY 1, 2, 3, 4";
       case kStatementCount:
         break;
     }
@@ -347,7 +373,28 @@ JobStore::JobStore(std::string path, sqlite3* db)
 
 JobStore::~JobStore() {
   statements_.reset();
+  KeepWalBlocks();
   sqlite3_close_v2(db_);
+}
+
+// Closing keeps the WAL file (SQLITE_FCNTL_PERSIST_WAL, set at open), and,
+// with no size limit, its blocks too: a daemon started again on a full file
+// system still has that room. Its frames would be read again at the next
+// open, standing in for the database's pages (rot in them would be taken
+// for the spool's), although the database has them all; so the WAL is first
+// started over, by a write that changes nothing, and keeps one frame. Nothing
+// is lost should either fail: the WAL keeps more frames, or closing empties
+// it and KeepRoom makes its room again.
+// Only for a store that opened: a file refused at open is left as it was.
+void JobStore::KeepWalBlocks() {
+  if (!opened_) return;
+  if (open_depth_ == 0 && CheckpointWhole("checkpoint its WAL").ok()) {
+    if (Result<int64_t> version = QueryInt("PRAGMA user_version", "read its schema version"); version.ok()) {
+      std::string same = "PRAGMA user_version = " + std::to_string(*version);
+      (void)Exec(same.c_str(), "start its WAL over");
+    }
+  }
+  (void)Exec("PRAGMA journal_size_limit = -1", "keep its WAL");
 }
 
 Result<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
@@ -368,6 +415,7 @@ Result<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
   if (Status prepared = store->PrepareStatements(); !prepared) {
     return Fail(prepared.message());
   }
+  store->opened_ = true;
   return Result<std::unique_ptr<JobStore>>(std::move(store));
 }
 
@@ -418,6 +466,14 @@ Status JobStore::Configure() {
   }
   if (Status s = RefuseUnknownSchema(*version); !s) return s;
 
+  // Free pages stay in the file, as room for records (KeepRoom): with
+  // auto_vacuum, each commit would give them back to the file system. It can
+  // be set only before the first table exists, and SQLite's default depends
+  // on how it was built.
+  if (fresh) {
+    if (Status s = Exec("PRAGMA auto_vacuum = NONE", "turn off auto_vacuum"); !s) return s;
+  }
+
   // WAL: readers (queue --status) never block the writer, and a commit appends to
   // one file instead of rewriting pages in place.
   Result<std::string> mode = query("PRAGMA journal_mode = WAL");
@@ -430,6 +486,23 @@ Status JobStore::Configure() {
   std::string size_limit =
       "PRAGMA journal_size_limit = " + std::to_string(kWalSizeLimitBytes);
   if (Status s = Exec(size_limit.c_str(), "limit its WAL size"); !s) return s;
+  // How the store keeps its room (see job_store.h). Checkpointed every
+  // kCheckpointBytes rather than SQLite's 1000 pages (4 MiB): the WAL is
+  // written over from its start only after a checkpoint, and until then
+  // every commit needs new blocks. On a small spool that fills, a WAL that
+  // had not reached 1000 pages could never be checkpointed again.
+  Result<std::string> page_size = query("PRAGMA page_size");
+  if (!page_size) return Failure("read its page size", rc);
+  int page_bytes = std::stoi(*page_size);
+  std::string checkpoint = "PRAGMA wal_autocheckpoint = " + std::to_string(kCheckpointBytes / page_bytes);
+  if (Status s = Exec(checkpoint.c_str(), "set how often its WAL is checkpointed"); !s) return s;
+  // A chunk of one page changes nothing in how the file grows, but lets
+  // SQLITE_FCNTL_SIZE_HINT claim blocks for it (KeepRoom).
+  if (int set = sqlite3_file_control(db_, "main", SQLITE_FCNTL_CHUNK_SIZE, &page_bytes); set != SQLITE_OK)
+    return Failure("set how its file grows", set);
+  int persist = 1;
+  if (int set = sqlite3_file_control(db_, "main", SQLITE_FCNTL_PERSIST_WAL, &persist); set != SQLITE_OK)
+    return Failure("keep its WAL across restarts", set);
 
   if (std::stoll(*version) < kSchemaVersion) {
     if (Status s = UpgradeSchema(); !s) return s;
@@ -505,6 +578,31 @@ sqlite3_stmt* JobStore::Statement(StatementId id) const {
 Status JobStore::Exec(const char* sql, std::string_view what) {
   int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return Failure(what, rc);
+  return Status::Ok();
+}
+
+Result<int64_t> JobStore::QueryInt(const char* sql, std::string_view what) {
+  int rc = SQLITE_OK;
+  Result<std::string> text = QueryText(db_, sql, &rc);
+  if (!text) return Failure(what, rc);
+  int64_t value = 0;
+  auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (error != std::errc() || end != text->data() + text->size() || text->empty())
+    return Fail("Could not " + std::string(what) + " in the job spool " + path_ + ": SQLite said '" + *text + "'.");
+  return value;
+}
+
+// A PASSIVE checkpoint that must take in the whole WAL: the daemon is the
+// only connection, so no reader can hold it back.
+Status JobStore::CheckpointWhole(std::string_view what) {
+  int frames = 0, copied = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
+  if (rc != SQLITE_OK) return Failure(what, rc);
+  if (copied != frames) {
+    return Fail("Could not " + std::string(what) + " in the job spool " + path_ + ": only " +
+                std::to_string(copied) + " of the " + std::to_string(frames) +
+                " pages in its WAL reached the database; another program has it open.");
+  }
   return Status::Ok();
 }
 
@@ -619,6 +717,8 @@ ListQuery BuildListQuery(const JobFilter& filter) {
     query.values.push_back(value);
   };
   if (filter.uid) equals("uid", int64_t{*filter.uid});
+  if (filter.array_id) equals("array_id", ClampToInt64(*filter.array_id));
+  if (filter.array_index) equals("array_index", int64_t{*filter.array_index});
   if (filter.queue) equals("queue", std::string_view(*filter.queue));
   if (filter.exec_host) equals("exec_host", std::string_view(*filter.exec_host));
   // Flags are spelled out rather than bound: the planner uses the partial index
@@ -713,6 +813,22 @@ Result<size_t> JobStore::RemoveClosedBefore(int64_t before, size_t limit) {
   return static_cast<size_t>(sqlite3_changes(db_));
 }
 
+Result<std::vector<UnfinishedCount>> JobStore::CountUnfinished() {
+  sqlite3_stmt* stmt = Statement(kCountUnfinished);
+  ResetOnExit reset(stmt);
+  std::vector<UnfinishedCount> counts;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    auto state = JobStateFromString(ColumnBytes(stmt, 1));
+    if (!state) return Fail(path_ + ": a job record has an unknown state \"" + ColumnBytes(stmt, 1) + "\"");
+    counts.push_back(UnfinishedCount{ColumnBytes(stmt, 0), *state, sqlite3_column_int(stmt, 2) != 0,
+                                     sqlite3_column_int(stmt, 3) != 0,
+                                     static_cast<uint64_t>(sqlite3_column_int64(stmt, 4))});
+  }
+  if (rc != SQLITE_DONE) return Failure("count unfinished jobs", rc);
+  return counts;
+}
+
 Result<uint64_t> JobStore::NextIdHint() {
   sqlite3_stmt* stmt = Statement(kNextId);
   ResetOnExit reset(stmt);
@@ -720,6 +836,100 @@ Result<uint64_t> JobStore::NextIdHint() {
   if (rc == SQLITE_DONE) return uint64_t{1};  // no job was ever added
   if (rc != SQLITE_ROW) return Failure("read the next job id", rc);
   return static_cast<uint64_t>(sqlite3_column_int64(stmt, 0)) + 1;
+}
+
+// ---- Room for records ----
+
+Result<StoreRoom> JobStore::Room() {
+  Result<int64_t> page_size = QueryInt("PRAGMA page_size", "read its page size");
+  if (!page_size) return page_size.error();
+  Result<int64_t> free_pages = QueryInt("PRAGMA freelist_count", "count its free pages");
+  if (!free_pages) return free_pages.error();
+  StoreRoom room;
+  room.free_page_bytes = static_cast<uint64_t>(*free_pages) * static_cast<uint64_t>(*page_size);
+  // What the file system has given it, not its size: a sparse stretch would
+  // still need blocks.
+  struct stat wal {};
+  const std::string wal_path = path_ + "-wal";
+  if (::stat(wal_path.c_str(), &wal) == 0) {
+    room.wal_bytes = static_cast<uint64_t>(wal.st_blocks) * 512;
+  } else if (errno != ENOENT) {
+    return Fail("Could not tell the size of " + wal_path + ": " + ErrnoText(errno) + ".");
+  }
+  return room;
+}
+
+Status JobStore::KeepRoom(uint64_t bytes) {
+  const std::string failed = "Could not keep room for records in the job spool " + path_ + ": ";
+  if (open_depth_ > 0) return Fail(failed + "a transaction is open.");
+  Result<int64_t> vacuum = QueryInt("PRAGMA auto_vacuum", "read its auto_vacuum mode");
+  if (!vacuum) return vacuum.error();
+  if (*vacuum == 1) {
+    return Fail(failed + "it gives its free pages back to the file system at every commit (auto_vacuum " +
+                "FULL); stop queued and run: sqlite3 " + path_ + " 'PRAGMA auto_vacuum = NONE; VACUUM'");
+  }
+  Result<int64_t> page_size = QueryInt("PRAGMA page_size", "read its page size");
+  if (!page_size) return page_size.error();
+  Result<int64_t> pages = QueryInt("PRAGMA page_count", "count its pages");
+  if (!pages) return pages.error();
+
+  // The blocks for the ballast's pages (overflow chains, a leaf for each
+  // row's start, the b-tree above them) are claimed before it is written.
+  // Were they claimed by the checkpoint that takes the ballast in, a file
+  // system that filled meanwhile would fail that checkpoint, and every one
+  // after it, and the WAL would grow until commits failed.
+  const uint64_t page = static_cast<uint64_t>(*page_size);
+  const uint64_t rows = (bytes + kBallastRowBytes - 1) / kBallastRowBytes;
+  const uint64_t ballast_pages = rows * (kBallastRowBytes / (page - 4) + 2) + 2;
+  sqlite3_int64 claim = static_cast<sqlite3_int64>((static_cast<uint64_t>(*pages) + ballast_pages) * page);
+  if (int rc = sqlite3_file_control(db_, "main", SQLITE_FCNTL_SIZE_HINT, &claim); rc != SQLITE_OK) {
+    return Fail(failed + "the file system did not give it " + std::to_string(ballast_pages * page) +
+                " bytes (" + sqlite3_errstr(rc) + ").");
+  }
+
+  // The ballast, in a transaction of its own: its pages reach the WAL (which
+  // grows to hold them, if it must) whatever SQLite's secure_delete says.
+  {
+    Transaction ballast = Begin();
+    if (!ballast.status()) return ballast.status();
+    sqlite3_stmt* insert = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "INSERT INTO room_for_records (ballast) VALUES (zeroblob(?1))", -1, &insert,
+                                nullptr);
+    for (uint64_t row = 0; rc == SQLITE_OK && row < rows; ++row) {
+      rc = sqlite3_bind_int64(insert, 1, static_cast<sqlite3_int64>(kBallastRowBytes));
+      if (rc != SQLITE_OK) break;
+      int step = sqlite3_step(insert);
+      rc = step == SQLITE_DONE ? sqlite3_reset(insert) : step;
+    }
+    sqlite3_finalize(insert);
+    if (rc != SQLITE_OK) return Failure("write room for records", rc);
+    if (Status committed = ballast.Commit(); !committed) return committed;
+  }
+  // Deleted, its pages are free: SQLite hands them to new records before it
+  // grows the file, and nothing else can have them. Without secure_delete
+  // for this (Debian's SQLite has it on): zeroing zeros would write all the
+  // ballast through the WAL a second time.
+  {
+    Result<int64_t> secure = QueryInt("PRAGMA secure_delete", "read its secure_delete mode");
+    if (!secure) return secure.error();
+    if (Status s = Exec("PRAGMA secure_delete = 0", "free the room for records"); !s) return s;
+    Transaction cleared = Begin();
+    Status deleted = cleared.status();
+    if (deleted.ok()) deleted = Exec("DELETE FROM room_for_records", "free the room for records");
+    if (deleted.ok()) deleted = cleared.Commit();
+    std::string restore = "PRAGMA secure_delete = " + std::to_string(*secure);
+    if (Status s = Exec(restore.c_str(), "restore its secure_delete mode"); !s) return s;
+    if (!deleted.ok()) return deleted;
+  }
+  if (Status s = CheckpointWhole("write room for records into the database"); !s) return s;
+
+  Result<StoreRoom> room = Room();
+  if (!room) return room.error();
+  if (room->free_page_bytes < bytes || room->wal_bytes < bytes) {
+    return Fail(failed + "it holds " + std::to_string(room->free_page_bytes) + " bytes of free pages and " +
+                std::to_string(room->wal_bytes) + " bytes of WAL, not " + std::to_string(bytes) + " of each.");
+  }
+  return Status::Ok();
 }
 
 // ---- Transactions ----

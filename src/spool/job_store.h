@@ -8,6 +8,13 @@
 // commit, so callers that make many changes at once (a burst of submissions, one
 // scheduling pass) group them with Begin() ... Commit() and pay one fsync for all.
 //
+// Room: the store keeps room for records to come inside its own files, where
+// nothing but SQLite can take it (KeepRoom; spool_reserve.h says when and why).
+// So that a full file system never has to give those files a new block, the
+// database never gives free pages back (auto_vacuum NONE), the WAL is written
+// over from its start once it holds kCheckpointBytes (it is checkpointed then)
+// and kept, blocks and all, when the store closes (SQLite would delete it).
+//
 // Thread-safety: none. One JobStore per daemon, used from its event loop only.
 #pragma once
 
@@ -72,6 +79,11 @@ struct JobRecord {
   // Submit side: what the checks of its kept restart files found, across its
   // runs ("" when nothing was wrong); its end's message carries them.
   std::string restart_notes;
+  // Submit side: an element of a job array (`queue -r --array`, `--from`):
+  // the array's id (the record id of its first element; 0 = not in an array)
+  // and its index there (QUEUE_ARRAY_INDEX).
+  uint64_t array_id = 0;
+  uint32_t array_index = 0;
 
   bool operator==(const JobRecord&) const = default;
 };
@@ -80,6 +92,8 @@ struct JobRecord {
 struct JobFilter {
   std::vector<JobState> states;
   std::optional<uint32_t> uid;
+  std::optional<uint64_t> array_id;  // the elements of this array (an index)
+  std::optional<uint32_t> array_index;  // ...of this index
   std::optional<std::string> queue;
   std::optional<std::string> exec_host;
   // true: jobs submitted on this host (origin_host == ""); false: jobs sent here by
@@ -89,6 +103,26 @@ struct JobFilter {
   std::optional<bool> end_reported;
   uint64_t after_id = 0;  // only ids greater than this, to page through a long list
   size_t limit = 0;       // at most this many records; 0 = no limit
+};
+
+// How many records of one kind have not ended for good (CountUnfinished).
+struct UnfinishedCount {
+  std::string queue;
+  JobState state = JobState::kWaiting;
+  bool offered = false;    // waiting, with an exec_host: offered to it
+  bool from_peer = false;  // origin_host is another host
+  uint64_t count = 0;
+};
+
+// The WAL is checkpointed into the database once it holds this much: a WAL
+// file given twice this by KeepRoom is then written over, not grown, by
+// transactions of up to this size.
+inline constexpr uint64_t kCheckpointBytes = 512 << 10;
+
+// What the store holds for records to come (see KeepRoom).
+struct StoreRoom {
+  uint64_t free_page_bytes = 0;  // free pages inside the database file
+  uint64_t wal_bytes = 0;        // bytes the file system has given the WAL file
 };
 
 class JobStore {
@@ -148,6 +182,10 @@ class JobStore {
   // forwarded job that arrives twice is recognised.
   Result<std::optional<JobRecord>> FindByOrigin(const std::string& origin_host,
                                                 uint64_t origin_id);
+  // The records whose end is still owed (end_reported false: waiting, running,
+  // or ended and not yet told or delivered), counted by queue, state, offer
+  // and origin. Reads the jobs_end_unreported index, not the closed records.
+  Result<std::vector<UnfinishedCount>> CountUnfinished();
   // Deletes the job; fails if there is none. Its id is never given to another job.
   Status Remove(uint64_t id);
 
@@ -157,9 +195,25 @@ class JobStore {
   Result<size_t> RemoveClosedBefore(int64_t before, size_t limit);
 
   Transaction Begin();
+  bool in_transaction() const { return open_depth_ > 0; }
 
   // The id the next Add() will most likely return (for display only).
   Result<uint64_t> NextIdHint();
+
+  // What the store holds now for records to come.
+  Result<StoreRoom> Room();
+  // Makes the store hold at least `bytes` of free pages in the database file
+  // and at least `bytes` of WAL file. The free pages are the first SQLite
+  // gives to new records, before it grows the file, and the WAL is written
+  // over from its start after each checkpoint: with both, a transaction of
+  // up to kCheckpointBytes needs no new block from the file system until the
+  // free pages run out. Made by writing ballast, which grows the WAL, into
+  // blocks claimed from the file system first (so that one filling meanwhile
+  // fails this call, rather than leaving the database unable to take in its
+  // WAL), and deleting it. Fails, with nothing changed but those blocks,
+  // when the file system has no room for them.
+  // REQUIRES: no Transaction open.
+  Status KeepRoom(uint64_t bytes);
 
   const std::string& path() const { return path_; }
 
@@ -173,6 +227,9 @@ class JobStore {
   Status UpgradeSchema();
   Status PrepareStatements();
   Status Exec(const char* sql, std::string_view what);
+  Result<int64_t> QueryInt(const char* sql, std::string_view what);
+  Status CheckpointWhole(std::string_view what);
+  void KeepWalBlocks();
   Status RefuseIfTransactionLost() const;
   Error Failure(std::string_view what) const;
   Error Failure(std::string_view what, int code) const;
@@ -184,6 +241,7 @@ class JobStore {
   sqlite3* db_;
   std::unique_ptr<Statements> statements_;
   int open_depth_ = 0;  // how many Transactions are open
+  bool opened_ = false;  // Open() succeeded
 };
 
 }  // namespace queue::spool

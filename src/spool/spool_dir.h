@@ -37,11 +37,12 @@ Status PrepareSpoolDir(const std::string& dir);
 // directories count, as in the original.
 Result<std::vector<std::string>> ListQueueDirs(const std::string& dir);
 
-// Room a spool keeps for its records and one job's start: a host with less
-// free takes no new job for now (its submit host tries elsewhere).
+// Room a spool keeps for its records, inside its job store (spool_reserve.h),
+// and the room a job's start needs: a host with less free takes no new job
+// for now (its submit host tries elsewhere).
 inline constexpr uint64_t kSpoolReserveBytes = 1 << 20;
-// Below this much free space when a batch job ends, its output (written into
-// the spool as it ran) may have been cut short by a full file system.
+// Below this much free space the spool counts as full: a batch job's output,
+// written into the spool as it runs, may have been cut short then.
 inline constexpr uint64_t kOutputFullBytes = 64 << 10;
 
 // Bytes an ordinary user may still write on the file system holding `path`

@@ -1,5 +1,4 @@
-// Option parsing for queue (CLI11) and qsh (rsh/ssh conventions, by hand:
-// the first word that is not an option is the host, and options stop there).
+// Option parsing for queue (CLI11); qsh's ssh grammar is in qsh_command_line.cc.
 #include "stub/command_line.h"
 
 #include <pwd.h>
@@ -21,7 +20,7 @@ namespace {
 size_t FindCommandStart(const std::vector<std::string>& args) {
   static constexpr std::string_view kValued[] = {"--host", "--robust-host", "--queuedir", "--spooldir",
                                                  "--jobname", "--socket", "--username", "--cancel",
-                                                 "--output", "--migrate"};
+                                                 "--output", "--migrate", "--array", "--from"};
   static constexpr std::string_view kValuedShort = "hHdjl";
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -43,16 +42,30 @@ size_t FindCommandStart(const std::vector<std::string>& args) {
   return args.size();
 }
 
+// `--watch 5` is `--watch=5`: the interval is optional, so a word after
+// --watch is its value only when it is a number (CLI11 takes an optional
+// flag value only after '=').
+std::vector<std::string> JoinWatchInterval(std::vector<std::string> args) {
+  for (size_t i = 0; i + 1 < args.size() && args[i] != "--"; ++i) {
+    const std::string& next = args[i + 1];
+    if (args[i] != "--watch" || next.empty() || !std::all_of(next.begin(), next.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) continue;
+    args[i] += "=" + next;
+    args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+  }
+  return args;
+}
+
 }  // namespace
 
-namespace {
-
-Status CheckUser(const std::string& user) {
+Status CheckUser(const std::string& user, const std::string& how) {
   passwd* pw = getpwuid(geteuid());
   if (pw != nullptr && user == pw->pw_name) return Status::Ok();
   if (user == std::to_string(geteuid())) return Status::Ok();
-  return Fail("-l " + user + ": Queue runs jobs only as the calling user");
+  std::string me = pw != nullptr ? pw->pw_name : "uid " + std::to_string(geteuid());
+  return Fail(how + ": Queue runs jobs only as the calling user (" + me + "), not as " + user);
 }
+
+namespace {
 
 // A job id as `queue -r` printed it ("17.2"), or a bare number for the asked host's job.
 Result<wire::JobId> ParseJobId(const std::string& option, const std::string& text) {
@@ -69,7 +82,7 @@ Result<Verb> ChooseVerb(bool status, bool jobs, bool cancel, bool output, bool m
               static_cast<int>(migrate);
   if (verbs > 1) return Fail("--status, --jobs, --cancel, --output and --migrate exclude each other");
   if (verbs == 0) {
-    if (inv.command.empty()) return Fail("no command given (usage: queue [options] -- command args; see --help)");
+    if (inv.command.empty() && !inv.from) return Fail("no command given (usage: queue [options] -- command args; see --help)");
     return Verb::kRun;
   }
   if (migrate) {
@@ -83,7 +96,8 @@ Result<Verb> ChooseVerb(bool status, bool jobs, bool cancel, bool output, bool m
 
 }  // namespace
 
-Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
+Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& given) {
+  const std::vector<std::string> args = JoinWatchInterval(given);
   Invocation inv;
   CLI::App app{"queue: run a command on the least-loaded host of the cluster, as if it ran here."};
   app.set_help_flag("--help", "print this help");
@@ -114,8 +128,20 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
   app.add_option("--migrate", migrate,
                  "move your running job ID (checkpoint it and restart it elsewhere); a host may follow the ID")
       ->type_name("ID");
-  app.add_flag("--json", inv.json, "with --status or --jobs: machine-readable JSON");
-  app.add_option("--socket", inv.socket_path, "the local queued's socket (default: $QUEUE_SOCKET)");
+  app.add_option("--array", inv.array,
+                 "with -r: one job per index (1-100, 0-98:2, 1,3,5-9), QUEUE_ARRAY_INDEX set in each")
+      ->type_name("INDICES");
+  app.add_option("--from", inv.from,
+                 "with -r: one job per line of FILE (- for stdin), each run by /bin/sh -c; blank lines and # "
+                 "comments skipped; all or none are submitted")
+      ->type_name("FILE");
+  app.add_flag("--json", inv.json, "with --status or --jobs: machine-readable JSON (docs/json-schema.md)");
+  app.add_flag("--watch{2}", inv.watch_seconds,
+               "with --status or --jobs: show it again every SECONDS (default 2), in place on a terminal")
+      ->type_name("[SECONDS]");
+  app.add_option("--socket", inv.socket_path,
+                 "the local queued's socket (default: $QUEUE_SOCKET, else /run/queue/queued.sock, "
+                 "${QUEUE_HOME:-~/.queue}/queued.sock, then `socket PATH` in ~/.config/queue/config)");
   app.add_option("-l,--username", user, "accepted for rsh compatibility; must be you");
   // The command starts after "--" or at the first word that is not an option;
   // none of it goes through option parsing.
@@ -139,10 +165,17 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
     auto verb = ChooseVerb(status, jobs, cancel.has_value(), output.has_value(), migrate.has_value(), inv);
     if (!verb.ok()) return verb.error();
     inv.verb = *verb;
-    if (cancel || output) {
-      auto id = ParseJobId(cancel ? "--cancel" : "--output", cancel ? *cancel : *output);
+    if (cancel) {
+      // An element of a job array too: 17.2_5.
+      auto ref = wire::ParseJobRef(*cancel);
+      if (!ref.ok()) return Fail("--cancel: " + ref.message());
+      inv.cancel_id = ref->job;
+      inv.cancel_element = ref->element;
+    }
+    if (output) {
+      auto id = ParseJobId("--output", *output);
       if (!id.ok()) return id.error();
-      (cancel ? inv.cancel_id : inv.output_id) = *id;
+      inv.output_id = *id;
     }
     if (migrate) {
       auto id = ParseJobId("--migrate", *migrate);
@@ -152,80 +185,33 @@ Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args) {
       inv.command.clear();
     }
   }
+  if (inv.watch_seconds != 0 && inv.verb != Verb::kStatus && inv.verb != Verb::kJobs)
+    return Fail("--watch goes with --status or --jobs");
+  if (inv.watch_seconds < 0 || inv.watch_seconds > 86400) return Fail("--watch: SECONDS must be 1 to 86400");
   if (immediate && wait_queue) return Fail("-i and -q exclude each other");
   if (wait_queue && inv.queue == "now") inv.queue = "wait";
   if (static_cast<int>(full) + static_cast<int>(half) + static_cast<int>(none) > 1)
     return Fail("-p, -o and -n exclude each other");
   if (half) inv.pty = wire::PtyMode::kHalf;
   if (none) inv.pty = wire::PtyMode::kNone;
+  if (inv.array || inv.from) {
+    if (inv.verb != Verb::kRun && !(inv.verb == Verb::kHelp || inv.verb == Verb::kVersion))
+      return Fail("--array and --from submit jobs; they take no other verb");
+    if (inv.array && inv.from) return Fail("--array and --from exclude each other");
+    if (inv.from && !inv.command.empty())
+      return Fail("--from takes its commands from the file, not the command line (\"" + inv.command.front() +
+                  "\" given)");
+    if (wait) return Fail("--array and --from submit batch jobs: -w does not go with them");
+    inv.batch = true;
+  }
   if (wait && inv.batch) return Fail("-w and -r exclude each other");
   if (!inv.only_host.empty() && !inv.preferred_host.empty()) return Fail("-h and -H exclude each other");
   if (!user.empty()) {
-    if (auto ok = CheckUser(user); !ok.ok()) return Fail(ok.message());
+    if (auto ok = CheckUser(user, "-l " + user); !ok.ok()) return Fail(ok.message());
   }
   if (!wire::IsValidQueueName(inv.queue)) return Fail("\"" + inv.queue + "\" is not a queue name");
   return inv;
 }
 
-
-Result<Invocation> ParseQshCommandLine(const std::vector<std::string>& args) {
-  Invocation inv;
-  inv.pty = wire::PtyMode::kNone;
-  std::string port;
-  size_t i = 0;
-  auto value = [&](const std::string& flag) -> Result<std::string> {
-    if (i + 1 >= args.size()) return Fail(flag + " needs a value");
-    return args[++i];
-  };
-  for (; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a.empty() || a[0] != '-' || a == "-") break;
-    if (a == "--") {
-      ++i;
-      break;
-    }
-    // ssh options that take a value: -o OPTION, -i KEY, -F CONFIG, -E LOG, -c CIPHER,
-    // -m MAC, -b ADDRESS are accepted and ignored, as are its flags below.
-    bool ssh_valued = a == "-o" || a == "-i" || a == "-F" || a == "-E" || a == "-c" || a == "-m" || a == "-b";
-    if (a == "-l" || a == "-d" || a == "-p" || a == "-j" || ssh_valued) {
-      auto v = value(a);
-      if (!v.ok()) return v.error();
-      if (a == "-l") {
-        if (auto ok = CheckUser(*v); !ok.ok()) return Fail(ok.message());
-      }
-      if (a == "-d") inv.queue = *v;
-      if (a == "-p") port = *v;
-      if (a == "-j") inv.job_name = *v;
-      continue;  // -o OPTION: an ssh option, accepted and ignored
-    }
-    if (a == "-t") inv.pty = wire::PtyMode::kFull;
-    else if (a == "-n") inv.pty = wire::PtyMode::kNone;
-    else if (a == "-w") inv.batch = false;
-    else if (a == "-r") inv.batch = true;
-    else if (a == "-v") inv.verb = Verb::kVersion;
-    else if (a == "-T" || a == "-x" || a == "-X" || a == "-Y" || a == "-q" || a == "-4" || a == "-6" ||
-             a == "-A" || a == "-a" || a == "-C" || a == "-k" || a == "-K") continue;
-    else if (a == "--help") {
-      inv.verb = Verb::kHelp;
-      inv.help_text =
-          "usage: qsh [-l user] [-d queue] [-t|-n] [-w|-r] [-p port] [-j name] host|+ [--] command words...\n"
-          "Runs the command words with sh -c on host (or the least-loaded host for +), like rsh/ssh.\n"
-          "Accepted and ignored for ssh compatibility: -T -x -X -Y -q -4 -6 -A -a -C -k -K,\n"
-          "and -o OPTION -i KEY -F CONFIG -E LOG -c CIPHER -m MAC -b ADDRESS.\n";
-      return inv;
-    } else return Fail("unknown option " + a + " (see qsh --help)");
-  }
-  if (inv.verb == Verb::kVersion) return inv;
-  if (i >= args.size()) return Fail("no host given (usage: qsh [options] host|+ command words...)");
-  std::string host = args[i++];
-  if (host != "+") inv.only_host = port.empty() ? host : host + ":" + port;
-  if (i < args.size() && args[i] == "--") ++i;
-  std::string line;
-  for (; i < args.size(); ++i) line += (line.empty() ? "" : " ") + args[i];
-  if (line.empty()) return Fail("no command given: qsh does not offer interactive logins");
-  inv.command = {"/bin/sh", "-c", line};
-  if (!wire::IsValidQueueName(inv.queue)) return Fail("\"" + inv.queue + "\" is not a queue name");
-  return inv;
-}
 
 }  // namespace queue::stub

@@ -2,6 +2,7 @@
 // before any of it is checked against the cluster.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,8 @@
 
 namespace queue::stub {
 
-enum class Verb { kRun, kStatus, kJobs, kCancel, kOutput, kMigrate, kVersion, kHelp };
+// kPrintConfig: qsh -G, ssh's "print the configuration and exit" (git probes with it).
+enum class Verb { kRun, kStatus, kJobs, kCancel, kOutput, kMigrate, kVersion, kHelp, kPrintConfig };
 
 struct Invocation {
   Verb verb = Verb::kRun;
@@ -20,24 +22,33 @@ struct Invocation {
   std::string queue = "now";
   std::string job_name;
   wire::PtyMode pty = wire::PtyMode::kFull;
+  bool force_pty = false;   // qsh -tt: a pty even when stdin is no terminal, as ssh -tt
+  bool stdin_null = false;  // qsh -n: stdin from /dev/null, as ssh -n and rsh -n
   bool batch = false;
   bool json = false;
   bool all = false;         // --jobs --all: finished jobs too
+  // --array INDICES / --from FILE ("-": stdin): many batch jobs at once (stub/bulk_submit).
+  std::optional<std::string> array;
+  std::optional<std::string> from;
+  int watch_seconds = 0;    // --watch [SECONDS] with --status or --jobs: shown again every SECONDS (0: once)
   wire::JobId cancel_id;   // --cancel ID
+  uint32_t cancel_element = wire::kNoElement;  //   ID_INDEX: one element of a job array
   wire::JobId output_id;   // --output ID: the batch job whose output to show
   wire::JobId migrate_id;  // --migrate ID [HOST]: the job to move
   std::string migrate_host; //   and where to ("" = any host that takes it)
   std::string socket_path;
-  std::string help_text;
+  std::string help_text;    // kHelp; and kPrintConfig: what qsh -G prints
 };
 
 // `queue [-h host|-H host] [-i|-q] [-d queue] [-o|-p|-n] [-w|-r] [-j name] -- command args`,
 // or one of the verbs `--status`, `--jobs`, `--cancel ID`, `--output ID` (at most one,
-// and no command with it).
+// and no command with it); `--status` and `--jobs` may take `--watch [SECONDS]`.
+// `-r --array 1-100 -- command args` and `-r --from FILE` submit many batch jobs
+// at once (--array and --from imply -r).
 Result<Invocation> ParseQueueCommandLine(const std::vector<std::string>& args);
 
-// `qsh [-l user] [-d queue] [-t|-n] [-w|-r] [-p port] [-T -x -q -o opt] host|+ [--] words...`
-// The words are joined with spaces and run by `sh -c`, as rsh and ssh do.
-Result<Invocation> ParseQshCommandLine(const std::vector<std::string>& args);
+// Refuses a user other than the caller (`-l user`, `user@host`): Queue runs
+// jobs only as the user who submits them. `how` starts the message.
+Status CheckUser(const std::string& user, const std::string& how);
 
 }  // namespace queue::stub

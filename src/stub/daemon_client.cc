@@ -5,25 +5,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <cstring>
 
 namespace queue::stub {
-
-std::string ResolveSocketPath(const std::string& option) {
-  if (!option.empty()) return option;
-  if (const char* env = std::getenv("QUEUE_SOCKET"); env != nullptr && *env != '\0') return env;
-  if (geteuid() == 0) return "/run/queue/queued.sock";
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
-    return std::string(home) + "/.queue/queued.sock";
-  return "/run/queue/queued.sock";
-}
 
 DaemonClient::~DaemonClient() {
   if (fd_ >= 0) close(fd_);
 }
 
-Status DaemonClient::Connect(const std::string& socket_path) {
+Status DaemonClient::Connect(const DaemonSocket& where) {
+  const std::string& socket_path = where.path;
   socket_path_ = socket_path;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -33,12 +24,19 @@ Status DaemonClient::Connect(const std::string& socket_path) {
   fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return Fail("cannot create a socket: " + ErrnoText(errno));
   if (connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-    return Fail("cannot reach queued at " + socket_path + ": " + ErrnoText(errno) +
-                " (is the daemon running? see --socket and QUEUE_SOCKET)");
-  if (auto sent = Send(wire::Hello{wire::kProtocolVersion, wire::Role::kClient, ""}); !sent.ok())
-    return sent;
+    return Fail("cannot reach queued at " + socket_path + ": " + ErrnoText(errno) + " (" +
+                (where.found_by.starts_with("no daemon") ? where.found_by
+                                                          : "from " + where.found_by + "; is the daemon running?") +
+                ")");
+  // A daemon that refuses the connection (too many from this user) says why
+  // and closes: read its answer even when our Hello could not be sent.
+  Status sent = Send(wire::Hello{wire::kProtocolVersion, wire::Role::kClient, ""});
   auto frame = Receive();
-  if (!frame.ok()) return Fail(frame.message());
+  if (!frame.ok()) return sent.ok() ? Fail(frame.message()) : sent;
+  if (frame->type == wire::MessageType::kErrorReply) {
+    auto error = wire::DecodePayload<wire::ErrorReply>(frame->payload);
+    return Fail(error.ok() ? error->message : error.message());
+  }
   if (frame->type != wire::MessageType::kHello) return Fail("queued did not greet us");
   auto hello = wire::DecodePayload<wire::Hello>(frame->payload);
   if (!hello.ok()) return Fail(hello.message());
@@ -60,18 +58,29 @@ Status DaemonClient::SendFrame(const std::string& frame) {
   return Status::Ok();
 }
 
+// Reads exactly one frame, header then payload, never a byte beyond it: the
+// socket may be handed on (ReleaseFd) right after a reply, and a frame read
+// ahead into a buffer here (an error that came just behind it) would be lost.
 Result<wire::FrameSplitter::Frame> DaemonClient::Receive() {
-  char buffer[65536];
-  for (;;) {
-    auto next = splitter_.Next();
-    if (!next.ok()) return next.error();
-    if (next->has_value()) return std::move(**next);
-    ssize_t n = read(fd_, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Fail("lost the connection to queued: " + ErrnoText(errno));
-    if (n == 0) return Fail("queued closed the connection");
-    splitter_.Feed(std::string_view(buffer, static_cast<size_t>(n)));
-  }
+  auto read_exactly = [this](std::string& into, size_t bytes) -> Status {
+    into.resize(bytes);
+    for (size_t done = 0; done < bytes;) {
+      ssize_t n = read(fd_, into.data() + done, bytes - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Fail("lost the connection to queued: " + ErrnoText(errno));
+      if (n == 0) return Fail("queued closed the connection");
+      done += static_cast<size_t>(n);
+    }
+    return Status::Ok();
+  };
+  std::string header;
+  if (Status got = read_exactly(header, wire::kFrameHeaderBytes); !got.ok()) return Fail(got.message());
+  auto parsed = wire::ParseFrameHeader(header);
+  if (!parsed.ok()) return parsed.error();
+  wire::FrameSplitter::Frame frame;
+  frame.type = parsed->type;
+  if (Status got = read_exactly(frame.payload, parsed->payload_bytes); !got.ok()) return Fail(got.message());
+  return frame;
 }
 
 int DaemonClient::ReleaseFd() {

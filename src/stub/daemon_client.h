@@ -4,14 +4,11 @@
 
 #include <string>
 
+#include "stub/daemon_socket.h"
 #include "util/result.h"
 #include "wire/frame.h"
 
 namespace queue::stub {
-
-// The socket path: the --socket option, else $QUEUE_SOCKET, else the default
-// of a per-user install ($XDG_RUNTIME_DIR or ~/.queue), else /run/queue/queued.sock.
-std::string ResolveSocketPath(const std::string& option);
 
 class DaemonClient {
  public:
@@ -21,7 +18,8 @@ class DaemonClient {
   ~DaemonClient();
 
   // Connects and exchanges Hello; daemon_name() is then the daemon's host entry.
-  Status Connect(const std::string& socket_path);
+  // A failure to connect says how the socket was found (daemon_socket.h).
+  Status Connect(const DaemonSocket& where);
   const std::string& daemon_name() const { return daemon_name_; }
 
   template <class M>
@@ -38,13 +36,11 @@ class DaemonClient {
   int fd_ = -1;
   std::string socket_path_;
   std::string daemon_name_;
-  wire::FrameSplitter splitter_;
 };
 
-// Sends one request and returns the reply; an ErrorReply becomes an Error.
-template <class Reply, class Request>
-Result<Reply> Call(DaemonClient& client, const Request& request) {
-  if (auto sent = client.Send(request); !sent.ok()) return Fail(sent.message());
+// Waits for the reply to a request already sent; an ErrorReply becomes an Error.
+template <class Reply>
+Result<Reply> ReceiveReply(DaemonClient& client) {
   auto frame = client.Receive();
   if (!frame.ok()) return frame.error();
   if (frame->type == wire::MessageType::kErrorReply) {
@@ -53,6 +49,13 @@ Result<Reply> Call(DaemonClient& client, const Request& request) {
   }
   if (frame->type != Reply::kType) return Fail("unexpected reply from the daemon");
   return wire::DecodePayload<Reply>(frame->payload);
+}
+
+// Sends one request and returns the reply; an ErrorReply becomes an Error.
+template <class Reply, class Request>
+Result<Reply> Call(DaemonClient& client, const Request& request) {
+  if (auto sent = client.Send(request); !sent.ok()) return Fail(sent.message());
+  return ReceiveReply<Reply>(client);
 }
 
 }  // namespace queue::stub

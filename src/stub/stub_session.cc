@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <array>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <future>
@@ -17,11 +18,15 @@
 #include <thread>
 
 #include "auth/cluster_key.h"
+#include "auth/pending_handshakes.h"
 #include "auth/psk_tls.h"
 #include "cluster/hosts_file.h"
 #include "stub/daemon_client.h"
+#include "stub/output_writer.h"
+#include "stub/status_view.h"
 #include "term/raw_mode.h"
 #include "term/terminal_settings.h"
+#include "util/fd_io.h"
 #include "wire/channel.h"
 
 namespace queue::stub {
@@ -36,6 +41,8 @@ constexpr size_t kStdinHighWater = 1 << 20;
 // A connection that does not finish its TLS handshake in this time is dropped,
 // so that a silent stranger cannot keep the job's shepherd out.
 constexpr std::chrono::seconds kHandshakeLimit{10};
+// Connections to our listener still in their handshake, at most.
+constexpr size_t kMaxHandshakes = 16;
 
 // Signals the stub forwards to the job. SIGCHLD, SIGPIPE and the unblockable
 // ones are not forwarded.
@@ -48,24 +55,21 @@ constexpr int kForwardedSignals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGUSR1,   SIGUS
                                      SIGCONT, SIGTSTP, SIGURG,  SIGXCPU,   SIGXFSZ, SIGVTALRM, SIGPROF,
                                      SIGWINCH, SIGIO,  SIGPWR,  SIGSYS};
 
-void WriteAll(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the reader went away; as a local job would, keep going
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-}
+// Output queued for our stdout and stderr beyond this pauses the job's
+// channel (and so, through TCP, the job), until the writer is down to half.
+constexpr size_t kOutputHighWater = 1 << 20;
+
+wire::StreamId OutputStream(int fd) { return fd == 2 ? wire::StreamId::kStderr : wire::StreamId::kStdout; }
 
 class StubSession : public std::enable_shared_from_this<StubSession> {
  public:
-  StubSession(asio::io_context& io, StubOptions options, auth::PskTlsContext tls)
+  StubSession(asio::io_context& io, StubOptions options)
       : io_(io),
         options_(std::move(options)),
-        tls_(std::move(tls)),
         acceptor_(io),
         signals_(io),
-        timer_(io) {}
+        timer_(io),
+        output_(io, [this](int fd, int error) { OnOutputFailed(fd, error); }) {}
 
   // Returns an exit status, or nullopt when the job's end is reported later.
   std::optional<int> Submit() {
@@ -73,11 +77,16 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     // held and delivered once the shepherd is attached.
     ForwardSignals();
     DaemonClient client;
-    if (auto connected = client.Connect(options_.socket_path); !connected.ok()) return Error(connected.message());
+    if (auto connected = client.Connect(options_.socket); !connected.ok()) return Error(connected.message());
     auto self_entry = cluster::ParseHostEntry(client.daemon_name());
     if (!self_entry.ok()) return Error("queued reported a bad host name: " + self_entry.message());
     if (auto listening = Listen(self_entry->host); !listening.ok()) return Error(listening.message());
-    auto reply = Call<wire::SubmitReply>(client, wire::SubmitRequest{options_.spec});
+    if (auto sent = client.Send(wire::SubmitRequest{options_.spec}); !sent.ok()) return Error(sent.message());
+    // OpenSSL's set-up (a few ms of CPU) runs while the daemon records the job
+    // and starts its shepherd, rather than before the daemon hears of it; the
+    // shepherd's first TLS bytes wait in our listener's backlog meanwhile.
+    if (auto tls = MakeTlsContext(); !tls.ok()) return Error(tls.message());
+    auto reply = ReceiveReply<wire::SubmitReply>(client);
     if (!reply.ok()) return Error(reply.message());
     job_id_ = wire::FormatJobId(reply->job);
     exec_host_ = reply->host;
@@ -87,8 +96,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     if (exec_host_.empty()) {
       // No host can take it yet: it waits at the daemon, which tells us when it is placed.
       waiting_ = true;
-      std::cerr << "[" << options_.program_name << ": job " << job_id_ << " is waiting: " << reply->waiting_reason
-                << "]\n";
+      PrintNotice("job " + job_id_ + " is waiting: " + reply->waiting_reason);
     } else {
       StartTimer(NotStartedMessage());
     }
@@ -98,11 +106,70 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
 
   int exit_status() const { return exit_status_; }
 
+  // Everything the job wrote is out (or dropped for a reader that left); then
+  // says whether writing it failed otherwise, and makes that the exit status
+  // when the job itself succeeded (SPEC §4: a loss is never silent).
+  // Called once the loop has stopped, so a failure of the last writes is
+  // looked at here rather than heard through OnOutputFailed.
+  void FinishOutput() {
+    output_.Flush();
+    for (int fd : {1, 2}) {
+      int error = output_.failure(fd);
+      if (error == 0 || error == EPIPE || !write_failure_.empty()) continue;
+      write_failure_ = DescribeWriteFailure(fd, error);
+      (void)WriteFully(2, options_.program_name + ": " + write_failure_ + "\n");
+    }
+    if (!write_failure_.empty() && died_by_signal_ == 0 && exit_status_ == 0) exit_status_ = 2;
+  }
+
  private:
   int Error(const std::string& message) {
-    std::cerr << options_.program_name << ": " << message << "\n";
+    output_.Write(2, options_.program_name + ": " + message + "\n");
     exit_status_ = 2;
     return 2;
+  }
+
+  // Our stdout or stderr failed: nobody reads it any more. As ssh does, the
+  // job's side of that stream is closed, so that the job learns it on its
+  // next write as it would locally (SIGPIPE), and we end when it ends. An
+  // error other than a reader leaving is said (as cat says it).
+  void OnOutputFailed(int fd, int error) {
+    unread_[fd] = true;
+    if (error != EPIPE && write_failure_.empty()) {
+      write_failure_ = DescribeWriteFailure(fd, error);
+      output_.Write(2, options_.program_name + ": " + write_failure_ + "\n");
+    }
+    if (job_) job_->Send(wire::StreamClosed{OutputStream(fd)});
+  }
+
+  static std::string DescribeWriteFailure(int fd, int error) {
+    return std::string("cannot write the job's ") + (fd == 1 ? "output" : "errors") + ": " + ErrnoText(error);
+  }
+
+  // Data for our stdout or stderr, in the order it came. Past the high-water
+  // mark the job's channel waits for the writer, which bounds our memory.
+  void WriteOutput(int fd, std::string bytes) {
+    if (unread_[fd]) return;
+    EndProgressBar();
+    output_.Write(fd, std::move(bytes));
+    if (!job_ || output_paused_ || output_.pending_bytes() <= kOutputHighWater) return;
+    output_paused_ = true;
+    job_->Pause();
+    auto self = shared_from_this();
+    std::weak_ptr<JobChannel> paused = job_;
+    output_.WhenAtMost(kOutputHighWater / 2, [self, paused] {
+      self->output_paused_ = false;
+      if (auto channel = paused.lock()) channel->Resume();
+    });
+  }
+
+  // The server side of the job's channel, keyed by the session key the spec carries.
+  Status MakeTlsContext() {
+    auto tls = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kServer, options_.spec.session_key,
+                                           auth::kJobIdentity);
+    if (!tls.ok()) return tls.error();
+    tls_.emplace(std::move(tls.value()));
+    return Status::Ok();
   }
 
   Status Listen(const std::string& host) {
@@ -135,6 +202,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   // placement: the daemon hears of a checkpoint before the shepherd's kMoved
   // reaches us, so the news waits for that kMoved (OnMoved).
   void OnDaemonFrame(wire::MessageType type, std::string_view payload) {
+    if (type == wire::MessageType::kTransferProgress) return OnTransferProgress(payload);
     if (type == wire::MessageType::kSubmitReply) {
       auto placed = wire::DecodePayload<wire::SubmitReply>(payload);
       if (!placed.ok()) return;
@@ -225,19 +293,28 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     });
   }
 
+  // Anyone on the host can connect here; only the shepherd has the session
+  // key. Handshakes in progress are capped (the oldest stranger is closed to
+  // make room), so a flood can neither use up our descriptors nor keep the
+  // shepherd, which finishes in milliseconds, out.
   void Handshake(tcp::socket socket) {
     asio::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto channel = std::make_shared<JobChannel>(TlsStream(std::move(socket), tls_.context()));
-    auto deadline = std::make_shared<asio::steady_timer>(io_, kHandshakeLimit);
-    deadline->async_wait([channel](const asio::error_code& e) {
+    auto channel = std::make_shared<JobChannel>(TlsStream(std::move(socket), tls_->context()));
+    auto close = [weak = std::weak_ptr<JobChannel>(channel)] {
       asio::error_code ignored_close;
-      if (!e) channel->stream().lowest_layer().close(ignored_close);
+      if (auto c = weak.lock()) c->stream().lowest_layer().close(ignored_close);
+    };
+    const uint64_t ticket = handshakes_.Add(close);
+    auto deadline = std::make_shared<asio::steady_timer>(io_, kHandshakeLimit);
+    deadline->async_wait([close](const asio::error_code& e) {
+      if (!e) close();
     });
     auto self = shared_from_this();
     channel->stream().async_handshake(asio::ssl::stream_base::server,
-                                      [self, channel, deadline](const asio::error_code& he) {
+                                      [self, channel, deadline, ticket](const asio::error_code& he) {
                                         deadline->cancel();
+                                        self->handshakes_.Done(ticket);
                                         // A stranger or a stale shepherd is ignored; so is a
                                         // second shepherd while one is attached.
                                         if (he || self->job_ || self->finished_) return;
@@ -273,6 +350,9 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     }
     // The restarted job's pty was sized from the spec captured at submission.
     if (again && options_.spec.pty != wire::PtyMode::kNone) SendWindowSize();
+    // A reader that left while the job was elsewhere (or before it attached) is still gone.
+    for (int fd : {1, 2})
+      if (unread_[fd]) job_->Send(wire::StreamClosed{OutputStream(fd)});
     auto held = std::exchange(held_signals_, {});
     for (int signo : held) OnSignal(signo);
     ResumeStdin();
@@ -296,10 +376,36 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     AcceptShepherd();
   }
 
+  // The job's restart files on their way (a checkpoint move): a bar redrawn
+  // in place on stderr, when stderr is a terminal; nothing otherwise. The
+  // daemon tells a few times a second, and once more at the end, which ends
+  // the bar's line.
+  void OnTransferProgress(std::string_view payload) {
+    auto progress = wire::DecodePayload<wire::TransferProgress>(payload);
+    if (!progress.ok() || unread_[2] || isatty(2) == 0) return;
+    auto size = term::ReadWindowSize(2);
+    int width = size.ok() && size->cols > 0 ? size->cols : 80;
+    double seconds = progress->elapsed_ms / 1000.0;
+    std::string label = std::string("restart files ") + (progress->outward ? "to " : "from ") + progress->host;
+    std::string line = ProgressLine(label, progress->bytes, progress->size,
+                                    seconds > 0 ? static_cast<double>(progress->bytes) / seconds : 0, width - 1);
+    // Cursor to the line's start, the bar, the rest of the old one cleared.
+    output_.Write(2, "\r" + line + "\x1b[K");
+    progress_bar_open_ = true;
+    if (progress->complete) EndProgressBar();
+  }
+
+  void EndProgressBar() {
+    if (!std::exchange(progress_bar_open_, false)) return;
+    output_.Write(2, raw_mode_ ? "\r\n" : "\n");
+  }
+
   // A line of our own on stderr, on a line of its own even in raw mode.
   void PrintNotice(const std::string& text) {
+    const bool after_bar = progress_bar_open_;
+    EndProgressBar();
     std::string line = "[" + options_.program_name + ": " + text + "]";
-    WriteAll(2, raw_mode_ ? "\r\n" + line + "\r\n" : line + "\n");
+    output_.Write(2, raw_mode_ ? (after_bar ? "" : "\r\n") + line + "\r\n" : line + "\n");
   }
 
   void SendWindowSize() {
@@ -314,12 +420,11 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
       case wire::MessageType::kStreamData: {
         auto data = wire::DecodePayload<wire::StreamData>(payload);
         if (!data.ok()) return job_->Close(data.message());
-        WriteAll(data->stream == wire::StreamId::kStderr ? 2 : 1, data->bytes);
-        return;
+        return WriteOutput(data->stream == wire::StreamId::kStderr ? 2 : 1, std::move(data->bytes));
       }
       case wire::MessageType::kNotice: {
         auto notice = wire::DecodePayload<wire::Notice>(payload);
-        if (notice.ok()) WriteAll(2, "\r\n" + notice->text + "\r\n");
+        if (notice.ok() && !unread_[2]) output_.Write(2, "\r\n" + notice->text + "\r\n");
         return;
       }
       case wire::MessageType::kJobStatus: {
@@ -335,7 +440,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     switch (status.kind) {
       case wire::JobStatusKind::kExited: return Finish(status.value);
       case wire::JobStatusKind::kStartFailed:
-        std::cerr << status.message << "\n";
+        output_.Write(2, status.message + "\n");
         return Finish(status.value);
       case wire::JobStatusKind::kSignaled:
         died_by_signal_ = status.value;
@@ -375,7 +480,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   void OnSignal(int signo) {
     if (!job_ && waiting_ && (signo == SIGINT || signo == SIGTERM || signo == SIGHUP || signo == SIGQUIT)) {
       // Nothing runs yet: the user gives up waiting. Closing our connection withdraws the job.
-      std::cerr << "[" << options_.program_name << ": job " << job_id_ << " withdrawn]\n";
+      PrintNotice("job " + job_id_ + " withdrawn");
       died_by_signal_ = signo;
       return Finish(128 + signo);
     }
@@ -454,14 +559,20 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
           continue;
         }
-        ssize_t n = read(0, buffer.data(), buffer.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EIO && tty) {  // moved to the background mid-read, or hung up
+        // A non-blocking stdin (the caller's to set) is waited on, never taken for its end.
+        ssize_t n = ReadSome(0, buffer.data(), buffer.size());
+        if (n == -EIO && tty) {  // moved to the background mid-read, or hung up
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
           continue;
         }
         if (n <= 0) {
-          asio::post(self->io_, [self] { self->OnStdinEnd(); });
+          // A closed or unreadable stdin ends the job's input, as it would end a
+          // local program's; any other failure is said first.
+          std::string why = n < 0 && n != -EBADF ? "cannot read the input: " + ErrnoText(static_cast<int>(-n)) : "";
+          asio::post(self->io_, [self, why] {
+            if (!why.empty()) self->PrintNotice(why);
+            self->OnStdinEnd();
+          });
           return;
         }
         auto sent = std::make_shared<std::promise<void>>();
@@ -483,7 +594,11 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     if (finished_) return;
     finished_ = true;
     exit_status_ = status;
-    if (raw_mode_) (void)raw_mode_->Restore();
+    // The job's last output is drawn before the terminal leaves raw mode.
+    if (raw_mode_) {
+      output_.Flush();
+      (void)raw_mode_->Restore();
+    }
     io_.stop();
   }
 
@@ -493,13 +608,15 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
  private:
   asio::io_context& io_;
   StubOptions options_;
-  auth::PskTlsContext tls_;
+  std::optional<auth::PskTlsContext> tls_;  // made in Submit, before the shepherd can be accepted
   tcp::acceptor acceptor_;
+  auth::PendingHandshakes handshakes_{kMaxHandshakes};
   asio::signal_set signals_;
   asio::steady_timer timer_;
   std::shared_ptr<wire::Channel<asio::local::stream_protocol::socket>> daemon_;
   std::shared_ptr<JobChannel> job_;
   std::optional<term::RawModeGuard> raw_mode_;
+  bool progress_bar_open_ = false;  // a progress line is on stderr, not yet ended
   std::vector<int> held_signals_;  // arrived while no shepherd was attached
   bool waiting_ = false;            // no host has taken the job yet
   bool moving_ = false;             // checkpointed (kMoved), until the next shepherd attaches
@@ -520,6 +637,12 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   int exit_status_ = 2;
   int died_by_signal_ = 0;
   bool finished_ = false;
+  // Our stdout and stderr: written from their own thread; by fd, whether
+  // their reader has gone; the first write error other than that.
+  OutputWriter output_;
+  std::array<bool, 3> unread_{};
+  bool output_paused_ = false;  // the job's channel waits for the writer
+  std::string write_failure_;
 };
 
 // Dies of the job's signal; no core file, since the job already dumped its own.
@@ -543,11 +666,11 @@ int SubmitBatchJob(const StubOptions& options) {
     return 2;
   };
   DaemonClient client;
-  if (auto connected = client.Connect(options.socket_path); !connected.ok()) return fail(connected.message());
+  if (auto connected = client.Connect(options.socket); !connected.ok()) return fail(connected.message());
   auto reply = Call<wire::SubmitReply>(client, wire::SubmitRequest{options.spec});
   if (!reply.ok()) return fail(reply.message());
-  std::cout << wire::FormatJobId(reply->job) << "\n" << std::flush;
-  if (!std::cout) return fail("job " + wire::FormatJobId(reply->job) + " was submitted, but its id could not be written");
+  std::string id = wire::FormatJobId(reply->job);
+  if (WriteFully(1, id + "\n") != 0) return fail("job " + id + " was submitted, but its id could not be written");
   return 0;
 }
 
@@ -558,17 +681,10 @@ int RunStub(StubOptions options) {
   if (options.spec.batch) return SubmitBatchJob(options);
   signal(SIGTTIN, SIG_IGN);
   options.spec.session_key = auth::RandomBytes(wire::kSessionKeyBytes);
-  auto tls = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kServer, options.spec.session_key,
-                                         auth::kJobIdentity);
-  if (!tls.ok()) {
-    std::cerr << options.program_name << ": " << tls.message() << "\n";
-    return 2;
-  }
   asio::io_context io;
-  auto session = std::make_shared<StubSession>(io, std::move(options), std::move(tls.value()));
-  if (auto done = session->Submit(); done.has_value()) return *done;
-  io.run();
-  std::cout.flush();
+  auto session = std::make_shared<StubSession>(io, std::move(options));
+  if (auto done = session->Submit(); !done.has_value()) io.run();
+  session->FinishOutput();
   if (session->died_by_signal() != 0) DieBySignal(session->died_by_signal());
   // The stdin reader thread may be blocked in read(); leave without unwinding it.
   std::fflush(nullptr);

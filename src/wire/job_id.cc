@@ -34,4 +34,26 @@ Result<JobId> ParseJobId(std::string_view text) {
   return id;
 }
 
+Result<JobRef> ParseJobRef(std::string_view text) {
+  size_t underscore = text.rfind('_');
+  if (underscore == std::string_view::npos) {
+    auto id = ParseJobId(text);
+    if (!id.ok()) return id.error();
+    return JobRef{*id, kNoElement};
+  }
+  auto id = ParseJobId(text.substr(0, underscore));
+  std::string_view index_text = text.substr(underscore + 1);
+  uint32_t index = 0;
+  auto [end, error] = std::from_chars(index_text.data(), index_text.data() + index_text.size(), index);
+  if (!id.ok() || index_text.empty() || !std::isdigit(static_cast<unsigned char>(index_text.front())) ||
+      error != std::errc() || end != index_text.data() + index_text.size() || index == kNoElement)
+    return Fail("\"" + std::string(text) + "\" is not a job id: an element of a job array is its array's id, "
+                "an underscore and its index (17.2_5; see queue --jobs)");
+  return JobRef{*id, index};
+}
+
+std::string FormatElement(const JobId& array, uint32_t index) {
+  return FormatJobId(array) + "_" + std::to_string(index);
+}
+
 }  // namespace queue::wire

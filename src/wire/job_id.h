@@ -31,6 +31,16 @@ struct JobId {
   }
 };
 
+// No element of a job array: the whole job (or array).
+inline constexpr uint32_t kNoElement = 0xffffffff;
+
+// A job, or one element of a job array: "17.2_5" is the element of index 5
+// of the array whose id is 17.2 (Slurm's ARRAYID_INDEX).
+struct JobRef {
+  JobId job;
+  uint32_t element = kNoElement;
+};
+
 // "17.2", or "17" when the host is 0 (not known).
 std::string FormatJobId(uint64_t number, uint32_t host);
 inline std::string FormatJobId(const JobId& id) { return FormatJobId(id.number, id.host); }
@@ -38,5 +48,9 @@ inline std::string FormatJobId(const JobId& id) { return FormatJobId(id.number, 
 // Reads "17" or "17.2"; refuses anything else (signs, blanks, zero, overflow)
 // with a message for the user.
 Result<JobId> ParseJobId(std::string_view text);
+// "17.2_5", "17_5", or a job id as ParseJobId reads it.
+Result<JobRef> ParseJobRef(std::string_view text);
+// "17.2_5": the element of index `index` of the array `array`.
+std::string FormatElement(const JobId& array, uint32_t index);
 
 }  // namespace queue::wire

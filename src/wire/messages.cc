@@ -46,6 +46,97 @@ SubmitReply SubmitReply::Decode(Reader& r) {
   return s;
 }
 
+void BulkSubmitRequest::Encode(Writer& w) const {
+  spec.Encode(w);
+  w.u32(static_cast<uint32_t>(ranges.size()));
+  for (const auto& range : ranges) {
+    w.u32(range.first);
+    w.u32(range.last);
+    w.u32(range.step);
+  }
+  w.strings(lines);
+  w.boolean(more);
+}
+
+BulkSubmitRequest BulkSubmitRequest::Decode(Reader& r) {
+  BulkSubmitRequest b;
+  b.spec = JobSpec::Decode(r);
+  uint32_t nranges = r.count(kMaxArrayRanges);
+  for (uint32_t i = 0; i < nranges && r.ok(); ++i) {
+    ArrayRange range;
+    range.first = r.u32();
+    range.last = r.u32();
+    range.step = r.u32();
+    b.ranges.push_back(range);
+  }
+  b.lines = r.strings(kMaxBulkJobs, kMaxArgBytes);
+  b.more = r.boolean();
+  if (!r.ok()) return b;
+  if (!b.spec.batch) r.fail("a bulk submission is of batch jobs");
+  if (b.ranges.empty() == b.lines.empty()) r.fail("a bulk submission is an array or lines, one of them");
+  if (!b.ranges.empty() && b.more) r.fail("an array comes in one part");
+  uint64_t total = 0;
+  for (size_t i = 0; i < b.ranges.size(); ++i) {
+    const ArrayRange& range = b.ranges[i];
+    if (range.step == 0 || range.first > range.last || range.last > kMaxArrayIndex ||
+        (range.last - range.first) % range.step != 0) {
+      r.fail("malformed array range");
+      return b;
+    }
+    if (i > 0 && range.first <= b.ranges[i - 1].last) {
+      r.fail("array ranges overlap or are out of order");
+      return b;
+    }
+    total += range.size();
+  }
+  if (total > kMaxBulkJobs) r.fail("too many array elements");
+  for (const auto& line : b.lines)
+    if (line.find('\0') != std::string::npos) r.fail("NUL byte in a command line");
+  return b;
+}
+
+uint64_t BulkSubmitRequest::JobCount() const {
+  uint64_t total = lines.size();
+  for (const auto& range : ranges) total += range.size();
+  return total;
+}
+
+void BulkSubmitReply::Encode(Writer& w) const {
+  w.boolean(done);
+  w.u64(count);
+  array.Encode(w);
+}
+
+BulkSubmitReply BulkSubmitReply::Decode(Reader& r) {
+  BulkSubmitReply b;
+  b.done = r.boolean();
+  b.count = r.u64();
+  b.array = JobId::Decode(r);
+  return b;
+}
+
+void TransferProgress::Encode(Writer& w) const {
+  job.Encode(w);
+  w.boolean(outward);
+  w.str(host);
+  w.u64(bytes);
+  w.u64(size);
+  w.u32(elapsed_ms);
+  w.boolean(complete);
+}
+
+TransferProgress TransferProgress::Decode(Reader& r) {
+  TransferProgress t;
+  t.job = JobId::Decode(r);
+  t.outward = r.boolean();
+  t.host = r.str(kMaxNameBytes);
+  t.bytes = r.u64();
+  t.size = r.u64();
+  t.elapsed_ms = r.u32();
+  t.complete = r.boolean();
+  return t;
+}
+
 void StatusReply::Encode(Writer& w) const { w.str(json); }
 StatusReply StatusReply::Decode(Reader& r) { return {r.str(16 * 1024 * 1024)}; }
 
@@ -80,7 +171,7 @@ LoadReport LoadReport::Decode(Reader& r) {
     q.vmaxexec = r.u32();
     q.pfactor = r.f64();
     q.accepting = r.boolean();
-    q.refusal = r.str(1024);
+    q.refusal = r.str(1024);  // as daemon/queue_table.h kMaxRefusalBytes: a sender shortens a longer one
     q.takes_restarts = r.boolean();
     if (!IsFinite(q.pfactor) || q.pfactor <= 0) r.fail("pfactor out of range");
     l.queues.push_back(std::move(q));
@@ -392,6 +483,18 @@ StreamEof StreamEof::Decode(Reader& r) {
   if (stream > 2) r.fail("unknown stream");
   e.stream = static_cast<StreamId>(stream);
   return e;
+}
+
+void StreamClosed::Encode(Writer& w) const { w.u8(static_cast<uint8_t>(stream)); }
+
+StreamClosed StreamClosed::Decode(Reader& r) {
+  StreamClosed c;
+  uint8_t stream = r.u8();
+  // Only outputs have readers that can leave.
+  if (stream != static_cast<uint8_t>(StreamId::kStdout) && stream != static_cast<uint8_t>(StreamId::kStderr))
+    r.fail("not an output stream");
+  c.stream = static_cast<StreamId>(stream);
+  return c;
 }
 
 void Signal::Encode(Writer& w) const { w.i32(signo); }

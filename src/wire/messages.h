@@ -20,7 +20,8 @@ namespace queue::wire {
 
 // 3: CancelJob names the run it ends. 4: job ids name their submit host
 // (JobId), and a daemon forwards a client's request to the host that has the job.
-inline constexpr uint16_t kProtocolVersion = 4;
+// 5: job arrays (BulkSubmitRequest), and CancelRequest may name one element.
+inline constexpr uint16_t kProtocolVersion = 5;
 
 enum class MessageType : uint16_t {
   kHello = 1,
@@ -35,6 +36,7 @@ enum class MessageType : uint16_t {
   kOutputRequest = 16,
   kOutputReply = 17,
   kMigrateRequest = 18,
+  kBulkSubmitRequest = 19,
   // daemon <-> daemon, over TLS keyed by the cluster key
   kLoadReport = 20,
   kPlaceJob = 21,
@@ -57,9 +59,13 @@ enum class MessageType : uint16_t {
   kJobStatus = 44,
   kNotice = 45,
   kAttach = 46,
+  kStreamClosed = 47,
   // daemon <-> daemon, continued
   kForwardRequest = 50,
   kForwardReply = 51,
+  // client <-> local daemon, continued
+  kBulkSubmitReply = 60,
+  kTransferProgress = 61,
 };
 
 enum class Role : uint8_t { kClient = 1, kDaemon = 2, kShepherd = 3, kStub = 4 };
@@ -101,6 +107,76 @@ struct SubmitReply {
   static SubmitReply Decode(Reader& r);
 };
 
+// Submit daemon -> an interactive job's stub, while the job's restart files
+// move (a checkpoint move): how far they are, for a progress bar on the
+// user's terminal. A stub that does not know the type ignores it (no
+// protocol version is needed: it only ever goes from a daemon to its own
+// host's stub).
+struct TransferProgress {
+  static constexpr MessageType kType = MessageType::kTransferProgress;
+  JobId job;
+  bool outward = false;   // from the submit host to the next host (else coming home from the last)
+  std::string host;       // the other end
+  uint64_t bytes = 0;     // moved so far
+  uint64_t size = 0;      // 0 while not known (a bundle coming home says its size at its end)
+  uint32_t elapsed_ms = 0;
+  bool complete = false;
+  void Encode(Writer& w) const;
+  static TransferProgress Decode(Reader& r);
+};
+
+// The largest frame a client may send its local daemon: a job's spec is at
+// most ~600 KiB.
+inline constexpr size_t kMaxClientRequestBytes = 1 << 20;
+
+// Job arrays (`queue -r --array`, `queue -r --from FILE`).
+// The most jobs one bulk submission makes, and the highest array index: far
+// above what a user may keep waiting (--user-waiting-jobs), so that the quota,
+// not the protocol, says no, with its own reason.
+inline constexpr uint32_t kMaxBulkJobs = 1'000'000;
+inline constexpr uint32_t kMaxArrayIndex = 4'000'000;
+inline constexpr size_t kMaxArrayRanges = 4096;
+// What the daemon holds for one --from submission until its last part: the
+// lines of all its parts together.
+inline constexpr size_t kMaxBulkLineBytes = 64 << 20;
+
+// Indices first, first + step, ... up to last (which it reaches).
+struct ArrayRange {
+  uint32_t first = 0, last = 0, step = 1;
+  bool operator==(const ArrayRange&) const = default;
+  uint32_t size() const { return (last - first) / step + 1; }
+};
+
+// Submits many batch jobs, all of them or none (SPEC: job arrays). Either an
+// array (`ranges`: one job per index, each with the spec's argv) or one part
+// of a list of command lines (`lines`: one job per line, the line appended
+// to the spec's argv as its last word, e.g. `/bin/sh -c LINE`). A list longer
+// than one frame comes in several parts on one connection, each with the same
+// spec, every part but the last with `more`; the daemon stores nothing before
+// the last part, answers each other part with a BulkSubmitReply that counts
+// the lines so far, and forgets the parts when the connection closes first.
+struct BulkSubmitRequest {
+  static constexpr MessageType kType = MessageType::kBulkSubmitRequest;
+  JobSpec spec;
+  std::vector<ArrayRange> ranges;  // ascending and disjoint; empty for lines
+  std::vector<std::string> lines;  // no NUL; empty for an array
+  bool more = false;               // lines only: more parts follow
+  void Encode(Writer& w) const;
+  // Validates everything above; a bad request marks the reader failed.
+  static BulkSubmitRequest Decode(Reader& r);
+  // How many jobs this request (this part, for lines) makes.
+  uint64_t JobCount() const;
+};
+
+struct BulkSubmitReply {
+  static constexpr MessageType kType = MessageType::kBulkSubmitReply;
+  bool done = false;    // false: a part was taken, send the next
+  uint64_t count = 0;   // jobs stored (done), or lines taken so far
+  JobId array;          // done: the array's id (the job id of its first element)
+  void Encode(Writer& w) const;
+  static BulkSubmitReply Decode(Reader& r);
+};
+
 struct StatusRequest {
   static constexpr MessageType kType = MessageType::kStatusRequest;
   void Encode(Writer&) const {}
@@ -124,11 +200,21 @@ struct JobsRequest {
 };
 
 // Cancels one of the caller's jobs; answered with a StatusReply (a sentence).
+// The id of an array cancels all of it; with `element`, the element of that
+// index only.
 struct CancelRequest {
   static constexpr MessageType kType = MessageType::kCancelRequest;
   JobId job;
-  void Encode(Writer& w) const { job.Encode(w); }
-  static CancelRequest Decode(Reader& r) { return {JobId::Decode(r)}; }
+  uint32_t element = kNoElement;
+  void Encode(Writer& w) const {
+    job.Encode(w);
+    w.u32(element);
+  }
+  static CancelRequest Decode(Reader& r) {
+    CancelRequest c{JobId::Decode(r), r.u32()};
+    if (c.element != kNoElement && c.element > kMaxArrayIndex) r.fail("array index out of range");
+    return c;
+  }
 };
 
 // Asks where a batch job's output is; answered with OutputReply or ErrorReply.
@@ -438,6 +524,19 @@ struct StreamEof {
   StreamId stream = StreamId::kStdin;
   void Encode(Writer& w) const;
   static StreamEof Decode(Reader& r);
+};
+
+// Stub -> shepherd: nobody reads this output stream any more (the stub's own
+// stdout or stderr failed: the reader left, EPIPE, or a write error). The
+// shepherd stops relaying it and lets the job find out as it would locally: a
+// pipe's read end is closed (the job's next write gets SIGPIPE/EPIPE), a pty is
+// hung up (SIGHUP). A shepherd older than this message closes the connection
+// on it, which hangs the job up too.
+struct StreamClosed {
+  static constexpr MessageType kType = MessageType::kStreamClosed;
+  StreamId stream = StreamId::kStdout;
+  void Encode(Writer& w) const;
+  static StreamClosed Decode(Reader& r);
 };
 
 // Stub -> shepherd: deliver this signal to the job's process group.

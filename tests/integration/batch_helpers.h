@@ -49,7 +49,7 @@ struct ContinueOnExit {
 inline std::map<uint64_t, nlohmann::json> AllJobs(TestCluster& cluster, int host) {
   std::map<uint64_t, nlohmann::json> jobs;
   auto run = cluster.Queue(host, {"--jobs", "--all", "--json"}, {{}, "", std::chrono::seconds(10), ""});
-  auto list = nlohmann::json::parse(run.out, nullptr, false);
+  auto list = JobsOf(run.out);
   if (run.exit_code != 0 || list.is_discarded()) return jobs;
   for (const auto& job : list)
     if (job["origin"] == cluster.entry(host)) jobs[job["number"].get<uint64_t>()] = job;

@@ -1,6 +1,7 @@
 // Process plumbing and the N-daemon cluster used by the integration tests.
 #include "cluster_fixture.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -114,16 +117,29 @@ std::vector<std::string> MergedEnvironment(const std::vector<std::string>& extra
   return env;
 }
 
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t len = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &len);
-  close(fd);
-  return ntohs(address.sin_port);
+// Whether a TCP socket can bind `address` (any port).
+bool CanBind(const std::string& address) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in where{};
+  where.sin_family = AF_INET;
+  bool ok = fd >= 0 && inet_pton(AF_INET, address.c_str(), &where.sin_addr) == 1 &&
+            bind(fd, reinterpret_cast<sockaddr*>(&where), sizeof where) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
+// A port of `address` that nothing is bound to, held (the socket stays open)
+// until the caller closes `*held`, so that the ports of one cluster differ.
+uint16_t FreePort(const std::string& address, int* held) {
+  *held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in where{};
+  where.sin_family = AF_INET;
+  inet_pton(AF_INET, address.c_str(), &where.sin_addr);
+  if (bind(*held, reinterpret_cast<sockaddr*>(&where), sizeof where) != 0)
+    throw std::runtime_error("cannot bind " + address + ": " + std::strerror(errno));
+  socklen_t len = sizeof where;
+  getsockname(*held, reinterpret_cast<sockaddr*>(&where), &len);
+  return ntohs(where.sin_port);
 }
 
 }  // namespace
@@ -131,6 +147,18 @@ uint16_t FreePort() {
 std::string BinDir() {
   if (const char* dir = std::getenv("QUEUE_BIN_DIR"); dir != nullptr) return dir;
   return QUEUE_BIN_DIR;
+}
+
+std::string LoopbackAddress() {
+  // Linux routes all of 127.0.0.0/8 to lo. The pid gives the last three
+  // bytes: pid % 253 + 1 the last (never 0 or 255), the rest of it the two
+  // before, so that no two pids share one, and no pid gets 127.0.0.1.
+  auto n = static_cast<uint32_t>(getpid());
+  uint32_t last = 1 + n % 253;
+  n /= 253;
+  std::string address =
+      "127." + std::to_string(n / 256 % 256) + "." + std::to_string(n % 256) + "." + std::to_string(last);
+  return CanBind(address) ? address : "127.0.0.1";
 }
 
 std::string ReadFile(const std::string& path) {
@@ -278,11 +306,16 @@ std::unique_ptr<TestCluster> TestCluster::Start(int n, ClusterOptions options) {
   cluster->dir_ = mkdtemp(templ);
   const std::string& dir = cluster->dir_;
   std::string hosts_text;
+  const std::string address = LoopbackAddress();
+  std::vector<int> held_ports;
   for (int i = 0; i < n; ++i) {
     Host h;
-    h.entry = i < static_cast<int>(cluster->options_.host_entries.size())
-                  ? cluster->options_.host_entries[i]
-                  : "127.0.0.1:" + std::to_string(FreePort());
+    if (i < static_cast<int>(cluster->options_.host_entries.size())) {
+      h.entry = cluster->options_.host_entries[i];
+    } else {
+      held_ports.push_back(-1);
+      h.entry = address + ":" + std::to_string(FreePort(address, &held_ports.back()));
+    }
     std::string base = dir + "/host" + std::to_string(i);
     std::filesystem::create_directories(base);
     h.socket = base + "/queued.sock";
@@ -293,6 +326,7 @@ std::unique_ptr<TestCluster> TestCluster::Start(int n, ClusterOptions options) {
     hosts_text += h.entry + "\n";
     cluster->hosts_.push_back(h);
   }
+  for (int fd : held_ports) close(fd);
   cluster->hosts_file_ = dir + "/hosts";
   WriteFile(cluster->hosts_file_, hosts_text);
   std::string key = dir + "/cluster.key", foreign = dir + "/foreign.key";
@@ -321,6 +355,7 @@ TestCluster::~TestCluster() {
 }
 
 void TestCluster::SetLoad(int i, double load1) {
+  hosts_[i].load1 = load1;
   std::string tmp = hosts_[i].loadavg + ".tmp";
   WriteFile(tmp, std::to_string(load1) + " 0.00 0.00 1/100 1\n");
   std::filesystem::rename(tmp, hosts_[i].loadavg);
@@ -347,6 +382,8 @@ void TestCluster::StartDaemon(int i) {
                                 h.key, "--listen", h.entry, "--socket", h.socket, "--loadavg-file", h.loadavg,
                                 "--clock-file", h.clock};
   argv.insert(argv.end(), options_.daemon_args.begin(), options_.daemon_args.end());
+  if (auto extra = options_.host_daemon_args.find(i); extra != options_.host_daemon_args.end())
+    argv.insert(argv.end(), extra->second.begin(), extra->second.end());
   // A socket left by a daemon killed with SIGKILL would look like a live one.
   if (h.pid <= 0) std::filesystem::remove(h.socket);
   if (auto wrapper = options_.daemon_wrappers.find(i); wrapper != options_.daemon_wrappers.end())
@@ -408,13 +445,63 @@ bool TestCluster::WaitForView(std::chrono::milliseconds timeout, const std::vect
       timeout);
 }
 
+nlohmann::json TestCluster::Status(int i) {
+  auto run = Queue(i, {"--status", "--json"}, {{}, "", std::chrono::milliseconds(5000), ""});
+  auto json = nlohmann::json::parse(run.out, nullptr, false);
+  if (run.exit_code != 0 || json.is_discarded()) return nullptr;
+  return json;
+}
+
+bool TestCluster::WaitForLoads(int observer, std::chrono::milliseconds timeout) {
+  return WaitUntil(
+      [&] {
+        auto status = Status(observer);
+        if (status.is_null()) return false;
+        for (const auto& h : status["hosts"]) {
+          int index = -1;
+          for (int k = 0; k < size(); ++k)
+            if (hosts_[k].entry == h["host"]) index = k;
+          if (index < 0 || hosts_[index].pid <= 0) continue;
+          if (!h.contains("load1") || h["load1"].get<double>() != hosts_[index].load1)
+            return false;
+        }
+        return true;
+      },
+      timeout);
+}
+
+bool TestCluster::WaitForPolicy(int i, const std::string& queue, const std::string& text,
+                                std::chrono::milliseconds timeout) {
+  return WaitUntil(
+      [&] {
+        auto status = Status(i);
+        if (status.is_null()) return false;
+        for (const auto& q : status["queues"])
+          if (q["name"] == queue) return q.value("policy", "").find(text) != std::string::npos;
+        return false;
+      },
+      timeout);
+}
+
 nlohmann::json JobOn(TestCluster& cluster, int host, uint64_t id) {
   auto run = cluster.Queue(host, {"--jobs", "--all", "--json"}, {{}, "", std::chrono::seconds(10), ""});
-  auto list = nlohmann::json::parse(run.out, nullptr, false);
+  auto list = JobsOf(run.out);
   if (list.is_discarded()) return {};
   for (const auto& job : list)
     if (job["number"] == id && job["origin"] == cluster.entry(0)) return job;
   return {};
+}
+
+nlohmann::json JobOnceIn(TestCluster& cluster, int host, uint64_t id, const std::string& state,
+                         std::chrono::milliseconds timeout) {
+  nlohmann::json job;
+  WaitUntil(
+      [&] {
+        job = JobOn(cluster, host, id);
+        return !job.is_null() && job["state"] == state;
+      },
+      timeout);
+  return job;
 }
 
 std::string RunningOn(TestCluster& cluster, uint64_t id) {
@@ -433,6 +520,33 @@ Background StartStub(TestCluster& cluster, const std::string& cwd, const std::ve
   std::vector<std::string> argv = {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, BinDir() + "/queue"};
   argv.insert(argv.end(), args.begin(), args.end());
   return StartBackground(argv, {"QUEUE_SOCKET=" + cluster.socket(0)}, cwd + "/stub.out", cwd + "/stub.err");
+}
+
+uint16_t FreePortOn(const std::string& address) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in where{};
+  where.sin_family = AF_INET;
+  inet_pton(AF_INET, address.c_str(), &where.sin_addr);
+  socklen_t length = sizeof where;
+  bool bound = bind(fd, reinterpret_cast<sockaddr*>(&where), sizeof where) == 0 &&
+               getsockname(fd, reinterpret_cast<sockaddr*>(&where), &length) == 0;
+  close(fd);
+  return bound ? ntohs(where.sin_port) : 0;
+}
+
+double RunConcurrently(const std::vector<std::string>& argv, const CommandOptions& options, int total, int clients) {
+  std::atomic<int> next{0};
+  std::atomic<bool> failed{false};
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c)
+    threads.emplace_back([&] {
+      while (next.fetch_add(1) < total && !failed)
+        if (RunCommand(argv, options).exit_code != 0) failed = true;
+    });
+  for (auto& t : threads) t.join();
+  return failed ? -1 : std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace queue::testing

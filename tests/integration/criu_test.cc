@@ -83,7 +83,7 @@ TEST_F(CriuTest, AProgramThatKnowsNothingOfCheckpointsMovesTwiceAndCarriesOn) {
   EXPECT_EQ(ReadFile(out), CountTo(kLines)) << ReadFile(err) << cluster->log(0) << cluster->log(1);
   EXPECT_NE(ReadFile(err).find("by CRIU"), std::string::npos) << ReadFile(err);
   EXPECT_EQ(ReadFile(err).find("starts again"), std::string::npos) << ReadFile(err);
-  auto record = JobOn(*cluster, 0, 1);
+  auto record = JobOnceIn(*cluster, 0, 1, "done");
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record["restarts"], 2) << record.dump();
 }
@@ -123,7 +123,7 @@ TEST_F(CriuTest, ABatchJobMovesOnDemandAndItsOutputFileIsWhole) {
 // A job with a full pty: CRIU restores it onto the new shepherd's pty, and the
 // stub's terminal stays attached.
 TEST_F(CriuTest, AJobWithATerminalMovesWithIt) {
-  if (access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) is not installed";
+  ASSERT_EQ(access("/usr/bin/script", X_OK), 0) << "script(1) is not installed (bsdutils)";
   auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent});
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = cluster->dir() + "/work";
@@ -199,7 +199,7 @@ TEST_F(CriuTest, AJobCriuCannotDumpCarriesOnWhereItIs) {
                                " (the kernel would not let go); it carries on there"),
             std::string::npos)
       << ReadFile(err);
-  auto record = JobOn(*cluster, 0, 1);
+  auto record = JobOnceIn(*cluster, 0, 1, "done");
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record["host"], cluster->entry(0)) << record.dump();
   EXPECT_EQ(record.value("restarts", 0), 0) << record.dump();
@@ -236,7 +236,7 @@ TEST_F(CriuTest, AnImageThatCannotBeRestoredStartsTheJobAgainAndSaysWhy) {
                                " (criu restore failed: no room for the job here); it starts again from the beginning"),
             std::string::npos)
       << ReadFile(err);
-  auto record = JobOn(*cluster, 0, 1);
+  auto record = JobOnceIn(*cluster, 0, 1, "done");
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record["host"], cluster->entry(1)) << record.dump();
   std::filesystem::remove_all(tools);
@@ -266,7 +266,7 @@ constexpr uid_t kNobody = 65534;
 // CRIU runs as the job's owner, with only the capabilities it needs: a job of
 // somebody else than root moves as well as root's.
 TEST_F(CriuTest, AJobOfAnOrdinaryUserMovesAndCarriesOn) {
-  if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs setpriv";
+  ASSERT_EQ(access("/usr/bin/setpriv", X_OK), 0) << "setpriv is not installed (util-linux)";
   auto cluster = TestCluster::Start(2, ClusterOptions{{}, kTransparent});
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = WorkDirOf(*cluster, kNobody);
@@ -295,7 +295,7 @@ TEST_F(CriuTest, AJobOfAnOrdinaryUserMovesAndCarriesOn) {
 // their own file of the same size and mode was: the restored job must not get
 // the secret (criu as root would open it for them).
 TEST_F(CriuTest, ARestoreOpensTheJobsFilesWithItsOwnersRightsOnly) {
-  if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs setpriv";
+  ASSERT_EQ(access("/usr/bin/setpriv", X_OK), 0) << "setpriv is not installed (util-linux)";
   std::string tools = std::filesystem::temp_directory_path() / ("queue-criu-swap-" + std::to_string(getpid()));
   std::filesystem::create_directories(tools);
   chmod(tools.c_str(), 0755);

@@ -31,7 +31,7 @@ using namespace std::chrono_literals;
 // Job `id` submitted on host 0, as host 0 lists it with --all; null when absent.
 nlohmann::json SubmittedJob(TestCluster& cluster, uint64_t id) {
   auto run = cluster.Queue(0, {"--jobs", "--all", "--json"}, {{}, "", 10s, ""});
-  auto list = nlohmann::json::parse(run.out, nullptr, false);
+  auto list = JobsOf(run.out);
   if (run.exit_code != 0 || list.is_discarded()) return nullptr;
   for (const auto& job : list)
     if (job["origin"] == cluster.entry(0) && job["number"] == id) return job;
@@ -74,12 +74,14 @@ TEST(Lifecycle, AHungHostsJobRunsAgainElsewhereAndItsOldRunIsFenced) {
   cluster->SignalDaemon(1, SIGCONT);
   // Heard again, the host is told to end the run it was thought to have lost.
   EXPECT_TRUE(WaitUntil([&] { return !IsAlive(first_run); }, 20s)) << cluster->log(0) << cluster->log(1);
-  EXPECT_NE(cluster->log(1).find("ending run 0"), std::string::npos) << cluster->log(1);
+  // The daemon tells the shepherd, then logs: the run may be gone first.
+  EXPECT_TRUE(WaitUntil([&] { return cluster->log(1).find("ending run 0") != std::string::npos; }, 5s))
+      << cluster->log(1);
   // That run's end reaches the submit host and changes nothing there.
   ASSERT_TRUE(WaitUntil(
       [&] {
         auto run = cluster->Queue(1, {"--jobs", "--all", "--json"});
-        auto list = nlohmann::json::parse(run.out, nullptr, false);
+        auto list = JobsOf(run.out);
         return !list.is_discarded() && list.size() == 1 && list[0]["state"] != "running";
       },
       15s))
@@ -135,9 +137,10 @@ TEST(Lifecycle, AnInteractiveJobWhoseShepherdCannotStartFailsAtOnceWithTheCause)
     auto began = std::chrono::steady_clock::now();
     auto run = cluster->Queue(submit_host, {"-h", cluster->entry(1), "-n", "--", "true"}, {{}, "", 40s, ""});
     auto took = std::chrono::steady_clock::now() - began;
-    EXPECT_FALSE(run.timed_out);
+    EXPECT_FALSE(run.timed_out) << run.err << cluster->log(0) << cluster->log(1);
     EXPECT_NE(run.exit_code, 0) << run.err;
-    EXPECT_NE(run.err.find("cannot start the shepherd"), std::string::npos) << run.err << cluster->log(1);
+    EXPECT_NE(run.err.find("cannot start the shepherd"), std::string::npos)
+        << run.err << "host 0:\n" << cluster->log(0) << "host 1:\n" << cluster->log(1);
     EXPECT_EQ(run.err.find("did not start within"), std::string::npos) << run.err;
     EXPECT_LT(took, 15s) << run.err;
   }
@@ -146,6 +149,7 @@ TEST(Lifecycle, AnInteractiveJobWhoseShepherdCannotStartFailsAtOnceWithTheCause)
 // Descriptors process `pid` has open, and how many of them are deleted files.
 struct OpenFiles {
   int total = 0, deleted = 0;
+  std::string deleted_names;  // for failure messages
 };
 OpenFiles OpenFilesOf(pid_t pid) {
   OpenFiles files;
@@ -153,7 +157,10 @@ OpenFiles OpenFilesOf(pid_t pid) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
     ++files.total;
     auto target = std::filesystem::read_symlink(entry.path(), error);
-    if (!error && target.string().ends_with(" (deleted)")) ++files.deleted;
+    if (!error && target.string().ends_with(" (deleted)")) {
+      ++files.deleted;
+      files.deleted_names += " " + target.string();
+    }
   }
   return files;
 }
@@ -162,6 +169,9 @@ OpenFiles OpenFilesOf(pid_t pid) {
 // batch jobs submitted at once, every one done with its output, and hold no
 // descriptor per waiting or finished job meanwhile (in the fault, the submit
 // daemon held the deleted output file of every job it had delivered).
+// Under the sanitizers 150 jobs (38 s under ASan with 300): a descriptor kept
+// per job still shows when they have all ended; more jobs than descriptors is
+// the plain build's to run.
 TEST(Lifecycle, ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256) {
   ClusterOptions options;
   options.profile_extra = "maxexec 8\n";
@@ -182,7 +192,7 @@ TEST(Lifecycle, ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256) {
       std::this_thread::sleep_for(20ms);
     }
   });
-  constexpr int kJobs = 300, kSubmitters = 4;
+  constexpr int kJobs = kSanitized ? 150 : 300, kSubmitters = 4;
   std::vector<uint64_t> ids[kSubmitters];
   std::vector<std::thread> submitters;
   for (int t = 0; t < kSubmitters; ++t)
@@ -222,7 +232,8 @@ TEST(Lifecycle, ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256) {
           return now.total <= idle[host].total + 4 && now.deleted == 0;
         },
         10s))
-        << "idle: " << idle[host].total << ", now: " << OpenFilesOf(cluster->daemon_pid(host)).total;
+        << "idle: " << idle[host].total << ", now: " << OpenFilesOf(cluster->daemon_pid(host)).total
+        << ", deleted:" << OpenFilesOf(cluster->daemon_pid(host)).deleted_names;
   }
   EXPECT_EQ(cluster->log(0).find("Too many open files"), std::string::npos) << cluster->log(0);
 }
@@ -444,7 +455,7 @@ TEST(Lifecycle, AJobIdWorksOnEveryHost) {
       << cancelled.out;
   EXPECT_TRUE(WaitUntil(
       [&] {
-        auto list = nlohmann::json::parse(cluster->Queue(1, {"--jobs", "--all", "--json"}).out, nullptr, false);
+        auto list = JobsOf(cluster->Queue(1, {"--jobs", "--all", "--json"}).out);
         return !list.is_discarded() && list.size() == 1 && list[0]["id"] == id && list[0]["state"] != "running";
       },
       20s))
@@ -482,7 +493,10 @@ TEST(Lifecycle, ADeliveryNeverOverwritesAnotherFile) {
 TEST(Lifecycle, AFullExecutionSpoolFailsTheJobWithTheReasonAndRefusesForNow) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root, to mount a small file system";
   ClusterOptions options;
-  SmallSpoolFor(options, 1, "3m");
+  // 4 MiB: about 2 of them are the job store's, with the room it keeps for
+  // records (spool/spool_reserve.h); with less than 1 MiB left the host
+  // would take no job at all.
+  SmallSpoolFor(options, 1, "4m");
   auto cluster = TestCluster::Start(2, options);
   ASSERT_TRUE(cluster->WaitForView(15s)) << cluster->log(1);
   std::string cwd = MakeDir(*cluster, "work");
@@ -515,7 +529,7 @@ TEST(Lifecycle, AFullExecutionSpoolFailsTheJobWithTheReasonAndRefusesForNow) {
       [&] {
         auto waiting = SubmittedJob(*cluster, second_id);
         return !waiting.is_null() && waiting["state"] == "waiting" &&
-               waiting.value("waiting_for", "").find("is full") != std::string::npos;
+               waiting.value("waiting_detail", "").find("is full") != std::string::npos;
       },
       20s))
       << SubmittedJob(*cluster, second_id).dump() << cluster->log(1);

@@ -96,7 +96,7 @@ TEST_F(MigrateTest, AComputationMovedTwiceEndsWithTheUninterruptedResult) {
   size_t resumed = 0;
   for (size_t at = 0; (at = shown.find("resum", at)) != std::string::npos; ++at) ++resumed;
   EXPECT_EQ(resumed, 2u) << shown;
-  auto record = JobOn(*cluster, 0, id);
+  auto record = JobOnceIn(*cluster, 0, id, "done");
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record["restarts"], 2) << record.dump();
 }
@@ -118,10 +118,38 @@ TEST_F(MigrateTest, MigrateOnDemandToANamedHost) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
   auto alone = RunCommand({Counter(), "2000", "0"});
   EXPECT_EQ(ResultLine(ReadFile(out)), ResultLine(alone.out));
-  // A job that is not running cannot be moved, and says why.
+  // A job that is not running cannot be moved, and says why. (The stub hears
+  // the end from the shepherd; its submit host's record follows over the peer link.)
+  ASSERT_TRUE(WaitUntil([&] { return JobOn(*cluster, 0, 1)["state"] == "done"; }, 15s)) << JobOn(*cluster, 0, 1).dump();
   auto again = cluster->Queue(0, {"--migrate", "1"});
   EXPECT_NE(again.exit_code, 0);
   EXPECT_NE(again.err.find("not running"), std::string::npos) << again.err;
+}
+
+// Asked on a host that did not submit it, by its cluster id: the request goes
+// to the submit host, which owns the job, and the job moves as asked.
+TEST_F(MigrateTest, AMigrateAskedOnAnotherHostIsForwardedToTheSubmitHost) {
+  auto cluster = TestCluster::Start(3, ClusterOptions{{}, kCheckpointing});
+  ASSERT_TRUE(cluster->WaitForView(15s));
+  std::string cwd = cluster->dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
+  auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(1), "--", Counter(), "2000", "0.002"});
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(1); }, 15s)) << ReadFile(err);
+  ASSERT_TRUE(WaitUntil([&] { return CounterRunsIn(ReadFile(out)) == 1; }, 15s)) << ReadFile(err);
+  auto asked = cluster->Queue(2, {"--migrate", JobLabel(1), cluster->entry(2)});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  EXPECT_NE(asked.out.find("asked job " + JobLabel(1)), std::string::npos) << asked.out;
+  EXPECT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(2); }, 20s)) << ReadFile(err);
+  auto status = WaitChild(stub.pid, 60s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err);
+  auto alone = RunCommand({Counter(), "2000", "0"});
+  EXPECT_EQ(ResultLine(ReadFile(out)), ResultLine(alone.out));
+  // A number alone names a job of the host asked, which has none.
+  auto bare = cluster->Queue(2, {"--migrate", "1"});
+  EXPECT_NE(bare.exit_code, 0);
+  EXPECT_NE(bare.err.find("you have no job " + JobLabel(1, 2)), std::string::npos) << bare.err;
 }
 
 // The host its owner names is down: the job is not lost, and goes on from its
@@ -167,7 +195,7 @@ TEST_F(MigrateTest, AJobThatWritesNoRestartFileStartsAgainFromTheBeginning) {
   EXPECT_EQ(ReadFile(out), "start on " + cluster->entry(0) + "\nstart on " + cluster->entry(1) + "\ndone\n");
   // The user is told it starts over, and why.
   EXPECT_NE(ReadFile(err).find("starts again from the beginning"), std::string::npos) << ReadFile(err);
-  auto record = JobOn(*cluster, 0, 1);
+  auto record = JobOnceIn(*cluster, 0, 1, "done");
   EXPECT_EQ(record["restarts"], 1) << record.dump();
 }
 
@@ -194,7 +222,7 @@ TEST_F(MigrateTest, ABatchJobThatExitsZeroWithoutARestartFileWhenAskedToMoveHasF
       << ReadFile(output_file) << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
   std::string output = ReadFile(output_file);
   EXPECT_EQ(output.find("started"), output.rfind("started")) << "it ran again:\n" << output;
-  auto record = JobOn(*cluster, 0, id);
+  auto record = JobOnceIn(*cluster, 0, id, "done");
   EXPECT_EQ(record["state"], "done") << record.dump();
   EXPECT_EQ(record.value("exit_code", -1), 0) << record.dump();
   EXPECT_EQ(record.value("restarts", 0), 0) << record.dump();
@@ -298,7 +326,7 @@ TEST_F(MigrateTest, APtyJobMovesWithItsTerminal) {
   EXPECT_NE(screen.find("resumed"), std::string::npos) << screen;
   EXPECT_NE(screen.find(ResultLine(alone.out)), std::string::npos) << screen;
   EXPECT_NE(screen.find("stub-exit=0"), std::string::npos) << screen;
-  auto record = JobOn(*cluster, 0, 1);
+  auto record = JobOnceIn(*cluster, 0, 1, "done");
   EXPECT_EQ(record["host"], cluster->entry(1)) << record.dump();
 }
 
@@ -415,8 +443,11 @@ TEST_F(MigrateTest, APeriodicCopyLetsABatchJobOutliveItsHost) {
   EXPECT_EQ(JobOn(*cluster, 0, id)["host"], cluster->entry(0));
 }
 
-// The big file: 1 GiB of restart state moves, checked by digest on arrival.
+// The big file: 1 GiB of restart state moves, checked by digest on
+// arrival. Under the sanitizers a quarter of it (66 s under ASan with 1 GiB):
+// the same chunks through the same code, fewer of them.
 TEST_F(MigrateTest, AOneGibRestartFileMovesIntact) {
+  const std::string bytes = std::to_string(kSanitized ? 256 << 20 : 1 << 30);
   // Both files travel (the profile names them), and the flag goes last: the
   // command is `sh -c SCRIPT sh`, whose first argument is the script.
   auto cluster = TestCluster::Start(
@@ -425,10 +456,10 @@ TEST_F(MigrateTest, AOneGibRestartFileMovesIntact) {
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
-  // On the signal: write 1 GiB of pseudo-random state, then its digest beside it.
+  // On the signal: write `bytes` of pseudo-random state, then its digest beside it.
   std::string script =
       "if [ \"$1\" = --resume ]; then sha256sum -c state.sha256 >/dev/null && echo restored intact; exit; fi; "
-      "trap 'head -c 1073741824 /dev/urandom > \"$QUEUE_RESTART_FILE\"; "
+      "trap 'head -c " + bytes + " /dev/urandom > \"$QUEUE_RESTART_FILE\"; "
       "sha256sum \"$(basename \"$QUEUE_RESTART_FILE\")\" > state.sha256; exit 0' USR2; "
       "echo running; while :; do sleep 0.1; done";
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
@@ -438,22 +469,30 @@ TEST_F(MigrateTest, AOneGibRestartFileMovesIntact) {
   ASSERT_EQ(asked.exit_code, 0) << asked.err;
   auto asked_at = std::chrono::steady_clock::now();
   auto status = WaitChild(stub.pid, 240s);
-  std::cerr << "1 GiB restart file: checkpoint asked to job ended on the new host in "
+  std::cerr << bytes << " bytes of restart file: checkpoint asked to job ended on the new host in "
             << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked_at).count()
-            << " ms (writing and hashing 1 GiB twice included)\n";
+            << " ms (writing and hashing them twice included)\n";
   ASSERT_TRUE(status.has_value()) << ReadFile(err);
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err) << cluster->log(0) << cluster->log(1);
   EXPECT_EQ(ReadFile(out), "running\nrestored intact\n") << ReadFile(err);
 }
 
-// Asked to checkpoint, it writes half a GiB of restart file, which takes its
-// host a while to pack, and exits; restarted, it says what it found. `ready`
-// is what it does once its trap is set.
-std::string HalfGibCheckpointer(const std::string& ready) {
+// Asked to checkpoint, it writes `bytes` (half a GiB) of restart file, which
+// takes its host a while to pack, and exits; restarted, it says what it
+// found. `ready` is what it does once its trap is set.
+const std::string kHalfGib = std::to_string(512 << 20);
+std::string HalfGibCheckpointer(const std::string& ready, const std::string& bytes = kHalfGib) {
   return "if [ \"$1\" = --resume ]; then echo resumed with $(wc -c < big.restart) bytes; exit; fi; "
-         "trap 'head -c 536870912 /dev/zero > big.restart; exit 0' USR2; " +
+         "trap 'head -c " + bytes + " /dev/zero > big.restart; exit 0' USR2; " +
          ready + "; while :; do sleep 0.1; done";
 }
+// For the tests of a transfer (not of the packing): under the sanitizers an
+// eighth of a GiB, which a sanitized daemon takes about as long to pack and
+// move as a plain one takes for half a GiB (the stalled transfer took 27 s
+// under ASan with half a GiB). The tests of a cancel that comes while the
+// files are packed keep half a GiB: with less, under ASan beside other tests,
+// the packing was once over before the cancel came.
+const std::string kTransferBytes = kSanitized ? std::to_string(128 << 20) : kHalfGib;
 const std::string kHalfGibProfile = kCheckpointing + "restartflagpos last\nrestartfile big.restart\n";
 
 // Fault 9: a link that stops carrying a restart-file transfer (here its
@@ -466,7 +505,7 @@ TEST_F(MigrateTest, AStalledRestartFileTransferIsSaidAndSoIsItsResumption) {
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
   auto submitted = cluster->Queue(
-      0, {"-r", "-h", cluster->entry(1), "-j", "big", "--", "sh", "-c", HalfGibCheckpointer("echo ready"), "sh"},
+      0, {"-r", "-h", cluster->entry(1), "-j", "big", "--", "sh", "-c", HalfGibCheckpointer("echo ready", kTransferBytes), "sh"},
       {{}, "", 10s, cwd});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
   uint64_t id = std::stoull(submitted.out);
@@ -494,7 +533,7 @@ TEST_F(MigrateTest, AStalledRestartFileTransferIsSaidAndSoIsItsResumption) {
       << cluster->log(1);
   // And the job goes on, from the whole of its restart file.
   const std::string output_file = cwd + "/big.o" + JobLabel(id);
-  EXPECT_TRUE(WaitUntil([&] { return ReadFile(output_file).find("resumed with 536870912 bytes") != std::string::npos; },
+  EXPECT_TRUE(WaitUntil([&] { return ReadFile(output_file).find("resumed with " + kTransferBytes + " bytes") != std::string::npos; },
                         120s))
       << ReadFile(output_file) << JobOn(*cluster, 0, id).dump() << cluster->log(0) << cluster->log(1);
 }
@@ -507,12 +546,14 @@ TEST_F(MigrateTest, AJobCancelledWhileItsRestartFilesArePackedDoesNotGoOn) {
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
   std::string script = HalfGibCheckpointer("echo running");
+  // Its $0, which it is found by (the machine may run other copies of this test).
+  const std::string job_name = "pack-cancel-job-" + std::to_string(getpid());
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd,
-                        {"-n", "-h", cluster->entry(0), "--", "sh", "-c", script, "pack-cancel-job"});
+                        {"-n", "-h", cluster->entry(0), "--", "sh", "-c", script, job_name});
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, 1) == cluster->entry(0); }, 15s)) << ReadFile(err);
   auto job_alive = [&] {
-    for (pid_t pid : PidsRunning("pack-cancel-job"))
+    for (pid_t pid : PidsRunning(job_name))
       if (ReadFile("/proc/" + std::to_string(pid) + "/cmdline").find(BinDir() + "/queue") == std::string::npos)
         return true;
     return false;
@@ -545,7 +586,7 @@ TEST_F(MigrateTest, ATargetThatDiesMidTransferLeavesTheJobToGoOnWhereItWas) {
   ASSERT_TRUE(cluster->WaitForView(15s));
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
-  std::string script = HalfGibCheckpointer("echo running");
+  std::string script = HalfGibCheckpointer("echo running", kTransferBytes);
   std::string out = cwd + "/stub.out", err = cwd + "/stub.err";
   auto stub = StartStub(*cluster, cwd, {"-n", "-h", cluster->entry(0), "--", "sh", "-c", script, "sh"});
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(out) == "running\n"; }, 15s)) << ReadFile(err);
@@ -563,7 +604,7 @@ TEST_F(MigrateTest, ATargetThatDiesMidTransferLeavesTheJobToGoOnWhereItWas) {
   auto status = WaitChild(stub.pid, 60s);
   ASSERT_TRUE(status.has_value()) << ReadFile(err) << cluster->log(0);
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(err) << cluster->log(0);
-  EXPECT_EQ(ReadFile(out), "running\nresumed with 536870912 bytes\n") << ReadFile(err);
+  EXPECT_EQ(ReadFile(out), "running\nresumed with " + kTransferBytes + " bytes\n") << ReadFile(err);
   EXPECT_NE(ReadFile(err).find("cannot go on on " + cluster->entry(1)), std::string::npos)
       << ReadFile(err) << cluster->log(0);
   EXPECT_EQ(JobOn(*cluster, 0, 1)["host"], cluster->entry(0));
@@ -578,13 +619,14 @@ TEST_F(MigrateTest, ACancelDuringThePackOutlivesARestartOfTheSubmitDaemon) {
   std::string cwd = cluster->dir() + "/work";
   std::filesystem::create_directories(cwd);
   std::string script = HalfGibCheckpointer("touch ready");
+  const std::string job_name = "pack-restart-job-" + std::to_string(getpid());  // its $0, as above
   auto submitted = cluster->Queue(
-      0, {"-r", "-h", cluster->entry(1), "-j", "packed", "--", "sh", "-c", script, "pack-restart-job"},
+      0, {"-r", "-h", cluster->entry(1), "-j", "packed", "--", "sh", "-c", script, job_name},
       {{}, "", 10s, cwd});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
   const std::string id = std::to_string(std::stoull(submitted.out));
   ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(cwd + "/ready"); }, 15s)) << cluster->log(1);
-  auto job_alive = [] { return !PidsRunning("pack-restart-job").empty(); };
+  auto job_alive = [&] { return !PidsRunning(job_name).empty(); };
   ASSERT_TRUE(job_alive());
   auto asked = cluster->Queue(0, {"--migrate", id, cluster->entry(0)});
   ASSERT_EQ(asked.exit_code, 0) << asked.err;

@@ -165,7 +165,22 @@ TEST(Burst, ABurstOfSubmissionsSpreadsOverIdleHosts) {
   options.profile_extra = "maxexec 64\n";
   auto cluster = TestCluster::Start(3, options);
   ASSERT_TRUE(cluster->WaitForView(15s));
-  std::this_thread::sleep_for(1500ms);
+  // Evidence, not a pause: host 0, where the burst goes in, knows every
+  // host's 64 slots.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto status = cluster->Status(0);
+        if (status.is_null() || status["hosts"].size() != 3) return false;
+        for (const auto& h : status["hosts"]) {
+          bool has_slots = false;
+          for (const auto& q : h.value("queues", nlohmann::json::array()))
+            has_slots |= q["name"] == "now" && q["maxexec"] == 64 && q["accepting"] == true;
+          if (!has_slots) return false;
+        }
+        return true;
+      },
+      10s))
+      << cluster->Status(0).dump();
   std::vector<Background> stubs;
   for (int i = 0; i < 45; ++i)
     stubs.push_back(StartBackground({BinDir() + "/queue", "-n", "--", "sh", "-c", "echo $QUEUE_HOST; sleep 2"},

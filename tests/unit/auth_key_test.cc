@@ -6,12 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+
+#include <openssl/crypto.h>
 
 #include "auth/cluster_key.h"
 
@@ -154,8 +157,10 @@ TEST_F(AuthKeyFile, RefusesBadContent) {
       kHexKey.substr(0, 63) + "g\n",                // not hex
       " " + kHexKey + "\n",                         // leading whitespace
       kHexKey.substr(0, 32) + " " + kHexKey.substr(32) + "\n",  // embedded space
-      kHexKey + "\n" + kHexKey + "\n",              // two keys
-      kHexKey + std::string(300, ' '),              // oversized
+      kHexKey + "\n" + kHexKey + "\n" + kHexKey + "\n",  // three keys
+      kHexKey + "\n\n" + kHexKey + "\n",            // a blank line between keys
+      kHexKey + "\n" + kHexKey.substr(0, 62) + "\n",  // a short second key
+      kHexKey + std::string(600, ' '),              // oversized (over 512 bytes)
   };
   for (const std::string& content : cases) {
     WriteFile(content, 0600);
@@ -163,6 +168,49 @@ TEST_F(AuthKeyFile, RefusesBadContent) {
     ASSERT_FALSE(key.ok()) << "accepted: [" << content << "]";
     EXPECT_NE(key.message().find(path_), std::string::npos) << key.message();
   }
+}
+
+const std::string kOtherHexKey = "ffeeddccbbaa99887766554433221100f0e1d2c3b4a5968778695a4b3c2d1e0f";
+
+TEST_F(AuthKeyFile, OneKeyFileHoldsOnlyTheCurrentKey) {
+  WriteFile(kHexKey + "\n", 0600);
+  Result<std::vector<std::string>> keys = LoadKeyFileKeys(path_);
+  ASSERT_TRUE(keys.ok()) << keys.message();
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ(keys->front(), LoadKeyFile(path_).value());
+}
+
+TEST_F(AuthKeyFile, TwoKeyFileHoldsTheCurrentKeyFirstThenTheOther) {
+  WriteFile(kHexKey + "  \r\n" + kOtherHexKey + "\n\n", 0600);
+  Result<std::vector<std::string>> keys = LoadKeyFileKeys(path_);
+  ASSERT_TRUE(keys.ok()) << keys.message();
+  ASSERT_EQ(keys->size(), 2u);
+  ASSERT_EQ((*keys)[0].size(), kKeyBytes);
+  ASSERT_EQ((*keys)[1].size(), kKeyBytes);
+  EXPECT_EQ(static_cast<unsigned char>((*keys)[0][0]), 0x00);
+  EXPECT_EQ(static_cast<unsigned char>((*keys)[1][0]), 0xff);
+  EXPECT_EQ(static_cast<unsigned char>((*keys)[1][31]), 0x0f);
+  // The current key is the first one.
+  EXPECT_EQ(LoadKeyFile(path_).value(), (*keys)[0]);
+}
+
+TEST_F(AuthKeyFile, TwoKeyFileIsCheckedForPermissionsToo) {
+  WriteFile(kHexKey + "\n" + kOtherHexKey + "\n", 0640);
+  Result<std::vector<std::string>> keys = LoadKeyFileKeys(path_);
+  ASSERT_FALSE(keys.ok());
+  EXPECT_NE(keys.message().find("chmod 600"), std::string::npos) << keys.message();
+}
+
+TEST(AuthKeyIdentity, IsDerivedFromTheKeyAndDiffersBetweenKeys) {
+  std::string a = RandomBytes(kKeyBytes), b = RandomBytes(kKeyBytes);
+  std::string id_a = KeyIdentity(a), id_b = KeyIdentity(b);
+  EXPECT_EQ(id_a, KeyIdentity(a));
+  EXPECT_NE(id_a, id_b);
+  ASSERT_EQ(id_a.size(), 6u + 8u);
+  EXPECT_EQ(id_a.rfind("queue-", 0), 0u);
+  EXPECT_EQ(id_a.find_first_not_of("0123456789abcdef", 6), std::string::npos) << id_a;
+  // SHA-256 of 32 zero bytes begins 66687aad.
+  EXPECT_EQ(KeyIdentity(std::string(kKeyBytes, '\0')), "queue-66687aad");
 }
 
 TEST_F(AuthKeyFile, RefusesAFileOwnedByAnotherUser) {
@@ -180,6 +228,43 @@ TEST(AuthRandomBytes, ReturnsTheRequestedLengthAndVaries) {
   std::string b = RandomBytes(kKeyBytes);
   EXPECT_EQ(a.size(), kKeyBytes);
   EXPECT_NE(a, b);
+}
+
+TEST(AuthRandomBytes, FillsLongRequestsToTheEnd) {
+  // getrandom(2) may return less than asked beyond 256 bytes; the rest is drawn too.
+  constexpr std::size_t kLong = (3 << 20) + 5;
+  std::string bytes = RandomBytes(kLong);
+  ASSERT_EQ(bytes.size(), kLong);
+  EXPECT_NE(bytes.substr(kLong - 64), std::string(64, '\0'));
+}
+
+// OpenSSL's allocations in this process, counted from its start.
+std::atomic<int> openssl_allocations{0};
+void* CountingMalloc(std::size_t n, const char*, int) {
+  ++openssl_allocations;
+  return std::malloc(n);
+}
+void* CountingRealloc(void* p, std::size_t n, const char*, int) {
+  ++openssl_allocations;
+  return std::realloc(p, n);
+}
+void PlainFree(void* p, const char*, int) { std::free(p); }
+
+// The stub draws its session key before it submits the job: setting up
+// OpenSSL's generator there cost every interactive job about 4 million
+// instructions before the daemon heard of it. Run in a fresh child (gtest's
+// "threadsafe" death tests start the test binary again), where OpenSSL has not
+// been used yet and so has allocated nothing.
+TEST(AuthRandomBytes, LeavesOpenSslAlone) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        if (CRYPTO_set_mem_functions(CountingMalloc, CountingRealloc, PlainFree) != 1) std::exit(10);
+        std::string key = RandomBytes(kKeyBytes);
+        if (key.size() != kKeyBytes) std::exit(11);
+        std::exit(openssl_allocations.load() == 0 ? 0 : 12);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 
 #include <chrono>
 #include <optional>
+#include <initializer_list>
 #include <string>
+#include <vector>
 
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "auth/cluster_key.h"
@@ -177,6 +180,96 @@ TEST_F(AuthTls, MovedContextStillWorks) {
   EXPECT_TRUE(Succeeded(outcome.server)) << "server";
 }
 
+// Rolling key changes: a server holding several keys picks one by the identity
+// the client offers; a client offers its first key.
+std::vector<PskKey> Keys(std::initializer_list<std::string> raw) {
+  std::vector<PskKey> keys;
+  for (const std::string& key : raw) keys.push_back(PskKey{key, KeyIdentity(key)});
+  return keys;
+}
+
+PskTlsContext MakeMultiContext(Side side, std::vector<PskKey> keys) {
+  Result<PskTlsContext> created = PskTlsContext::Create(side, std::move(keys));
+  EXPECT_TRUE(created.ok()) << created.message();
+  return std::move(created).value();
+}
+
+::testing::AssertionResult Connects(PskTlsContext& client, PskTlsContext& server) {
+  Loopback link(client.context(), server.context());
+  HandshakeOutcome outcome = link.Handshake();
+  if (!Succeeded(outcome.client)) return ::testing::AssertionFailure() << "client: " << Succeeded(outcome.client).message();
+  if (!Succeeded(outcome.server)) return ::testing::AssertionFailure() << "server: " << Succeeded(outcome.server).message();
+  if (link.Transfer(link.client(), link.server(), "hello") != "hello") return ::testing::AssertionFailure() << "data";
+  return ::testing::AssertionSuccess();
+}
+
+class AuthTlsKeyChange : public ::testing::Test {
+ protected:
+  std::string old_ = RandomBytes(kKeyBytes);
+  std::string new_ = RandomBytes(kKeyBytes);
+};
+
+TEST_F(AuthTlsKeyChange, ServerWithOldAndNewAcceptsClientsOfEither) {
+  PskTlsContext old_client = MakeMultiContext(Side::kClient, Keys({old_}));
+  PskTlsContext new_client = MakeMultiContext(Side::kClient, Keys({new_}));
+  PskTlsContext step1_server = MakeMultiContext(Side::kServer, Keys({old_, new_}));
+  PskTlsContext step2_server = MakeMultiContext(Side::kServer, Keys({new_, old_}));
+  EXPECT_TRUE(Connects(old_client, step1_server));
+  EXPECT_TRUE(Connects(new_client, step1_server));
+  EXPECT_TRUE(Connects(old_client, step2_server));
+  EXPECT_TRUE(Connects(new_client, step2_server));
+}
+
+TEST_F(AuthTlsKeyChange, ClientOffersItsFirstKey) {
+  PskTlsContext step1_client = MakeMultiContext(Side::kClient, Keys({old_, new_}));
+  PskTlsContext step2_client = MakeMultiContext(Side::kClient, Keys({new_, old_}));
+  PskTlsContext old_server = MakeMultiContext(Side::kServer, Keys({old_}));
+  PskTlsContext new_server = MakeMultiContext(Side::kServer, Keys({new_}));
+  EXPECT_TRUE(Connects(step1_client, old_server));
+  EXPECT_FALSE(Connects(step1_client, new_server));
+  EXPECT_TRUE(Connects(step2_client, new_server));
+  EXPECT_FALSE(Connects(step2_client, old_server));
+}
+
+TEST_F(AuthTlsKeyChange, ServerWithOnlyTheNewKeyRefusesTheOld) {
+  PskTlsContext old_client = MakeMultiContext(Side::kClient, Keys({old_}));
+  PskTlsContext new_server = MakeMultiContext(Side::kServer, Keys({new_}));
+  Loopback link(old_client.context(), new_server.context());
+  HandshakeOutcome outcome = link.Handshake();
+  ExpectFailedOnBothEnds(outcome);
+  std::string server_reason = DescribeHandshakeFailure(*outcome.server);
+  EXPECT_NE(server_reason.find("identity"), std::string::npos) << server_reason;
+}
+
+TEST_F(AuthTlsKeyChange, AnOldKeyUnderTheNewIdentityIsRefused) {
+  // A client must hold the key, not only know its identity.
+  std::vector<PskKey> forged{PskKey{old_, KeyIdentity(new_)}};
+  PskTlsContext forger = MakeMultiContext(Side::kClient, std::move(forged));
+  PskTlsContext new_server = MakeMultiContext(Side::kServer, Keys({new_}));
+  EXPECT_FALSE(Connects(forger, new_server));
+}
+
+TEST_F(AuthTlsKeyChange, SetKeysAppliesToNewHandshakesAndLeavesOpenStreams) {
+  PskTlsContext client = MakeMultiContext(Side::kClient, Keys({old_}));
+  PskTlsContext server = MakeMultiContext(Side::kServer, Keys({old_}));
+  Loopback open_link(client.context(), server.context());
+  HandshakeOutcome opened = open_link.Handshake();
+  ASSERT_TRUE(Succeeded(opened.client));
+  ASSERT_TRUE(Succeeded(opened.server));
+
+  ASSERT_TRUE(server.SetKeys(Keys({new_})).ok());
+  EXPECT_FALSE(Connects(client, server)) << "the server still accepts the dropped key";
+  ASSERT_TRUE(client.SetKeys(Keys({new_})).ok());
+  EXPECT_TRUE(Connects(client, server));
+  EXPECT_EQ(open_link.Transfer(open_link.client(), open_link.server(), "still open"), "still open");
+
+  // Bad keys leave the current ones in place.
+  EXPECT_FALSE(server.SetKeys({}).ok());
+  EXPECT_FALSE(server.SetKeys(Keys({std::string(8, 'k')})).ok());
+  EXPECT_FALSE(server.SetKeys(std::vector<PskKey>{PskKey{old_, "queue-same"}, PskKey{new_, "queue-same"}}).ok());
+  EXPECT_TRUE(Connects(client, server));
+}
+
 TEST(AuthTlsContext, ReportsItsHandshakeType) {
   std::string key = RandomBytes(kKeyBytes);
   EXPECT_EQ(MakeContext(Side::kClient, key).handshake_type(), asio::ssl::stream_base::client);
@@ -224,6 +317,43 @@ TEST(AuthTlsDescribe, SaysWhenThePeerDoesNotSpeakTls) {
   EXPECT_NE(http.find("does not speak TLS 1.3"), std::string::npos) << http;
   std::string frame = ServerFailureOnJunk(std::string("\x00\x00\x00\x0c\x01\x02plaintext!", 16));
   EXPECT_NE(frame.find("does not speak TLS 1.3"), std::string::npos) << frame;
+}
+
+// InitOpenSsl belongs to a process's start, so each case runs in a fresh child
+// (gtest's "threadsafe" death tests start the test binary again): the child
+// initialises OpenSSL as the stub or the daemon does, checks what it skipped,
+// and then that PSK handshakes, and their failures' descriptions, are as before.
+// Exit codes: 0 all well, others say which check failed.
+int InitThenHandshake(OpenSslUse use) {
+  InitOpenSsl(use);
+  // The legacy name tables were not built (the first fetch would copy them).
+  if (EVP_get_cipherbyname("AES-128-GCM") != nullptr || EVP_get_digestbyname("SHA256") != nullptr) return 10;
+  std::string key = RandomBytes(kKeyBytes);
+  PskTlsContext client = MakeContext(Side::kClient, key);
+  PskTlsContext server = MakeContext(Side::kServer, key);
+  Loopback good(client.context(), server.context());
+  HandshakeOutcome outcome = good.Handshake();
+  if (!Succeeded(outcome.client) || !Succeeded(outcome.server)) return 11;
+  if (good.Transfer(good.client(), good.server(), "ping") != "ping") return 12;
+  PskTlsContext stranger = MakeContext(Side::kClient, RandomBytes(kKeyBytes));
+  Loopback bad(stranger.context(), server.context());
+  HandshakeOutcome refused = bad.Handshake();
+  if (!refused.server || !*refused.server) return 13;
+  // The TLS library's own words still reach the log.
+  std::string reason = DescribeHandshakeFailure(*refused.server);
+  if (reason.find("same key") == std::string::npos || reason.find("binder does not verify") == std::string::npos)
+    return 14;
+  return 0;
+}
+
+TEST(AuthTlsInit, PerJobProcessSkipsLegacyNamesAndStillHandshakes) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::exit(InitThenHandshake(OpenSslUse::kPerJob)), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(AuthTlsInit, DaemonSkipsLegacyNamesAndStillHandshakes) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::exit(InitThenHandshake(OpenSslUse::kLongLived)), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

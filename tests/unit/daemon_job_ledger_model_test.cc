@@ -6,8 +6,9 @@
 // GroupCommit and its JobLedger, and an event loop of its own that the harness
 // drives (a crash destroys that loop with whatever was queued on it, as kill -9
 // does). The harness plays the daemons' part of the protocol at the ledger
-// level, following daemon.cc (TryNextHost, Placed, FailRecord, Cancel,
-// WatchSilentHosts, OnPeerFrame), job_runner.cc (Admit, Enter, EndRecord,
+// level, following placement.cc (TryNextHost, Placed), scheduler.cc
+// (FailRecord), job_requests.cc (Cancel), daemon.cc (WatchSilentHosts, the
+// peer handlers), job_runner.cc (Admit, Enter, EndRecord,
 // FinishEnd, Adopt), job_finisher.cc (OnEnded, Requeue, Lost, RecordEnd) and
 // end_reporter.cc (Report, Tick, OnAcknowledged); each function below names
 // the one it follows. Messages are lost, copied (as a resend would be) and
@@ -41,7 +42,8 @@
 //                              too, and a PlaceJob may arrive twice
 //   QUEUE_MODEL_DISK_FULL=1    disks fill up and empty again (a SQLite VFS
 //                              fails the writes), and each daemon restarts
-//                              before the quiet phase
+//                              before the quiet phase (unset: every other
+//                              sequence; 0: none)
 //   QUEUE_MODEL_AS_SHIPPED=1   the steps marked FOUND BY THIS MODEL do what
 //                              the code did before their fix (it then fails)
 // The first three find what the code does not promise (see the report in the
@@ -1346,10 +1348,12 @@ TEST_F(JobLedgerModelTest, EveryJobRunsInOneSpoolAndEndsOnce) {
   settings.steps = static_cast<int>(FromEnvironment("QUEUE_MODEL_STEPS", 150));
   settings.check_fences = FromEnvironment("QUEUE_MODEL_FENCES", 0) != 0;
   settings.as_shipped = FromEnvironment("QUEUE_MODEL_AS_SHIPPED", 0) != 0;
-  settings.disk_full = FromEnvironment("QUEUE_MODEL_DISK_FULL", 0) != 0;
+  // Unless told, every other sequence fills and empties the disks too.
+  const char* disk_full = getenv("QUEUE_MODEL_DISK_FULL");
   settings.any_order = getenv("QUEUE_MODEL_NETWORK") != nullptr && std::string(getenv("QUEUE_MODEL_NETWORK")) == "any";
   for (uint64_t seed = first; seed < first + sequences; ++seed) {
     settings.seed = seed;
+    settings.disk_full = disk_full != nullptr ? std::string(disk_full) != "0" : seed % 2 == 0;
     const std::string dir = root_ + "/" + std::to_string(seed);
     std::string failed;
     try {

@@ -2,8 +2,12 @@
 // job's current run, and a refused one changes nothing.
 #include "daemon/job_ledger.h"
 
+#include "temp_ledger.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
+
+#include <sqlite3.h>
 
 #include <filesystem>
 
@@ -15,21 +19,7 @@ using spool::JobState;
 
 class JobLedgerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char templ[] = "/tmp/queue-ledger-XXXXXX";
-    dir_ = mkdtemp(templ);
-    auto store = spool::JobStore::Open(dir_ + "/jobs.db");
-    ASSERT_TRUE(store.ok()) << store.message();
-    store_ = std::move(store.value());
-    batch_ = std::make_unique<GroupCommit>(io_, *store_, std::chrono::milliseconds(5));
-    ledger_ = std::make_unique<JobLedger>(*store_, *batch_);
-  }
-  void TearDown() override {
-    ledger_.reset();
-    batch_.reset();
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { ASSERT_TRUE(temp_.ledger); }
 
   uint64_t SubmitOne(bool batch = true) {
     spool::JobRecord r;
@@ -53,11 +43,10 @@ class JobLedgerTest : public ::testing::Test {
     return result ? *result : Status(Fail("never committed"));
   }
 
-  std::string dir_;
-  asio::io_context io_;
-  std::unique_ptr<spool::JobStore> store_;
-  std::unique_ptr<GroupCommit> batch_;
-  std::unique_ptr<JobLedger> ledger_;
+  TempLedger temp_;
+  std::string& dir_ = temp_.dir;
+  asio::io_context& io_ = temp_.io;
+  std::unique_ptr<JobLedger>& ledger_ = temp_.ledger;
 };
 
 TEST_F(JobLedgerTest, ASubmittedJobWaitsWithItsOutputNamedByItsId) {
@@ -66,6 +55,81 @@ TEST_F(JobLedgerTest, ASubmittedJobWaitsWithItsOutputNamedByItsId) {
   spool::JobRecord r = Record(id);
   EXPECT_EQ(PhaseOf(r), JobPhase::kWaiting);
   EXPECT_EQ(r.output_path, "/tmp/x.o" + std::to_string(id));
+}
+
+// A job array: every element a record of its own, numbered one after
+// another, each naming its array (the first's id) and its index.
+TEST_F(JobLedgerTest, SubmitManyStoresEveryElementNamingItsArray) {
+  uint64_t before = SubmitOne();
+  auto array = ledger_->SubmitMany(5, [](size_t i, uint64_t array_id) {
+    spool::JobRecord r;
+    r.uid = 1000;
+    r.queue = "now";
+    r.batch = true;
+    r.array_index = static_cast<uint32_t>(10 + i);
+    r.output_path = "/tmp/x.o" + std::to_string(array_id) + "_" + std::to_string(10 + i);
+    return r;
+  });
+  ASSERT_TRUE(array.ok()) << array.message();
+  ASSERT_TRUE(Committed().ok());
+  EXPECT_EQ(*array, before + 1);
+  for (uint64_t i = 0; i < 5; ++i) {
+    spool::JobRecord r = Record(*array + i);
+    EXPECT_EQ(PhaseOf(r), JobPhase::kWaiting);
+    EXPECT_EQ(r.array_id, *array);
+    EXPECT_EQ(r.array_index, 10 + i);
+    EXPECT_EQ(r.output_path, "/tmp/x.o" + std::to_string(*array) + "_" + std::to_string(10 + i));
+  }
+  spool::JobFilter filter;
+  filter.array_id = *array;
+  filter.array_index = 12;
+  auto found = ledger_->List(filter);
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ(found->front().id, *array + 2);
+}
+
+// All or nothing: an element the spool refuses (here a trigger refuses index
+// 7) leaves no element behind, and the writes around it in the same group
+// commit stand.
+TEST_F(JobLedgerTest, SubmitManyStoresNothingWhenOneElementFails) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/jobs.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TRIGGER refuse_seven BEFORE INSERT ON jobs WHEN NEW.array_index = 7 "
+                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  uint64_t before = SubmitOne();
+  auto make = [](size_t i, uint64_t) {
+    spool::JobRecord r;
+    r.uid = 1000;
+    r.queue = "now";
+    r.batch = true;
+    r.array_index = static_cast<uint32_t>(i + 1);
+    return r;
+  };
+  auto array = ledger_->SubmitMany(10, make);
+  ASSERT_FALSE(array.ok());
+  EXPECT_NE(array.message().find("none"), std::string::npos) << array.message();
+  uint64_t after = SubmitOne();
+  ASSERT_TRUE(Committed().ok());
+  EXPECT_EQ(PhaseOf(Record(before)), JobPhase::kWaiting);
+  EXPECT_EQ(PhaseOf(Record(after)), JobPhase::kWaiting);
+  auto all = ledger_->List({});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 2u);
+  for (const auto& r : *all) EXPECT_EQ(r.array_id, 0u);
+  // A smaller array, with no index 7, goes in whole.
+  auto small = ledger_->SubmitMany(6, make);
+  ASSERT_TRUE(small.ok()) << small.message();
+  ASSERT_TRUE(Committed().ok());
+  spool::JobFilter filter;
+  filter.array_id = *small;
+  auto elements = ledger_->List(filter);
+  ASSERT_TRUE(elements.ok());
+  EXPECT_EQ(elements->size(), 6u);
 }
 
 TEST_F(JobLedgerTest, AnOfferIsRecordedAndWithdrawn) {

@@ -166,5 +166,26 @@ TEST_F(KeptFilesTest, MissingAndDamagedOutputPiecesAreReported) {
   EXPECT_NE(pieces[2].problem.find("its output from run 2 is damaged"), std::string::npos) << pieces[2].problem;
 }
 
+// The job is queued again as soon as its output so far is kept, before the
+// worker seals it: a piece deleted in between must still be found missing.
+TEST_F(KeptFilesTest, APieceDeletedBeforeTheWorkerSealsItIsStillFoundMissing) {
+  const std::string output = "run 0 wrote this\n";
+  Write(Path("incoming.out"), output);
+  KeepInput in;
+  in.output = Path("incoming.out");
+  Sha256 digest;
+  digest.Update(output);
+  in.output_seal = spool::FileSeal{output.size(), digest.Final()};
+  in.piece = Path("out.0");
+  MoveCheckpointFiles(in);
+  ASSERT_EQ(Contents(Path("out.0")), output);
+  ::unlink(Path("out.0").c_str());
+  SealCheckpointFiles(in, false);
+  auto pieces = CheckOutputPieces({Path("out.0")}, {"run 0"});
+  ASSERT_EQ(pieces.size(), 1u) << "the deleted piece was taken for one never kept";
+  EXPECT_FALSE(pieces[0].include);
+  EXPECT_NE(pieces[0].problem.find("its output from run 0 is missing"), std::string::npos) << pieces[0].problem;
+}
+
 }  // namespace
 }  // namespace queue::daemon

@@ -50,6 +50,38 @@ TEST_F(QueueTableTest, FindsQueuesAndAppliesTheirProfiles) {
   EXPECT_NE(table.RefusalReason("wait", 0.0)->find("exec drain"), std::string::npos);
 }
 
+// A profile error quotes the profile's path: under a deep spool it outgrew
+// the bound a LoadReport's reason has on the wire, and every peer refused the
+// whole report (the host looked down to all of them).
+TEST_F(QueueTableTest, AReasonTooLongForTheWireIsShortenedAndTheReportStillDecodes) {
+  std::string deep = dir_;
+  for (int i = 0; i < 6; ++i) deep += "/" + std::string(200, 'd');
+  fs::create_directories(deep);
+  fs::create_directories(deep + "/broken");
+  std::ofstream(deep + "/broken/profile") << "exec on\nmaxexc 3\n";
+  QueueTable table(deep, "h", 2);
+  table.Refresh(false);
+  ASSERT_GT(table.Find("broken")->error.size(), kMaxRefusalBytes);
+  wire::LoadReport report{"h", 0.5, 2, table.Loads(0.0)};
+  ASSERT_EQ(report.queues.size(), 1U);
+  EXPECT_FALSE(report.queues[0].accepting);
+  EXPECT_LE(report.queues[0].refusal.size(), kMaxRefusalBytes);
+  EXPECT_TRUE(report.queues[0].refusal.ends_with("...")) << report.queues[0].refusal;
+  auto decoded = wire::DecodePayload<wire::LoadReport>(wire::EncodePayload(report));
+  ASSERT_TRUE(decoded.ok()) << decoded.message();
+  EXPECT_EQ(decoded->queues[0].refusal, report.queues[0].refusal);
+}
+
+TEST(ShortenedRefusal, KeepsShortReasonsAndCutsOnACharacterBoundary) {
+  EXPECT_EQ(ShortenedRefusal("exec off"), "exec off");
+  std::string accented;
+  while (accented.size() < 2000) accented += "\xc3\xa9";  // é, two bytes each
+  std::string cut = ShortenedRefusal(accented);
+  EXPECT_LE(cut.size(), kMaxRefusalBytes);
+  ASSERT_TRUE(cut.ends_with("..."));
+  EXPECT_EQ((cut.size() - 3) % 2, 0U) << "a character was cut in half";
+}
+
 TEST_F(QueueTableTest, BrokenProfileDrainsOnlyThatQueueAndSaysWhere) {
   WriteProfile("now", "exec on\n");
   WriteProfile("broken", "exec on\nloadsched lots\n");

@@ -181,13 +181,28 @@ TEST(ExecLauncher, ExitCodeIsTheJobsInFullRange) {
 TEST(ExecLauncher, EnvironmentIsTheSpecsPlusQueueVariables) {
   setenv("EXEC_LAUNCHER_TEST_OWN_VARIABLE", "leaked", 1);
   JobSpec spec = SpecFor({"env"});
+  // The login variables are set, so none is filled in from passwd (the next test).
   spec.env = {"PATH=/usr/bin:/bin", "FOO=bar baz", "QUEUE=stale", "QUEUE_HOST=elsewhere",
-              "QUEUE_JOBID=1"};
+              "QUEUE_JOBID=1", "HOME=/h", "SHELL=/s", "USER=u", "LOGNAME=l"};
   Outcome outcome = RunToEnd(spec);
   unsetenv("EXEC_LAUNCHER_TEST_OWN_VARIABLE");
-  std::vector<std::string> expected = {"FOO=bar baz", "PATH=/usr/bin:/bin", "QUEUE=i",
-                                       "QUEUE_HOST=testhost", "QUEUE_JOBID=77.2"};
+  std::vector<std::string> expected = {"FOO=bar baz", "HOME=/h", "LOGNAME=l", "PATH=/usr/bin:/bin", "QUEUE=i",
+                                       "QUEUE_HOST=testhost", "QUEUE_JOBID=77.2", "SHELL=/s", "USER=u"};
   EXPECT_EQ(SortedLines(outcome.out), expected);
+}
+
+TEST(ExecLauncher, LoginVariablesTheSpecLacksComeFromTheOwnersPasswdEntry) {
+  JobSpec spec = SpecFor({"env"});
+  spec.env = {"PATH=/usr/bin:/bin", "USER=kept"};
+  passwd* owner = getpwuid(spec.uid);
+  ASSERT_NE(owner, nullptr);
+  std::string shell = owner->pw_shell[0] != '\0' ? owner->pw_shell : "/bin/sh";
+  auto lines = SortedLines(RunToEnd(spec).out);
+  auto has = [&](const std::string& line) { return std::find(lines.begin(), lines.end(), line) != lines.end(); };
+  EXPECT_TRUE(has(std::string("HOME=") + owner->pw_dir));
+  EXPECT_TRUE(has("SHELL=" + shell));
+  EXPECT_TRUE(has(std::string("LOGNAME=") + owner->pw_name));
+  EXPECT_TRUE(has("USER=kept")) << "a variable the caller set is not replaced";
 }
 
 TEST(ExecLauncher, RunsInTheSpecsDirectory) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "exec/shepherd_status.h"
+#include "small_file_system.h"
 
 namespace queue::exec {
 namespace {
@@ -63,6 +64,27 @@ TEST_F(ShepherdStatusTest, FailedKeepsItsMessage) {
   ASSERT_TRUE(read->has_value());
   EXPECT_EQ((*read)->kind, ShepherdEventKind::kFailed);
   EXPECT_EQ((*read)->message, "nosuch: Command not found.");
+}
+
+// The end is written when the job's output may have filled the spool: the
+// file has its blocks from the start, and stays empty until then.
+TEST(ShepherdStatusFull, TheEndIsWrittenOnAFullFileSystem) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to mount a small file system";
+  testing::OnSmallFileSystem("1m", [](const std::string& dir) {
+    const std::string path = dir + "/status";
+    auto file = ShepherdStatusFile::Create(path);
+    ASSERT_TRUE(file.ok()) << file.message();
+    EXPECT_EQ(fs::file_size(path), 0u);
+    testing::FillWith(dir + "/output");
+    EXPECT_EQ(testing::FreeBytesOn(dir), 0u);
+    std::string message(kMaxStatusMessageBytes, 'm');
+    Status written = file->Write(ShepherdEvent{ShepherdEventKind::kFailed, 0, 0, 0, message});
+    ASSERT_TRUE(written.ok()) << written.message();
+    auto read = ReadShepherdStatus(path);
+    ASSERT_TRUE(read.ok()) << read.message();
+    ASSERT_TRUE(read->has_value());
+    EXPECT_EQ((*read)->message, message);
+  });
 }
 
 TEST_F(ShepherdStatusTest, EmptyFileMeansTheJobRuns) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "stub/command_line.h"
+#include "stub/qsh_command_line.h"
 
 namespace queue::stub {
 namespace {
@@ -153,6 +154,21 @@ TEST(StubQueueCommandLine, StatusAndJsonNeedNoCommand) {
   EXPECT_TRUE(json.json);
 }
 
+TEST(StubQueueCommandLine, WatchTakesAnOptionalInterval) {
+  EXPECT_EQ(Queue({"--status"}).watch_seconds, 0);
+  EXPECT_EQ(Queue({"--status", "--watch"}).watch_seconds, 2);
+  EXPECT_EQ(Queue({"--status", "--watch", "5"}).watch_seconds, 5);
+  EXPECT_EQ(Queue({"--status", "--watch=7"}).watch_seconds, 7);
+  EXPECT_EQ(Queue({"--watch", "3", "--jobs"}).watch_seconds, 3);
+  Invocation json = Queue({"--status", "--watch", "--json"});
+  EXPECT_EQ(json.watch_seconds, 2);
+  EXPECT_TRUE(json.json);
+  // Not a number: a command word, which --status does not take.
+  EXPECT_NE(QueueError({"--status", "--watch", "now"}).find("takes no command"), std::string::npos);
+  EXPECT_NE(QueueError({"--watch", "--", "ls"}).find("--watch goes with --status or --jobs"), std::string::npos);
+  EXPECT_NE(QueueError({"--status", "--watch", "999999"}).find("SECONDS"), std::string::npos);
+}
+
 TEST(StubQueueCommandLine, OutputTakesAJobId) {
   Invocation inv = Queue({"--output", "12"});
   EXPECT_EQ(inv.verb, Verb::kOutput);
@@ -287,7 +303,10 @@ TEST(StubQshCommandLine, SshOptionsAreIgnored) {
 
 TEST(StubQshCommandLine, PtyAndBatchAndQueue) {
   EXPECT_EQ(Qsh({"-t", "node1", "vi"}).pty, PtyMode::kFull);
-  EXPECT_EQ(Qsh({"-t", "-n", "node1", "vi"}).pty, PtyMode::kNone);
+  // -n is ssh's stdin from /dev/null, not the original's "no pty" (SPEC §2).
+  Invocation t_n = Qsh({"-t", "-n", "node1", "vi"});
+  EXPECT_EQ(t_n.pty, PtyMode::kFull);
+  EXPECT_TRUE(t_n.stdin_null);
   EXPECT_TRUE(Qsh({"-r", "node1", "make"}).batch);
   EXPECT_FALSE(Qsh({"-r", "-w", "node1", "make"}).batch);
   Invocation inv = Qsh({"-d", "wait", "-j", "nightly", "node1", "make"});
@@ -310,6 +329,91 @@ TEST(StubQshCommandLine, MissingHostOrCommandOrValueIsAnError) {
   EXPECT_TRUE(Contains(QshError({"node1", "--"}), "no command given"));
   EXPECT_TRUE(Contains(QshError({"-p"}), "-p needs a value"));
   EXPECT_TRUE(Contains(QshError({"-Z", "node1", "true"}), "unknown option -Z"));
+}
+
+TEST(StubQshCommandLine, DashNIsStdinFromDevNull) {
+  Invocation n = Qsh({"-n", "node1", "cat"});
+  EXPECT_TRUE(n.stdin_null);
+  EXPECT_EQ(n.pty, PtyMode::kNone);
+  EXPECT_FALSE(Qsh({"node1", "cat"}).stdin_null);
+  // queue -n keeps its meaning: no pty, stdin as it is.
+  Invocation queue = Queue({"-n", "--", "cat"});
+  EXPECT_EQ(queue.pty, PtyMode::kNone);
+  EXPECT_FALSE(queue.stdin_null);
+}
+
+// getopt's forms, as ssh takes them (issue 14).
+TEST(StubQshCommandLine, CombinedAndAttachedForms) {
+  Invocation tt = Qsh({"-tt", "node1", "top"});
+  EXPECT_EQ(tt.pty, PtyMode::kFull);
+  EXPECT_TRUE(tt.force_pty);
+  EXPECT_FALSE(Qsh({"-t", "node1", "top"}).force_pty);
+  EXPECT_EQ(Qsh({"-tT", "node1", "top"}).pty, PtyMode::kNone);
+  EXPECT_EQ(Qsh({"-p19371", "127.0.0.1", "true"}).only_host, "127.0.0.1:19371");
+  EXPECT_EQ(Qsh({"-p", "19371", "127.0.0.1", "true"}).only_host, "127.0.0.1:19371");
+  EXPECT_EQ(Qsh({"-oBatchMode=yes", "node1", "true"}).command, (Words{"/bin/sh", "-c", "true"}));
+  EXPECT_EQ(Qsh({"-o", "BatchMode=yes", "node1", "true"}).command, (Words{"/bin/sh", "-c", "true"}));
+  EXPECT_EQ(Qsh({"-oPort=2222", "node1", "true"}).only_host, "node1:2222");
+  EXPECT_EQ(Qsh({"-o", "Port 2222", "node1", "true"}).only_host, "node1:2222");
+  Invocation cluster = Qsh({"-nxTp2222", "node1", "true"});
+  EXPECT_TRUE(cluster.stdin_null);
+  EXPECT_EQ(cluster.only_host, "node1:2222");
+  EXPECT_EQ(Qsh({"-l" + MyUserName(), "node1", "true"}).only_host, "node1");
+  EXPECT_TRUE(Contains(QshError({"-pnope", "node1", "true"}), "not a port number"));
+  EXPECT_TRUE(Contains(QshError({"-p", "70000", "node1", "true"}), "not a port number"));
+}
+
+TEST(StubQshCommandLine, OptionsMayFollowTheHostAsInSsh) {
+  Invocation inv = Qsh({"node1", "-p", "2222", "-l", MyUserName(), "uptime", "-p"});
+  EXPECT_EQ(inv.only_host, "node1:2222");
+  EXPECT_EQ(inv.command, (Words{"/bin/sh", "-c", "uptime -p"}));
+  // `--` before the host ends the options for good, as in ssh.
+  Invocation ended = Qsh({"--", "node1", "-p", "2222"});
+  EXPECT_EQ(ended.only_host, "node1");
+  EXPECT_EQ(ended.command, (Words{"/bin/sh", "-c", "-p 2222"}));
+}
+
+TEST(StubQshCommandLine, UserAtHostMustBeTheCaller) {
+  Invocation inv = Qsh({MyUserName() + "@node1", "true"});
+  EXPECT_EQ(inv.only_host, "node1");
+  std::string error = QshError({"someone-else-xyz@node1", "true"});
+  EXPECT_TRUE(Contains(error, "someone-else-xyz")) << error;
+  EXPECT_TRUE(Contains(error, "only as the calling user")) << error;
+  EXPECT_TRUE(Contains(QshError({"-o", "User=someone-else-xyz", "node1", "true"}), "someone-else-xyz"));
+}
+
+TEST(StubQshCommandLine, SshUriDestination) {
+  EXPECT_EQ(Qsh({"ssh://" + MyUserName() + "@node1:2222", "true"}).only_host, "node1:2222");
+  EXPECT_EQ(Qsh({"ssh://node1", "true"}).only_host, "node1");
+  EXPECT_TRUE(Contains(QshError({"ssh://node1/some/path", "true"}), "not a path"));
+}
+
+// git runs `qsh -G [-o SendEnv=GIT_PROTOCOL] [-p PORT] host` to learn whether
+// qsh takes ssh's options; exit 0 makes it pass ports with -p.
+TEST(StubQshCommandLine, DashGPrintsTheConfigurationWithoutACommand) {
+  Invocation inv = Qsh({"-G", "-o", "SendEnv=GIT_PROTOCOL", "-p", "19371", "127.0.0.1"});
+  EXPECT_EQ(inv.verb, Verb::kPrintConfig);
+  EXPECT_TRUE(Contains(inv.help_text, "user " + MyUserName() + "\n")) << inv.help_text;
+  EXPECT_TRUE(Contains(inv.help_text, "hostname 127.0.0.1\n")) << inv.help_text;
+  EXPECT_TRUE(Contains(inv.help_text, "port 19371\n")) << inv.help_text;
+  EXPECT_EQ(Qsh({"-G", "node1", "ignored", "command"}).verb, Verb::kPrintConfig);
+  EXPECT_TRUE(Contains(QshError({"-G"}), "no host given"));
+}
+
+TEST(StubQshCommandLine, SshsOtherOptionsAreAcceptedAndIgnored) {
+  for (const char* flag : {"-4", "-6", "-A", "-a", "-C", "-f", "-g", "-K", "-k", "-M", "-N", "-q", "-s", "-X", "-x",
+                           "-Y", "-y"}) {
+    Invocation inv = Qsh({flag, "node1", "true"});
+    EXPECT_EQ(inv.only_host, "node1") << flag;
+    EXPECT_EQ(inv.command, (Words{"/bin/sh", "-c", "true"})) << flag;
+  }
+  for (const char* valued : {"-B", "-b", "-c", "-D", "-E", "-e", "-F", "-I", "-i", "-J", "-L", "-m", "-O", "-o", "-P",
+                             "-Q", "-R", "-S", "-W"}) {
+    Invocation inv = Qsh({valued, "value", "node1", "true"});
+    EXPECT_EQ(inv.only_host, "node1") << valued;
+    EXPECT_EQ(inv.command, (Words{"/bin/sh", "-c", "true"})) << valued;
+  }
+  EXPECT_EQ(Qsh({"-V"}).verb, Verb::kVersion);
 }
 
 }  // namespace

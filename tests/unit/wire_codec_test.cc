@@ -115,6 +115,16 @@ TEST(Messages, SignalRange) {
   EXPECT_TRUE(DecodePayload<Signal>(EncodePayload(Signal{15})).ok());
 }
 
+// Only an output has a reader that can leave; the stub never closes stdin this way.
+TEST(Messages, StreamClosedNamesAnOutput) {
+  auto out = DecodePayload<StreamClosed>(EncodePayload(StreamClosed{StreamId::kStdout}));
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->stream, StreamId::kStdout);
+  EXPECT_TRUE(DecodePayload<StreamClosed>(EncodePayload(StreamClosed{StreamId::kStderr})).ok());
+  EXPECT_FALSE(DecodePayload<StreamClosed>(EncodePayload(StreamClosed{StreamId::kStdin})).ok());
+  EXPECT_FALSE(DecodePayload<StreamClosed>(std::string(1, '\x07')).ok());
+}
+
 TEST(Messages, LoadReportRejectsNaN) {
   LoadReport l;
   l.host = "h";

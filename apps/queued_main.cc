@@ -124,6 +124,20 @@ int main(int argc, char** argv) {
   app.add_option("--user-spool-mib", user_spool_mib,
                  "MiB one user may keep in this host's spool: waiting jobs' specs, held outputs, restart files")
       ->capture_default_str()->check(CLI::Range(1, 1 << 30));
+  app.add_option("--membership", config.membership,
+                 "how hosts learn of each other: full (a link to every peer, loads pushed every second), gossip "
+                 "(a serf agent for who is up, links made on demand, placement asks a few random hosts), or auto "
+                 "(gossip above 16 hosts in the hosts file)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, queue::daemon::Membership>{
+          {"auto", queue::daemon::Membership::kAuto},
+          {"full", queue::daemon::Membership::kFull},
+          {"gossip", queue::daemon::Membership::kGossip}}))
+      ->default_str("auto");
+  app.add_option("--serf", config.serf_program, "the serf binary a gossip membership runs (default: serf in PATH)");
+  app.add_option("--gossip-profile", config.gossip_profile,
+                 "serf's timings for a gossip membership: lan, wan, or local (loopback: failures seen in seconds)")
+      ->check(CLI::IsMember({"lan", "wan", "local"}))
+      ->capture_default_str();
   app.add_flag("-v,--version", version, "print the version")->configurable(false);
   if (auto exit = queue::daemon::ParseCommandLineAndConfigFile(app, argc, argv, queue::daemon::kDefaultConfigFile))
     return *exit;

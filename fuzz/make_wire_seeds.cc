@@ -80,9 +80,25 @@ int main(int argc, char** argv) {
   report.cpus = 8;
   report.queues = {{"now", 1, 8, 8, 1.0, true}, {"wait", 0, 2, 4, 2.5, false}};
   seeds.Message("load_report", report);
-  seeds.Message("place_job", PlaceJob{7, "node2:1421", 99, SampleSpec()});
+  seeds.Message("load_query", LoadQuery{9});
+  seeds.Message("load_answer", LoadAnswer{9, report});
+  {
+    PlaceJob place;
+    place.request_id = 7;
+    place.origin_host = "node2:1421";
+    place.origin_job_id = 99;
+    place.spec = SampleSpec();
+    seeds.Message("place_job", place);
+  }
   seeds.Message("place_reply", PlaceReply{7, false, "queue \"now\" is full"});
-  seeds.Message("shepherd_start", ShepherdStart{{99, 1}, "node1:1421", 5, false, SampleSpec()});
+  {
+    ShepherdStart start;
+    start.job = {99, 1};
+    start.exec_host = "node1:1421";
+    start.profile_nice = 5;
+    start.spec = SampleSpec();
+    seeds.Message("shepherd_start", start);
+  }
   seeds.Message("shepherd_event", ShepherdEvent{ShepherdEventKind::kFinished, 1234, 256, 0.5, ""});
   seeds.Message("attach", Attach{99, "node1:1421"});
   seeds.Message("stream_data", StreamData{StreamId::kStdout, "hello, world\n"});

@@ -38,7 +38,7 @@ void DecodeAsEvery(std::string_view payload) {
 #define QUEUE_ALL_MESSAGES                                                                       \
   Hello, ErrorReply, SubmitRequest, SubmitReply, BulkSubmitRequest, BulkSubmitReply, StatusRequest, StatusReply, LoadReport, PlaceJob, \
       PlaceReply, JobEnded, JobEndedAck, JobOutput, OutputRequest, OutputReply, BundleChunk, MigrateRequest, MigrateJob, ForwardRequest, ForwardReply, CancelJob, JobsRequest, CancelRequest, ShepherdStart, ShepherdEvent, ShepherdControl, Attach, StreamData, StreamEof, StreamClosed, \
-      Signal, WindowSize, JobStatus, Notice, TransferProgress
+      Signal, WindowSize, JobStatus, Notice, TransferProgress, LoadQuery, LoadAnswer
 
 void SplitFrames(std::string_view input) {
   // The first byte picks where the stream is cut in two, so that frames

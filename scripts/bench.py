@@ -250,12 +250,14 @@ class Tsp:
 class QueueCluster:
     """N queued daemons on 127.0.A.x (x = 1..N), each on its own address and port."""
 
-    def __init__(self, procs, tmp, bin_dir, n=1, name="queue", subnet=77):
+    def __init__(self, procs, tmp, bin_dir, n=1, name="queue", subnet=77, extra=()):
         d = tmp / name
         d.mkdir()
         self.bin = bin_dir
         key = d / "cluster.key"
         subprocess.run([bin_dir / "queued", "--keygen", str(key)], check=True)
+        # An address each (up to 254): a gossip membership's agent takes the
+        # ports after the daemon's (port + 1, + 2), free where no one else listens.
         entries = [f"127.0.{subnet}.{i + 1}:{free_port(f'127.0.{subnet}.{i + 1}')}" for i in range(n)]
         (d / "hosts").write_text("".join(e + "\n" for e in entries))
         # A load file at 0 for each daemon: the machine's load (other work,
@@ -275,7 +277,7 @@ class QueueCluster:
                 str(key), "--listen", entry, "--socket", str(sock), "--loadavg-file", str(d / "loadavg"),
                 # The per-user limits (1,000 waiting jobs by default) would refuse
                 # the bench's 10,000- and 20,000-job backlogs: one user is all there is.
-                "--user-waiting-jobs", "10000000", "--user-spool-mib", str(1 << 20)]))
+                "--user-waiting-jobs", "10000000", "--user-spool-mib", str(1 << 20), *extra]))
         self.env = {"QUEUE_SOCKET": str(self.sockets[0]), "QMAIL": "FALSE"}
         for sock in self.sockets:
             wait_for(f"queued on {sock}", lambda: ok([str(bin_dir / "queue"), "--socket", str(sock), "--status"]), 30)
@@ -568,6 +570,123 @@ class Bench:
                            "checkpointmode 2, loadcheckpoint 3; the load set to 5 through --loadavg-file)."])
 
 
+    # -- figure 9: a large cluster (gossip membership, issue 13) --
+    def large(self):
+        n = 24 if self.quick else 200
+        window = 5 if self.quick else 30
+        started = time.monotonic()
+        cluster = QueueCluster(self.procs, self.tmp, self.bin, n=n, name=f"large{n}", subnet=120,
+                               extra=("--membership", "gossip"))
+        wait_for(f"host 0 to see {n} hosts up", lambda: cluster.hosts_up() >= n, 300)
+        converged = time.monotonic() - started
+        time.sleep(2 if self.quick else 10)  # past the start-up work
+        daemons = {f"queued #{k}": p.pid for k, p in enumerate(cluster.daemons)}
+        agents = {f"serf #{k}": c for k, p in enumerate(cluster.daemons) for c in children(p.pid)[:1]}
+        sockets = [socket_count(p) for p in daemons.values()]
+        bytes0, packets0 = loopback_traffic()
+        cpu, rss = sample_idle({**daemons, **agents}, window)
+        bytes1, packets1 = loopback_traffic()
+        self.figure(f"Idle {n}-host cluster, gossip membership: each host", "per host", False,
+                    [("queued CPU (% of a core)", "queue", [cpu[k] for k in daemons]),
+                     ("queued RSS (MiB)", "part", [rss[k] for k in daemons]),
+                     ("queued sockets (listening and connected)", "part", sockets),
+                     ("serf agent CPU (% of a core)", "part", [cpu[k] for k in agents]),
+                     ("serf agent RSS (MiB)", "part", [rss[k] for k in agents]),
+                     ("loopback packets per host per second", "part", [(packets1 - packets0) / n / window]),
+                     ("loopback bytes per host per second", "part", [(bytes1 - bytes0) / n / window])],
+                    notes=[f"{n} queued daemons with --membership gossip on 127.0.120.1-{n}, each with its serf "
+                           f"agent (lan timings); all {n} seen up by host 0 {converged:.0f} s after the first start.",
+                           f"Sampled over {window} s of idleness. Traffic is all of lo over the window (only the "
+                           "cluster talks there), shared out per host: serf's gossip and probes; no daemon "
+                           "pushes its load.",
+                           "A full mesh at this size would hold 2 x (n - 1) TLS connections per daemon "
+                           f"({2 * (n - 1)}) and send and receive n - 1 load reports a second each."])
+        # One placement: three hosts asked, the least loaded takes the job.
+        runs = 5 if self.quick else 30
+        q = [str(self.bin / "queue"), "--socket", str(cluster.sockets[0]), "-i", "-w", "-n", "--", "true"]
+        times = []
+        for _ in range(runs):
+            t = time.monotonic()
+            subprocess.run(q, check=True, stdout=subprocess.DEVNULL, env=dict(self.env, **cluster.env))
+            times.append((time.monotonic() - t) * 1000)
+        floor = []
+        for _ in range(runs):
+            t = time.monotonic()
+            subprocess.run(["/bin/true"], check=True)
+            floor.append((time.monotonic() - t) * 1000)
+        self.figure(f"One interactive job in the {n}-host cluster", "ms", False,
+                    [("true (fork+exec+wait)", "floor", floor), ("queue -i -w -n -- true", "queue", times)],
+                    notes=[f"{runs} runs from host 0: each placement asks 3 hosts chosen at random among those "
+                           "the gossip says are up (one round trip on links made on demand), then offers the job."])
+        # Detection: a daemon killed (its agent dies with it), and a host hung
+        # (daemon and agent stopped): until host 0 shows it down.
+        def down(k):
+            out = subprocess.run([str(self.bin / "queue"), "--socket", str(cluster.sockets[0]), "--status",
+                                  "--json"], capture_output=True, text=True).stdout
+            try:
+                hosts = json.loads(out).get("hosts", [])
+            except ValueError:
+                return False
+            return any(h.get("host", "").startswith(f"127.0.120.{k + 1}:") and not h.get("alive") for h in hosts)
+
+        killed, hung = [], []
+        tries = 1 if self.quick else 3
+        for t in range(tries):
+            k = n - 1 - t
+            victim = cluster.daemons[k]
+            start = time.monotonic()
+            victim.kill()
+            victim.wait()
+            wait_for(f"host {k} seen down", lambda: down(k), 120)
+            killed.append(time.monotonic() - start)
+            j = n - 1 - tries - t
+            stopped = [cluster.daemons[j].pid] + children(cluster.daemons[j].pid)
+            start = time.monotonic()
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                wait_for(f"host {j} seen down", lambda: down(j), 120)
+                hung.append(time.monotonic() - start)
+            finally:
+                for pid in stopped:
+                    os.kill(pid, signal.SIGCONT)
+        self.figure(f"Time to see a host down in the {n}-host cluster", "s", False,
+                    [("daemon killed (its agent dies with it)", "queue", killed),
+                     ("host hung (daemon and agent stopped)", "part", hung)],
+                    notes=["From the kill or the stop until host 0's `queue --status` shows the host down (polled); "
+                           "serf's lan timings. A host down for longer than --host-timeout (60 s by default) "
+                           "has its jobs from other hosts taken for lost."])
+        for p in cluster.daemons:
+            self.procs.stop(p)
+
+def children(pid):
+    """The PIDs of the children of `pid` (its serf agent, for a queued)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def socket_count(pid):
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+def loopback_traffic():
+    """Bytes and packets received on lo so far (every host of a loopback cluster talks there)."""
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == "lo":
+            f = rest.split()
+            return int(f[0]), int(f[1])
+    return 0, 0
+
+
 def sample_idle(pids, window):
     """CPU (% of one core) and RSS (MiB) of each process over `window` seconds."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -702,7 +821,7 @@ def main():
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"))
     parser.add_argument("--build", default="build")
-    parser.add_argument("--only", help="comma-separated parts (interactive,batch,bulk,streams,move,idle,migration)")
+    parser.add_argument("--only", help="comma-separated parts (interactive,batch,bulk,streams,move,idle,migration,large)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (sshd for root, network namespaces for the restart move)")
@@ -720,6 +839,7 @@ def main():
         signal.signal(signo, lambda s, _: sys.exit(128 + s))
     bench.start()
     parts = {"interactive": bench.interactive, "batch": bench.batch, "bulk": bench.bulk, "streams": bench.streams,
+             "large": bench.large,
              "move": bench.restart_move, "idle": bench.idle, "migration": bench.migration}
     chosen = args.only.split(",") if args.only else list(parts)
     errors, done = [], []

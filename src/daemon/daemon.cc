@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <random>
 
 #include "auth/cluster_key.h"
 #include "auth/psk_tls.h"
@@ -20,6 +21,7 @@
 #include "daemon/checkpoint_policy.h"
 #include "daemon/client_service.h"
 #include "daemon/end_reporter.h"
+#include "daemon/gossip_members.h"
 #include "daemon/group_commit.h"
 #include "daemon/host_liveness.h"
 #include "daemon/job_finisher.h"
@@ -63,6 +65,12 @@ constexpr const char* kTakenBundleSuffix = ".taken-";
 // another host, or is gone for good). A transfer writes to its file every few
 // seconds at most, and an origin that restarts sends the files again.
 constexpr auto kStaleArrival = std::chrono::minutes(30);
+// A large cluster (Membership::kGossip): the hosts one placement asks, how
+// long it waits for their answers, and how long a link made on demand stays
+// open unused.
+constexpr size_t kProbesPerPlacement = 3;
+constexpr auto kProbeTimeout = std::chrono::milliseconds(1000);
+constexpr auto kIdleLink = std::chrono::seconds(60);
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -124,7 +132,18 @@ class DaemonImpl {
   std::tm LocalTime() const;
   wire::LoadReport SelfReport();
   double CurrentLoad();
-  std::shared_ptr<PeerLink> LinkTo(const std::string& host) const;
+  // The link to peer `host`; in a large cluster made on demand. Null when
+  // `host` is not in the hosts file.
+  std::shared_ptr<PeerLink> LinkTo(const std::string& host);
+  std::shared_ptr<PeerLink> MakeLink(const cluster::HostEntry& host);
+  // A large cluster: links unused for kIdleLink, with nothing in flight, close.
+  void CloseIdleLinks();
+  // A large cluster's placement: asks a few hosts up in the gossip (or the
+  // one the job names) for their load; `done` gets those that answered, and
+  // this host, to rank.
+  void Probe(const std::string& named, const std::string& preferred,
+             std::function<void(std::vector<std::string>)> done);
+  bool PeerUp(const std::string& host, load::Clock::time_point now) const;
 
   // Exec side: asks running jobs of checkpointing queues to checkpoint, for the
   // load (`loadcheckpoint`), a drain, or `checkpointperiod` (CheckpointPolicy).
@@ -189,6 +208,10 @@ class DaemonImpl {
   double last_load_ = 0;
   std::string last_load_error_;
   std::map<std::string, std::shared_ptr<PeerLink>> links_;
+  std::map<std::string, std::chrono::steady_clock::time_point> link_used_;  // large cluster: links made on demand
+  std::vector<std::string> cluster_keys_;  // raw, the one offered first: the gossip keyring is derived from them
+  std::unique_ptr<GossipMembers> gossip_;  // a large cluster's membership; null for a full mesh
+  std::mt19937_64 rng_{std::random_device{}()};
   std::unique_ptr<StatusReport> status_;
   std::unique_ptr<Placement> placement_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -214,6 +237,7 @@ Status DaemonImpl::Init() {
   if (auto hosts = LoadHosts(); !hosts.ok()) return hosts;
   auto keys = LoadClusterKeys(config_.key_file);
   if (!keys.ok()) return Fail(keys.message());
+  for (const auto& k : *keys) cluster_keys_.push_back(k.key);
   auto server = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kServer, *keys);
   auto client = auth::PskTlsContext::Create(auth::PskTlsContext::Side::kClient, std::move(*keys));
   if (!server.ok()) return Fail(server.message());
@@ -222,6 +246,13 @@ Status DaemonImpl::Init() {
   client_tls_.emplace(std::move(client.value()));
   if (auto spool = spool::PrepareSpoolDir(config_.spool_dir); !spool.ok()) return spool;
   if (auto made = layout_.MakePrivateDirs(); !made.ok()) return made;
+  if (config_.membership == Membership::kGossip ||
+      (config_.membership == Membership::kAuto && hosts_.size() > kMostFullMeshHosts)) {
+    GossipConfig gossip{config_.serf_program, config_.gossip_profile, layout_.GossipKeyring(),
+                        layout_.GossipSnapshot(), layout_.GossipLog(), cluster_keys_};
+    gossip_ = std::make_unique<GossipMembers>(io_, std::move(gossip), hosts_, self_, config_.host_dead_after,
+                                              std::chrono::steady_clock::now());
+  }
   auto store = spool::JobStore::Open(layout_.Database());
   if (!store.ok()) return Fail(store.message());
   store_ = std::move(store.value());
@@ -269,6 +300,11 @@ void DaemonImpl::MakeServices() {
       [this](const std::string& host) { return LinkTo(host); }, [this] { return CurrentLoad(); },
       [this] { table_.Update(SelfReport(), load::Clock::now()); },
       [this](uint64_t record_id) { return scheduler_->StubOf(record_id); }, &metrics_});
+  if (gossip_)
+    placement_->ProbeFirst([this](const std::string& named, const std::string& preferred,
+                                  std::function<void(std::vector<std::string>)> done) {
+      Probe(named, preferred, std::move(done));
+    });
   scheduler_ = std::make_unique<Scheduler>(SchedulerContext{io_, *ledger_, names_, *queues_, *finisher_, *placement_, hosts_,
                                                             self_.entry, config_.hosts_file,
                                                             [this] { return peers_->address(); }, layout_,
@@ -304,7 +340,10 @@ void DaemonImpl::MakeServices() {
           [this](const Caller& who) {
             std::vector<std::string> hosts;
             for (const auto& h : hosts_) hosts.push_back(h.entry);
-            return status_->Status(who.uid, hosts, runner_->criu(), config_.keep_finished.count(), load::Clock::now());
+            std::function<bool(const std::string&)> up;
+            if (gossip_) up = [this](const std::string& host) { return gossip_->Up(host); };
+            return status_->Status(who.uid, hosts, runner_->criu(), config_.keep_finished.count(), load::Clock::now(),
+                                   up);
           },
           [this](const Caller& who, bool include_finished) { return status_->Jobs(who.uid, include_finished).dump(); },
           [this](const Caller& who, wire::MessageType type, std::string_view payload, JobRequestReply reply) {
@@ -325,9 +364,84 @@ void DaemonImpl::MakeServices() {
   RegisterPeerHandlers();
 }
 
-std::shared_ptr<PeerLink> DaemonImpl::LinkTo(const std::string& host) const {
+std::shared_ptr<PeerLink> DaemonImpl::LinkTo(const std::string& host) {
   auto link = links_.find(host);
-  return link == links_.end() ? nullptr : link->second;
+  if (!gossip_) return link == links_.end() ? nullptr : link->second;
+  link_used_[host] = std::chrono::steady_clock::now();
+  if (link != links_.end()) return link->second;
+  auto entry = std::find_if(hosts_.begin(), hosts_.end(), [&](const auto& h) { return h.entry == host; });
+  if (entry == hosts_.end() || host == self_.entry) {
+    link_used_.erase(host);
+    return nullptr;
+  }
+  return MakeLink(*entry);
+}
+
+std::shared_ptr<PeerLink> DaemonImpl::MakeLink(const cluster::HostEntry& host) {
+  auto link = std::make_shared<PeerLink>(io_, *client_tls_, host, self_.entry);
+  links_[host.entry] = link;
+  link->OnReady([this, peer = host.entry] { reporter_->Resume(peer); });
+  link->CountIn(&metrics_);
+  link->OnEndAcknowledged(
+      [this, peer = host.entry](uint64_t id, uint32_t attempt) { reporter_->OnAcknowledged(peer, id, attempt); });
+  link->Start();
+  return link;
+}
+
+void DaemonImpl::CloseIdleLinks() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = links_.begin(); it != links_.end();) {
+    auto used = link_used_.find(it->first);
+    const bool stale = used == link_used_.end() || now - used->second > kIdleLink;
+    if (!stale || !it->second->idle()) {
+      ++it;
+      continue;
+    }
+    it->second->Stop();
+    link_used_.erase(it->first);
+    it = links_.erase(it);
+  }
+}
+
+void DaemonImpl::Probe(const std::string& named, const std::string& preferred,
+                       std::function<void(std::vector<std::string>)> done) {
+  std::vector<std::string> asked;
+  if (!named.empty()) {
+    if (named != self_.entry) asked.push_back(named);
+  } else {
+    asked = gossip_->Sample(kProbesPerPlacement, rng_);
+    if (!preferred.empty() && preferred != self_.entry && gossip_->Up(preferred) &&
+        std::find(asked.begin(), asked.end(), preferred) == asked.end())
+      asked.push_back(preferred);
+  }
+  struct Round {
+    size_t left = 0;
+    std::vector<std::string> answered;
+    std::function<void(std::vector<std::string>)> done;
+  };
+  auto round = std::make_shared<Round>(Round{asked.size(), {self_.entry}, std::move(done)});
+  if (asked.empty()) return asio::post(io_, [round] { round->done(std::move(round->answered)); });
+  for (const auto& host : asked) {
+    auto link = LinkTo(host);
+    if (!link) {
+      asio::post(io_, [round] {
+        if (--round->left == 0) round->done(std::move(round->answered));
+      });
+      continue;
+    }
+    link->QueryLoad(kProbeTimeout, [this, round, host](Result<wire::LoadReport> report) {
+      if (report.ok()) {
+        table_.Update(*report, load::Clock::now());
+        round->answered.push_back(host);
+      }
+      if (--round->left == 0) round->done(std::move(round->answered));
+    });
+  }
+}
+
+bool DaemonImpl::PeerUp(const std::string& host, load::Clock::time_point now) const {
+  if (host == self_.entry) return true;
+  return gossip_ ? gossip_->Up(host) : table_.IsFresh(host, now);
 }
 
 Status DaemonImpl::LoadHosts() {
@@ -350,6 +464,13 @@ void DaemonImpl::Run() {
   std::cerr << "queued: " << self_.entry << " serving " << hosts_.size() << " host(s), spool "
             << config_.spool_dir << ", socket " << config_.socket_path << "\n";
   Recover();
+  // After queued left the terminal: the agent's parent-death signal is tied
+  // to this process.
+  if (gossip_) {
+    if (Status started = gossip_->Start(); !started.ok())
+      std::cerr << util::kLogErr << "queued: large cluster: " << started.message()
+                << "; no host will be seen up until the serf agent runs\n";
+  }
   StartLinks();
   clients_->Start();
   peers_->Start();
@@ -363,16 +484,9 @@ void DaemonImpl::Run() {
 }
 
 void DaemonImpl::StartLinks() {
-  for (const auto& host : hosts_) {
-    if (host.entry == self_.entry || links_.count(host.entry)) continue;
-    auto link = std::make_shared<PeerLink>(io_, *client_tls_, host, self_.entry);
-    links_[host.entry] = link;
-    link->OnReady([this, peer = host.entry] { reporter_->Resume(peer); });
-    link->CountIn(&metrics_);
-    link->OnEndAcknowledged(
-        [this, peer = host.entry](uint64_t id, uint32_t attempt) { reporter_->OnAcknowledged(peer, id, attempt); });
-    link->Start();
-  }
+  if (gossip_) return;  // a large cluster makes its links on demand
+  for (const auto& host : hosts_)
+    if (host.entry != self_.entry && !links_.count(host.entry)) MakeLink(host);
 }
 
 double DaemonImpl::CurrentLoad() {
@@ -407,7 +521,10 @@ void DaemonImpl::Heartbeat() {
   if (!reserve_->Held() && batch_->Flush().ok()) reserve_->Keep();  // made again once there is room
   auto report = SelfReport();
   table_.Update(report, load::Clock::now());
-  for (auto& [name, link] : links_) link->SendLoad(report);
+  if (gossip_)
+    CloseIdleLinks();  // and no load pushed: a placement asks
+  else
+    for (auto& [name, link] : links_) link->SendLoad(report);
   heartbeat_.expires_after(config_.report_interval);
   heartbeat_.async_wait([this](const asio::error_code& ec) {
     if (!ec) Heartbeat();
@@ -444,7 +561,7 @@ std::string DaemonImpl::RenderMetricsNow(MetricsFormat format) {
   }
   const auto now = load::Clock::now();
   for (const auto& host : hosts_)
-    if (host.entry != self_.entry) snapshot.peers[host.entry] = table_.IsFresh(host.entry, now);
+    if (host.entry != self_.entry) snapshot.peers[host.entry] = PeerUp(host.entry, now);
   snapshot.process = ReadProcessStats();
   return RenderMetrics(metrics_, snapshot, format);
 }
@@ -603,7 +720,9 @@ void DaemonImpl::WatchSilentHosts() {
   std::vector<std::string> peers;
   for (const auto& host : hosts_)
     if (host.entry != self_.entry) peers.push_back(host.entry);
-  for (const auto& [host, silent] : liveness_.Dead(table_, peers, now)) {
+  // Silence in the load reports, or in a large cluster the gossip's verdict.
+  auto dead = gossip_ ? gossip_->Dead(std::chrono::steady_clock::now()) : liveness_.Dead(table_, peers, now);
+  for (const auto& [host, silent] : dead) {
     spool::JobFilter filter;
     filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
     filter.local_origin = true;
@@ -618,8 +737,9 @@ void DaemonImpl::WatchSilentHosts() {
   }
   // A host heard again is told to end the runs taken for lost with it.
   for (const auto& peer : peers) {
+    if (gossip_ && (liveness_.fenced(peer) == 0 || !gossip_->Up(peer))) continue;  // no link made for nothing
     auto link = LinkTo(peer);
-    if (!link || !link->connected() || table_.Fresh(peer, now) == nullptr) continue;
+    if (!link || !link->connected() || (!gossip_ && table_.Fresh(peer, now) == nullptr)) continue;
     for (const Fence& fence : liveness_.FencesDue(peer, now))
       link->SendCancel(wire::CancelJob{fence.origin_id, fence.attempt});
   }
@@ -649,6 +769,10 @@ void DaemonImpl::RegisterPeerHandlers() {
   peers_->Handle<wire::LoadReport>([this](const PeerFrame& frame, wire::LoadReport report) {
     if (report.host != frame.peer) return frame.channel->Close("load report for another host");
     table_.Update(std::move(report), load::Clock::now());
+  });
+  // A large cluster's placement asks for this host's load as of now.
+  peers_->Handle<wire::LoadQuery>([this](const PeerFrame& frame, wire::LoadQuery query) {
+    frame.channel->Send(wire::LoadAnswer{query.request_id, SelfReport()});
   });
   peers_->Handle<wire::PlaceJob>([this](const PeerFrame& frame, wire::PlaceJob place) {
     if (place.origin_host != frame.peer) return frame.channel->Close("job placed on behalf of another host");
@@ -800,6 +924,7 @@ void DaemonImpl::Reload() {
   ReloadClusterKeys();
   if (auto reloaded = LoadHosts(); !reloaded.ok())
     std::cerr << util::kLogErr << "queued: keeping the old hosts list: " << reloaded.message() << "\n";
+  if (gossip_) gossip_->SetHosts(hosts_);
   StartLinks();
   queues_->Refresh(true);
   ProbeCriuIfNeeded();
@@ -817,7 +942,7 @@ void DaemonImpl::ReopenLog() {
 
 std::string DaemonImpl::ServiceStatus() const {
   const auto now = load::Clock::now();
-  size_t up = std::count_if(hosts_.begin(), hosts_.end(), [&](const auto& h) { return table_.IsFresh(h.entry, now); });
+  size_t up = std::count_if(hosts_.begin(), hosts_.end(), [&](const auto& h) { return PeerUp(h.entry, now); });
   return ServiceStatusLine(runner_->running(), scheduler_->waiting().size(), up, hosts_.size());
 }
 
@@ -829,6 +954,7 @@ void DaemonImpl::Stop() {
   if (Status flushed = batch_->Flush(); !flushed.ok())
     std::cerr << util::kLogErr << "queued: spool: the last changes were not saved: " << flushed.message() << "\n";
   for (auto& [name, link] : links_) link->Stop();
+  if (gossip_) gossip_->Stop();
   io_.stop();
 }
 

@@ -15,6 +15,14 @@
 
 namespace queue::daemon {
 
+// How a daemon learns which hosts are up and how loaded (issue 13).
+enum class Membership {
+  kAuto,  // kFull up to kMostFullMeshHosts hosts in the hosts file, kGossip above
+  kFull,  // a link to every peer, each pushing its load every second
+  kGossip,  // Serf's gossip for who is up; links made on demand; a placement asks a few random hosts
+};
+inline constexpr size_t kMostFullMeshHosts = 16;
+
 struct DaemonConfig {
   std::string spool_dir;
   std::string hosts_file;
@@ -41,6 +49,9 @@ struct DaemonConfig {
   // Detached: the log file on descriptors 1 and 2, opened again on SIGHUP
   // (logrotate moves it away first). Empty: the log is stderr as it is.
   std::string log_file;
+  Membership membership = Membership::kAuto;
+  std::string serf_program = "serf";  // found in PATH unless a path
+  std::string gossip_profile = "lan";  // Serf's timings: lan, wan or local
 };
 
 class DaemonImpl;

@@ -74,8 +74,15 @@ void PeerLink::OnFrame(wire::MessageType type, std::string_view payload) {
       backoff_ = std::chrono::milliseconds(200);
       if (!last_failure_.empty()) std::cerr << "queued: connected to peer " << peer_.entry << "\n";
       last_failure_.clear();
+      SendHeldProbes();
       if (on_ready_) on_ready_();
       return;
+    }
+    case wire::MessageType::kLoadAnswer: {
+      auto answer = wire::DecodePayload<wire::LoadAnswer>(payload);
+      if (!answer.ok()) return channel_->Close(answer.message());
+      if (answer->report.host != peer_.entry) return channel_->Close("load answer for another host");
+      return CompleteProbe(answer->request_id, std::move(answer->report));
     }
     case wire::MessageType::kPlaceReply: {
       auto reply = wire::DecodePayload<wire::PlaceReply>(payload);
@@ -105,6 +112,15 @@ void PeerLink::OnClosed(const std::string& reason) {
     std::cerr << "queued: link to " << peer_.entry << " closed: " << reason << "\n";
   last_failure_ = reason;
   FailForwards("the connection to " + peer_.entry + " was lost: " + reason);
+  // A question already sent is lost with the connection; one still held
+  // waits for the next (its timer ends it otherwise).
+  std::vector<uint64_t> lost;
+  for (const auto& [id, probe] : probes_)
+    if (probe.sent) lost.push_back(id);
+  for (uint64_t id : lost)
+    asio::post(io_, [self = shared_from_this(), id, reason] {
+      self->CompleteProbe(id, Fail("the connection was lost: " + reason));
+    });
   auto pending = std::move(pending_);
   pending_.clear();
   for (auto& [id, p] : pending) {
@@ -229,6 +245,37 @@ void PeerLink::Complete(uint64_t request_id, const wire::PlaceReply& reply, Plac
   pending_.erase(it);
   pending.timer->cancel();
   pending.callback(reply, fate);
+}
+
+void PeerLink::QueryLoad(std::chrono::milliseconds timeout, LoadCallback callback) {
+  uint64_t id = next_request_++;
+  auto timer = std::make_shared<asio::steady_timer>(io_, timeout);
+  probes_[id] = PendingProbe{std::move(callback), timer, false};
+  auto self = shared_from_this();
+  timer->async_wait([self, id](const asio::error_code& ec) {
+    if (!ec)
+      self->CompleteProbe(id, Fail(self->peer_.entry + " did not answer in time" +
+                                    (self->last_failure_.empty() ? "" : " (" + self->last_failure_ + ")")));
+  });
+  SendHeldProbes();
+}
+
+void PeerLink::SendHeldProbes() {
+  if (!connected()) return;
+  for (auto& [id, probe] : probes_) {
+    if (probe.sent) continue;
+    probe.sent = true;
+    channel_->Send(wire::LoadQuery{id});
+  }
+}
+
+void PeerLink::CompleteProbe(uint64_t request_id, Result<wire::LoadReport> report) {
+  auto it = probes_.find(request_id);
+  if (it == probes_.end()) return;
+  auto probe = std::move(it->second);
+  probes_.erase(it);
+  probe.timer->cancel();
+  probe.callback(std::move(report));
 }
 
 }  // namespace queue::daemon

@@ -17,6 +17,7 @@
 #include "auth/psk_tls.h"
 #include "cluster/hosts_file.h"
 #include "daemon/metrics.h"
+#include "util/result.h"
 #include "wire/channel.h"
 
 namespace queue::daemon {
@@ -67,6 +68,15 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // when the link is down, drops, or the peer does not answer within `timeout`.
   using ForwardCallback = std::function<void(wire::MessageType type, std::string payload)>;
   void Forward(wire::ForwardRequest request, std::chrono::milliseconds timeout, ForwardCallback callback);
+  // A large cluster's probe (LoadQuery): the peer's load as of now. Calls back
+  // exactly once, from the loop: with the peer's report, or an error when the
+  // peer does not answer within `timeout`. A link that is not up yet (made on
+  // demand a moment ago) holds the question until it is, within that time.
+  using LoadCallback = std::function<void(Result<wire::LoadReport> report)>;
+  void QueryLoad(std::chrono::milliseconds timeout, LoadCallback callback);
+  // Nothing is waiting on the link (no offer, forward, probe or unsent
+  // bytes): a link made on demand may be closed.
+  bool idle() const { return pending_.empty() && forwards_.empty() && probes_.empty() && pending_bytes() == 0; }
 
  private:
   using Channel = wire::Channel<auth::TlsStream>;
@@ -80,6 +90,8 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void CompleteForward(uint64_t request_id, wire::MessageType type, std::string payload);
   // Ends every forwarded request still waiting, with an error saying `why`.
   void FailForwards(const std::string& why);
+  void CompleteProbe(uint64_t request_id, Result<wire::LoadReport> report);
+  void SendHeldProbes();
 
   asio::io_context& io_;
   auth::PskTlsContext& tls_;
@@ -102,6 +114,12 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
     std::shared_ptr<asio::steady_timer> timer;
   };
   std::map<uint64_t, PendingForward> forwards_;
+  struct PendingProbe {
+    LoadCallback callback;
+    std::shared_ptr<asio::steady_timer> timer;
+    bool sent = false;
+  };
+  std::map<uint64_t, PendingProbe> probes_;
   std::function<void(uint64_t, uint32_t)> on_end_ack_;
   std::function<void()> on_ready_;
   MetricsRegistry* metrics_ = nullptr;

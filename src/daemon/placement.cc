@@ -1,6 +1,7 @@
 // Offering a job to the hosts, best first.
 #include "daemon/placement.h"
 
+#include <algorithm>
 #include <iostream>
 
 #include "daemon/bundle_sender.h"
@@ -29,19 +30,36 @@ void Placement::Start(uint64_t record_id, const wire::JobSpec& spec, const Place
     // asked again before any other host is.
     placement->candidates = {options.offered_to};
     placement->resolving = true;
-  } else {
-    sched::HostChooser chooser(c_.hosts, c_.self);
-    sched::PlacementRequest request{spec.queue, options.move_to.empty() ? spec.only_host : options.move_to,
-                                    spec.preferred_host, options.avoid, !options.bundle.empty()};
-    auto ranking = chooser.Rank(c_.table, request, load::Clock::now());
-    if (ranking.candidates.empty() && !request.exclude.empty()) {
-      request.exclude.clear();  // only hosts it left can take it: better there than nowhere
-      ranking = chooser.Rank(c_.table, request, load::Clock::now());
-    }
-    placement->candidates = std::move(ranking.candidates);
-    placement->refusals = std::move(ranking.refusals);
-    placement->any_temporary = ranking.temporary_refusals > 0;
+    return TryNextHost(placement, std::move(done));
   }
+  if (!prober_) return RankAndTry(placement, c_.hosts, options, std::move(done));
+  const std::string& named = options.move_to.empty() ? spec.only_host : options.move_to;
+  prober_(named, spec.preferred_host,
+          [this, placement, options, named, done = std::move(done)](std::vector<std::string> answered) mutable {
+            // A named host that did not answer is ranked too: its refusal
+            // ("not responding") is what the user reads.
+            std::vector<cluster::HostEntry> asked;
+            for (const auto& h : c_.hosts)
+              if (h.entry == named || std::find(answered.begin(), answered.end(), h.entry) != answered.end())
+                asked.push_back(h);
+            RankAndTry(placement, asked, options, std::move(done));
+          });
+}
+
+void Placement::RankAndTry(const std::shared_ptr<Attempt>& placement, const std::vector<cluster::HostEntry>& hosts,
+                           const PlacementOptions& options, Done done) {
+  const wire::JobSpec& spec = placement->spec;
+  sched::HostChooser chooser(hosts, c_.self);
+  sched::PlacementRequest request{spec.queue, options.move_to.empty() ? spec.only_host : options.move_to,
+                                  spec.preferred_host, options.avoid, !options.bundle.empty()};
+  auto ranking = chooser.Rank(c_.table, request, load::Clock::now());
+  if (ranking.candidates.empty() && !request.exclude.empty()) {
+    request.exclude.clear();  // only hosts it left can take it: better there than nowhere
+    ranking = chooser.Rank(c_.table, request, load::Clock::now());
+  }
+  placement->candidates = std::move(ranking.candidates);
+  placement->refusals = std::move(ranking.refusals);
+  placement->any_temporary = ranking.temporary_refusals > 0;
   // A batch job may wait for its named host to come back.
   if (spec.batch && !spec.only_host.empty()) placement->any_temporary = true;
   TryNextHost(placement, std::move(done));

@@ -84,6 +84,14 @@ class Placement {
   // it went, or why nowhere. `done` may run before Start returns.
   void Start(uint64_t record_id, const wire::JobSpec& spec, const PlacementOptions& options, Done done);
 
+  // A large cluster (issue 13) keeps no load table of every host: before a
+  // placement ranks, `prober` asks a few hosts (the one the job names, if
+  // any) for their load, and calls back, from the loop, with the hosts that
+  // answered and this host; only those are ranked. Unset: every host is.
+  using Prober = std::function<void(const std::string& named, const std::string& preferred,
+                                    std::function<void(std::vector<std::string>)> answered)>;
+  void ProbeFirst(Prober prober) { prober_ = std::move(prober); }
+
  private:
   struct Attempt {
     uint64_t record_id = 0;
@@ -96,6 +104,9 @@ class Placement {
     std::vector<std::string> refusals;
     bool any_temporary = false;
   };
+  // Ranks `hosts` (of c_.hosts) for the job and offers it, best first.
+  void RankAndTry(const std::shared_ptr<Attempt>& attempt, const std::vector<cluster::HostEntry>& hosts,
+                  const PlacementOptions& options, Done done);
   void TryNextHost(const std::shared_ptr<Attempt>& attempt, Done done);
   // Sends the offer (and its restart files first) to peer `host`.
   void OfferToPeer(const std::shared_ptr<Attempt>& attempt, const std::string& host,
@@ -115,6 +126,7 @@ class Placement {
   void Count(OfferFailure failure);
 
   PlacementContext c_;
+  Prober prober_;
 };
 
 }  // namespace queue::daemon

@@ -97,14 +97,14 @@ json StatusReport::Jobs(uint32_t uid, bool include_finished) const {
 
 std::string StatusReport::Status(uint32_t uid, const std::vector<std::string>& hosts,
                                  const migrate::CriuAvailability& criu, int64_t keep_finished_seconds,
-                                 load::Clock::time_point now) const {
+                                 load::Clock::time_point now, const std::function<bool(const std::string&)>& up) const {
   json out;
   out["host"] = self_;
   json host_list = json::array();
   for (const auto& h : hosts) {
     json entry{{"host", h}};
     const load::HostLoad* fresh = table_.Fresh(h, now);
-    entry["alive"] = fresh != nullptr;
+    entry["alive"] = up && h != self_ ? up(h) : fresh != nullptr;
     if (fresh != nullptr) {
       entry["load1"] = fresh->report.load1;
       entry["cpus"] = fresh->report.cpus;

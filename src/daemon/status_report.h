@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -53,9 +54,12 @@ class StatusReport {
   nlohmann::json Jobs(uint32_t uid, bool include_finished) const;
   // `queue --status`: every host of `hosts` with its load as of `now` and
   // its queues (with why one takes no job, as that host said it), this host's
-  // queues, the caller's unfinished jobs.
+  // queues, the caller's unfinished jobs. A host is up when its load is
+  // fresh, or, in a large cluster (`up` given), when the gossip says so; its
+  // load is then shown when a placement asked for it lately.
   std::string Status(uint32_t uid, const std::vector<std::string>& hosts, const migrate::CriuAvailability& criu,
-                     int64_t keep_finished_seconds, load::Clock::time_point now) const;
+                     int64_t keep_finished_seconds, load::Clock::time_point now,
+                     const std::function<bool(const std::string&)>& up = nullptr) const;
 
  private:
   JobLedger& ledger_;

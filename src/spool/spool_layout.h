@@ -34,6 +34,11 @@ class SpoolLayout {
   std::string Database() const { return root_ + "/jobs.db"; }
   std::string Log() const { return root_ + "/queued.log"; }
   std::string Private() const { return root_ + "/.queued"; }
+  // A large cluster's Serf agent (daemon/gossip_members): its keyring (0600),
+  // what it knew (to rejoin after a restart) and its own log.
+  std::string GossipKeyring() const { return Private() + "/serf.keyring"; }
+  std::string GossipSnapshot() const { return Private() + "/serf.snapshot"; }
+  std::string GossipLog() const { return root_ + "/serf.log"; }
 
   std::string RunDir() const { return Private() + "/run"; }
   std::string RunFile(uint64_t id, std::string_view suffix) const;  // ".sock", ".status"

@@ -115,8 +115,10 @@ std::string StatusText(const json& status, bool colour) {
   for (const auto& h : status.value("hosts", json::array())) {
     bool alive = h.value("alive", false);
     std::vector<Cell> host{{Text(h, "host")}, {alive ? "up" : "down", alive ? kGreen : kRed}};
-    host.push_back({alive ? Fixed(h.value("load1", 0.0), 2) : "-"});
-    host.push_back({alive ? Text(h, "cpus") : "-"});
+    // A large cluster knows the load of the hosts it asked lately only.
+    const bool known = alive && h.contains("load1");
+    host.push_back({known ? Fixed(h.value("load1", 0.0), 2) : "-"});
+    host.push_back({known ? Text(h, "cpus") : "-"});
     json queues = h.value("queues", json::array());
     if (queues.empty()) hosts.push_back(host);
     for (const auto& q : queues) {

@@ -344,6 +344,22 @@ ForwardReply ForwardReply::Decode(Reader& r) {
   return f;
 }
 
+void LoadQuery::Encode(Writer& w) const { w.u64(request_id); }
+
+LoadQuery LoadQuery::Decode(Reader& r) { return LoadQuery{r.u64()}; }
+
+void LoadAnswer::Encode(Writer& w) const {
+  w.u64(request_id);
+  report.Encode(w);
+}
+
+LoadAnswer LoadAnswer::Decode(Reader& r) {
+  LoadAnswer a;
+  a.request_id = r.u64();
+  a.report = LoadReport::Decode(r);
+  return a;
+}
+
 void MigrateJob::Encode(Writer& w) const {
   w.u64(origin_job_id);
   w.str(reason);

@@ -21,7 +21,8 @@ namespace queue::wire {
 // 3: CancelJob names the run it ends. 4: job ids name their submit host
 // (JobId), and a daemon forwards a client's request to the host that has the job.
 // 5: job arrays (BulkSubmitRequest), and CancelRequest may name one element.
-inline constexpr uint16_t kProtocolVersion = 5;
+// 6: LoadQuery/LoadAnswer (placement by sampling in a large cluster).
+inline constexpr uint16_t kProtocolVersion = 6;
 
 enum class MessageType : uint16_t {
   kHello = 1,
@@ -63,6 +64,8 @@ enum class MessageType : uint16_t {
   // daemon <-> daemon, continued
   kForwardRequest = 50,
   kForwardReply = 51,
+  kLoadQuery = 52,
+  kLoadAnswer = 53,
   // client <-> local daemon, continued
   kBulkSubmitReply = 60,
   kTransferProgress = 61,
@@ -411,6 +414,24 @@ struct ForwardReply {
   std::string payload;
   void Encode(Writer& w) const;
   static ForwardReply Decode(Reader& r);
+};
+
+// A large cluster's placement asks a few hosts chosen at random for their
+// load (issue 13) instead of keeping every host's: one question, answered on
+// the same connection with the host's LoadReport as of now.
+struct LoadQuery {
+  static constexpr MessageType kType = MessageType::kLoadQuery;
+  uint64_t request_id = 0;  // matches the answer on this connection
+  void Encode(Writer& w) const;
+  static LoadQuery Decode(Reader& r);
+};
+
+struct LoadAnswer {
+  static constexpr MessageType kType = MessageType::kLoadAnswer;
+  uint64_t request_id = 0;
+  LoadReport report;
+  void Encode(Writer& w) const;
+  static LoadAnswer Decode(Reader& r);
 };
 
 // Execution daemon -> submit daemon: a piece of a batch job's output, in order.

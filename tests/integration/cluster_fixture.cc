@@ -130,16 +130,47 @@ bool CanBind(const std::string& address) {
 
 // A port of `address` that nothing is bound to, held (the socket stays open)
 // until the caller closes `*held`, so that the ports of one cluster differ.
-uint16_t FreePort(const std::string& address, int* held) {
-  *held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+// Binds `address`:`port` (0: any) with a socket of `type`; -1 when taken.
+int BindPort(const std::string& address, uint16_t port, int type, uint16_t* bound) {
+  int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
   sockaddr_in where{};
   where.sin_family = AF_INET;
+  where.sin_port = htons(port);
   inet_pton(AF_INET, address.c_str(), &where.sin_addr);
-  if (bind(*held, reinterpret_cast<sockaddr*>(&where), sizeof where) != 0)
-    throw std::runtime_error("cannot bind " + address + ": " + std::strerror(errno));
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&where), sizeof where) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
   socklen_t len = sizeof where;
-  getsockname(*held, reinterpret_cast<sockaddr*>(&where), &len);
-  return ntohs(where.sin_port);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&where), &len);
+  *bound = ntohs(where.sin_port);
+  return fd;
+}
+
+// A free port whose next count - 1 ports are free too (TCP and UDP), held
+// (their sockets added to `held`) until the daemons start.
+uint16_t FreePort(const std::string& address, std::vector<int>* held, int count = 1) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    uint16_t port = 0;
+    int first = BindPort(address, 0, SOCK_STREAM, &port);
+    if (first < 0) throw std::runtime_error("cannot bind " + address + ": " + std::strerror(errno));
+    std::vector<int> run{first};
+    bool free = port <= 65535 - count;
+    for (int k = 1; k < count && free; ++k) {
+      uint16_t same = 0;
+      for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+        int fd = BindPort(address, static_cast<uint16_t>(port + k), type, &same);
+        if (fd < 0) free = false;
+        else run.push_back(fd);
+      }
+    }
+    if (free) {
+      held->insert(held->end(), run.begin(), run.end());
+      return port;
+    }
+    for (int fd : run) close(fd);
+  }
+  throw std::runtime_error("no " + std::to_string(count) + " free ports in a row on " + address);
 }
 
 }  // namespace
@@ -313,8 +344,7 @@ std::unique_ptr<TestCluster> TestCluster::Start(int n, ClusterOptions options) {
     if (i < static_cast<int>(cluster->options_.host_entries.size())) {
       h.entry = cluster->options_.host_entries[i];
     } else {
-      held_ports.push_back(-1);
-      h.entry = address + ":" + std::to_string(FreePort(address, &held_ports.back()));
+      h.entry = address + ":" + std::to_string(FreePort(address, &held_ports, cluster->options_.ports_per_host));
     }
     std::string base = dir + "/host" + std::to_string(i);
     std::filesystem::create_directories(base);

@@ -100,6 +100,9 @@ struct ClusterOptions {
   std::vector<std::string> daemon_args;
   // Extra options for the queued of these host indexes (e.g. its own --metrics port).
   std::map<int, std::vector<std::string>> host_daemon_args;
+  // Ports each host needs from its entry's on (3 for a gossip membership: the
+  // serf agent takes port + 1, TCP and UDP, and port + 2 for its RPC).
+  int ports_per_host = 1;
 };
 
 class TestCluster {

@@ -132,6 +132,29 @@ TEST(Messages, LoadReportRejectsNaN) {
   EXPECT_FALSE(DecodePayload<LoadReport>(EncodePayload(l)).ok());
 }
 
+// A large cluster's probe: the answer carries the whole report and is held
+// to the same bounds (a NaN load is refused inside an answer too).
+TEST(Messages, LoadAnswerRoundTripsAReportAndKeepsItsChecks) {
+  LoadAnswer a;
+  a.request_id = 77;
+  a.report.host = "10.0.0.7:15002";
+  a.report.load1 = 1.5;
+  a.report.cpus = 16;
+  a.report.queues = {{"now", 2, 8, 8, 1.0, true, "", false}};
+  auto back = DecodePayload<LoadAnswer>(EncodePayload(a));
+  ASSERT_TRUE(back.ok()) << back.message();
+  EXPECT_EQ(back->request_id, 77u);
+  EXPECT_EQ(back->report.host, "10.0.0.7:15002");
+  EXPECT_EQ(back->report.cpus, 16u);
+  ASSERT_EQ(back->report.queues.size(), 1u);
+  EXPECT_EQ(back->report.queues[0].running, 2u);
+  a.report.load1 = std::nan("");
+  EXPECT_FALSE(DecodePayload<LoadAnswer>(EncodePayload(a)).ok());
+  auto query = DecodePayload<LoadQuery>(EncodePayload(LoadQuery{5}));
+  ASSERT_TRUE(query.ok());
+  EXPECT_EQ(query->request_id, 5u);
+}
+
 TEST(Messages, HelloNeedsMagic) {
   Writer w;
   w.str("HTTP/");

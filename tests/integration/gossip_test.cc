@@ -1,0 +1,97 @@
+// A large cluster's membership (issue 13): daemons that learn who is up from
+// their serf agents' gossip, make links only when they need one, and place a
+// job by asking a few hosts chosen at random for their load. With the real
+// serf (scripts/install-deps.sh installs it); the test fails without it.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "batch_helpers.h"
+#include "cluster_fixture.h"
+
+namespace queue::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+ClusterOptions Gossip(std::vector<std::string> extra = {}) {
+  ClusterOptions options;
+  options.daemon_args = {"--gossip-profile", "local"};  // loopback: failures seen in seconds
+  options.daemon_args.insert(options.daemon_args.end(), extra.begin(), extra.end());
+  options.ports_per_host = 3;  // the agent's gossip (port + 1) and RPC (port + 2)
+  return options;
+}
+
+// The sockets process `pid` holds (TCP and Unix, listening or connected).
+int SocketsOf(pid_t pid) {
+  int sockets = 0;
+  std::error_code ec;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code link_ec;
+    auto target = std::filesystem::read_symlink(fd.path(), link_ec);
+    if (!link_ec && target.string().rfind("socket:", 0) == 0) ++sockets;
+  }
+  return sockets;
+}
+
+TEST(Gossip, APlacementAsksTheHostsAndTheGossipSeesAKilledHost) {
+  auto cluster = TestCluster::Start(4, Gossip({"--membership", "gossip", "--host-timeout", "3"}));
+  ASSERT_TRUE(cluster->WaitForView(30s)) << cluster->log(0);
+  EXPECT_NE(cluster->log(0).find("membership from the serf agent"), std::string::npos) << cluster->log(0);
+  // No load is pushed: the only load host 0 knows is its own until it asks.
+  // With hosts 0-2 loaded, every job goes to host 3: a placement asks three
+  // hosts up in the gossip (here all three peers) and takes the least loaded.
+  for (int i : {0, 1, 2}) cluster->SetLoad(i, 6.0);
+  std::this_thread::sleep_for(1500ms);  // the heartbeat reads the load files
+  for (int round = 0; round < 3; ++round) {
+    auto run = cluster->Queue(0, {"-i", "-w", "-n", "--", "sh", "-c", "echo $QUEUE_HOST"});
+    ASSERT_EQ(run.exit_code, 0) << run.err << cluster->log(0);
+    EXPECT_EQ(run.out, cluster->entry(3) + "\n") << cluster->log(0);
+  }
+  // `queue --status` on host 0 shows host 3's load, learnt by asking.
+  auto status = cluster->Status(0);
+  ASSERT_FALSE(status.is_null());
+  bool shown = false;
+  for (const auto& h : status["hosts"])
+    if (h["host"] == cluster->entry(3)) shown = h.value("alive", false) && h.contains("load1");
+  EXPECT_TRUE(shown) << status.dump();
+
+  // Host 2 dies with its job; its agent goes with it (parent-death signal),
+  // the gossip marks it failed, and after --host-timeout its job from host 0
+  // is lost with it.
+  std::string cwd = MakeDir(*cluster, "work");
+  uint64_t id = SubmitBatch(*cluster, 0, {"-h", cluster->entry(2), "--", "sh", "-c", "echo $$ > pid; exec sleep 60"}, cwd);
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(2) && !ReadFile(cwd + "/pid").empty(); },
+                        15s))
+      << cluster->log(0);
+  pid_t job = 0;
+  std::istringstream(ReadFile(cwd + "/pid")) >> job;
+  cluster->StopDaemon(2, SIGKILL);
+  if (job > 0) kill(-job, SIGKILL);
+  ASSERT_TRUE(WaitForEnds(*cluster, 0, {id}, 30s)) << cluster->log(0);
+  auto ended = AllJobs(*cluster, 0)[id];
+  EXPECT_EQ(ended["state"], "failed") << ended.dump();
+  EXPECT_NE(ended.value("message", "").find(cluster->entry(2)), std::string::npos) << ended.dump();
+  EXPECT_NE(cluster->log(0).find(cluster->entry(2) + " is down (serf: failed)"), std::string::npos) << cluster->log(0);
+  ASSERT_TRUE(cluster->WaitForView(15s, {2}));
+}
+
+// Above 16 hosts in the hosts file the gossip is the default, and an idle
+// daemon holds no connection per peer (a full mesh of 18 would hold 34).
+TEST(Gossip, AboveSixteenHostsAnIdleDaemonHoldsNoConnectionPerPeer) {
+  auto cluster = TestCluster::Start(18, Gossip());
+  ASSERT_TRUE(cluster->WaitForView(60s)) << cluster->log(0);
+  EXPECT_NE(cluster->log(0).find("membership from the serf agent"), std::string::npos) << cluster->log(0);
+  auto run = cluster->Queue(0, {"-i", "-w", "-n", "--", "true"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  for (int i : {0, 9, 17}) {
+    int sockets = SocketsOf(cluster->daemon_pid(i));
+    EXPECT_LT(sockets, 16) << "host " << i;
+  }
+}
+
+}  // namespace
+}  // namespace queue::testing

@@ -604,20 +604,21 @@ class Bench:
         # One placement: three hosts asked, the least loaded takes the job.
         runs = 5 if self.quick else 30
         q = [str(self.bin / "queue"), "--socket", str(cluster.sockets[0]), "-i", "-w", "-n", "--", "true"]
-        times = []
-        for _ in range(runs):
-            t = time.monotonic()
-            subprocess.run(q, check=True, stdout=subprocess.DEVNULL, env=dict(self.env, **cluster.env))
-            times.append((time.monotonic() - t) * 1000)
-        floor = []
-        for _ in range(runs):
-            t = time.monotonic()
-            subprocess.run(["/bin/true"], check=True)
-            floor.append((time.monotonic() - t) * 1000)
+        one = [str(self.bin / "queue"), "-i", "-w", "-n", "--", "true"]
+        times, single, floor = [], [], []
+        for _ in range(runs):  # interleaved
+            for argv, env, into in ((q, dict(self.env, **cluster.env), times),
+                                    (one, dict(self.env, **self.queue.env), single), (["/bin/true"], None, floor)):
+                t = time.monotonic()
+                subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+                into.append((time.monotonic() - t) * 1000)
         self.figure(f"One interactive job in the {n}-host cluster", "ms", False,
-                    [("true (fork+exec+wait)", "floor", floor), ("queue -i -w -n -- true", "queue", times)],
-                    notes=[f"{runs} runs from host 0: each placement asks 3 hosts chosen at random among those "
-                           "the gossip says are up (one round trip on links made on demand), then offers the job."])
+                    [("true (fork+exec+wait)", "floor", floor),
+                     (f"queue -i -w -n -- true, {n} hosts, gossip", "queue", times),
+                     ("queue -i -w -n -- true, one host (no question asked)", "part", single)],
+                    notes=[f"{runs} runs of each, interleaved, from host 0: each placement asks 3 hosts chosen at "
+                           "random among those the gossip says are up (one round trip, on links made on demand "
+                           "or still open), then offers the job to the least loaded."])
         # Detection: a daemon killed (its agent dies with it), and a host hung
         # (daemon and agent stopped): until host 0 shows it down.
         def down(k):
@@ -731,11 +732,14 @@ def machine():
 def report(bench, started, errors, done, chosen):
     lines = ["# Benchmark results", ""]
     mode = "QUICK RUN (--quick: tiny counts, the figures say little)" if bench.quick else "full run"
+    if bench.args.only:
+        mode += f" of the parts {bench.args.only} only (--only)"
     if done != chosen:  # written after each part: a run stopped half-way must not pass for a whole one
         mode += (f", UNFINISHED: parts done {', '.join(done) or 'none'}; not run "
                  f"{', '.join(p for p in chosen if p not in done)}")
     busy = max(float(l) for _, l in bench.loads + [(None, f["load"]) for f in bench.figures])
-    lines += [f"Made by `scripts/bench.py{' --quick' if bench.quick else ''}` on "
+    flags = (" --quick" if bench.quick else "") + (f" --only {bench.args.only}" if bench.args.only else "")
+    lines += [f"Made by `scripts/bench.py{flags}` on "
               f"{started.strftime('%Y-%m-%d %H:%M UTC')}: {mode}.", "",
               f"- machine: {machine()}",
               "- 1-minute load: " + ", ".join(f"{w} {l}" for w, l in bench.loads) +

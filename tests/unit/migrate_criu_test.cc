@@ -443,6 +443,22 @@ std::vector<std::pair<int, std::string>> OpenFds(pid_t pid) {
   return fds;
 }
 
+// The same once it holds still: just after the exec the dynamic loader opens
+// and closes the program's libraries, and a listing taken then shows such an
+// fd (or one already gone, with no target). Two listings alike, 20 ms apart,
+// with every target readable, are what the program itself holds.
+std::vector<std::pair<int, std::string>> SettledFds(pid_t pid) {
+  auto fds = OpenFds(pid);
+  for (int tries = 0; tries < 100; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto again = OpenFds(pid);
+    bool readable = std::none_of(again.begin(), again.end(), [](const auto& fd) { return fd.second.empty(); });
+    if (again == fds && readable) return again;
+    fds = std::move(again);
+  }
+  return fds;
+}
+
 TEST_F(SpawnCriuTest, ChildGetsDevNullStreamsThePassedFdsAndNoOtherFd) {
   // An fd without close-on-exec, as a library might leave one: it must not reach criu.
   int leaky = open("/dev/null", O_RDONLY);
@@ -453,7 +469,7 @@ TEST_F(SpawnCriuTest, ChildGetsDevNullStreamsThePassedFdsAndNoOtherFd) {
   close(leaky);
   ASSERT_TRUE(child.ok()) << child.message();
   ASSERT_TRUE(WaitForExec(*child, "/bin/sleep"));
-  auto fds = OpenFds(*child);
+  auto fds = SettledFds(*child);
   KillAndReap(*child);
   const std::string pipe_name = PipeName(passed[0]);
   close(passed[0]);
@@ -469,7 +485,7 @@ TEST_F(SpawnCriuTest, StdinMayBeGiven) {
   Result<pid_t> child = SpawnCriu({"/bin/sleep", "30"}, {}, kRoot, CriuStep::kRestore, input[0]);
   ASSERT_TRUE(child.ok()) << child.message();
   ASSERT_TRUE(WaitForExec(*child, "/bin/sleep"));
-  auto fds = OpenFds(*child);
+  auto fds = SettledFds(*child);
   KillAndReap(*child);
   const std::string pipe_name = PipeName(input[0]);
   close(input[0]);

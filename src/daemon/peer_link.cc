@@ -75,6 +75,7 @@ void PeerLink::OnFrame(wire::MessageType type, std::string_view payload) {
       if (!last_failure_.empty()) std::cerr << "queued: connected to peer " << peer_.entry << "\n";
       last_failure_.clear();
       SendHeldProbes();
+      SendHeldForwards();
       if (on_ready_) on_ready_();
       return;
     }
@@ -202,8 +203,13 @@ void PeerLink::Place(wire::PlaceJob request, std::chrono::milliseconds timeout, 
 
 void PeerLink::Forward(wire::ForwardRequest request, std::chrono::milliseconds timeout, ForwardCallback callback) {
   uint64_t id = next_request_++;
-  auto timer = std::make_shared<asio::steady_timer>(io_, connected() ? timeout : std::chrono::milliseconds(0));
-  forwards_[id] = PendingForward{std::move(callback), timer};
+  // A link still making its first connection (made on demand a moment ago,
+  // in a large cluster) holds the request until it is up; one known to be
+  // down answers at once.
+  const bool hold = !connected() && last_failure_.empty() && !stopped_;
+  auto timer = std::make_shared<asio::steady_timer>(io_, connected() || hold ? timeout : std::chrono::milliseconds(0));
+  request.request_id = id;
+  forwards_[id] = PendingForward{std::move(callback), timer, hold ? std::optional(request) : std::nullopt};
   auto self = shared_from_this();
   const std::string why = connected() ? peer_.entry + " did not answer in time"
                                       : peer_.entry + " cannot be reached now" +
@@ -212,9 +218,16 @@ void PeerLink::Forward(wire::ForwardRequest request, std::chrono::milliseconds t
   timer->async_wait([self, id, why](const asio::error_code& ec) {
     if (!ec) self->CompleteForward(id, wire::MessageType::kErrorReply, wire::EncodePayload(wire::ErrorReply{why}));
   });
+  if (connected()) channel_->Send(request);
+}
+
+void PeerLink::SendHeldForwards() {
   if (!connected()) return;
-  request.request_id = id;
-  channel_->Send(request);
+  for (auto& [id, forward] : forwards_) {
+    if (!forward.held) continue;
+    channel_->Send(*forward.held);
+    forward.held.reset();
+  }
 }
 
 void PeerLink::CompleteForward(uint64_t request_id, wire::MessageType type, std::string payload) {

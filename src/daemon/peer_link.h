@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <asio.hpp>
@@ -66,6 +67,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   // A user's request about a job submitted on the peer. Calls back exactly
   // once, never from inside this call: with the peer's answer, or an ErrorReply
   // when the link is down, drops, or the peer does not answer within `timeout`.
+  // A link still making its first connection holds it until it is up.
   using ForwardCallback = std::function<void(wire::MessageType type, std::string payload)>;
   void Forward(wire::ForwardRequest request, std::chrono::milliseconds timeout, ForwardCallback callback);
   // A large cluster's probe (LoadQuery): the peer's load as of now. Calls back
@@ -92,6 +94,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void FailForwards(const std::string& why);
   void CompleteProbe(uint64_t request_id, Result<wire::LoadReport> report);
   void SendHeldProbes();
+  void SendHeldForwards();
 
   asio::io_context& io_;
   auth::PskTlsContext& tls_;
@@ -112,6 +115,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   struct PendingForward {
     ForwardCallback callback;
     std::shared_ptr<asio::steady_timer> timer;
+    std::optional<wire::ForwardRequest> held;  // not sent yet: the link was not up
   };
   std::map<uint64_t, PendingForward> forwards_;
   struct PendingProbe {

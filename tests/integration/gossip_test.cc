@@ -59,10 +59,19 @@ TEST(Gossip, APlacementAsksTheHostsAndTheGossipSeesAKilledHost) {
     if (h["host"] == cluster->entry(3)) shown = h.value("alive", false) && h.contains("load1");
   EXPECT_TRUE(shown) << status.dump();
 
+  // A request about a job goes to its submit host on a link made for it: a
+  // cancel given on host 1 for a job of host 0's (a link host 1 never needed).
+  std::string cwd = MakeDir(*cluster, "work");
+  uint64_t waiting = SubmitBatch(*cluster, 0, {"-h", cluster->entry(3), "--", "sleep", "60"}, cwd);
+  auto cancel = cluster->Queue(1, {"--cancel", JobLabel(waiting)});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.out << cancel.err << cluster->log(1);
+  ASSERT_TRUE(WaitForEnds(*cluster, 0, {waiting}, 20s)) << cluster->log(0);
+  auto cancelled = AllJobs(*cluster, 0)[waiting];  // ended by a signal where it ran (not 60 s later)
+  EXPECT_TRUE(cancelled["state"] == "cancelled" || cancelled.contains("signal")) << cancelled.dump();
+
   // Host 2 dies with its job; its agent goes with it (parent-death signal),
   // the gossip marks it failed, and after --host-timeout its job from host 0
   // is lost with it.
-  std::string cwd = MakeDir(*cluster, "work");
   uint64_t id = SubmitBatch(*cluster, 0, {"-h", cluster->entry(2), "--", "sh", "-c", "echo $$ > pid; exec sleep 60"}, cwd);
   ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(2) && !ReadFile(cwd + "/pid").empty(); },
                         15s))

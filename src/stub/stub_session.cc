@@ -200,12 +200,21 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
 
   // What the daemon says while a shepherd is attached is about the job's next
   // placement: the daemon hears of a checkpoint before the shepherd's kMoved
-  // reaches us, so the news waits for that kMoved (OnMoved).
+  // reaches us, so the news waits for that kMoved (OnMoved). But the
+  // shepherd of a moved job's new placement may reach us before the daemon's
+  // word of that placement does: news that comes while its placement is still
+  // awaited is about the job as it runs now, and its note is shown at once.
   void OnDaemonFrame(wire::MessageType type, std::string_view payload) {
     if (type == wire::MessageType::kTransferProgress) return OnTransferProgress(payload);
     if (type == wire::MessageType::kSubmitReply) {
       auto placed = wire::DecodePayload<wire::SubmitReply>(payload);
       if (!placed.ok()) return;
+      if (job_ && awaiting_placement_) {
+        if (placed->host.empty()) return;  // it waited before it was placed: old news
+        awaiting_placement_ = false;
+        if (!placed->waiting_reason.empty()) PrintNotice(placed->waiting_reason);
+        return;
+      }
       if (job_) {
         next_placements_.push_back(std::move(placed.value()));
         return;
@@ -230,6 +239,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
       return;
     }
     waiting_ = false;
+    awaiting_placement_ = false;
     exec_host_ = placed.host;
     // A moved job placed again: where it goes, and from what (its restart
     // files, or the beginning when it wrote none).
@@ -366,6 +376,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
     auto moved = std::exchange(job_, nullptr);
     asio::post(io_, [moved] { moved->Close("the job moved"); });
     moving_ = true;
+    awaiting_placement_ = true;
     if (restart_error_) return Finish(Error(*restart_error_));
     if (!next_placements_.empty()) {
       // In order: why it could not go where it was asked, then where it goes.
@@ -620,6 +631,7 @@ class StubSession : public std::enable_shared_from_this<StubSession> {
   std::vector<int> held_signals_;  // arrived while no shepherd was attached
   bool waiting_ = false;            // no host has taken the job yet
   bool moving_ = false;             // checkpointed (kMoved), until the next shepherd attaches
+  bool awaiting_placement_ = false;  // moved, and the daemon's word of where to has not come yet
   bool accepting_ = false;
   bool timer_armed_ = false;
   bool daemon_lost_ = false;

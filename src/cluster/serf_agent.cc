@@ -38,6 +38,7 @@ std::vector<std::string> SerfAgentArgv(const SerfAgentConfig& c) {
                                 c.bind,              "-rpc-addr", c.rpc,      "-profile", c.profile,
                                 "-log-level",        "warn"};
   if (!c.keyring_file.empty()) argv.insert(argv.end(), {"-keyring-file", c.keyring_file});
+  if (!c.config_file.empty()) argv.insert(argv.end(), {"-config-file", c.config_file});
   if (!c.snapshot_file.empty()) argv.insert(argv.end(), {"-snapshot", c.snapshot_file});
   for (const auto& address : c.join) argv.insert(argv.end(), {"-retry-join", address});
   if (!c.join.empty()) argv.insert(argv.end(), {"-retry-interval", "5s"});
@@ -51,18 +52,13 @@ Result<std::string> GossipKey(const std::string& key) {
   return auth::Base64(*derived);
 }
 
-Status WriteKeyring(const std::string& path, const std::vector<std::string>& cluster_keys) {
-  if (cluster_keys.empty()) return Fail("no cluster key for the gossip keyring");
-  nlohmann::json keys = nlohmann::json::array();
-  for (const auto& key : cluster_keys) {
-    auto gossip = GossipKey(key);
-    if (!gossip.ok()) return Fail(gossip.message());
-    keys.push_back(*gossip);
-  }
+namespace {
+
+// `text` into `path`, mode 0600, through a temporary file renamed over it.
+Status WritePrivateFile(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Fail("cannot write " + tmp + ": " + std::strerror(errno));
-  const std::string text = keys.dump() + "\n";
   bool written = ::fchmod(fd, 0600) == 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
                  ::fsync(fd) == 0;
   int saved = errno;
@@ -73,6 +69,23 @@ Status WriteKeyring(const std::string& path, const std::vector<std::string>& clu
     return Fail("cannot write " + path + ": " + std::strerror(saved));
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteKeyring(const std::string& path, const std::vector<std::string>& cluster_keys) {
+  if (cluster_keys.empty()) return Fail("no cluster key for the gossip keyring");
+  nlohmann::json keys = nlohmann::json::array();
+  for (const auto& key : cluster_keys) {
+    auto gossip = GossipKey(key);
+    if (!gossip.ok()) return Fail(gossip.message());
+    keys.push_back(*gossip);
+  }
+  return WritePrivateFile(path, keys.dump() + "\n");
+}
+
+Status WriteAgentConfig(const std::string& path, const std::string& rpc_key) {
+  return WritePrivateFile(path, nlohmann::json{{"rpc_auth", rpc_key}}.dump() + "\n");
 }
 
 std::shared_ptr<SerfAgent> SerfAgent::Create(asio::io_context& io, SerfAgentConfig config) {

@@ -31,6 +31,7 @@ struct SerfAgentConfig {
   std::string bind;                  // gossip address, "IP:PORT"
   std::string rpc;                   // the agent's RPC address, "127.0.0.1:PORT" (loopback: it has no auth)
   std::string keyring_file;          // written by WriteKeyring
+  std::string config_file;           // written by WriteAgentConfig: the RPC's key (not in argv, which all can read)
   std::string snapshot_file;         // where the agent keeps what it knew, to rejoin after a restart
   std::vector<std::string> join;     // gossip addresses to join through (retried until one answers)
   std::map<std::string, std::string> tags;
@@ -50,6 +51,12 @@ Result<std::string> GossipKey(const std::string& key);
 // rolling change of the cluster key both are accepted), mode 0600, replaced
 // atomically.
 Status WriteKeyring(const std::string& path, const std::vector<std::string>& cluster_keys);
+
+// Writes the agent's config file: `rpc_key`, which an RPC client must give
+// (serf's "auth" command) before the agent does anything for it, so that a
+// local user cannot make this host leave the cluster, or end the agent, through
+// the RPC port. Mode 0600, replaced atomically.
+Status WriteAgentConfig(const std::string& path, const std::string& rpc_key);
 
 class SerfAgent : public std::enable_shared_from_this<SerfAgent> {
  public:

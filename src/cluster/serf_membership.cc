@@ -13,12 +13,12 @@ constexpr const char* kMemberEvents = "member-join,member-leave,member-failed,me
 
 }  // namespace
 
-std::shared_ptr<SerfMembership> SerfMembership::Create(asio::io_context& io, std::string rpc) {
-  return std::shared_ptr<SerfMembership>(new SerfMembership(io, std::move(rpc)));
+std::shared_ptr<SerfMembership> SerfMembership::Create(asio::io_context& io, std::string rpc, std::string rpc_key) {
+  return std::shared_ptr<SerfMembership>(new SerfMembership(io, std::move(rpc), std::move(rpc_key)));
 }
 
-SerfMembership::SerfMembership(asio::io_context& io, std::string rpc)
-    : io_(io), rpc_(std::move(rpc)), socket_(io), retry_(io) {}
+SerfMembership::SerfMembership(asio::io_context& io, std::string rpc, std::string rpc_key)
+    : io_(io), rpc_(std::move(rpc)), rpc_key_(std::move(rpc_key)), socket_(io), retry_(io) {}
 
 size_t SerfMembership::CountIn(serf::MemberStatus status) const {
   size_t n = 0;
@@ -63,15 +63,17 @@ void SerfMembership::OnConnected() {
   outbox_.clear();
   writing_ = false;
   handshake_seq_ = next_seq_++;
+  auth_seq_ = rpc_key_.empty() ? 0 : next_seq_++;
   members_seq_ = next_seq_++;
   stream_seq_ = next_seq_++;
   reader_->Expect(handshake_seq_, serf::Body::kNone);
+  if (auth_seq_ != 0) reader_->Expect(auth_seq_, serf::Body::kNone);
   reader_->Expect(members_seq_, serf::Body::kMembers);
   reader_->Expect(stream_seq_, serf::Body::kStream);
   // Subscribed before the list is asked: an event between the two is not lost
   // (an event older than the list is overwritten by it).
-  Send(serf::EncodeHandshake(handshake_seq_) + serf::EncodeStream(stream_seq_, kMemberEvents) +
-       serf::EncodeMembers(members_seq_));
+  Send(serf::EncodeHandshake(handshake_seq_) + (auth_seq_ != 0 ? serf::EncodeAuth(auth_seq_, rpc_key_) : "") +
+       serf::EncodeStream(stream_seq_, kMemberEvents) + serf::EncodeMembers(members_seq_));
   Read();
 }
 
@@ -96,6 +98,8 @@ void SerfMembership::Read() {
 
 void SerfMembership::OnReply(serf::Reply reply) {
   if (reply.seq == handshake_seq_ && !reply.error.empty()) return Drop("the serf agent refused us: " + reply.error);
+  if (auth_seq_ != 0 && reply.seq == auth_seq_ && !reply.error.empty())
+    return Drop("the serf agent refused our RPC key: " + reply.error);
   if (auto waiting = pending_.find(reply.seq); waiting != pending_.end()) {
     auto done = std::move(waiting->second);
     pending_.erase(waiting);

@@ -29,8 +29,9 @@ class SerfMembership : public std::enable_shared_from_this<SerfMembership> {
  public:
   using OnChange = std::function<void(const serf::Member& now)>;
 
-  // `rpc`: the agent's RPC address, "IP:PORT".
-  static std::shared_ptr<SerfMembership> Create(asio::io_context& io, std::string rpc);
+  // `rpc`: the agent's RPC address, "IP:PORT"; `rpc_key`: the key its config
+  // asks of RPC clients ("" for an agent that asks none).
+  static std::shared_ptr<SerfMembership> Create(asio::io_context& io, std::string rpc, std::string rpc_key = "");
 
   void Start(OnChange on_change);
   void Stop();
@@ -44,7 +45,7 @@ class SerfMembership : public std::enable_shared_from_this<SerfMembership> {
   void Join(std::vector<std::string> addresses, std::function<void(Status)> done);
 
  private:
-  SerfMembership(asio::io_context& io, std::string rpc);
+  SerfMembership(asio::io_context& io, std::string rpc, std::string rpc_key);
   void Connect();
   void OnConnected();
   void Read();
@@ -56,13 +57,14 @@ class SerfMembership : public std::enable_shared_from_this<SerfMembership> {
 
   asio::io_context& io_;
   std::string rpc_;
+  std::string rpc_key_;
   asio::ip::tcp::socket socket_;
   asio::steady_timer retry_;
   std::unique_ptr<serf::ReplyReader> reader_;  // new for each connection
   std::array<char, 64 * 1024> buffer_{};
   std::deque<std::string> outbox_;
   bool writing_ = false, connected_ = false, stopped_ = true;
-  uint64_t next_seq_ = 0, members_seq_ = 0, stream_seq_ = 0, handshake_seq_ = 0;
+  uint64_t next_seq_ = 0, members_seq_ = 0, stream_seq_ = 0, handshake_seq_ = 0, auth_seq_ = 0;
   std::map<uint64_t, std::function<void(Status)>> pending_;
   std::map<std::string, serf::Member> members_;
   OnChange on_change_;

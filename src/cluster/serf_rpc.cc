@@ -148,6 +148,14 @@ std::string EncodeHandshake(uint64_t seq) {
   });
 }
 
+std::string EncodeAuth(uint64_t seq, std::string_view key) {
+  return Request("auth", seq, [key](Packer& p) {
+    p.pack_map(1);
+    p.pack(std::string("AuthKey"));
+    p.pack(std::string(key));
+  });
+}
+
 std::string EncodeMembers(uint64_t seq) { return Request("members", seq); }
 
 std::string EncodeStream(uint64_t seq, std::string_view types) {

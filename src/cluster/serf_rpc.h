@@ -40,6 +40,8 @@ struct Member {
 inline constexpr int kIpcVersion = 1;
 
 std::string EncodeHandshake(uint64_t seq);
+// The agent's RPC key (its config's rpc_auth), given right after the handshake.
+std::string EncodeAuth(uint64_t seq, std::string_view key);
 std::string EncodeMembers(uint64_t seq);
 // Subscribes to events of the comma-separated `types` ("member-join,member-failed").
 std::string EncodeStream(uint64_t seq, std::string_view types);

@@ -248,8 +248,9 @@ Status DaemonImpl::Init() {
   if (auto made = layout_.MakePrivateDirs(); !made.ok()) return made;
   if (config_.membership == Membership::kGossip ||
       (config_.membership == Membership::kAuto && hosts_.size() > kMostFullMeshHosts)) {
-    GossipConfig gossip{config_.serf_program, config_.gossip_profile, layout_.GossipKeyring(),
-                        layout_.GossipSnapshot(), layout_.GossipLog(), cluster_keys_};
+    GossipConfig gossip{config_.serf_program,   config_.gossip_profile,      layout_.GossipKeyring(),
+                        layout_.GossipSnapshot(), layout_.GossipLog(),         layout_.GossipAgentConfig(),
+                        cluster_keys_};
     gossip_ = std::make_unique<GossipMembers>(io_, std::move(gossip), hosts_, self_, config_.host_dead_after,
                                               std::chrono::steady_clock::now());
   }

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <iostream>
 
+#include "auth/cluster_key.h"
+#include "auth/derived_key.h"
 #include "cluster/serf_agent.h"
 #include "cluster/serf_membership.h"
 #include "sched/host_sampler.h"
@@ -48,12 +50,17 @@ void GossipMembers::SetHosts(std::vector<cluster::HostEntry> hosts) {
 Status GossipMembers::Start() {
   if (self_.port > 65533) return Fail("the gossip needs ports " + std::to_string(self_.port) + " + 1 and + 2 free");
   if (auto written = cluster::WriteKeyring(config_.keyring_file, config_.cluster_keys); !written.ok()) return written;
+  // The agent's RPC has no authentication but this key: without it, any local
+  // user could make this host leave the cluster through the RPC port.
+  const std::string rpc_key = auth::Base64(auth::RandomBytes(24));
+  if (auto written = cluster::WriteAgentConfig(config_.agent_config_file, rpc_key); !written.ok()) return written;
   cluster::SerfAgentConfig agent;
   agent.program = config_.program;
   agent.node = self_.entry;
   agent.bind = GossipAddress(self_);
   agent.rpc = GossipRpcAddress(self_);
   agent.keyring_file = config_.keyring_file;
+  agent.config_file = config_.agent_config_file;
   agent.snapshot_file = config_.snapshot_file;
   agent.log_file = config_.log_file;
   agent.profile = config_.profile;
@@ -63,7 +70,7 @@ Status GossipMembers::Start() {
   }
   agent_ = cluster::SerfAgent::Create(io_, agent);
   if (auto started = agent_->Start(); !started.ok()) return started;
-  members_ = cluster::SerfMembership::Create(io_, agent.rpc);
+  members_ = cluster::SerfMembership::Create(io_, agent.rpc, rpc_key);
   members_->Start([this](const cluster::serf::Member& member) { Saw(member, Clock::now()); });
   std::cerr << "queued: membership from the serf agent (gossip " << agent.bind << ", rpc " << agent.rpc << ")\n";
   return Status::Ok();

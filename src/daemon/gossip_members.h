@@ -45,6 +45,7 @@ struct GossipConfig {
   std::string program = "serf";
   std::string profile = "lan";  // Serf's timings: lan, wan or local
   std::string keyring_file, snapshot_file, log_file;
+  std::string agent_config_file;  // holds the RPC key, new at each start
   std::vector<std::string> cluster_keys;  // raw, the one offered first
   size_t join_through = 3;                // hosts of the hosts file the agent joins through
 };

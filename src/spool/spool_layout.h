@@ -37,6 +37,7 @@ class SpoolLayout {
   // A large cluster's Serf agent (daemon/gossip_members): its keyring (0600),
   // what it knew (to rejoin after a restart) and its own log.
   std::string GossipKeyring() const { return Private() + "/serf.keyring"; }
+  std::string GossipAgentConfig() const { return Private() + "/serf.json"; }  // its RPC key (0600)
   std::string GossipSnapshot() const { return Private() + "/serf.snapshot"; }
   std::string GossipLog() const { return root_ + "/serf.log"; }
 

@@ -46,8 +46,9 @@ struct Agents {
   std::vector<cluster::SerfAgentConfig> configs;
   std::vector<std::shared_ptr<cluster::SerfAgent>> agents;
 
-  // Agent `i` of `n`, keyed with `key` (raw), joining through agent 0.
-  void Add(const std::string& key, const std::string& name) {
+  // Agent `i` of `n`, keyed with `key` (raw), joining through agent 0; its
+  // RPC asks for `rpc_key` when one is given.
+  void Add(const std::string& key, const std::string& name, const std::string& rpc_key = "") {
     cluster::SerfAgentConfig c;
     c.node = name;
     c.bind = address + ":" + std::to_string(FreePortOn(address));
@@ -57,6 +58,10 @@ struct Agents {
     c.profile = "local";  // loopback timings: failures seen in seconds
     if (!configs.empty()) c.join = {configs[0].bind};
     EXPECT_TRUE(cluster::WriteKeyring(c.keyring_file, {key}).ok());
+    if (!rpc_key.empty()) {
+      c.config_file = dir + "/" + name + ".json";
+      EXPECT_TRUE(cluster::WriteAgentConfig(c.config_file, rpc_key).ok());
+    }
     configs.push_back(c);
     agents.push_back(cluster::SerfAgent::Create(io, c));
     Status started = agents.back()->Start();
@@ -120,6 +125,38 @@ TEST(SerfMembership, AnAgentWithoutTheClusterKeyNeverGetsIn) {
   EXPECT_EQ(members->members().count("stranger"), 0U) << a.Log(2);
   EXPECT_EQ(members->CountIn(MemberStatus::kAlive), 2U);
   members->Stop();
+}
+
+// The agent's RPC port is on loopback, where every local user can reach it:
+// without the key in the agent's config (0600, root's in queued's spool) a
+// client is refused, and a "leave" sent by one does not make the host leave.
+TEST(SerfMembership, TheRpcServesOnlyTheHolderOfItsKey) {
+  Agents a;
+  const std::string key = auth::RandomBytes(auth::kKeyBytes);
+  a.Add(key, "h0", "the-rpc-key");
+  a.Add(key, "h1", "another-rpc-key");
+  auto good = cluster::SerfMembership::Create(a.io, a.configs[0].rpc, "the-rpc-key");
+  good->Start(nullptr);
+  ASSERT_TRUE(RunUntil(a.io, [&] { return good->CountIn(MemberStatus::kAlive) == 2; }, 30s)) << a.Log(0);
+  auto stranger = cluster::SerfMembership::Create(a.io, a.configs[0].rpc, "a-guess");
+  stranger->Start(nullptr);
+  auto keyless = cluster::SerfMembership::Create(a.io, a.configs[0].rpc);
+  keyless->Start(nullptr);
+  // A local user's own client: the handshake, then "leave" with no key.
+  asio::ip::tcp::socket raw(a.io);
+  const auto colon = a.configs[0].rpc.rfind(':');
+  raw.connect({asio::ip::make_address(a.configs[0].rpc.substr(0, colon)),
+               static_cast<uint16_t>(std::stoi(a.configs[0].rpc.substr(colon + 1)))});
+  asio::write(raw, asio::buffer(cluster::serf::EncodeHandshake(0) + cluster::serf::EncodeLeave(1)));
+  RunUntil(a.io, [] { return false; }, 3s);
+  EXPECT_TRUE(stranger->members().empty());
+  EXPECT_TRUE(keyless->members().empty());
+  EXPECT_EQ(StatusOf(*good, "h0"), MemberStatus::kAlive) << a.Log(0);
+  EXPECT_EQ(a.agents[0]->starts(), 1);
+  EXPECT_EQ(kill(a.agents[0]->pid(), 0), 0) << "the agent ended";
+  good->Stop();
+  stranger->Stop();
+  keyless->Stop();
 }
 
 }  // namespace

@@ -18,7 +18,8 @@ set(_serial_suites Netns CriuTest SecurityTest)
 # RESOURCE_LOCK, one at a time of each kind (beside other tests):
 #   big-files  hundreds of MiB written, hashed and moved: the disk, and a
 #              core, busy for many seconds
-#   many-jobs  hundreds of jobs, or a burst of 45: a core busy for long
+#   many-jobs  hundreds of jobs, a burst of 45, or 18 daemons with their serf
+#              agents: a core busy for long
 # Two of a kind at once slow each other, and every test running then, whose
 # daemons' heartbeats and timeouts are seconds. DebianPackage.* (a shell
 # test, tests/packaging/CMakeLists.txt, which sets its own properties) takes
@@ -34,7 +35,8 @@ set(_many_jobs_tests
     BatchFaults.FiveHundredJobsSurviveRandomKillNine
     Lifecycle.ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256
     Burst.ABurstOfSubmissionsSpreadsOverIdleHosts
-    JobArray.TwoHundredLinesFromAFileAllRunAndDeliverTheirOutputs)
+    JobArray.TwoHundredLinesFromAFileAllRunAndDeliverTheirOutputs
+    Gossip.AboveSixteenHostsAnIdleDaemonHoldsNoConnectionPerPeer)
 #
 # COST: on a build that has not run its tests yet, ctest starts the costliest
 # first (afterwards it goes by the times it measured), so that no long test

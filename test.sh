@@ -119,12 +119,11 @@ else
 fi
 # Every parser of untrusted input under libFuzzer (clang, ASan+UBSan): a short
 # run over the checked-in corpora and what it discovers, BUILD_TESTING off so
-# only the fuzz targets are compiled (and make_wire_seeds, which writes the
-# wire corpus's seeds from the encoders: built so that it cannot fall behind them).
+# only the fuzz targets are compiled.
 if [[ "${QUEUE_SKIP_FUZZ:-0}" == 1 ]]; then
   summary+=("fuzz skipped")
 elif step fuzz-build scripts/build.sh build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DQUEUE_FUZZ=ON \
-    -DQUEUE_FUZZ_ONLY=ON -- wire_fuzz hosts_fuzz loadavg_fuzz profile_fuzz bundle_fuzz serf_fuzz make_wire_seeds; then
+    -DQUEUE_FUZZ_ONLY=ON -- wire_fuzz hosts_fuzz loadavg_fuzz profile_fuzz bundle_fuzz serf_fuzz; then
   step fuzz ctest --test-dir build-fuzz -L fuzz -j2 "${ctest_args[@]}"
 fi
 finish

@@ -236,7 +236,10 @@ TEST_F(SecurityTest, FloodsWithFewDescriptorsNeitherSpinNorStarveOthers) {
   const double cpu_ms = (later.cpu_ticks - during.cpu_ticks) * 1000.0 / sysconf(_SC_CLK_TCK);
   // CPU time is counted in clock ticks (10 ms): one tick more is no spin.
   const double tick_ms = 1000.0 / sysconf(_SC_CLK_TCK);
-  EXPECT_LT(cpu_ms, wall_ms * 0.3 + 2 * tick_ms) << cpu_ms << " ms of CPU in " << wall_ms << " ms";
+  // A spin is a whole core. Under ASan the real work of the floods (handshakes
+  // timed out, the oldest closed) came to 10-33% of a core in 2 s; plain, a few %.
+  const double most = kSanitized ? 0.5 : 0.3;
+  EXPECT_LT(cpu_ms, wall_ms * most + 2 * tick_ms) << cpu_ms << " ms of CPU in " << wall_ms << " ms";
   EXPECT_LT(during.fds, 256 - 32) << during.Text();  // room is left for shepherds and the spool
   const std::string log = cluster->log(0);
   EXPECT_NE(log.find("connections have not said Hello; closing the oldest"), std::string::npos) << log;

@@ -553,16 +553,11 @@ Background StartStub(TestCluster& cluster, const std::string& cwd, const std::ve
 }
 
 uint16_t FreePortOn(const std::string& address) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  uint16_t port = 0;
+  int fd = BindPort(address, 0, SOCK_STREAM, &port);
   if (fd < 0) return 0;
-  sockaddr_in where{};
-  where.sin_family = AF_INET;
-  inet_pton(AF_INET, address.c_str(), &where.sin_addr);
-  socklen_t length = sizeof where;
-  bool bound = bind(fd, reinterpret_cast<sockaddr*>(&where), sizeof where) == 0 &&
-               getsockname(fd, reinterpret_cast<sockaddr*>(&where), &length) == 0;
   close(fd);
-  return bound ? ntohs(where.sin_port) : 0;
+  return port;
 }
 
 double RunConcurrently(const std::vector<std::string>& argv, const CommandOptions& options, int total, int clients) {

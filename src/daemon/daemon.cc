@@ -52,6 +52,7 @@
 #include "spool/spool_reserve.h"
 #include "util/log_priority.h"
 #include "util/worker_thread.h"
+#include "util/wall_clock.h"
 
 namespace queue::daemon {
 
@@ -72,7 +73,7 @@ constexpr size_t kProbesPerPlacement = 3;
 constexpr auto kProbeTimeout = std::chrono::milliseconds(1000);
 constexpr auto kIdleLink = std::chrono::seconds(60);
 
-int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+using util::Now;
 
 // The descriptors this process may open (queued raised it to the hard limit).
 uint64_t DescriptorLimit() {

@@ -17,6 +17,7 @@
 #include "spool/file_seal.h"
 #include "spool/output_file.h"
 #include "util/sha256.h"
+#include "util/wall_clock.h"
 
 namespace queue::daemon {
 
@@ -42,7 +43,7 @@ std::string FileStamp(const std::string& path) {
          "." + std::to_string(info.st_ctim.tv_nsec);
 }
 
-int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+using util::Now;
 
 // Running on `peer`, or offered to it with the answer lost: either way that
 // host's word on the job is the one to take.

@@ -24,6 +24,7 @@
 #include "spool/output_file.h"
 #include "spool/spool_dir.h"
 #include "util/posted.h"
+#include "util/wall_clock.h"
 
 extern char** environ;
 
@@ -48,7 +49,7 @@ std::string DescribeEnd(const spool::JobRecord& r, const std::string& id) {
   return "END job " + id + ": " + how + ", " + std::to_string(r.cpu_seconds).substr(0, 6) + " s CPU";
 }
 
-int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+using util::Now;
 
 // Process `pid`'s state letter and parent, from /proc ({"", 0} when it is gone).
 std::pair<std::string, pid_t> StateAndParent(pid_t pid) {

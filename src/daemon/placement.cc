@@ -7,12 +7,13 @@
 #include "daemon/bundle_sender.h"
 #include "daemon/wait_reason.h"
 #include "sched/host_chooser.h"
+#include "util/wall_clock.h"
 
 namespace queue::daemon {
 
 namespace {
 
-int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+using util::Now;
 
 // The host unpacks restart files before it answers: a GiB takes seconds.
 constexpr uint64_t kSlowestUnpackBytesPerMs = 32 << 10;  // 32 MB/s, a loaded host's disk

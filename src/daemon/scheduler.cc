@@ -7,12 +7,13 @@
 #include <iostream>
 
 #include "daemon/caller_limits.h"
+#include "util/wall_clock.h"
 
 namespace queue::daemon {
 
 namespace {
 
-int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+using util::Now;
 
 // `<cwd>/<jobname>.o<id>`, the original's name for a batch job's output, with
 // the id as the cluster spells it ("17.2"), so that jobs submitted on several

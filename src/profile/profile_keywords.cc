@@ -14,6 +14,7 @@
 
 #include "profile/signal_names.h"
 #include "profile/time_spec.h"
+#include "profile/profile_tokens.h"
 
 namespace queue::profile {
 namespace {
@@ -26,14 +27,6 @@ constexpr long long kMaxGraceSeconds = 24 * 3600;
 constexpr long long kMaxPeriodSeconds = 30LL * 24 * 3600;
 constexpr size_t kMaxRestartFiles = 256;
 constexpr size_t kMaxValueBytes = 4096;
-
-std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
-
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 Status AtMost(const Statement& s, size_t count) {
   if (s.args.size() <= count) return Status::Ok();

@@ -16,12 +16,6 @@
 namespace queue::profile {
 namespace {
 
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // "node1:1430" -> "node1", "[::1]:1430" -> "::1"; a name without a port is kept.
 std::string WithoutPort(std::string_view host) {
   const size_t colon = host.rfind(':');

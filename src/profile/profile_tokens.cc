@@ -1,6 +1,8 @@
 // The profile line splitter (see profile_tokens.h).
 #include "profile/profile_tokens.h"
 
+#include <cctype>
+
 namespace queue::profile {
 namespace {
 
@@ -60,6 +62,14 @@ Result<std::vector<ProfileToken>> SplitProfileLine(std::string_view line) {
     if (!token) return token.error();
     tokens.push_back(std::move(token.value()));
   }
+}
+
+std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace queue::profile

@@ -25,4 +25,11 @@ struct ProfileToken {
 // file or keyword.
 Result<std::vector<ProfileToken>> SplitProfileLine(std::string_view line);
 
+// A word as error messages show it: in double quotes.
+std::string Quoted(std::string_view text);
+
+// A word with its ASCII letters in lower case: keywords and day names are
+// matched regardless of case.
+std::string Lower(std::string_view text);
+
 }  // namespace queue::profile

@@ -5,6 +5,8 @@
 #include <cctype>
 #include <utility>
 
+#include "profile/profile_tokens.h"
+
 namespace queue::profile {
 namespace {
 
@@ -28,14 +30,6 @@ constexpr std::array<DayName, 11> kDayNames = {{
     {"night", DayToken::kNight},  {"evening", DayToken::kEvening},
     {"any", DayToken::kAny},
 }};
-
-std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
-
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string_view Trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);

@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "util/fd_io.h"
+
 namespace queue::term {
 namespace {
 
@@ -15,8 +17,6 @@ bool SetModes(int fd, const termios& mode) {
   while (rc != 0 && errno == EINTR);
   return rc == 0;
 }
-
-std::string FdName(int fd) { return "file descriptor " + std::to_string(fd); }
 
 }  // namespace
 

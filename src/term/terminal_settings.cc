@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <string>
 
+#include "util/fd_io.h"
+
 namespace queue::term {
 namespace {
 
@@ -41,8 +43,6 @@ void SetSpeedIfKnown(termios& mode, uint32_t baud, int (*set)(termios*, speed_t)
   for (const auto& s : kSpeeds)
     if (s.baud == baud) set(&mode, s.code);
 }
-
-std::string FdName(int fd) { return "file descriptor " + std::to_string(fd); }
 
 // tcsetattr may be interrupted by a signal the stub is relaying; retry then.
 int SetAttrRetrying(int fd, const termios& mode) {

@@ -51,4 +51,6 @@ ssize_t ReadSome(int fd, char* buffer, size_t size) {
   }
 }
 
+std::string FdName(int fd) { return "file descriptor " + std::to_string(fd); }
+
 }  // namespace queue

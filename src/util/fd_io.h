@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <string>
 #include <string_view>
 
 namespace queue {
@@ -21,5 +22,8 @@ int WriteFully(int fd, std::string_view bytes);
 // One read of at most `size` bytes: the count read, 0 at the end of input, or
 // -errno when the read failed.
 ssize_t ReadSome(int fd, char* buffer, size_t size);
+
+// How error messages name a descriptor: "file descriptor 3".
+std::string FdName(int fd);
 
 }  // namespace queue

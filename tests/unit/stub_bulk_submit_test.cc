@@ -36,7 +36,9 @@ TEST(ArrayIndices, BadInputIsRefusedWithAReason) {
                           "1:2", "1-2-3", "1-10:x", " 1", "1 ", "+1", "0x10", "99999999999", "0-1000000"}) {
     auto ranges = ParseArrayIndices(bad);
     EXPECT_FALSE(ranges.ok()) << "\"" << bad << "\" was taken";
-    if (!ranges.ok()) EXPECT_EQ(ranges.message().rfind("--array", 0), 0u) << ranges.message();
+    if (!ranges.ok()) {
+      EXPECT_EQ(ranges.message().rfind("--array", 0), 0u) << ranges.message();
+    }
   }
 }
 

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     place.spec = SampleSpec();
     seeds.Message("place_job", place);
   }
-  seeds.Message("place_reply", PlaceReply{7, false, "queue \"now\" is full"});
+  seeds.Message("place_reply", PlaceReply{7, false, false, "queue \"now\" is full"});
   {
     ShepherdStart start;
     start.job = {99, 1};

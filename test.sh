@@ -109,12 +109,14 @@ else
       -DQUEUE_UNIT_TESTS=ON; then
     run_tests build-asan asan-unit-tests asan-integration-tests
   fi
-  # ThreadSanitizer over the unit tests: the daemon's worker thread and the
-  # stub's stdin reader are the threads there are, and both have unit tests.
-  # (Only unit_tests is built, so only the tests labelled unit are run.)
-  if step tsan-build scripts/build.sh build-tsan -DQUEUE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug -- unit_tests; then
+  # ThreadSanitizer over the unit tests of the modules that start threads
+  # (tests/CMakeLists.txt, thread_tests: the daemon's worker thread, the
+  # stub's output writer, the metrics server); the rest are single-threaded,
+  # and compiling them for TSan took most of this step. Only thread_tests is
+  # built, so only the tests labelled threads are run.
+  if step tsan-build scripts/build.sh build-tsan -DQUEUE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug -- thread_tests; then
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}
-    step tsan-tests ctest --test-dir build-tsan -L unit -j2 "${ctest_args[@]}"
+    step tsan-tests ctest --test-dir build-tsan -L threads -j2 "${ctest_args[@]}"
   fi
 fi
 # Every parser of untrusted input under libFuzzer (clang, ASan+UBSan): a short

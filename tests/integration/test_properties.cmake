@@ -33,6 +33,7 @@ set(_big_files_tests
     RemoteFeelStream.TwoHundredMegabytesThroughTheJobIntactWithBoundedMemory)
 set(_many_jobs_tests
     BatchFaults.FiveHundredJobsSurviveRandomKillNine
+    BatchFaults.FiveHundredJobsSurviveKillNineAHungHostAndAFullSpool
     Lifecycle.ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256
     Burst.ABurstOfSubmissionsSpreadsOverIdleHosts
     JobArray.TwoHundredLinesFromAFileAllRunAndDeliverTheirOutputs
@@ -43,6 +44,7 @@ set(_many_jobs_tests
 # starts last and ends the run late. About their seconds under ASan, with
 # other tests beside them.
 set(_long_tests
+    BatchFaults.FiveHundredJobsSurviveKillNineAHungHostAndAFullSpool 100
     BatchFaults.FiveHundredJobsSurviveRandomKillNine 80
     Lifecycle.ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256 40
     MigrateTest.AStalledRestartFileTransferIsSaidAndSoIsItsResumption 30

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <set>
 
 #include "auth/cluster_key.h"
 #include "auth/psk_tls.h"
@@ -22,6 +23,7 @@
 #include "daemon/client_service.h"
 #include "daemon/end_reporter.h"
 #include "daemon/gossip_members.h"
+#include "daemon/run_hosts_watch.h"
 #include "daemon/group_commit.h"
 #include "daemon/host_liveness.h"
 #include "daemon/job_finisher.h"
@@ -156,6 +158,7 @@ class DaemonImpl {
   void Recover();
   // The jobs this host placed on a peer taken for dead are lost with it (HostLiveness).
   void WatchSilentHosts();
+  void WatchRunHosts(std::vector<std::pair<std::string, int64_t>>& dead);
   void RemoveTakenBundles();
 
   // Peer daemons' messages (PeerService's dispatch table).
@@ -212,6 +215,12 @@ class DaemonImpl {
   std::map<std::string, std::chrono::steady_clock::time_point> link_used_;  // large cluster: links made on demand
   std::vector<std::string> cluster_keys_;  // raw, the one offered first: the gossip keyring is derived from them
   std::unique_ptr<GossipMembers> gossip_;  // a large cluster's membership; null for a full mesh
+  // A large cluster: the hosts running this host's jobs, asked for their load
+  // six times per --host-timeout (between 1 and 10 s apart).
+  RunHostsWatch run_watch_{std::clamp<std::chrono::steady_clock::duration>(config_.host_dead_after / 6,
+                                                                           std::chrono::seconds(1),
+                                                                           std::chrono::seconds(10)),
+                           config_.host_dead_after};
   std::mt19937_64 rng_{std::random_device{}()};
   std::unique_ptr<StatusReport> status_;
   std::unique_ptr<Placement> placement_;
@@ -722,8 +731,10 @@ void DaemonImpl::WatchSilentHosts() {
   std::vector<std::string> peers;
   for (const auto& host : hosts_)
     if (host.entry != self_.entry) peers.push_back(host.entry);
-  // Silence in the load reports, or in a large cluster the gossip's verdict.
+  // Silence in the load reports, or in a large cluster the gossip's verdict
+  // and the silence of a host running jobs from here.
   auto dead = gossip_ ? gossip_->Dead(std::chrono::steady_clock::now()) : liveness_.Dead(table_, peers, now);
+  if (gossip_) WatchRunHosts(dead);
   for (const auto& [host, silent] : dead) {
     spool::JobFilter filter;
     filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
@@ -744,6 +755,45 @@ void DaemonImpl::WatchSilentHosts() {
     if (!link || !link->connected() || (!gossip_ && table_.Fresh(peer, now) == nullptr)) continue;
     for (const Fence& fence : liveness_.FencesDue(peer, now))
       link->SendCancel(wire::CancelJob{fence.origin_id, fence.attempt});
+  }
+}
+
+// The gossip sees a host's serf agent, not its daemon: a daemon hung beside a
+// running agent is up to the gossip. A host running jobs from here is asked
+// for its load every pass; one silent past --host-timeout joins `dead`.
+void DaemonImpl::WatchRunHosts(std::vector<std::pair<std::string, int64_t>>& dead) {
+  const auto now = std::chrono::steady_clock::now();
+  if (run_watch_.PassDue(now)) {
+    spool::JobFilter filter;
+    filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
+    filter.local_origin = true;
+    auto list = ledger_->List(filter);
+    if (!list.ok()) {
+      std::cerr << "queued: spool: cannot list the jobs running elsewhere: " << list.message() << "\n";
+    } else {
+      std::set<std::string> running_on;
+      for (const auto& r : *list)
+        if (!r.exec_host.empty() && r.exec_host != self_.entry) running_on.insert(r.exec_host);
+      for (const auto& host : run_watch_.Pass(running_on, now)) {
+        auto link = gossip_->Up(host) ? LinkTo(host) : nullptr;
+        if (!link) continue;  // down in the gossip: its verdict comes from there
+        link->QueryLoad(kProbeTimeout, [this, host](Result<wire::LoadReport> report) {
+          if (!report.ok()) return;
+          table_.Update(*report, load::Clock::now());
+          run_watch_.Answered(host, std::chrono::steady_clock::now());
+        });
+      }
+    }
+  }
+  for (auto& [host, silent] : run_watch_.Silent(now)) {
+    if (!gossip_->Up(host)) continue;  // the gossip's own verdict applies
+    bool listed = false;
+    for (const auto& d : dead) listed = listed || d.first == host;
+    if (listed) continue;
+    std::cerr << "queued: " << host << " is up in the gossip but has not answered for " << silent
+              << " s: its daemon is taken for hung\n";
+    dead.emplace_back(host, silent);
+    run_watch_.Forget(host);
   }
 }
 

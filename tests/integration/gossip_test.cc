@@ -88,6 +88,34 @@ TEST(Gossip, APlacementAsksTheHostsAndTheGossipSeesAKilledHost) {
   ASSERT_TRUE(cluster->WaitForView(15s, {2}));
 }
 
+// A daemon that hangs while its serf agent goes on answering is up to the
+// gossip; the host that sent it a job asks it for its load, and after
+// --host-timeout without an answer takes the job for lost, as a full mesh
+// does with a host whose load reports stop. Before, the job never ended.
+TEST(Gossip, ADaemonHungBesideItsRunningAgentLosesTheJobsItRanForOthers) {
+  auto cluster = TestCluster::Start(3, Gossip({"--membership", "gossip", "--host-timeout", "3"}));
+  ASSERT_TRUE(cluster->WaitForView(30s)) << cluster->log(0);
+  std::string cwd = MakeDir(*cluster, "work");
+  uint64_t id = SubmitBatch(*cluster, 0, {"-h", cluster->entry(2), "--", "sh", "-c", "echo $$ > pid; exec sleep 60"}, cwd);
+  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(2) && !ReadFile(cwd + "/pid").empty(); },
+                        15s))
+      << cluster->log(0);
+  pid_t job = 0;
+  std::istringstream(ReadFile(cwd + "/pid")) >> job;
+  // Only the daemon stops: its agent (its child) goes on gossiping.
+  ContinueOnExit resume{*cluster, 2};
+  cluster->SignalDaemon(2, SIGSTOP);
+  const bool ended = WaitForEnds(*cluster, 0, {id}, 30s);
+  if (job > 0) kill(-job, SIGKILL);
+  ASSERT_TRUE(ended) << cluster->log(0);
+  auto lost = AllJobs(*cluster, 0)[id];
+  EXPECT_EQ(lost["state"], "failed") << lost.dump();
+  EXPECT_NE(lost.value("message", "").find(cluster->entry(2) + " was silent for"), std::string::npos) << lost.dump();
+  EXPECT_NE(cluster->log(0).find(cluster->entry(2) + " is up in the gossip but has not answered"), std::string::npos)
+      << cluster->log(0);
+  EXPECT_EQ(cluster->log(0).find(cluster->entry(2) + " is down (serf"), std::string::npos) << cluster->log(0);
+}
+
 // Above 16 hosts in the hosts file the gossip is the default, and an idle
 // daemon holds no connection per peer (a full mesh of 18 would hold 34).
 TEST(Gossip, AboveSixteenHostsAnIdleDaemonHoldsNoConnectionPerPeer) {

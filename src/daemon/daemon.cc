@@ -23,7 +23,6 @@
 #include "daemon/client_service.h"
 #include "daemon/end_reporter.h"
 #include "daemon/gossip_members.h"
-#include "daemon/run_hosts_watch.h"
 #include "daemon/group_commit.h"
 #include "daemon/host_liveness.h"
 #include "daemon/job_finisher.h"
@@ -39,6 +38,7 @@
 #include "daemon/placement.h"
 #include "daemon/queue_program.h"
 #include "daemon/queue_table.h"
+#include "daemon/run_hosts_watch.h"
 #include "daemon/scheduler.h"
 #include "daemon/service_notifier.h"
 #include "daemon/status_report.h"
@@ -53,8 +53,8 @@
 #include "spool/spool_layout.h"
 #include "spool/spool_reserve.h"
 #include "util/log_priority.h"
-#include "util/worker_thread.h"
 #include "util/wall_clock.h"
+#include "util/worker_thread.h"
 
 namespace queue::daemon {
 

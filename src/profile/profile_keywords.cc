@@ -12,9 +12,9 @@
 #include <string>
 #include <utility>
 
+#include "profile/profile_tokens.h"
 #include "profile/signal_names.h"
 #include "profile/time_spec.h"
-#include "profile/profile_tokens.h"
 
 namespace queue::profile {
 namespace {

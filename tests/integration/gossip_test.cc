@@ -37,6 +37,22 @@ int SocketsOf(pid_t pid) {
   return sockets;
 }
 
+// A batch job of host 0's started on host `host` (it writes its shell's pid
+// into `cwd`/pid, then sleeps): whether it came to run there, its id and that pid.
+struct RemoteSleeper {
+  bool running = false;
+  uint64_t id = 0;
+  pid_t pid = 0;
+};
+RemoteSleeper StartSleeperOn(TestCluster& cluster, int host, const std::string& cwd) {
+  RemoteSleeper job;
+  job.id = SubmitBatch(cluster, 0, {"-h", cluster.entry(host), "--", "sh", "-c", "echo $$ > pid; exec sleep 60"}, cwd);
+  job.running = WaitUntil(
+      [&] { return RunningOn(cluster, job.id) == cluster.entry(host) && !ReadFile(cwd + "/pid").empty(); }, 15s);
+  if (job.running) std::istringstream(ReadFile(cwd + "/pid")) >> job.pid;
+  return job;
+}
+
 TEST(Gossip, APlacementAsksTheHostsAndTheGossipSeesAKilledHost) {
   auto cluster = TestCluster::Start(4, Gossip({"--membership", "gossip", "--host-timeout", "3"}));
   ASSERT_TRUE(cluster->WaitForView(30s)) << cluster->log(0);
@@ -72,12 +88,8 @@ TEST(Gossip, APlacementAsksTheHostsAndTheGossipSeesAKilledHost) {
   // Host 2 dies with its job; its agent goes with it (parent-death signal),
   // the gossip marks it failed, and within --host-timeout of that (or of its
   // last answer to host 0's questions) its job from host 0 is lost with it.
-  uint64_t id = SubmitBatch(*cluster, 0, {"-h", cluster->entry(2), "--", "sh", "-c", "echo $$ > pid; exec sleep 60"}, cwd);
-  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(2) && !ReadFile(cwd + "/pid").empty(); },
-                        15s))
-      << cluster->log(0);
-  pid_t job = 0;
-  std::istringstream(ReadFile(cwd + "/pid")) >> job;
+  auto [running, id, job] = StartSleeperOn(*cluster, 2, cwd);
+  ASSERT_TRUE(running) << cluster->log(0);
   cluster->StopDaemon(2, SIGKILL);
   if (job > 0) kill(-job, SIGKILL);
   ASSERT_TRUE(WaitForEnds(*cluster, 0, {id}, 30s)) << cluster->log(0);
@@ -100,12 +112,8 @@ TEST(Gossip, ADaemonHungBesideItsRunningAgentLosesTheJobsItRanForOthers) {
   auto cluster = TestCluster::Start(3, Gossip({"--membership", "gossip", "--host-timeout", "3"}));
   ASSERT_TRUE(cluster->WaitForView(30s)) << cluster->log(0);
   std::string cwd = MakeDir(*cluster, "work");
-  uint64_t id = SubmitBatch(*cluster, 0, {"-h", cluster->entry(2), "--", "sh", "-c", "echo $$ > pid; exec sleep 60"}, cwd);
-  ASSERT_TRUE(WaitUntil([&] { return RunningOn(*cluster, id) == cluster->entry(2) && !ReadFile(cwd + "/pid").empty(); },
-                        15s))
-      << cluster->log(0);
-  pid_t job = 0;
-  std::istringstream(ReadFile(cwd + "/pid")) >> job;
+  auto [running, id, job] = StartSleeperOn(*cluster, 2, cwd);
+  ASSERT_TRUE(running) << cluster->log(0);
   // Only the daemon stops: its agent (its child) goes on gossiping.
   ContinueOnExit resume{*cluster, 2};
   cluster->SignalDaemon(2, SIGSTOP);

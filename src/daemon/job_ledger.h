@@ -38,6 +38,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "daemon/group_commit.h"
@@ -65,6 +66,14 @@ struct RunEnd {
   std::string output_held;          // Close: why its output is held in the spool ("" = delivered)
 };
 
+// The jobs one user submitted here that wait (WAITING or OFFERED), and the
+// bytes of their stored specs: what UserQuota checks at every submission.
+struct WaitingTally {
+  size_t jobs = 0;
+  uint64_t spec_bytes = 0;
+  bool operator==(const WaitingTally&) const = default;
+};
+
 class JobLedger {
  public:
   JobLedger(spool::JobStore& store, GroupCommit& batch) : store_(store), batch_(batch) {}
@@ -79,6 +88,13 @@ class JobLedger {
   Result<std::optional<spool::JobRecord>> FindByOrigin(const std::string& origin, uint64_t origin_id) {
     return store_.FindByOrigin(origin, origin_id);
   }
+  // What `uid` has waiting here, in O(1): kept as each transition is written
+  // (rather than read from the spool at every submission, which cost a
+  // submission O(backlog)). Read whole from the spool once, and again after a
+  // write failed or a transaction was rolled back (the spool may then hold
+  // less than was written).
+  Result<WaitingTally> WaitingOf(uint32_t uid);
+
   // Runs `then` once every transition made so far is on disk, or with why not.
   void AfterCommit(std::function<void(const Status&)> then) { batch_.AfterCommit(std::move(then)); }
   // Runs `then` once every transition made so far is on disk; not at all when
@@ -156,11 +172,21 @@ class JobLedger {
   // nullopt), or why the transition `what` is refused.
   Result<spool::JobRecord> Expect(uint64_t id, std::initializer_list<JobPhase> allowed,
                                   std::optional<uint32_t> attempt, const char* what);
-  Status Write(const spool::JobRecord& record, const char* what);
+  // Writes a transition of `record`, which waited before it iff `was_waiting`
+  // (the tally's update).
+  Status Write(const spool::JobRecord& record, bool was_waiting, const char* what);
+  // A new record was written (Add): it waits.
+  void Tally(const spool::JobRecord& added);
+  // The tally can no longer be trusted: read it again at the next WaitingOf.
+  void Distrust() { waiting_.reset(); }
   // A job submitted here that reached CLOSED.
   void CountFinished(const spool::JobRecord& record);
 
   MetricsRegistry* metrics_ = nullptr;
+  // WaitingOf's tally by uid (empty: not read yet, or distrusted), and the
+  // store's rollbacks() when it was last right.
+  std::optional<std::unordered_map<uint32_t, WaitingTally>> waiting_;
+  uint64_t rollbacks_seen_ = 0;
 
   spool::JobStore& store_;
   GroupCommit& batch_;

@@ -69,7 +69,7 @@ Status Scheduler::Admit(const Caller& who, wire::JobSpec& spec, size_t jobs, uin
     *option = *resolved;
   }
   // What one user may keep in this spool (UserQuota): refused here, before a record exists.
-  auto usage = MeasureUser(c_.ledger, c_.layout, who.uid, c_.user_limits);
+  auto usage = MeasureUser(c_.ledger, c_.layout, who.uid);
   if (!usage.ok()) return Fail("spool: " + usage.message());
   if (spec_bytes == 0) spec_bytes = wire::EncodeStoredSpec(spec).size();
   if (Status fits = CheckSubmission(who.uid, *usage, spec_bytes, c_.user_limits, c_.self, jobs); !fits.ok()) {

@@ -33,18 +33,12 @@ Status CheckSubmission(uint32_t uid, const UserUsage& usage, uint64_t spec_bytes
   return Status::Ok();
 }
 
-Result<UserUsage> MeasureUser(JobLedger& ledger, const spool::SpoolLayout& layout, uint32_t uid,
-                              const UserLimits& limits) {
+Result<UserUsage> MeasureUser(JobLedger& ledger, const spool::SpoolLayout& layout, uint32_t uid) {
   UserUsage usage;
-  spool::JobFilter filter;
-  filter.states = {spool::JobState::kWaiting};
-  filter.uid = uid;
-  filter.local_origin = true;
-  filter.limit = limits.waiting_jobs + 1;
-  auto waiting = ledger.List(filter);
+  auto waiting = ledger.WaitingOf(uid);
   if (!waiting.ok()) return Fail(waiting.message());
-  usage.waiting_jobs = waiting->size();
-  for (const auto& r : *waiting) usage.spec_bytes += r.spec.size();
+  usage.waiting_jobs = waiting->jobs;
+  usage.spec_bytes = waiting->spec_bytes;
   // Kept files are named after their record: "<id>.qrb", "<id>.out.2", ...
   for (const std::string& dir : {layout.RestartDir(), layout.HeldDir()}) {
     std::error_code ec;

@@ -7,7 +7,7 @@
 // Outputs and bundles count against the user whose job they belong to (by
 // the job's record). A submission past a limit is refused with a message
 // that says which limit and what to do; jobs already in the spool are
-// unaffected. Measure() scans only the held and restart directories, which
+// unaffected. MeasureUser() scans only the held and restart directories, which
 // hold files of jobs in trouble or moving, not of every job.
 #pragma once
 
@@ -36,9 +36,8 @@ struct UserUsage {
 Status CheckSubmission(uint32_t uid, const UserUsage& usage, uint64_t spec_bytes, const UserLimits& limits,
                        const std::string& host, size_t jobs = 1);
 
-// What `uid` holds in the spool now. At most limits.waiting_jobs + 1 waiting
-// records are read: more cannot change the verdict.
-Result<UserUsage> MeasureUser(JobLedger& ledger, const spool::SpoolLayout& layout, uint32_t uid,
-                              const UserLimits& limits);
+// What `uid` holds in the spool now: its waiting jobs from the ledger's tally
+// (O(1), whatever the backlog), its kept files by listing those two directories.
+Result<UserUsage> MeasureUser(JobLedger& ledger, const spool::SpoolLayout& layout, uint32_t uid);
 
 }  // namespace queue::daemon

@@ -968,6 +968,7 @@ Status JobStore::Transaction::Commit() {
   if (Status alive = store.RefuseIfTransactionLost(); !alive) {
     store_ = nullptr;
     store.open_depth_ = depth_ - 1;
+    ++store.rollbacks_;  // SQLite rolled it back by itself
     return alive;
   }
   Status done = depth_ == 1 ? store.Exec("COMMIT", "commit a transaction")
@@ -987,6 +988,7 @@ void JobStore::Transaction::Rollback() {
   JobStore& store = *store_;
   store_ = nullptr;
   store.open_depth_ = depth_ - 1;
+  ++store.rollbacks_;
   if (sqlite3_get_autocommit(store.db_) != 0) return;  // nothing left to undo
   if (depth_ == 1) {
     (void)store.Exec("ROLLBACK", "roll back a transaction");

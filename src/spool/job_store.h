@@ -196,6 +196,9 @@ class JobStore {
 
   Transaction Begin();
   bool in_transaction() const { return open_depth_ > 0; }
+  // How many Transactions were rolled back (dropped, or a commit that failed):
+  // what a cache of the store's contents must read again after.
+  uint64_t rollbacks() const { return rollbacks_; }
 
   // The id the next Add() will most likely return (for display only).
   Result<uint64_t> NextIdHint();
@@ -241,6 +244,7 @@ class JobStore {
   sqlite3* db_;
   std::unique_ptr<Statements> statements_;
   int open_depth_ = 0;  // how many Transactions are open
+  uint64_t rollbacks_ = 0;
   bool opened_ = false;  // Open() succeeded
 };
 

@@ -27,6 +27,9 @@
 //      submit record names (plain WAITING names none). A run the submit host
 //      took for lost was requeued (attempt a+1) or closed, so it is not
 //      checked here: that is what fences are for;
+//  (e) each host's ledger keeps the count and spec bytes of each user's
+//      waiting jobs (WaitingOf) as its spool, uncommitted writes included,
+//      has them, through disk-full failures and rollbacks;
 // and at the end of each sequence, after a quiet phase (no faults, every host
 // heard, everything delivered, resent until nothing changes):
 //  (d) every job is closed at the submit host, on disk, done, failed or
@@ -270,6 +273,8 @@ class HostSpool {
     Changed();
     return *ledger_;
   }
+  // (e) The ledger's tally of waiting jobs, read without a change.
+  Result<WaitingTally> WaitingOf(uint32_t uid) { return ledger_->WaitingOf(uid); }
 
   // Runs what is ready on this daemon's loop: the commits asked for by
   // AfterCommit, and then what waited for them.
@@ -619,7 +624,10 @@ class Model {
   // A client submits a batch job, and is told its id once it is on disk.
   void SubmitJob() {
     JobRecord r;
-    r.uid = 1000;
+    // Two users and specs of several sizes for (e), drawn from no dice so
+    // that every seed replays as before.
+    r.uid = 1000 + static_cast<uint32_t>(submitted_ % 2);
+    r.spec = std::string(submitted_ % 7 * 10, 's');
     r.batch = true;
     r.submit_time = now_;
     r.queue = dice_.Chance(0.5) ? kRestartQueue : kOnceQueue;
@@ -1174,7 +1182,29 @@ class Model {
     if (Violation v = CheckOneHolderPerRun(exec_live); !v.empty()) return v;
     if (Violation v = CheckSubmitRecordsMoveForward(submit_live, submit_disk); !v.empty()) return v;
     if (Violation v = CheckRunnableInOneSpool(submit_live, exec_live, "as s sees it"); !v.empty()) return v;
-    return CheckRunnableInOneSpool(submit_disk, exec_live, "on s's disk");
+    if (Violation v = CheckRunnableInOneSpool(submit_disk, exec_live, "on s's disk"); !v.empty()) return v;
+    for (const auto& [name, host] : hosts_)
+      if (Violation v = CheckWaitingTally(*host); !v.empty()) return v;
+    return "";
+  }
+
+  // (e)
+  Violation CheckWaitingTally(HostSpool& host) {
+    std::map<uint32_t, WaitingTally> counted;
+    for (const JobRecord& r : host.Live())
+      if (r.origin_host.empty() && r.state == JobState::kWaiting) {
+        ++counted[r.uid].jobs;
+        counted[r.uid].spec_bytes += r.spec.size();
+      }
+    for (uint32_t uid : {1000u, 1001u}) {
+      auto kept = host.WaitingOf(uid);
+      if (!kept.ok()) return "(e) " + host.name() + ": " + kept.message();
+      if (!(*kept == counted[uid]))
+        return "(e) " + host.name() + " keeps uid " + std::to_string(uid) + " at " + std::to_string(kept->jobs) +
+               " waiting jobs of " + std::to_string(kept->spec_bytes) + " bytes; its spool has " +
+               std::to_string(counted[uid].jobs) + " of " + std::to_string(counted[uid].spec_bytes);
+    }
+    return "";
   }
 
   // (a)

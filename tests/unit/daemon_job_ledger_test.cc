@@ -132,6 +132,84 @@ TEST_F(JobLedgerTest, SubmitManyStoresNothingWhenOneElementFails) {
   EXPECT_EQ(elements->size(), 6u);
 }
 
+// The waiting tally (what the user quota reads at every submission) follows
+// each transition in and out of WAITING|OFFERED, per user, with the specs'
+// bytes; it is kept, not read from the spool at each call (a record written
+// behind the ledger's back is not in it), and read again after a rollback.
+TEST_F(JobLedgerTest, TheWaitingTallyFollowsEachTransitionWithoutReadingTheSpool) {
+  auto submit = [&](uint32_t uid, size_t spec_bytes) {
+    spool::JobRecord r;
+    r.uid = uid;
+    r.queue = "now";
+    r.spec = std::string(spec_bytes, 's');
+    auto id = ledger_->Submit(r);
+    EXPECT_TRUE(id.ok()) << id.message();
+    return id.ok() ? *id : 0;
+  };
+  auto tally = [&](uint32_t uid) {
+    auto t = ledger_->WaitingOf(uid);
+    EXPECT_TRUE(t.ok()) << t.message();
+    return t.ok() ? *t : WaitingTally{999, 999};
+  };
+  EXPECT_EQ(tally(1000), (WaitingTally{0, 0}));
+  const uint64_t a = submit(1000, 10), b = submit(1000, 20), c = submit(1000, 30);
+  submit(1001, 5);
+  EXPECT_EQ(tally(1000), (WaitingTally{3, 60}));
+  EXPECT_EQ(tally(1001), (WaitingTally{1, 5}));
+  ASSERT_TRUE(ledger_->Offer(a, "e:1", 0).ok());
+  EXPECT_EQ(tally(1000), (WaitingTally{3, 60})) << "an offered job still waits";
+  ASSERT_TRUE(ledger_->Placed(a, "e:1", 0, 5).ok());
+  EXPECT_EQ(tally(1000), (WaitingTally{2, 50}));
+  ASSERT_TRUE(ledger_->Requeue(a, 0, "checkpointed").ok());
+  EXPECT_EQ(tally(1000), (WaitingTally{3, 60}));
+  ASSERT_TRUE(ledger_->AdmitLocal(b, 0, "h:1", 6).ok());
+  ASSERT_TRUE(ledger_->EndWaiting(c, JobState::kCancelled, "cancelled", 7).ok());
+  EXPECT_EQ(tally(1000), (WaitingTally{1, 10}));
+  EXPECT_FALSE(ledger_->Placed(c, "e:1", 0, 8).ok());
+  EXPECT_EQ(tally(1000), (WaitingTally{1, 10})) << "a refused transition changes nothing";
+  ASSERT_TRUE(Committed().ok());
+
+  // A second writer adds a waiting job of 1000's: the tally does not read it...
+  auto other = spool::JobStore::Open(dir_ + "/jobs.db");
+  ASSERT_TRUE(other.ok()) << other.message();
+  spool::JobRecord behind;
+  behind.uid = 1000;
+  behind.queue = "now";
+  behind.spec = "xyz";
+  ASSERT_TRUE((*other)->Add(behind).ok());
+  EXPECT_EQ(tally(1000), (WaitingTally{1, 10}));
+  // ...until a transaction is rolled back, after which the spool is read again.
+  { spool::JobStore::Transaction dropped = temp_.store->Begin(); }
+  EXPECT_EQ(tally(1000), (WaitingTally{2, 13}));
+}
+
+// An array that fails to go in adds nothing to the tally; one that goes in
+// adds all its jobs.
+TEST_F(JobLedgerTest, TheWaitingTallyCountsAnArrayOnlyOnceItIsStored) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/jobs.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TRIGGER refuse_seven BEFORE INSERT ON jobs WHEN NEW.array_index = 7 "
+                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto make = [](size_t i, uint64_t) {
+    spool::JobRecord r;
+    r.uid = 1000;
+    r.queue = "now";
+    r.spec = "12345";
+    r.array_index = static_cast<uint32_t>(i + 1);
+    return r;
+  };
+  SubmitOne();
+  ASSERT_TRUE(ledger_->WaitingOf(1000).ok());
+  EXPECT_FALSE(ledger_->SubmitMany(10, make).ok());
+  EXPECT_EQ(*ledger_->WaitingOf(1000), (WaitingTally{1, 0}));
+  ASSERT_TRUE(ledger_->SubmitMany(6, make).ok());
+  EXPECT_EQ(*ledger_->WaitingOf(1000), (WaitingTally{7, 30}));
+}
+
 TEST_F(JobLedgerTest, AnOfferIsRecordedAndWithdrawn) {
   uint64_t id = SubmitOne();
   ASSERT_TRUE(ledger_->Offer(id, "h2", 0).ok());

@@ -48,12 +48,12 @@ TEST_F(UserQuotaTest, RestartFilesAndHeldOutputsCountAgainstTheirJobsOwnerOnly) 
   WriteBytes(layout_.RestartBundle(b1), 7000);
   WriteBytes(layout_.HeldDir() + "/notes.txt", 9000);  // named after no job: nobody's
   const UserLimits limits{10, 8500};
-  auto a = MeasureUser(*ledger_, layout_, 1000, limits);
+  auto a = MeasureUser(*ledger_, layout_, 1000);
   ASSERT_TRUE(a.ok()) << a.message();
   EXPECT_EQ(a->waiting_jobs, 2U);
   EXPECT_EQ(a->spec_bytes, 200U);
   EXPECT_EQ(a->kept_bytes, 8000U);
-  auto b = MeasureUser(*ledger_, layout_, 1001, limits);
+  auto b = MeasureUser(*ledger_, layout_, 1001);
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(b->kept_bytes, 7000U);
 

@@ -421,7 +421,8 @@ class Bench:
                 sub_rows.append((label, role, [r["submitted_per_s"] for r in results]))
                 done_rows.append((label, role, [r["done_per_s"] for r in results]))
             notes = [f"{total} jobs per run ({runs} runs), {clients} submitting process(es) at a time; done/s counts "
-                     "from the first submission to the moment the system lists no unfinished job (polled every 20 ms).",
+                     "from the first submission to the moment the system lists no unfinished job (polled every 20 ms, or every "
+                     "two poll times when a poll takes longer: a long listing costs the system measured).",
                      "Queue: one daemon; tsp: TS_SLOTS = the CPU count; Slurm: one node, backfill scheduler."]
             if slurm and not self.quick:
                 notes.append("sbatch runs 100 jobs per run, not 10,000: Slurm finishes about one job a second "
@@ -456,9 +457,14 @@ class Bench:
                 notes.append(f"`queue -r {option}`: not available in this build (not in `queue --help`).")
                 continue
             try:
-                results = [json.loads(self.driver("bench_submit_rate", [
-                    "--calls", 1, "--jobs-per-call", n, "--pending", pending_queue, "--"] + argv, self.all_env()))
-                    for _ in range(runs)]
+                # Submission only, as for Slurm below: each run's jobs are then
+                # cancelled (a cancel of the array by its id), not run, and the
+                # next run starts once none is left.
+                results = []
+                for _ in range(runs):
+                    results.append(json.loads(self.driver("bench_submit_rate", [
+                        "--calls", 1, "--jobs-per-call", n, "--pending", "echo 0", "--"] + argv, self.all_env())))
+                    self.cancel_all_queue_jobs(pending_queue)
                 rows.append((label, "queue", [r["submitted_per_s"] for r in results]))
             except RuntimeError as error:
                 notes.append(f"`{label}` failed, so no figure: {str(error).splitlines()[-1]}")
@@ -473,13 +479,24 @@ class Bench:
                 ok(["scancel", "--quiet", "--user", "root"], env=dict(self.env, **self.all_env()))
             rows.append((f"sbatch --array=1-{n}", "peer", [r["submitted_per_s"] for r in results]))
         notes.append(f"{n} jobs in one call, {runs} run(s); the rate is jobs accepted per second of the submitting "
-                     "call (Slurm's array is cancelled after each run, not run). tsp has no bulk submission (one "
+                     "call (each run's jobs are cancelled after it, not run: Queue's by their arrays' ids, Slurm's by scancel). tsp has no bulk submission (one "
                      "call per job: see the batch figures); GNU parallel keeps no spool, so it is no peer here.")
         if not any(role == "queue" for _, role, _ in rows):
             rows.append(("queue bulk submission", "queue", []))
         self.figure("Bulk submission into the spool", "jobs/s", True, rows,
                     target=("bulk 20,000 jobs/s into the spool", lambda m: m["queue"] >= 20000,
                             lambda m: f"{m['queue']:.0f} jobs/s"), notes=notes)
+
+    def cancel_all_queue_jobs(self, pending_queue):
+        env = dict(self.env, **self.all_env())
+        listing = subprocess.run([str(self.bin / "queue"), "--jobs", "--json"], capture_output=True, text=True,
+                                 env=env).stdout
+        arrays = {job.get("array") or job["id"] for job in json.loads(listing).get("jobs", [])}
+        for array in arrays:
+            ok([str(self.bin / "queue"), "--cancel", array], env=env)
+        wait_for("the cancelled jobs' end",
+                 lambda: subprocess.run(["sh", "-c", pending_queue], capture_output=True, text=True,
+                                        env=env).stdout.strip() == "0", 600)
 
     # -- figure 5: streams --
     def streams(self):

@@ -79,6 +79,7 @@ json StatusReport::Jobs(uint32_t uid, bool include_finished) const {
   spool::JobFilter filter;
   if (!include_finished) filter.states = {spool::JobState::kWaiting, spool::JobState::kRunning};
   if (uid != 0) filter.uid = uid;
+  filter.with_spec = false;  // not shown
   json jobs = json::array();
   auto list = ledger_.List(filter);
   if (!list.ok()) return jobs;

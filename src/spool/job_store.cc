@@ -27,7 +27,7 @@ namespace {
 constexpr int64_t kApplicationId = 0x51554555;
 // Bump when the schema changes, and add the step that upgrades older files to
 // kSchemaSteps.
-constexpr int64_t kSchemaVersion = 8;
+constexpr int64_t kSchemaVersion = 9;
 // Someone inspecting the file with the sqlite3 shell may hold a lock briefly.
 constexpr int kBusyTimeoutMs = 5000;
 // After a burst, shrink the WAL back to this size at the next checkpoint.
@@ -113,15 +113,30 @@ ALTER TABLE jobs ADD COLUMN array_id INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_by_array ON jobs (array_id, array_index);
 )sql",
+    // 8 -> 9: specs (a job's environment among them: kilobytes) in a table of
+    // their own, so that a job's row is a few hundred bytes: listing 10,000
+    // jobs read 10,000 pages (one row a page) to show no spec, and each
+    // transition wrote the spec's page again though a spec never changes.
+    // jobs.spec stays, empty. A record's spec goes with it (the trigger).
+    R"sql(
+CREATE TABLE job_specs (id INTEGER PRIMARY KEY, spec BLOB NOT NULL);
+INSERT INTO job_specs SELECT id, spec FROM jobs;
+UPDATE jobs SET spec = x'';
+CREATE TRIGGER job_spec_goes AFTER DELETE ON jobs BEGIN DELETE FROM job_specs WHERE id = OLD.id; END;
+)sql",
 };
 
 // Every query reads the record's columns in this order: id first, then the 28
-// fields of JobRecord as declared (see ReadRecord).
-constexpr std::string_view kSelectColumns =
-    "SELECT id, origin_host, origin_id, uid, gid, queue, job_name, state, spec, exec_host, "
-    "submit_time, start_time, end_time, wait_status, cpu_seconds, shepherd_pid, "
-    "shepherd_start_time, message, batch, output_path, restarts, end_reported, checkpointed, checkpoint_in_place, "
-    "cancel_requested, output_held, restart_notes, array_id, array_index FROM jobs ";
+// fields of JobRecord as declared (see ReadRecord); the spec from job_specs,
+// or left empty (kNoSpec) for a listing that needs none.
+constexpr std::string_view kSpec = "(SELECT spec FROM job_specs WHERE job_specs.id = jobs.id)";
+constexpr std::string_view kNoSpec = "x''";
+std::string SelectColumns(std::string_view spec) {
+  return "SELECT id, origin_host, origin_id, uid, gid, queue, job_name, state, coalesce(" + std::string(spec) +
+         ", x''), exec_host, submit_time, start_time, end_time, wait_status, cpu_seconds, shepherd_pid, "
+         "shepherd_start_time, message, batch, output_path, restarts, end_reported, checkpointed, "
+         "checkpoint_in_place, cancel_requested, output_held, restart_notes, array_id, array_index FROM jobs ";
+}
 
 // A finished statement must be reset so it releases its read snapshot and can be
 // reused; doing it on scope exit covers every early return.
@@ -303,7 +318,9 @@ std::optional<JobState> JobStateFromString(std::string_view text) {
 
 enum JobStore::StatementId : int {
   kInsert,
+  kInsertSpec,
   kUpdate,
+  kUpdateSpec,
   kSelectById,
   kFindByOrigin,
   kDelete,
@@ -328,7 +345,7 @@ struct JobStore::Statements {
   // Parameters are bound in the order of BindRecordFields (?1..?28) where a
   // statement takes a whole record.
   static std::string Sql(StatementId id) {
-    const std::string select(kSelectColumns);
+    const std::string select = SelectColumns(kSpec);
     switch (id) {
       case kInsert:
         return "INSERT INTO jobs (origin_host, origin_id, uid, gid, queue, job_name, state, "
@@ -336,11 +353,17 @@ struct JobStore::Statements {
                "cpu_seconds, shepherd_pid, shepherd_start_time, message, batch, "
                "output_path, restarts, end_reported, checkpointed, checkpoint_in_place, cancel_requested, output_held, "
                "restart_notes, array_id, array_index) "
-               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'', ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
                "?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+      case kInsertSpec:
+        return "INSERT INTO job_specs (id, spec) VALUES (?1, ?2)";
+      case kUpdateSpec:
+        // Written only when it changed (it never does in the daemon's transitions).
+        return "INSERT INTO job_specs (id, spec) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET spec = excluded.spec "
+               "WHERE spec IS NOT excluded.spec";
       case kUpdate:
         return "UPDATE jobs SET origin_host = ?1, origin_id = ?2, uid = ?3, gid = ?4, "
-               "queue = ?5, job_name = ?6, state = ?7, spec = ?8, exec_host = ?9, "
+               "queue = ?5, job_name = ?6, state = ?7, exec_host = ?9, "
                "submit_time = ?10, start_time = ?11, end_time = ?12, wait_status = ?13, "
                "cpu_seconds = ?14, shepherd_pid = ?15, shepherd_start_time = ?16, "
                "message = ?17, batch = ?18, output_path = ?19, restarts = ?20, "
@@ -640,30 +663,53 @@ Status JobStore::RefuseIfTransactionLost() const {
 
 Result<uint64_t> JobStore::Add(const JobRecord& record) {
   if (Status alive = RefuseIfTransactionLost(); !alive) return Fail(alive.message());
-  sqlite3_stmt* stmt = Statement(kInsert);
+  Transaction both = Begin();  // its row and its spec's, or neither
+  if (!both.status()) return Fail(both.status().message());
+  uint64_t id = 0;
+  {
+    sqlite3_stmt* stmt = Statement(kInsert);
+    ResetOnExit reset(stmt);
+    Binder bind(stmt);
+    BindRecordFields(bind, record);
+    if (bind.rc() != SQLITE_OK) return Failure("store a new job", bind.rc());
+    if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure("store a new job", rc);
+    id = static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+  }
+  if (Status spec = WriteSpec(kInsertSpec, id, record.spec, "store a new job's spec"); !spec) return Fail(spec.message());
+  if (Status done = both.Commit(); !done) return Fail(done.message());
+  return id;
+}
+
+Status JobStore::WriteSpec(StatementId which, uint64_t id, std::string_view spec, std::string_view what) {
+  sqlite3_stmt* stmt = Statement(which);
   ResetOnExit reset(stmt);
   Binder bind(stmt);
-  BindRecordFields(bind, record);
-  if (bind.rc() != SQLITE_OK) return Failure("store a new job", bind.rc());
-  if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure("store a new job", rc);
-  return static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+  bind.Id(id).Blob(spec);
+  if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
+  if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure(what, rc);
+  return Status::Ok();
 }
 
 Status JobStore::Update(const JobRecord& record) {
   if (Status alive = RefuseIfTransactionLost(); !alive) return alive;
-  sqlite3_stmt* stmt = Statement(kUpdate);
-  ResetOnExit reset(stmt);
-  Binder bind(stmt);
-  BindRecordFields(bind, record);
-  bind.Id(record.id);
+  Transaction both = Begin();  // its row and its spec's, or neither
+  if (!both.status()) return both.status();
   std::string what = "update job " + std::to_string(record.id);
-  if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
-  if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure(what, rc);
-  if (sqlite3_changes(db_) == 0) {
-    return Fail("Could not update job " + std::to_string(record.id) +
-                ": the job spool " + path_ + " has no such job.");
+  {
+    sqlite3_stmt* stmt = Statement(kUpdate);
+    ResetOnExit reset(stmt);
+    Binder bind(stmt);
+    BindRecordFields(bind, record);
+    bind.Id(record.id);
+    if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
+    if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure(what, rc);
+    if (sqlite3_changes(db_) == 0) {
+      return Fail("Could not update job " + std::to_string(record.id) +
+                  ": the job spool " + path_ + " has no such job.");
+    }
   }
-  return Status::Ok();
+  if (Status spec = WriteSpec(kUpdateSpec, record.id, record.spec, what + "'s spec"); !spec) return spec;
+  return both.Commit();
 }
 
 Result<std::optional<JobRecord>> JobStore::QueryOne(sqlite3_stmt* stmt,
@@ -710,7 +756,7 @@ struct ListQuery {
 };
 
 ListQuery BuildListQuery(const JobFilter& filter) {
-  ListQuery query{std::string(kSelectColumns) + "WHERE id > ?",
+  ListQuery query{SelectColumns(filter.with_spec ? kSpec : kNoSpec) + "WHERE id > ?",
                   {ClampToInt64(filter.after_id)}};
   auto equals = [&query](std::string_view column, std::variant<int64_t, std::string_view> value) {
     query.sql.append(" AND ").append(column).append(" = ?");

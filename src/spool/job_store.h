@@ -103,6 +103,9 @@ struct JobFilter {
   std::optional<bool> end_reported;
   uint64_t after_id = 0;  // only ids greater than this, to page through a long list
   size_t limit = 0;       // at most this many records; 0 = no limit
+  // false: each record's spec is left empty (a listing that shows none reads
+  // none of the specs' bytes).
+  bool with_spec = true;
 };
 
 // How many records of one kind have not ended for good (CountUnfinished).
@@ -238,6 +241,8 @@ class JobStore {
   Error Failure(std::string_view what, int code) const;
   sqlite3_stmt* Statement(StatementId id) const;
   Result<std::optional<JobRecord>> QueryOne(sqlite3_stmt* stmt, std::string_view what);
+  // Stores `spec` as job `id`'s (kInsertSpec or kUpdateSpec).
+  Status WriteSpec(StatementId which, uint64_t id, std::string_view spec, std::string_view what);
   Result<sqlite3_stmt*> ListStatement(const std::string& sql);
 
   std::string path_;

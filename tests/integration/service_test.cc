@@ -253,6 +253,32 @@ TEST(ServiceNotify, ReadyOnceClientsAreServedReloadingAndStopping) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
 }
 
+// A descriptor queued inherits (a shell's, a test runner's log, the write end
+// of a pipe its starter reads) is closed at its start: a daemon would hold
+// it, and the file or pipe behind it, for its whole life. The test runner's
+// log, deleted under the daemon, failed the descriptor check of
+// Lifecycle.ThreeHundredBatchJobsDrainUnderADescriptorLimitOf256 now and then.
+TEST(ServiceStart, ADaemonKeepsNoDescriptorItInherited) {
+  Host host;
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, 0), 0);  // not close-on-exec: the daemon inherits the write end
+  Daemon daemon({"-D", "--spooldir", host.spool, "--hosts", host.dir + "/hosts", "--key", host.dir + "/cluster.key",
+                 "--listen", host.cluster->entry(0), "--socket", host.cluster->socket(0), "--loadavg-file",
+                 host.dir + "/host0/loadavg"},
+                kNoSystemd, host.dir + "/queued.log");
+  close(pipe_fds[1]);
+  ASSERT_TRUE(WaitUntil([&] { return host.Answers(); }, 15s)) << ReadFile(host.dir + "/queued.log");
+  pollfd ended{pipe_fds[0], POLLIN, 0};
+  if (poll(&ended, 1, 5000) == 1) {
+    char byte;
+    EXPECT_EQ(read(pipe_fds[0], &byte, 1), 0) << "end of file: no writer left";
+  } else {
+    ADD_FAILURE() << "the daemon still holds the pipe's write end";
+  }
+  close(pipe_fds[0]);
+  EXPECT_TRUE(daemon.Running());
+}
+
 // A stop asked while queued starts (systemd's stop during a slow start, or
 // a test's): once its socket exists, SIGTERM is a clean stop (exit 0, the
 // socket removed), never the default death that leaves the socket behind.

@@ -156,7 +156,7 @@ TEST_F(SpoolReserveTest, RecordsUseTheRoomAndItIsMadeAgainOnceThereIsRoom) {
     // New records take the free pages before the file grows.
     struct stat before {};
     ASSERT_EQ(stat((dir + "/jobs.db").c_str(), &before), 0);
-    AddRunningJobs(*store, 200);
+    AddRunningJobs(*store, 300);  // ~700 KiB: specs two to a page, rows small
     struct stat after {};
     ASSERT_EQ(stat((dir + "/jobs.db").c_str(), &after), 0);
     EXPECT_EQ(after.st_size, before.st_size);

@@ -43,6 +43,18 @@ class JobLedgerTest : public ::testing::Test {
     return result ? *result : Status(Fail("never committed"));
   }
 
+  // The spool refuses to store an array's element of index 7 (a trigger).
+  void RefuseArrayIndexSeven() {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/jobs.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TRIGGER refuse_seven BEFORE INSERT ON jobs WHEN NEW.array_index = 7 "
+                           "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+
   TempLedger temp_;
   std::string& dir_ = temp_.dir;
   asio::io_context& io_ = temp_.io;
@@ -93,14 +105,7 @@ TEST_F(JobLedgerTest, SubmitManyStoresEveryElementNamingItsArray) {
 // 7) leaves no element behind, and the writes around it in the same group
 // commit stand.
 TEST_F(JobLedgerTest, SubmitManyStoresNothingWhenOneElementFails) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/jobs.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "CREATE TRIGGER refuse_seven BEFORE INSERT ON jobs WHEN NEW.array_index = 7 "
-                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
+  ASSERT_NO_FATAL_FAILURE(RefuseArrayIndexSeven());
   uint64_t before = SubmitOne();
   auto make = [](size_t i, uint64_t) {
     spool::JobRecord r;
@@ -186,14 +191,7 @@ TEST_F(JobLedgerTest, TheWaitingTallyFollowsEachTransitionWithoutReadingTheSpool
 // An array that fails to go in adds nothing to the tally; one that goes in
 // adds all its jobs.
 TEST_F(JobLedgerTest, TheWaitingTallyCountsAnArrayOnlyOnceItIsStored) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/jobs.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "CREATE TRIGGER refuse_seven BEFORE INSERT ON jobs WHEN NEW.array_index = 7 "
-                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
+  ASSERT_NO_FATAL_FAILURE(RefuseArrayIndexSeven());
   auto make = [](size_t i, uint64_t) {
     spool::JobRecord r;
     r.uid = 1000;

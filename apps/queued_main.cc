@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   // Descriptors whoever started us left open (a shell's, a test runner's log,
   // a pipe its starter reads to its end): a daemon would hold them, and their
   // files and pipes, for its whole life. queued is given none it needs.
-  close_range(STDERR_FILENO + 1, ~0U, 0);
+  if (close_range(STDERR_FILENO + 1, ~0U, 0) != 0)  // a kernel before 5.9: one by one, as far as is usual
+    for (int fd = STDERR_FILENO + 1; fd < 1024; ++fd) close(fd);
   queue::auth::InitOpenSsl(queue::auth::OpenSslUse::kLongLived);
   queue::daemon::InstallLogStream(queue::daemon::StderrIsJournal());
   CLI::App app{"queued: the Queue daemon; runs on every host of the cluster."};

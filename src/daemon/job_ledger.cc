@@ -81,16 +81,13 @@ void JobLedger::Tally(const spool::JobRecord& added) {
 }
 
 Result<WaitingTally> JobLedger::WaitingOf(uint32_t uid) {
-  if (store_.rollbacks() != rollbacks_seen_) Distrust();
+  if (store_.rollbacks() != rollbacks_seen_ || store_.transaction_lost()) Distrust();
   if (!waiting_) {
     const uint64_t rollbacks = store_.rollbacks();
-    spool::JobFilter filter;
-    filter.states = {JobState::kWaiting};
-    filter.local_origin = true;
-    auto all = store_.List(filter);
-    if (!all.ok()) return Fail("spool: " + all.message());
+    auto counts = store_.CountWaitingByUser();
+    if (!counts.ok()) return Fail("spool: " + counts.message());
     std::unordered_map<uint32_t, WaitingTally> tally;
-    for (const spool::JobRecord& r : *all) AddTo(tally, r);
+    for (const spool::WaitingCount& c : *counts) tally[c.uid] = {c.jobs, c.spec_bytes};
     waiting_ = std::move(tally);
     rollbacks_seen_ = rollbacks;
   }
@@ -105,17 +102,25 @@ Result<uint64_t> JobLedger::Submit(spool::JobRecord record,
   record.restarts = 0;
   record.end_reported = false;
   batch_.Join();
+  // The record and its output's name (known from its id), or neither.
+  spool::JobStore::Transaction both = store_.Begin();
+  if (!both.status().ok()) return Fail("spool: " + both.status().message());
   auto id = store_.Add(record);
   if (!id.ok()) {
     Distrust();
     return Fail("spool: " + id.message());
   }
+  record.id = *id;
+  if (output_path) {
+    record.output_path = output_path(*id);
+    if (Status written = store_.Update(record); !written.ok()) {
+      Distrust();
+      return Fail("spool: cannot record that " + JobText(*id) + " was submitted: " + written.message());
+    }
+  }
+  if (Status committed = both.Commit(); !committed.ok()) return Fail("spool: " + committed.message());
   Tally(record);
   if (metrics_ != nullptr) ++metrics_->jobs_submitted[record.queue];
-  if (!output_path) return *id;
-  record.id = *id;
-  record.output_path = output_path(*id);
-  if (Status written = Write(record, true, "was submitted"); !written.ok()) return Fail(written.message());
   return *id;
 }
 

@@ -320,13 +320,13 @@ enum JobStore::StatementId : int {
   kInsert,
   kInsertSpec,
   kUpdate,
-  kUpdateSpec,
   kSelectById,
   kFindByOrigin,
   kDelete,
   kDeleteClosedBefore,
   kNextId,
   kCountUnfinished,
+  kWaitingByUser,
   kStatementCount,
 };
 
@@ -357,10 +357,6 @@ struct JobStore::Statements {
                "?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
       case kInsertSpec:
         return "INSERT INTO job_specs (id, spec) VALUES (?1, ?2)";
-      case kUpdateSpec:
-        // Written only when it changed (it never does in the daemon's transitions).
-        return "INSERT INTO job_specs (id, spec) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET spec = excluded.spec "
-               "WHERE spec IS NOT excluded.spec";
       case kUpdate:
         return "UPDATE jobs SET origin_host = ?1, origin_id = ?2, uid = ?3, gid = ?4, "
                "queue = ?5, job_name = ?6, state = ?7, exec_host = ?9, "
@@ -384,6 +380,11 @@ struct JobStore::Statements {
       case kCountUnfinished:
         return "SELECT queue, state, exec_host != '', origin_host != '', count(*) FROM jobs "
                "WHERE end_reported = 0 GROUP BY 1, 2, 3, 4";
+      case kWaitingByUser:
+        // length() of a blob reads its size, not its bytes.
+        return "SELECT jobs.uid, count(*), coalesce(sum(length(job_specs.spec)), 0) FROM jobs "
+               "LEFT JOIN job_specs ON job_specs.id = jobs.id WHERE jobs.state = 'waiting' AND "
+               "jobs.origin_host = '' GROUP BY jobs.uid";
       case kStatementCount:
         break;
     }
@@ -652,8 +653,10 @@ Error JobStore::Failure(std::string_view what, int code) const {
 // SQLite rolls a whole transaction back by itself after some errors (disk full,
 // I/O error). A mutation made after that would commit on its own, outside the
 // caller's transaction, so it is refused instead.
+bool JobStore::transaction_lost() const { return open_depth_ > 0 && sqlite3_get_autocommit(db_) != 0; }
+
 Status JobStore::RefuseIfTransactionLost() const {
-  if (open_depth_ > 0 && sqlite3_get_autocommit(db_) != 0) {
+  if (transaction_lost()) {
     return Fail("The job spool " + path_ +
                 " rolled back the open transaction after an earlier error; nothing more " +
                 "was changed. Begin a new transaction.");
@@ -675,41 +678,46 @@ Result<uint64_t> JobStore::Add(const JobRecord& record) {
     if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure("store a new job", rc);
     id = static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
   }
-  if (Status spec = WriteSpec(kInsertSpec, id, record.spec, "store a new job's spec"); !spec) return Fail(spec.message());
+  {
+    sqlite3_stmt* stmt = Statement(kInsertSpec);
+    ResetOnExit reset(stmt);
+    Binder bind(stmt);
+    bind.Id(id).Blob(record.spec);
+    if (bind.rc() != SQLITE_OK) return Failure("store a new job's spec", bind.rc());
+    if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure("store a new job's spec", rc);
+  }
   if (Status done = both.Commit(); !done) return Fail(done.message());
   return id;
 }
 
-Status JobStore::WriteSpec(StatementId which, uint64_t id, std::string_view spec, std::string_view what) {
-  sqlite3_stmt* stmt = Statement(which);
+Status JobStore::Update(const JobRecord& record) {
+  if (Status alive = RefuseIfTransactionLost(); !alive) return alive;
+  sqlite3_stmt* stmt = Statement(kUpdate);
   ResetOnExit reset(stmt);
   Binder bind(stmt);
-  bind.Id(id).Blob(spec);
+  BindRecordFields(bind, record);  // ?8, the spec, is not in the statement: it stays as Add stored it
+  bind.Id(record.id);
+  std::string what = "update job " + std::to_string(record.id);
   if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
   if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure(what, rc);
+  if (sqlite3_changes(db_) == 0) {
+    return Fail("Could not update job " + std::to_string(record.id) +
+                ": the job spool " + path_ + " has no such job.");
+  }
   return Status::Ok();
 }
 
-Status JobStore::Update(const JobRecord& record) {
-  if (Status alive = RefuseIfTransactionLost(); !alive) return alive;
-  Transaction both = Begin();  // its row and its spec's, or neither
-  if (!both.status()) return both.status();
-  std::string what = "update job " + std::to_string(record.id);
-  {
-    sqlite3_stmt* stmt = Statement(kUpdate);
-    ResetOnExit reset(stmt);
-    Binder bind(stmt);
-    BindRecordFields(bind, record);
-    bind.Id(record.id);
-    if (bind.rc() != SQLITE_OK) return Failure(what, bind.rc());
-    if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) return Failure(what, rc);
-    if (sqlite3_changes(db_) == 0) {
-      return Fail("Could not update job " + std::to_string(record.id) +
-                  ": the job spool " + path_ + " has no such job.");
-    }
-  }
-  if (Status spec = WriteSpec(kUpdateSpec, record.id, record.spec, what + "'s spec"); !spec) return spec;
-  return both.Commit();
+Result<std::vector<WaitingCount>> JobStore::CountWaitingByUser() {
+  sqlite3_stmt* stmt = Statement(kWaitingByUser);
+  ResetOnExit reset(stmt);
+  std::vector<WaitingCount> counts;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+    counts.push_back({static_cast<uint32_t>(sqlite3_column_int64(stmt, 0)),
+                      static_cast<uint64_t>(sqlite3_column_int64(stmt, 1)),
+                      static_cast<uint64_t>(sqlite3_column_int64(stmt, 2))});
+  if (rc != SQLITE_DONE) return Failure("count the waiting jobs by user", rc);
+  return counts;
 }
 
 Result<std::optional<JobRecord>> JobStore::QueryOne(sqlite3_stmt* stmt,

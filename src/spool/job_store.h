@@ -117,6 +117,14 @@ struct UnfinishedCount {
   uint64_t count = 0;
 };
 
+// The jobs submitted on this host (origin_host "") that wait, of one user
+// (CountWaitingByUser).
+struct WaitingCount {
+  uint32_t uid = 0;
+  uint64_t jobs = 0;
+  uint64_t spec_bytes = 0;
+};
+
 // The WAL is checkpointed into the database once it holds this much: a WAL
 // file given twice this by KeepRoom is then written over, not grown, by
 // transactions of up to this size.
@@ -174,7 +182,9 @@ class JobStore {
 
   // Stores a new job and returns its id; record.id is ignored.
   Result<uint64_t> Add(const JobRecord& record);
-  // Replaces every field of the job with id record.id; fails if there is none.
+  // Replaces every field of the job with id record.id but its spec, which is
+  // fixed when Add stores it (a record listed without its spec may be written
+  // back); fails if there is none.
   Status Update(const JobRecord& record);
   Result<std::optional<JobRecord>> Get(uint64_t id);
   // Matching records in id order (submission order). On a large spool, give
@@ -189,6 +199,9 @@ class JobStore {
   // or ended and not yet told or delivered), counted by queue, state, offer
   // and origin. Reads the jobs_end_unreported index, not the closed records.
   Result<std::vector<UnfinishedCount>> CountUnfinished();
+  // Per user, the waiting jobs submitted here and their specs' bytes, summed
+  // by SQLite without reading the specs.
+  Result<std::vector<WaitingCount>> CountWaitingByUser();
   // Deletes the job; fails if there is none. Its id is never given to another job.
   Status Remove(uint64_t id);
 
@@ -202,6 +215,9 @@ class JobStore {
   // How many Transactions were rolled back (dropped, or a commit that failed):
   // what a cache of the store's contents must read again after.
   uint64_t rollbacks() const { return rollbacks_; }
+  // Whether SQLite rolled back the open Transaction by itself (a full disk):
+  // counted in rollbacks() only once that Transaction finishes.
+  bool transaction_lost() const;
 
   // The id the next Add() will most likely return (for display only).
   Result<uint64_t> NextIdHint();
@@ -241,8 +257,6 @@ class JobStore {
   Error Failure(std::string_view what, int code) const;
   sqlite3_stmt* Statement(StatementId id) const;
   Result<std::optional<JobRecord>> QueryOne(sqlite3_stmt* stmt, std::string_view what);
-  // Stores `spec` as job `id`'s (kInsertSpec or kUpdateSpec).
-  Status WriteSpec(StatementId which, uint64_t id, std::string_view spec, std::string_view what);
   Result<sqlite3_stmt*> ListStatement(const std::string& sql);
 
   std::string path_;

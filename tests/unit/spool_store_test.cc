@@ -215,7 +215,8 @@ TEST_F(SpoolStoreTest, EmptyStringsAndSpecAreKept) {
 }
 
 // Specs live in a table of their own (schema 9): a listing may leave them
-// out, an update that changes one keeps it, and a removed record's goes too.
+// out, a record written back without its spec keeps it, and a removed
+// record's spec goes too.
 TEST_F(SpoolStoreTest, SpecsAreKeptApartListedOnlyWhenAskedAndGoWithTheirRecord) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
@@ -233,9 +234,8 @@ TEST_F(SpoolStoreTest, SpecsAreKeptApartListedOnlyWhenAskedAndGoWithTheirRecord)
   auto with = store->List({});
   ASSERT_TRUE(with.ok());
   EXPECT_EQ(with->front(), job);
-  job.spec = "another spec";
-  ASSERT_TRUE(store->Update(job).ok());
-  EXPECT_EQ(**store->Get(job.id), job);
+  ASSERT_TRUE(store->Update(without->front()).ok());
+  EXPECT_EQ(**store->Get(job.id), job) << "written back without its spec, it keeps it";
   EXPECT_EQ(QueryColumn("SELECT count(*) FROM job_specs"), std::vector<std::string>{"1"});
   EXPECT_EQ(QueryColumn("SELECT length(spec) FROM jobs"), std::vector<std::string>{"0"});
   ASSERT_TRUE(store->Remove(job.id).ok());
@@ -250,7 +250,7 @@ TEST_F(SpoolStoreTest, GetOfUnknownIdIsEmpty) {
   EXPECT_FALSE(got->has_value());
 }
 
-TEST_F(SpoolStoreTest, UpdateReplacesTheWholeRecord) {
+TEST_F(SpoolStoreTest, UpdateReplacesTheWholeRecordButItsSpec) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
   uint64_t id = *store->Add(SampleJob());
@@ -258,7 +258,6 @@ TEST_F(SpoolStoreTest, UpdateReplacesTheWholeRecord) {
   changed.id = id;
   changed.state = JobState::kRunning;
   changed.exec_host = "";
-  changed.spec = "new spec";
   changed.message = "";
   changed.cpu_seconds = 0.25;
   changed.batch = false;
@@ -272,6 +271,14 @@ TEST_F(SpoolStoreTest, UpdateReplacesTheWholeRecord) {
   auto got = store->Get(id);
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ(**got, changed);
+  // The spec is fixed when the job is added: another one, or none (a record
+  // listed without its spec, written back), leaves it as it was.
+  for (const std::string spec : {"new spec", ""}) {
+    JobRecord other = changed;
+    other.spec = spec;
+    ASSERT_TRUE(store->Update(other).ok());
+    EXPECT_EQ(**store->Get(id), changed) << "spec \"" << spec << "\"";
+  }
 }
 
 TEST_F(SpoolStoreTest, UpdateOfMissingJobFails) {

@@ -59,10 +59,8 @@ Result<spool::JobRecord> JobLedger::Expect(uint64_t id, std::initializer_list<Jo
 
 Status JobLedger::Write(const spool::JobRecord& record, bool was_waiting, const char* what) {
   batch_.Join();
-  if (Status written = store_.Update(record); !written.ok()) {
-    Distrust();  // SQLite may have rolled back the open transaction with it
+  if (Status written = store_.Update(record); !written.ok())
     return Fail("spool: cannot record that " + JobText(record.id) + " " + what + ": " + written.message());
-  }
   // A transition changes neither the owner nor the spec, only whether it waits.
   if (!waiting_ || Waits(record) == was_waiting) return Status::Ok();
   if (!was_waiting) {
@@ -81,14 +79,12 @@ void JobLedger::Tally(const spool::JobRecord& added) {
 }
 
 Result<WaitingTally> JobLedger::WaitingOf(uint32_t uid) {
-  if (store_.rollbacks() != rollbacks_seen_ || store_.transaction_lost()) Distrust();
+  if (store_.rollbacks() != rollbacks_seen_ || store_.transaction_lost()) waiting_.reset();
   if (!waiting_) {
     const uint64_t rollbacks = store_.rollbacks();
     auto counts = store_.CountWaitingByUser();
     if (!counts.ok()) return Fail("spool: " + counts.message());
-    std::unordered_map<uint32_t, WaitingTally> tally;
-    for (const spool::WaitingCount& c : *counts) tally[c.uid] = {c.jobs, c.spec_bytes};
-    waiting_ = std::move(tally);
+    waiting_ = std::move(counts.value());
     rollbacks_seen_ = rollbacks;
   }
   auto found = waiting_->find(uid);
@@ -106,17 +102,12 @@ Result<uint64_t> JobLedger::Submit(spool::JobRecord record,
   spool::JobStore::Transaction both = store_.Begin();
   if (!both.status().ok()) return Fail("spool: " + both.status().message());
   auto id = store_.Add(record);
-  if (!id.ok()) {
-    Distrust();
-    return Fail("spool: " + id.message());
-  }
+  if (!id.ok()) return Fail("spool: " + id.message());
   record.id = *id;
   if (output_path) {
     record.output_path = output_path(*id);
-    if (Status written = store_.Update(record); !written.ok()) {
-      Distrust();
+    if (Status written = store_.Update(record); !written.ok())
       return Fail("spool: cannot record that " + JobText(*id) + " was submitted: " + written.message());
-    }
   }
   if (Status committed = both.Commit(); !committed.ok()) return Fail("spool: " + committed.message());
   Tally(record);
@@ -313,10 +304,7 @@ Result<uint64_t> JobLedger::AdmitFromPeer(spool::JobRecord record, const std::st
   record.checkpointed = record.checkpoint_in_place = false;
   batch_.Join();
   auto id = store_.Add(record);
-  if (!id.ok()) {
-    Distrust();
-    return Fail("spool: " + id.message());
-  }
+  if (!id.ok()) return Fail("spool: " + id.message());
   if (metrics_ != nullptr) ++metrics_->runs_started[record.queue];
   return *id;
 }

@@ -68,11 +68,7 @@ struct RunEnd {
 
 // The jobs one user submitted here that wait (WAITING or OFFERED), and the
 // bytes of their stored specs: what UserQuota checks at every submission.
-struct WaitingTally {
-  size_t jobs = 0;
-  uint64_t spec_bytes = 0;
-  bool operator==(const WaitingTally&) const = default;
-};
+using WaitingTally = spool::WaitingCount;
 
 class JobLedger {
  public:
@@ -91,8 +87,8 @@ class JobLedger {
   // What `uid` has waiting here, in O(1): kept as each transition is written
   // (rather than read from the spool at every submission, which cost a
   // submission O(backlog)). Read whole from the spool once, and again after a
-  // write failed or a transaction was rolled back (the spool may then hold
-  // less than was written).
+  // transaction was rolled back or lost (the spool may then hold less than
+  // was written).
   Result<WaitingTally> WaitingOf(uint32_t uid);
 
   // Runs `then` once every transition made so far is on disk, or with why not.
@@ -177,14 +173,14 @@ class JobLedger {
   Status Write(const spool::JobRecord& record, bool was_waiting, const char* what);
   // A new record was written (Add): it waits.
   void Tally(const spool::JobRecord& added);
-  // The tally can no longer be trusted: read it again at the next WaitingOf.
-  void Distrust() { waiting_.reset(); }
   // A job submitted here that reached CLOSED.
   void CountFinished(const spool::JobRecord& record);
 
   MetricsRegistry* metrics_ = nullptr;
-  // WaitingOf's tally by uid (empty: not read yet, or distrusted), and the
-  // store's rollbacks() when it was last right.
+  // WaitingOf's tally by uid (empty: not read yet, or to be read again: the
+  // store rolled back since it was right), and the store's rollbacks() then.
+  // A write that fails changes nothing by itself (one statement, or a nested
+  // transaction rolled back); what SQLite undoes beyond it, the store counts.
   std::optional<std::unordered_map<uint32_t, WaitingTally>> waiting_;
   uint64_t rollbacks_seen_ = 0;
 

@@ -707,15 +707,14 @@ Status JobStore::Update(const JobRecord& record) {
   return Status::Ok();
 }
 
-Result<std::vector<WaitingCount>> JobStore::CountWaitingByUser() {
+Result<std::unordered_map<uint32_t, WaitingCount>> JobStore::CountWaitingByUser() {
   sqlite3_stmt* stmt = Statement(kWaitingByUser);
   ResetOnExit reset(stmt);
-  std::vector<WaitingCount> counts;
+  std::unordered_map<uint32_t, WaitingCount> counts;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-    counts.push_back({static_cast<uint32_t>(sqlite3_column_int64(stmt, 0)),
-                      static_cast<uint64_t>(sqlite3_column_int64(stmt, 1)),
-                      static_cast<uint64_t>(sqlite3_column_int64(stmt, 2))});
+    counts[static_cast<uint32_t>(sqlite3_column_int64(stmt, 0))] = {
+        static_cast<uint64_t>(sqlite3_column_int64(stmt, 1)), static_cast<uint64_t>(sqlite3_column_int64(stmt, 2))};
   if (rc != SQLITE_DONE) return Failure("count the waiting jobs by user", rc);
   return counts;
 }

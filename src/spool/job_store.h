@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "util/result.h"
@@ -117,12 +118,12 @@ struct UnfinishedCount {
   uint64_t count = 0;
 };
 
-// The jobs submitted on this host (origin_host "") that wait, of one user
-// (CountWaitingByUser).
+// The jobs one user submitted on this host (origin_host "") that wait, and
+// their specs' bytes (CountWaitingByUser).
 struct WaitingCount {
-  uint32_t uid = 0;
   uint64_t jobs = 0;
   uint64_t spec_bytes = 0;
+  bool operator==(const WaitingCount&) const = default;
 };
 
 // The WAL is checkpointed into the database once it holds this much: a WAL
@@ -201,7 +202,7 @@ class JobStore {
   Result<std::vector<UnfinishedCount>> CountUnfinished();
   // Per user, the waiting jobs submitted here and their specs' bytes, summed
   // by SQLite without reading the specs.
-  Result<std::vector<WaitingCount>> CountWaitingByUser();
+  Result<std::unordered_map<uint32_t, WaitingCount>> CountWaitingByUser();
   // Deletes the job; fails if there is none. Its id is never given to another job.
   Status Remove(uint64_t id);
 
